@@ -1,0 +1,1 @@
+"""Reading and writing cine studies, label maps and segmentations."""

@@ -1,0 +1,106 @@
+"""The ACDC dataset (Bernard et al., IEEE TMI 2018): patient folders with ED/ES frames and expert masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.study import PatientInfo, Study
+from cmrseg.io.volume_files import read_volume_file
+
+GROUPS = ("NOR", "MINF", "DCM", "HCM", "RV")
+
+
+@dataclass
+class AcdcFrame:
+    """One annotated frame: image ``[z, y, x]``, expert mask (ACDC labels), geometry in a 1-frame Study."""
+
+    patient: str
+    phase: str  # "ED" or "ES"
+    frame_number: int  # 1-based, as in Info.cfg and the file names
+    study: Study  # t = 1
+    mask: np.ndarray  # [z, y, x] uint8
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.study.image[0]
+
+
+def read_info(folder: Path) -> dict[str, str]:
+    info_path = folder / "Info.cfg"
+    if not info_path.is_file():
+        raise CMRSegError(f"{folder} is not an ACDC patient folder: Info.cfg is missing.")
+    info = {}
+    for line in info_path.read_text().splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            info[key.strip()] = value.strip()
+    for key in ("ED", "ES"):
+        if key not in info:
+            raise CMRSegError(f"{info_path} has no {key} entry.")
+    return info
+
+
+def is_patient_folder(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "Info.cfg").is_file()
+
+
+def patient_info(folder: Path, info: dict[str, str]) -> PatientInfo:
+    def number(key: str) -> float | None:
+        return float(info[key]) if key in info else None
+
+    return PatientInfo(
+        height_cm=number("Height"), weight_kg=number("Weight"), group=info.get("Group"), patient_id=folder.name
+    )
+
+
+def load_frame(folder: str | Path, phase: str) -> AcdcFrame:
+    """The ED or ES frame of one patient with its expert mask."""
+    folder = Path(folder)
+    info = read_info(folder)
+    number = int(info[phase])
+    base = folder / f"{folder.name}_frame{number:02d}"
+    study = read_volume_file(f"{base}.nii.gz")
+    study.patient = patient_info(folder, info)
+    study.description = f"ACDC {folder.name} {phase} (frame {number})"
+    mask_study = read_volume_file(f"{base}_gt.nii.gz")
+    mask = mask_study.image[0].astype(np.uint8)
+    if mask.shape != study.image.shape[1:]:
+        raise CMRSegError(f"{base}_gt.nii.gz does not match its image grid.")
+    return AcdcFrame(folder.name, phase, number, study, mask)
+
+
+def load_patient_study(folder: str | Path) -> Study:
+    """A patient as a study: the full cine when ``*_4d.nii.gz`` is there, else ED and ES as two frames."""
+    folder = Path(folder)
+    info = read_info(folder)
+    ed, es = int(info["ED"]), int(info["ES"])
+    cine = folder / f"{folder.name}_4d.nii.gz"
+    if cine.is_file():
+        study = read_volume_file(cine)
+        study.ed_frame, study.es_frame = ed - 1, es - 1
+    else:
+        ed_frame, es_frame = load_frame(folder, "ED"), load_frame(folder, "ES")
+        study = ed_frame.study
+        study.image = np.stack([ed_frame.image, es_frame.image])
+        study.frame_times_ms = np.array([ed - 1, es - 1], dtype=float)
+        study.ed_frame, study.es_frame = 0, 1
+    study.patient = patient_info(folder, info)
+    study.source = str(folder)
+    study.description = f"ACDC {folder.name} ({info.get('Group', '?')})"
+    study.__post_init__()
+    return study
+
+
+def list_patients(root: str | Path) -> list[Path]:
+    """Patient folders under an ACDC root (``.../acdc`` or ``.../acdc/training``), sorted by name."""
+    root = Path(root)
+    if (root / "training").is_dir():
+        root = root / "training"
+    patients = sorted(p for p in root.iterdir() if is_patient_folder(p)) if root.is_dir() else []
+    if not patients:
+        raise CMRSegError(f"No ACDC patient folders (with Info.cfg) under {root}.")
+    return patients

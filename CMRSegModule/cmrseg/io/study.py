@@ -1,0 +1,120 @@
+"""The in-memory cine study: image ``[t, z, y, x]`` plus LPS geometry, frame times and patient data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cmrseg.errors import CMRSegError
+
+
+@dataclass
+class PatientInfo:
+    """What is known of the patient; ``None`` where the source does not say."""
+
+    height_cm: float | None = None
+    weight_kg: float | None = None
+    sex: str | None = None  # "M", "F" or "O" as in DICOM
+    age_years: float | None = None
+    group: str | None = None  # pathology group when a dataset gives it (ACDC: NOR, MINF, DCM, HCM, RV)
+    patient_id: str | None = None
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Study:
+    """A short-axis cine study (or a single frame, ``t = 1``).
+
+    ``image`` is ``[t, z, y, x]``; ``spacing``, ``origin`` and the columns of ``direction`` are
+    ``(x, y, z)`` in LPS millimetres (see :mod:`cmrseg`). ``ed_frame`` / ``es_frame`` are 0-based.
+    """
+
+    image: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    frame_times_ms: np.ndarray | None = None
+    patient: PatientInfo = field(default_factory=PatientInfo)
+    ed_frame: int | None = None
+    es_frame: int | None = None
+    source: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.image.ndim == 3:
+            self.image = self.image[np.newaxis]
+        if self.image.ndim != 4:
+            raise CMRSegError(f"A study image must be [t, z, y, x]; got an array of shape {self.image.shape}.")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        if any(s <= 0 for s in self.spacing):
+            raise CMRSegError(f"Voxel spacing must be positive; got {self.spacing}.")
+        if self.frame_times_ms is None:
+            self.frame_times_ms = np.arange(self.num_frames, dtype=float)
+        self.frame_times_ms = np.asarray(self.frame_times_ms, dtype=float)
+        if self.frame_times_ms.shape != (self.num_frames,):
+            raise CMRSegError(
+                f"{self.num_frames} frames but {self.frame_times_ms.size} frame times in {self.source or 'study'}."
+            )
+        for name in ("ed_frame", "es_frame"):
+            index = getattr(self, name)
+            if index is not None and not 0 <= index < self.num_frames:
+                raise CMRSegError(f"{name} = {index} is outside the {self.num_frames} frames of the study.")
+
+    @property
+    def num_frames(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def num_slices(self) -> int:
+        return self.image.shape[1]
+
+    @property
+    def matrix(self) -> tuple[int, int]:
+        """In-plane size as (rows, columns) = (y, x)."""
+        return self.image.shape[2], self.image.shape[3]
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def frame(self, index: int) -> np.ndarray:
+        """One frame as ``[z, y, x]``."""
+        return self.image[index]
+
+    def single_frame(self, index: int) -> Study:
+        """A one-frame study holding frame ``index`` (same geometry and patient data)."""
+        return replace(
+            self,
+            image=self.image[index : index + 1],
+            frame_times_ms=self.frame_times_ms[index : index + 1],
+            ed_frame=None,
+            es_frame=None,
+        )
+
+    def index_to_lps(self, xyz: np.ndarray) -> np.ndarray:
+        """Continuous voxel indices ``(..., 3)`` in (x, y, z) order to LPS points in mm."""
+        xyz = np.asarray(xyz, dtype=float)
+        return np.asarray(self.origin) + (xyz * np.asarray(self.spacing)) @ self.direction.T
+
+    def summary(self) -> dict:
+        """A JSON-ready description (what ``cmrseg info`` prints)."""
+        times = self.frame_times_ms
+        return {
+            "source": self.source,
+            "description": self.description,
+            "frames": self.num_frames,
+            "slices": self.num_slices,
+            "matrix_rows_cols": list(self.matrix),
+            "spacing_xyz_mm": [round(s, 4) for s in self.spacing],
+            "origin_lps_mm": [round(o, 3) for o in self.origin],
+            "direction_columns_lps": np.round(self.direction, 5).T.tolist(),
+            "frame_times_ms": [round(float(t), 2) for t in times],
+            "ed_frame": self.ed_frame,
+            "es_frame": self.es_frame,
+            "patient": self.patient.as_dict(),
+        }

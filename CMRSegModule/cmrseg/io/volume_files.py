@@ -1,0 +1,113 @@
+"""NIfTI and NRRD (3D frames and 4D cine) to and from :class:`Study`, through SimpleITK.
+
+Spacing always comes from the header's voxel sizes (SimpleITK ``GetSpacing``), never from the affine:
+the ACDC affines have unit scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.study import Study
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def is_volume_file(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(VOLUME_SUFFIXES) and not name.endswith(".seg.nrrd")
+
+
+def stem(path: str | Path) -> str:
+    """File name without any of the volume suffixes (``x.nii.gz`` -> ``x``)."""
+    name = Path(path).name
+    for suffix in VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise CMRSegError(f"{path} does not exist or is not a file.")
+    # ITK warns about the unit-scale sform of every ACDC file; the spacing we use comes from pixdim.
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise CMRSegError(f"Cannot read {path} as an image ({str(exc).strip().splitlines()[-1]}).") from exc
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(True)
+
+
+def read_volume_file(path: str | Path) -> Study:
+    """A 3D frame (``t = 1``) or a 4D cine (time as the 4th axis) from NIfTI / NRRD / MetaImage."""
+    image = read_image(path)
+    array = sitk.GetArrayFromImage(image)  # [z, y, x] or [t, z, y, x]
+    dim = image.GetDimension()
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise CMRSegError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1.")
+    if dim == 2:
+        raise CMRSegError(f"{path} is a single 2D image; CMRSeg needs a stack of short-axis slices (3D or 4D).")
+    if dim not in (3, 4):
+        raise CMRSegError(f"{path} has {dim} dimensions; expected a 3D frame or a 4D cine.")
+    spacing = image.GetSpacing()[:3]
+    origin = image.GetOrigin()[:3]
+    direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
+    frame_times = None
+    if dim == 4:
+        frame_times = np.arange(array.shape[0]) * float(image.GetSpacing()[3])
+    return Study(
+        image=array.astype(np.float32),
+        spacing=spacing,
+        origin=origin,
+        direction=direction,
+        frame_times_ms=frame_times,
+        source=str(path),
+    )
+
+
+def frame_to_image(array: np.ndarray, study: Study) -> sitk.Image:
+    """A 3D ``[z, y, x]`` array as a SimpleITK image with the study's geometry."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.SetSpacing(study.spacing)
+    image.SetOrigin(study.origin)
+    image.SetDirection(tuple(np.asarray(study.direction).ravel()))
+    return image
+
+
+def write_frame(array: np.ndarray, study: Study, path: str | Path, overwrite: bool = False) -> Path:
+    """Write one frame (image or label map) on the study's grid as NIfTI or NRRD (chosen by suffix)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CMRSegError(f"{path} already exists; choose another output or allow overwriting.")
+    if array.shape != study.image.shape[1:]:
+        raise CMRSegError(f"Array of shape {array.shape} does not match the study grid {study.image.shape[1:]}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(frame_to_image(array, study), str(path), useCompression=True)
+    return path
+
+
+def write_study(study: Study, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a whole study as one 3D (``t = 1``) or 4D NIfTI / NRRD file."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CMRSegError(f"{path} already exists; choose another output or allow overwriting.")
+    if study.num_frames == 1:
+        return write_frame(study.image[0], study, path, overwrite=overwrite)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(study.image), isVector=False)
+    times = study.frame_times_ms
+    dt = float(np.median(np.diff(times))) if len(times) > 1 and np.all(np.diff(times) > 0) else 1.0
+    image.SetSpacing((*study.spacing, dt))
+    image.SetOrigin((*study.origin, float(times[0])))
+    direction = np.eye(4)
+    direction[:3, :3] = study.direction
+    image.SetDirection(tuple(direction.ravel()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return path
