@@ -1,0 +1,78 @@
+"""The ``cmrseg`` command. Heavy packages are imported inside the sub-commands, so ``--help`` is quick."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from cmrseg import __version__
+from cmrseg.errors import CMRSegError
+
+
+def _info(args: argparse.Namespace) -> int:
+    from cmrseg.io.load import load_study
+    from cmrseg.progress import LinePrinter
+
+    study = load_study(args.input, series_uid=args.series, progress=LinePrinter())
+    summary = study.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    times = summary["frame_times_ms"]
+    lines = [
+        f"Source:       {summary['source']}",
+        f"Series:       {summary['description'] or '-'}",
+        f"Frames:       {summary['frames']}",
+        f"Slices:       {summary['slices']}",
+        "Matrix:       {} x {} (rows x columns)".format(*summary["matrix_rows_cols"]),
+        "Spacing:      {} x {} mm in-plane, {} mm between slices".format(*summary["spacing_xyz_mm"]),
+        "Origin (LPS): {}".format(", ".join(f"{v:.2f}" for v in summary["origin_lps_mm"])),
+    ]
+    names = ("row direction", "column direction", "slice normal")
+    for name, axis in zip(names, summary["direction_columns_lps"], strict=True):
+        lines.append(f"  {name + ':':18}{' '.join(f'{v:+.4f}' for v in axis)}")
+    if len(times) > 1:
+        lines.append(f"Frame times:  {times[0]:.1f} .. {times[-1]:.1f} ms ({len(times)} frames)")
+    if summary["ed_frame"] is not None or summary["es_frame"] is not None:
+        lines.append(f"ED / ES:      frame {summary['ed_frame']} / frame {summary['es_frame']} (0-based)")
+    patient = summary["patient"]
+    lines.append("Patient:      " + (", ".join(f"{k} {v}" for k, v in patient.items()) if patient else "no data"))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmrseg", description="Short-axis cine cardiac MRI segmentation.")
+    parser.add_argument("--version", action="version", version=f"cmrseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="summarise a study (DICOM folder, NIfTI/NRRD, ACDC patient)")
+    info.add_argument("input", nargs="+", help="DICOM folder, ACDC patient folder, or NIfTI/NRRD file(s)")
+    info.add_argument("--series", help="SeriesInstanceUID to read when a DICOM folder holds several cines")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        return args.run(args)
+    except CMRSegError as exc:
+        print(f"cmrseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cmrseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Open whatever the user points at as a :class:`Study`: a DICOM folder, an ACDC patient folder, or
+NIfTI / NRRD files (one 4D cine, or several 3D frames in time order)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io import acdc
+from cmrseg.io.study import Study
+from cmrseg.io.volume_files import is_volume_file, read_volume_file
+from cmrseg.progress import ProgressCallback
+
+
+def load_study(
+    inputs: str | Path | Sequence[str | Path],
+    series_uid: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> Study:
+    paths = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
+    if not paths:
+        raise CMRSegError("No input given: name a DICOM folder, an ACDC patient folder or NIfTI/NRRD files.")
+    for path in paths:
+        if not path.exists():
+            raise CMRSegError(f"{path} does not exist.")
+    if len(paths) == 1 and paths[0].is_dir():
+        folder = paths[0]
+        if acdc.is_patient_folder(folder):
+            return acdc.load_patient_study(folder)
+        from cmrseg.io.dicom_cine import read_dicom_cine
+
+        return read_dicom_cine(folder, series_uid=series_uid, progress=progress)
+    not_volumes = [str(p) for p in paths if not is_volume_file(p)]
+    if not_volumes:
+        raise CMRSegError(
+            f"Not a NIfTI/NRRD file or a folder: {', '.join(not_volumes)}. "
+            "Give a DICOM folder, an ACDC patient folder, a 4D cine file or 3D frame files."
+        )
+    if len(paths) == 1:
+        return read_volume_file(paths[0])
+    return stack_frames([read_volume_file(p) for p in paths])
+
+
+def stack_frames(frames: list[Study]) -> Study:
+    """Several single-frame studies on one grid as the frames of one study (in the given order)."""
+    first = frames[0]
+    for frame in frames:
+        if frame.num_frames != 1:
+            raise CMRSegError(f"{frame.source} is already a cine ({frame.num_frames} frames); give 3D frames.")
+        same_grid = (
+            frame.image.shape == first.image.shape
+            and np.allclose(frame.spacing, first.spacing, atol=1e-3)
+            and np.allclose(frame.origin, first.origin, atol=1e-2)
+            and np.allclose(frame.direction, first.direction, atol=1e-4)
+        )
+        if not same_grid:
+            raise CMRSegError(f"{frame.source} is not on the same grid as {first.source}; frames must match.")
+    return Study(
+        image=np.concatenate([f.image for f in frames]),
+        spacing=first.spacing,
+        origin=first.origin,
+        direction=first.direction,
+        source=", ".join(f.source for f in frames),
+        description=f"{len(frames)} frames",
+    )

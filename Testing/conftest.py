@@ -1,0 +1,39 @@
+"""Shared pytest fixtures. Real data lives in ../shared/data beside the repository (never copied in)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+ACDC_ROOT = SHARED_DATA / "acdc" / "training"
+SUNNYBROOK_ROOT = SHARED_DATA / "sunnybrook"
+
+
+def require_shared_data(path: Path = SHARED_DATA) -> Path:
+    """Skip the calling test with a clear reason when the real data is not next to the repository."""
+    if not path.exists():
+        pytest.skip(f"real cardiac MRI data not found at {path} (place ../shared/data beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def acdc_root() -> Path:
+    return require_shared_data(ACDC_ROOT)
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_root() -> Path:
+    return require_shared_data(SUNNYBROOK_ROOT)
+
+
+@pytest.fixture
+def headless_slicer():
+    """A headless MRML scene with the application, volumes, segmentations and sequences logics."""
+    from headless_slicer import close_headless_slicer, create_headless_slicer
+
+    headless = create_headless_slicer()
+    yield headless
+    close_headless_slicer(headless)

@@ -1,0 +1,48 @@
+"""Packaging checks: every Python file of the module and of cmrseg is listed in the Slicer CMake files."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO_ROOT
+
+MODULE_DIR = REPO_ROOT / "CMRSegModule"
+
+
+def listed_files(cmake_file) -> set[str]:
+    return set(re.findall(r"[\w./-]+\.py\b", cmake_file.read_text()))
+
+
+def test_module_cmakelists_lists_every_python_file_on_disk():
+    on_disk = {
+        p.relative_to(MODULE_DIR).as_posix()
+        for p in MODULE_DIR.rglob("*.py")
+        if "Testing" not in p.relative_to(MODULE_DIR).parts and "__pycache__" not in p.parts
+    }
+    listed = {name.replace("${MODULE_NAME}", "CMRSegModule") for name in listed_files(MODULE_DIR / "CMakeLists.txt")}
+    assert on_disk - listed == set(), "add these files to CMRSegModule/CMakeLists.txt"
+    assert listed - on_disk == set(), "CMRSegModule/CMakeLists.txt lists files that do not exist"
+
+
+def test_extension_cmakelists_has_the_required_fields():
+    text = (REPO_ROOT / "CMakeLists.txt").read_text()
+    for field in (
+        "EXTENSION_HOMEPAGE",
+        "EXTENSION_CATEGORY",
+        "EXTENSION_CONTRIBUTORS",
+        "EXTENSION_DESCRIPTION",
+        "EXTENSION_ICONURL",
+        "EXTENSION_SCREENSHOTURLS",
+        "EXTENSION_DEPENDS",
+    ):
+        assert re.search(rf"set\({field}\s", text), field
+    assert re.search(r'set\(EXTENSION_CATEGORY\s+"Cardiac"\)', text)
+    assert re.search(r"set\(EXTENSION_DEPENDS\s+\"?PyTorch\"?\)", text)
+    assert "project(CMRSegExtension)" in text
+    assert "add_subdirectory(CMRSegModule)" in text
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (REPO_ROOT / "README.md").read_text()
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "scripts/test" in readme and "scripts/test" in ci
