@@ -10,7 +10,8 @@ MODULE_DIR = REPO_ROOT / "CMRSegModule"
 
 
 def listed_files(cmake_file) -> set[str]:
-    return set(re.findall(r"[\w./-]+\.py\b", cmake_file.read_text()))
+    """The list entries (one indented path per line) that name Python files."""
+    return set(re.findall(r"^\s+(\S+\.py)\s*$", cmake_file.read_text(), re.MULTILINE))
 
 
 def test_module_cmakelists_lists_every_python_file_on_disk():
