@@ -8,10 +8,10 @@ import vtk
 
 slicer = pytest.importorskip("slicer")
 
-from CMRSegModuleLib.SequenceNodes import createSequenceFromStudy, studyFromSequence  # noqa: E402
-from CMRSegModuleLib.VolumeNodes import volumeNodeGeometry  # noqa: E402
 from cmrseg.io.acdc import load_patient_study  # noqa: E402
 from cmrseg.io.study import Study  # noqa: E402
+from CMRSegModuleLib.SequenceNodes import createSequenceFromStudy, studyFromSequence  # noqa: E402
+from CMRSegModuleLib.VolumeNodes import volumeNodeGeometry  # noqa: E402
 
 
 def test_study_to_sequence_and_back_is_exact(headless_slicer):

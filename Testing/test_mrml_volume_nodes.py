@@ -8,13 +8,13 @@ import vtk
 
 slicer = pytest.importorskip("slicer")
 
+from cmrseg.io.acdc import load_frame  # noqa: E402
+from cmrseg.io.study import Study  # noqa: E402
 from CMRSegModuleLib.VolumeNodes import (  # noqa: E402
     createVolumeNodeFromFrame,
     ijkToRasArray,
     volumeNodeGeometry,
 )
-from cmrseg.io.acdc import load_frame  # noqa: E402
-from cmrseg.io.study import Study  # noqa: E402
 
 
 def oblique_study() -> Study:

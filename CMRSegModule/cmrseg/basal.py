@@ -1,0 +1,72 @@
+"""The published study's basal-slice criteria for the LV blood pool.
+
+Near the base the LV outflow tract is not enclosed by myocardium. A basal slice keeps its LV blood pool
+only when enough of the blood pool border touches myocardium: ``"50"`` keeps slices where at least 50 %
+of the border does, ``"100"`` only slices where all of it does, ``"none"`` keeps everything. Slices are
+tested from the basal end towards the apex and the test stops at the first slice that passes, so
+mid-ventricular slices are never touched. The myocardium and RV are left as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from cmrseg.errors import CMRSegError
+from cmrseg.labels import BACKGROUND, LV, MYO
+
+RULES = {"none": None, "50": 0.5, "100": 1.0}
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+def enclosed_fraction(slice_labels: np.ndarray) -> float:
+    """Fraction of the LV blood pool border pixels (2D, 4-connected) that touch myocardium (8-neighbourhood)."""
+    lv = slice_labels == LV
+    if not lv.any():
+        return float("nan")
+    border = lv & ~ndimage.binary_erosion(lv, _CROSS, border_value=0)
+    near_myo = ndimage.binary_dilation(slice_labels == MYO, np.ones((3, 3), bool))
+    return float((border & near_myo).sum()) / float(border.sum())
+
+
+def basal_end(labels: np.ndarray) -> int:
+    """Index of the basal slice: of the two end slices that contain LV, the one with the larger LV area."""
+    areas = (labels == LV).sum(axis=(1, 2))
+    with_lv = np.flatnonzero(areas)
+    if with_lv.size == 0:
+        return 0
+    first, last = int(with_lv[0]), int(with_lv[-1])
+    return first if areas[first] >= areas[last] else last
+
+
+def apply_basal_rule(labels: np.ndarray, rule: str, base_index: int | None = None) -> tuple[np.ndarray, list[int]]:
+    """A copy of ``[z, y, x]`` labels with the LV blood pool removed from the basal slices that fail ``rule``.
+
+    Returns the new labels and the list of slices whose LV blood pool was removed. ``base_index`` names
+    the basal slice when it is known (e.g. the ED frame's, so ED and ES use the same end).
+    """
+    if rule not in RULES:
+        raise CMRSegError(f"Unknown basal-slice rule {rule!r}; use one of {', '.join(RULES)}.")
+    threshold = RULES[rule]
+    result = labels.copy()
+    if threshold is None:
+        return result, []
+    with_lv = np.flatnonzero((labels == LV).any(axis=(1, 2)))
+    if with_lv.size == 0:
+        return result, []
+    base = basal_end(labels) if base_index is None else base_index
+    step = 1 if base <= with_lv.mean() else -1  # towards the apex
+    removed = []
+    z = base
+    while 0 <= z < labels.shape[0]:
+        fraction = enclosed_fraction(labels[z])
+        if np.isnan(fraction):  # no blood pool in this slice: move on towards the apex
+            z += step
+            continue
+        if fraction + 1e-9 >= threshold:
+            break
+        result[z][result[z] == LV] = BACKGROUND
+        removed.append(z)
+        z += step
+    return result, removed

@@ -1,0 +1,62 @@
+"""The basal-slice criteria on a synthetic LV with known myocardial coverage per slice, and on ACDC masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cmrseg.basal import apply_basal_rule, enclosed_fraction
+from cmrseg.io.acdc import load_frame
+from cmrseg.labels import LV, MYO
+
+
+def lv_slice(coverage: float, radius: float = 14.0, size: int = 64) -> np.ndarray:
+    """LV blood pool disk with a myocardial ring over ``coverage`` of the circumference (from angle 0)."""
+    y, x = np.mgrid[:size, :size] - (size - 1) / 2
+    r = np.hypot(x, y)
+    angle = (np.arctan2(y, x) + 2 * np.pi) % (2 * np.pi)
+    labels = np.zeros((size, size), np.uint8)
+    labels[r <= radius] = LV
+    labels[(r > radius) & (r <= radius + 5) & (angle <= coverage * 2 * np.pi)] = MYO
+    return labels
+
+
+def synthetic_lv() -> np.ndarray:
+    # Slice 0 is basal (largest blood pool), 30 % enclosed; slice 1 is 70 % enclosed; slices 2-5 fully.
+    slices = [lv_slice(0.3, radius=16), lv_slice(0.7, radius=15)] + [lv_slice(1.0, radius=r) for r in (14, 12, 10, 7)]
+    return np.stack(slices)
+
+
+def test_enclosed_fraction_follows_the_ring_coverage():
+    assert enclosed_fraction(lv_slice(1.0)) == 1.0
+    assert enclosed_fraction(lv_slice(0.5)) == pytest.approx(0.5, abs=0.05)
+    assert enclosed_fraction(lv_slice(0.3)) == pytest.approx(0.3, abs=0.05)
+    assert np.isnan(enclosed_fraction(np.zeros((8, 8), np.uint8)))
+
+
+@pytest.mark.parametrize(("rule", "removed"), [("none", []), ("50", [0]), ("100", [0, 1])])
+def test_rules_remove_only_the_failing_basal_slices(rule, removed):
+    labels = synthetic_lv()
+    result, removed_slices = apply_basal_rule(labels, rule)
+    assert removed_slices == removed
+    for z in range(labels.shape[0]):
+        expected_lv = 0 if z in removed else (labels[z] == LV).sum()
+        assert (result[z] == LV).sum() == expected_lv
+    np.testing.assert_array_equal(result == MYO, labels == MYO)
+
+
+def test_basal_end_is_found_when_the_base_is_the_last_slice():
+    labels = synthetic_lv()[::-1]
+    _, removed = apply_basal_rule(labels, "100")
+    assert removed == [5, 4]
+
+
+@pytest.mark.shared_data
+def test_acdc_expert_masks_lose_at_most_a_few_basal_slices(acdc_root):
+    for patient in ("patient001", "patient021", "patient041"):
+        mask = load_frame(acdc_root / patient, "ED").mask
+        lv_slices = int((mask == LV).any(axis=(1, 2)).sum())
+        _, removed_50 = apply_basal_rule(mask, "50")
+        _, removed_100 = apply_basal_rule(mask, "100")
+        assert set(removed_50) <= set(removed_100)
+        assert len(removed_100) <= 3 < lv_slices
