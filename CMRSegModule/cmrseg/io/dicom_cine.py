@@ -1,0 +1,594 @@
+"""Cine short-axis DICOM (one 2D image per file) to :class:`Study`.
+
+The folder is scanned recursively, headers only, and the instances are grouped by
+``SeriesInstanceUID``. Within the chosen series, slices are told apart by ``ImagePositionPatient``
+projected on the slice normal (``SliceLocation`` is never used: scanners fill it inconsistently) and
+phases by ``TriggerTime``. The result follows the core convention (see :mod:`cmrseg`): image
+``[t, z, y, x]`` with ``y`` the DICOM row index and ``x`` the column index; spacing
+``(column spacing, row spacing, slice spacing)``; origin the ``ImagePositionPatient`` of the slice with
+the lowest projection on the normal; direction columns the row cosine, the column cosine and the normal
+``row x column`` (slices are sorted ascending along it).
+
+Problems a user can cause raise :class:`CMRSegError`; files that are skipped, a missing ``TriggerTime``
+and single-phase series are reported with :class:`DicomReadWarning`. The choice among several series is
+logged at INFO level on the ``cmrseg.io.dicom_cine`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom import config as dicom_config
+from pydicom.errors import InvalidDicomError
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.study import PatientInfo, Study
+from cmrseg.progress import ProgressCallback, report
+
+logger = logging.getLogger(__name__)
+
+POSITION_TOLERANCE_MM = 0.05  # instances closer than this along the normal share a slice position
+SPACING_TOLERANCE = 0.01  # relative deviation of a slice gap from the median gap that is accepted ...
+SPACING_TOLERANCE_MM = 0.05  # ... or this absolute deviation, whichever is larger
+TRIGGER_TOLERANCE_MS = 0.5  # two instances of one position closer in time than this are duplicates
+GEOMETRY_TOLERANCE = 1e-4  # on direction cosines and (relatively) on pixel spacing
+MAX_NAMES = 5  # file names quoted in one message
+
+
+class DicomReadWarning(UserWarning):
+    """Something in the DICOM folder was skipped or guessed; the cine was read all the same."""
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """What the reader needs from one DICOM file's header (read without pixel data)."""
+
+    path: Path
+    series_uid: str
+    series_number: int | None = None
+    series_description: str = ""
+    instance_number: int | None = None
+    rows: int | None = None
+    columns: int | None = None
+    pixel_spacing: tuple[float, float] | None = None  # (row spacing, column spacing) as in DICOM
+    orientation: tuple[float, ...] | None = None  # ImageOrientationPatient: row cosine, column cosine
+    position: tuple[float, float, float] | None = None  # ImagePositionPatient
+    trigger_time: float | None = None
+    number_of_frames: int = 1
+
+    @property
+    def has_geometry(self) -> bool:
+        return None not in (self.rows, self.columns, self.pixel_spacing, self.orientation, self.position)
+
+
+@dataclass
+class SeriesSummary:
+    """One series of a scanned folder: its instances and how many slice positions and phases they form."""
+
+    series_uid: str
+    series_number: int | None
+    description: str
+    instances: list[InstanceHeader]
+    num_positions: int  # distinct slice positions along the normal (0 without image geometry)
+    num_phases: int  # most distinct trigger times (or instances) found at one position
+
+    @property
+    def num_instances(self) -> int:
+        return len(self.instances)
+
+    def describe(self) -> str:
+        number = f"series {self.series_number}" if self.series_number is not None else "series"
+        return (
+            f'{number} "{self.description}" ({self.num_instances} instances, {self.num_positions} slice '
+            f"positions x {self.num_phases} phases; SeriesInstanceUID {self.series_uid})"
+        )
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """Where one DICOM file of the chosen series went in the study image ``[t, z, y, x]``."""
+
+    path: Path
+    instance_number: int | None
+    frame: int  # t
+    slice: int  # z
+
+
+@dataclass
+class _Scan:
+    headers: list[InstanceHeader]
+    non_dicom: list[Path]
+    unreadable: list[Path]  # DICOM files whose header could not be read or that hold no image series
+
+    def skipped_note(self) -> str:
+        if not self.unreadable:
+            return ""
+        return f" Files that could not be read: {_names(self.unreadable)}."
+
+
+# --------------------------------------------------------------------------------------------- scanning
+
+
+def scan_dicom_folder(folder: str | Path, progress: ProgressCallback | None = None) -> list[SeriesSummary]:
+    """The image series under ``folder`` (searched recursively), from the file headers only.
+
+    Non-DICOM files and unreadable DICOM files are skipped with a :class:`DicomReadWarning` naming them.
+    Series come sorted by series number, then UID.
+    """
+    scan = _scan_folder(Path(folder), progress)
+    return _group_series(scan.headers)
+
+
+def _scan_folder(folder: Path, progress: ProgressCallback | None) -> _Scan:
+    if not folder.is_dir():
+        raise CMRSegError(f"{folder} is not a folder; choose the folder that holds the cine DICOM files.")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    scan = _Scan([], [], [])
+    for done, path in enumerate(files, start=1):
+        try:
+            header = _read_header(path)
+        except InvalidDicomError:
+            scan.non_dicom.append(path)
+        except Exception as exc:  # noqa: BLE001 - any failure of a corrupt file is reported by name
+            logger.debug("Cannot read %s: %s", path, exc)
+            scan.unreadable.append(path)
+        else:
+            if header is None:
+                if path.name.upper() != "DICOMDIR":
+                    scan.unreadable.append(path)
+            else:
+                scan.headers.append(header)
+        report(progress, done, len(files), "Reading DICOM headers")
+    if scan.non_dicom:
+        warnings.warn(
+            f"Skipped {len(scan.non_dicom)} file(s) in {folder} that are not DICOM: {_names(scan.non_dicom)}.",
+            DicomReadWarning,
+            stacklevel=3,
+        )
+    if scan.unreadable:
+        warnings.warn(
+            f"Skipped {len(scan.unreadable)} DICOM file(s) in {folder} that are unreadable, truncated or hold "
+            f"no image series: {_names(scan.unreadable)}.",
+            DicomReadWarning,
+            stacklevel=3,
+        )
+    return scan
+
+
+def _read_header(path: Path) -> InstanceHeader | None:
+    """The header of one file, or ``None`` for DICOM that is not part of an image series."""
+    with dicom_config.disable_value_validation():
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=False)
+        series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+        if not series_uid or "Rows" not in ds:
+            return None
+        return InstanceHeader(
+            path=path,
+            series_uid=series_uid,
+            series_number=_int(ds.get("SeriesNumber")),
+            series_description=str(ds.get("SeriesDescription", "") or ""),
+            instance_number=_int(ds.get("InstanceNumber")),
+            rows=_int(ds.get("Rows")),
+            columns=_int(ds.get("Columns")),
+            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+            position=_floats(ds.get("ImagePositionPatient"), 3),
+            trigger_time=_float(ds.get("TriggerTime")),
+            number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+        )
+
+
+def _group_series(headers: list[InstanceHeader]) -> list[SeriesSummary]:
+    by_uid: dict[str, list[InstanceHeader]] = {}
+    for header in headers:
+        by_uid.setdefault(header.series_uid, []).append(header)
+    summaries = []
+    for uid, instances in by_uid.items():
+        first = instances[0]
+        clusters = _position_clusters(instances)
+        phases = [len({_time_key(h) for h in members}) for members in clusters]
+        summaries.append(
+            SeriesSummary(
+                series_uid=uid,
+                series_number=first.series_number,
+                description=first.series_description,
+                instances=instances,
+                num_positions=len(clusters),
+                num_phases=max(phases, default=0),
+            )
+        )
+    return sorted(summaries, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
+
+
+def _time_key(header: InstanceHeader) -> float | int | None:
+    if header.trigger_time is not None:
+        return round(header.trigger_time / TRIGGER_TOLERANCE_MS)
+    return header.instance_number if header.instance_number is not None else id(header)
+
+
+def _slice_normal(orientation: tuple[float, ...]) -> np.ndarray:
+    row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    normal = np.cross(row, col)
+    norm = np.linalg.norm(normal)
+    return normal / norm if norm > 0 else normal
+
+
+def _position_clusters(instances: list[InstanceHeader]) -> list[list[InstanceHeader]]:
+    """Instances with image geometry grouped by slice position, sorted ascending along the normal of the first."""
+    located = [h for h in instances if h.has_geometry]
+    if not located:
+        return []
+    normal = _slice_normal(located[0].orientation)
+    order = sorted(located, key=lambda h: float(np.dot(normal, h.position)))
+    clusters: list[list[InstanceHeader]] = [[order[0]]]
+    last = float(np.dot(normal, order[0].position))
+    for header in order[1:]:
+        projection = float(np.dot(normal, header.position))
+        if projection - last > POSITION_TOLERANCE_MM:
+            clusters.append([])
+        clusters[-1].append(header)
+        last = projection
+    return clusters
+
+
+# ---------------------------------------------------------------------------------------- choosing
+
+
+def _listing(series: list[SeriesSummary]) -> str:
+    return "\n".join(f"  - {s.describe()}" for s in series)
+
+
+def _choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSummary:
+    series = _group_series(scan.headers)
+    if not series:
+        raise CMRSegError(
+            f"No DICOM images in {folder} ({len(scan.non_dicom)} non-DICOM and {len(scan.unreadable)} "
+            "unreadable files). Choose the folder that holds the cine short-axis DICOM series." + scan.skipped_note()
+        )
+    if series_uid is not None:
+        for summary in series:
+            if summary.series_uid == series_uid:
+                return summary
+        raise CMRSegError(
+            f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found:\n"
+            + _listing(series)
+        )
+    candidates = [s for s in series if s.num_positions >= 2]
+    if not candidates:
+        raise CMRSegError(
+            f"No cine short-axis series in {folder}: no series has images at several slice positions. "
+            f"Series found:\n{_listing(series)}\nChoose a folder with a short-axis stack."
+        )
+    best = max(candidates, key=lambda s: (s.num_phases > 1, s.num_positions * s.num_phases, s.num_instances))
+    if len(series) > 1:
+        kind = "multi-phase" if best.num_phases > 1 else "single-phase"
+        logger.info(
+            "Chose %s among %d series in %s: %s, with the most slices x phases of the %d stacked series. "
+            "Name another with series_uid.\n%s",
+            best.describe(),
+            len(series),
+            folder,
+            kind,
+            len(candidates),
+            _listing(series),
+        )
+    return best
+
+
+# ---------------------------------------------------------------------------------------- layout
+
+
+@dataclass
+class _Layout:
+    grid: list[list[InstanceHeader]]  # [z][t]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: np.ndarray
+    frame_times_ms: np.ndarray | None
+
+
+def _check_same(series: SeriesSummary, what: str, values: list[np.ndarray], relative: bool) -> None:
+    """All instances must share one value of ``what`` (within :data:`GEOMETRY_TOLERANCE`)."""
+    reference = values[0]
+    scale = np.maximum(np.abs(reference), 1.0) if relative else 1.0
+    odd = [
+        i
+        for i, v in enumerate(values)
+        if v.shape != reference.shape or np.max(np.abs((v - reference) / scale)) > GEOMETRY_TOLERANCE
+    ]
+    if odd:
+        odd_set = set(odd)
+        same = [h.path for i, h in enumerate(series.instances) if i not in odd_set]
+        other = [series.instances[i].path for i in odd]
+        raise CMRSegError(
+            f"The instances of {series.describe()} do not share one {what}: "
+            f"{np.round(reference, 6).tolist()} in {len(same)} files (e.g. {_names(same[:2])}) but "
+            f"{np.round(values[odd[0]], 6).tolist()} in {len(other)} files (e.g. {_names(other[:2])}). "
+            "A cine series needs one image geometry; remove the stray files or choose another series."
+        )
+
+
+def _check_geometry(series: SeriesSummary) -> None:
+    missing = [h for h in series.instances if not h.has_geometry]
+    if missing:
+        raise CMRSegError(
+            f"{len(missing)} instances of {series.describe()} lack the image geometry (Rows, Columns, "
+            f"PixelSpacing, ImageOrientationPatient, ImagePositionPatient), e.g. {_names(missing)}. "
+            "Export the series again with complete headers."
+        )
+    multi = [h for h in series.instances if h.number_of_frames > 1]
+    if multi:
+        raise CMRSegError(
+            f"{_names(multi)} are multi-frame (enhanced) DICOM, which CMRSeg does not read; export the cine "
+            "as one image per file (classic MR Image Storage)."
+        )
+    instances = series.instances
+    _check_same(series, "Rows x Columns", [np.array([h.rows, h.columns], float) for h in instances], False)
+    _check_same(series, "PixelSpacing", [np.array(h.pixel_spacing) for h in instances], True)
+    _check_same(series, "ImageOrientationPatient", [np.array(h.orientation) for h in instances], False)
+
+
+def _order_phases(position_mm: float, members: list[InstanceHeader], by_time: bool) -> list[InstanceHeader]:
+    key = (lambda h: h.trigger_time) if by_time else (lambda h: h.instance_number)
+    ordered = sorted(members, key=key)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        same = abs(a.trigger_time - b.trigger_time) < TRIGGER_TOLERANCE_MS if by_time else key(a) == key(b)
+        if same:
+            what = f"trigger time {a.trigger_time:g} ms" if by_time else f"InstanceNumber {a.instance_number}"
+            raise CMRSegError(
+                f"{a.path.name} and {b.path.name} are duplicates: both lie at slice position {position_mm:.2f} mm "
+                f"with {what} (files {a.path} and {b.path}). Remove one of them."
+            )
+    return ordered
+
+
+def _check_phase_counts(grid: list[list[InstanceHeader]], positions: list[float], by_time: bool, note: str) -> None:
+    counts = [len(members) for members in grid]
+    expected = Counter(counts).most_common(1)[0][0]
+    odd = [z for z, count in enumerate(counts) if count != expected]
+    if not odd:
+        return
+    complete = [members for members in grid if len(members) == expected]
+    problems = []
+    for z in odd:
+        members = grid[z]
+        where = f"slice position {positions[z]:.2f} mm (slice {z + 1} of {len(grid)}, e.g. {members[0].path.name})"
+        if by_time and len(members) < expected:
+            reference = np.median([[h.trigger_time for h in m] for m in complete], axis=0)
+            own = np.array([h.trigger_time for h in members])
+            gap = np.median(np.diff(reference)) / 2 if expected > 1 else np.inf
+            absent = [t for t in reference if np.min(np.abs(own - t)) > gap]
+            problems.append(
+                f"{where} has {len(members)} phases, not {expected}: missing trigger time(s) near "
+                f"{', '.join(f'{t:.1f}' for t in absent)} ms"
+            )
+        else:
+            problems.append(f"{where} has {len(members)} phases, not {expected}")
+    raise CMRSegError(
+        "Every slice position of a cine needs the same phases; "
+        + "; ".join(problems)
+        + ". Export the complete series (or remove the stray files)."
+        + note
+    )
+
+
+def _check_spacing(positions: list[float], grid: list[list[InstanceHeader]], note: str) -> float:
+    gaps = np.diff(positions)
+    usual = float(np.median(gaps))
+    allowed = max(SPACING_TOLERANCE * usual, SPACING_TOLERANCE_MM)
+    bad = [i for i, gap in enumerate(gaps) if abs(gap - usual) > allowed]
+    if bad:
+        details = []
+        for i in bad:
+            ratio = gaps[i] / usual
+            missing = (
+                f": about {round(ratio) - 1} slice(s) seem missing there"
+                if ratio > 1.5 and abs(ratio - round(ratio)) < 0.1
+                else ""
+            )
+            details.append(
+                f"{gaps[i]:.2f} mm between slice positions {positions[i]:.2f} mm ({grid[i][0].path.name}) and "
+                f"{positions[i + 1]:.2f} mm ({grid[i + 1][0].path.name}){missing}"
+            )
+        raise CMRSegError(
+            f"The slices are not evenly spaced (usually {usual:.2f} mm apart, but "
+            + "; ".join(details)
+            + "). CMRSeg needs a regular stack; export the complete short-axis series."
+            + note
+        )
+    return (positions[-1] - positions[0]) / (len(positions) - 1)
+
+
+def _layout(series: SeriesSummary, scan: _Scan) -> _Layout:
+    _check_geometry(series)
+    note = scan.skipped_note()
+    clusters = _position_clusters(series.instances)
+    first = series.instances[0]
+    normal = _slice_normal(first.orientation)
+    positions = [float(np.mean([np.dot(normal, h.position) for h in members])) for members in clusters]
+    if len(clusters) < 2:
+        raise CMRSegError(
+            f"{series.describe()} has a single slice position; CMRSeg needs a stack of short-axis slices. "
+            "Choose the short-axis cine series." + note
+        )
+    by_time = all(h.trigger_time is not None for h in series.instances)
+    if not by_time:
+        if any(h.instance_number is None for h in series.instances):
+            raise CMRSegError(
+                f"{series.describe()} lacks TriggerTime and InstanceNumber, so its phases cannot be ordered."
+            )
+        warnings.warn(
+            f"Some instances of {series.describe()} have no TriggerTime; phases are ordered by InstanceNumber "
+            "within each slice position and frame times are frame indices.",
+            DicomReadWarning,
+            stacklevel=4,
+        )
+    grid = [_order_phases(p, members, by_time) for p, members in zip(positions, clusters, strict=True)]
+    _check_phase_counts(grid, positions, by_time, note)
+    slice_spacing = _check_spacing(positions, grid, note)
+    if len(grid[0]) == 1:
+        warnings.warn(
+            f"{series.describe()} has a single phase; it is read as one frame (t = 1).",
+            DicomReadWarning,
+            stacklevel=4,
+        )
+    origin = np.asarray(grid[0][0].position)
+    row_spacing, col_spacing = first.pixel_spacing
+    for z, members in enumerate(grid):
+        offset = np.asarray(members[0].position) - origin
+        in_plane = offset - np.dot(offset, normal) * normal
+        if np.linalg.norm(in_plane) > 0.5 * min(row_spacing, col_spacing):
+            warnings.warn(
+                f"Slice {z + 1} ({members[0].path.name}) is shifted {np.linalg.norm(in_plane):.2f} mm in-plane "
+                "from the first slice; the stack is read on the first slice's grid.",
+                DicomReadWarning,
+                stacklevel=4,
+            )
+            break
+    direction = np.column_stack([first.orientation[:3], first.orientation[3:], normal])
+    times = np.median([[h.trigger_time for h in members] for members in grid], axis=0) if by_time else None
+    return _Layout(grid, (col_spacing, row_spacing, slice_spacing), tuple(origin), direction, times)
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def _read_pixels(header: InstanceHeader) -> tuple[np.ndarray, pydicom.Dataset]:
+    try:
+        with dicom_config.disable_value_validation():
+            ds = pydicom.dcmread(header.path, force=False)
+            pixels = ds.pixel_array
+            slope = _float(ds.get("RescaleSlope"))
+            intercept = _float(ds.get("RescaleIntercept"))
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file's name
+        raise CMRSegError(
+            f"Cannot read the pixel data of {header.path} ({type(exc).__name__}: {str(exc)[:200]}). The file may "
+            "be truncated or compressed with a codec that is not installed; replace it or export the series "
+            "uncompressed."
+        ) from exc
+    if pixels.shape != (header.rows, header.columns):
+        raise CMRSegError(
+            f"{header.path} holds pixels of shape {pixels.shape}, not Rows x Columns = "
+            f"{header.rows} x {header.columns}; it is not a single 2D image."
+        )
+    image = pixels.astype(np.float32)
+    if slope is not None and slope != 1.0:
+        image *= np.float32(slope)
+    if intercept:
+        image += np.float32(intercept)
+    return image, ds
+
+
+def _age_years(value: object) -> float | None:
+    text = str(value or "").strip().upper()
+    if len(text) < 2 or not text[:-1].isdigit():
+        return None
+    per_year = {"Y": 1.0, "M": 12.0, "W": 52.1775, "D": 365.25}.get(text[-1])
+    return float(int(text[:-1])) / per_year if per_year else None
+
+
+def _patient(ds: pydicom.Dataset) -> PatientInfo:
+    with dicom_config.disable_value_validation():
+        size_m = _float(ds.get("PatientSize"))
+        weight = _float(ds.get("PatientWeight"))
+        sex = str(ds.get("PatientSex", "") or "").strip().upper() or None
+        patient_id = str(ds.get("PatientID", "") or "").strip() or None
+        age = _age_years(ds.get("PatientAge"))
+    return PatientInfo(
+        height_cm=size_m * 100.0 if size_m else None,
+        weight_kg=weight or None,
+        sex=sex,
+        age_years=age,
+        patient_id=patient_id,
+    )
+
+
+def read_dicom_cine_with_index(
+    folder: str | Path, series_uid: str | None = None, progress: ProgressCallback | None = None
+) -> tuple[Study, list[InstanceRef]]:
+    """Read a cine short-axis series and say where each of its files went.
+
+    Args:
+        folder: searched recursively for DICOM files (one 2D image per file).
+        series_uid: the ``SeriesInstanceUID`` to read; by default the multi-phase series with the most
+            slice positions x phases is chosen (and the choice logged).
+        progress: called as ``progress(done, total, what)`` while headers and then images are read.
+
+    Returns:
+        The :class:`Study` (image ``[t, z, y, x]`` float32 after RescaleSlope/Intercept, LPS geometry,
+        median TriggerTime per phase in ms, patient data) and one :class:`InstanceRef` per file, sorted
+        by ``(frame, slice)``.
+
+    Raises:
+        CMRSegError: no usable series, an unknown ``series_uid``, mixed geometry, missing or duplicated
+            phases, unevenly spaced slices, or unreadable pixel data; the message names the files.
+    """
+    folder = Path(folder)
+    scan = _scan_folder(folder, progress)
+    series = _choose_series(folder, scan, series_uid)
+    layout = _layout(series, scan)
+    num_slices, num_frames = len(layout.grid), len(layout.grid[0])
+    rows, columns = series.instances[0].rows, series.instances[0].columns
+    image = np.empty((num_frames, num_slices, rows, columns), dtype=np.float32)
+    refs = []
+    first_ds = None
+    total = num_slices * num_frames
+    for z, members in enumerate(layout.grid):
+        for t, header in enumerate(members):
+            image[t, z], ds = _read_pixels(header)
+            first_ds = first_ds if first_ds is not None else ds
+            refs.append(InstanceRef(header.path, header.instance_number, t, z))
+            report(progress, z * num_frames + t + 1, total, "Reading DICOM images")
+    study = Study(
+        image=image,
+        spacing=layout.spacing,
+        origin=layout.origin,
+        direction=layout.direction,
+        frame_times_ms=layout.frame_times_ms,
+        patient=_patient(first_ds),
+        source=str(folder),
+        description=series.description or (f"series {series.series_number}" if series.series_number else ""),
+    )
+    return study, sorted(refs, key=lambda r: (r.frame, r.slice))
+
+
+def read_dicom_cine(
+    folder: str | Path, series_uid: str | None = None, progress: ProgressCallback | None = None
+) -> Study:
+    """The cine short-axis series of a DICOM folder as a :class:`Study` (see :func:`read_dicom_cine_with_index`)."""
+    return read_dicom_cine_with_index(folder, series_uid, progress)[0]
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _names(paths: list[Path] | list[InstanceHeader]) -> str:
+    names = [p.path.name if isinstance(p, InstanceHeader) else Path(p).name for p in paths]
+    more = f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else ""
+    return ", ".join(names[:MAX_NAMES]) + more
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: object) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
+
+
+def _floats(value: object, count: int) -> tuple[float, ...] | None:
+    try:
+        numbers = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == count else None

@@ -1,0 +1,279 @@
+"""The DICOM cine reader on the two Sunnybrook studies and on broken copies of a few of their files."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import config as dicom_config
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_cine import (
+    DicomReadWarning,
+    InstanceRef,
+    read_dicom_cine,
+    read_dicom_cine_with_index,
+    scan_dicom_folder,
+)
+from cmrseg.io.study import Study
+
+pytestmark = pytest.mark.shared_data
+
+CASES = ("SCD0000101", "SCD0000201")
+
+
+def dcmread(path: Path, **kwargs) -> pydicom.Dataset:
+    with dicom_config.disable_value_validation():
+        return pydicom.dcmread(path, **kwargs)
+
+
+def edit(path: Path, **attributes) -> None:
+    """Set (or, with value None, delete) header attributes of one file in place."""
+    with dicom_config.disable_value_validation():
+        ds = pydicom.dcmread(path)
+        for name, value in attributes.items():
+            if value is None:
+                delattr(ds, name)
+            else:
+                setattr(ds, name, value)
+        ds.save_as(path)
+
+
+@dataclass
+class Cine:
+    folder: Path
+    study: Study
+    refs: list[InstanceRef]
+    headers: dict[Path, pydicom.Dataset]  # read independently of the reader
+
+    def normal(self) -> np.ndarray:
+        iop = np.array(next(iter(self.headers.values())).ImageOrientationPatient, dtype=float)
+        return np.cross(iop[:3], iop[3:])
+
+    def projection(self, path: Path) -> float:
+        return float(np.dot(self.normal(), np.array(self.headers[path].ImagePositionPatient, dtype=float)))
+
+    def positions(self) -> np.ndarray:
+        """Distinct slice positions along the normal, ascending, computed here from the headers."""
+        return np.unique(np.round([self.projection(p) for p in self.headers], 2))
+
+    def frame_and_slice(self, path: Path) -> tuple[int, int]:
+        """(t, z) of a file, from its position rank and its TriggerTime rank at that position."""
+        z = int(np.argmin(np.abs(self.positions() - self.projection(path))))
+        same = [p for p in self.headers if abs(self.projection(p) - self.projection(path)) < 0.05]
+        times = sorted(float(self.headers[p].TriggerTime) for p in same)
+        return times.index(float(self.headers[path].TriggerTime)), z
+
+
+@pytest.fixture(scope="module", params=CASES)
+def cine(request, sunnybrook_root: Path) -> Cine:
+    folder = sunnybrook_root / "dicoms" / request.param
+    study, refs = read_dicom_cine_with_index(folder)
+    headers = {p: dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*.dcm"))}
+    return Cine(folder, study, refs, headers)
+
+
+# --------------------------------------------------------------------------------------- real studies
+
+
+def test_shape_and_type(cine: Cine) -> None:
+    first = next(iter(cine.headers.values()))
+    t, z, y, x = cine.study.image.shape
+    assert t == 20 and z in (12, 13) and t * z == len(cine.headers)
+    assert (y, x) == (first.Rows, first.Columns)
+    assert cine.study.image.dtype == np.float32
+    assert cine.study.source == str(cine.folder)
+
+
+def test_spacing_from_pixel_spacing_and_positions(cine: Cine) -> None:
+    row_spacing, col_spacing = (float(v) for v in next(iter(cine.headers.values())).PixelSpacing)
+    positions = cine.positions()
+    assert len(positions) == cine.study.num_slices
+    assert cine.study.spacing[0] == pytest.approx(col_spacing)
+    assert cine.study.spacing[1] == pytest.approx(row_spacing)
+    assert cine.study.spacing[2] == pytest.approx(np.mean(np.diff(positions)), abs=1e-3)
+    assert cine.study.spacing[2] == pytest.approx(10.0, abs=0.01)  # SpacingBetweenSlices says 10 too
+    print(f"{cine.folder.name}: spacing {cine.study.spacing}")
+
+
+def test_origin_and_direction(cine: Cine) -> None:
+    lowest = min(cine.headers, key=cine.projection)
+    assert np.allclose(cine.study.origin, np.array(cine.headers[lowest].ImagePositionPatient, dtype=float))
+    iop = np.array(cine.headers[lowest].ImageOrientationPatient, dtype=float)
+    assert np.allclose(cine.study.direction[:, 0], iop[:3])
+    assert np.allclose(cine.study.direction[:, 1], iop[3:])
+    assert np.allclose(cine.study.direction[:, 2], cine.normal(), atol=1e-6)
+    # The last slice's first pixel lies at that slice's ImagePositionPatient.
+    highest = max(cine.headers, key=cine.projection)
+    last_corner = cine.study.index_to_lps(np.array([0.0, 0.0, cine.study.num_slices - 1]))
+    assert np.allclose(last_corner, np.array(cine.headers[highest].ImagePositionPatient, dtype=float), atol=0.01)
+    print(f"{cine.folder.name}: origin {cine.study.origin}, normal {np.round(cine.normal(), 4)}")
+
+
+def test_frame_times(cine: Cine) -> None:
+    times = cine.study.frame_times_ms
+    assert times.shape == (20,)
+    assert np.all(np.diff(times) > 0)
+    assert 0 < times[0] < 50 and times[-1] < 1000
+
+
+def test_pixels_match_instance_files(cine: Cine) -> None:
+    for path in (cine.folder / "25.dcm", max(cine.headers, key=cine.projection)):
+        ds = dcmread(path)
+        expected = ds.pixel_array * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+        t, z = cine.frame_and_slice(path)
+        np.testing.assert_array_equal(cine.study.image[t, z], expected.astype(np.float32))
+
+
+def test_index_maps_every_file_once(cine: Cine) -> None:
+    assert len(cine.refs) == len(cine.headers)
+    assert len({(r.frame, r.slice) for r in cine.refs}) == len(cine.refs)
+    for ref in cine.refs[::7]:
+        assert (ref.frame, ref.slice) == cine.frame_and_slice(ref.path)
+    # In the shared copy the file NNNN.dcm is InstanceNumber NNNN (what the contour files refer to).
+    assert all(int(r.path.stem) == r.instance_number == int(cine.headers[r.path].InstanceNumber) for r in cine.refs)
+
+
+def test_patient(cine: Cine) -> None:
+    assert cine.study.patient.patient_id == cine.folder.name
+    assert cine.study.patient.height_cm is None and cine.study.patient.weight_kg is None  # absent here
+
+
+# ------------------------------------------------------------------------------------- broken copies
+
+BLOCKS, PHASES = 5, 3  # instance b * 20 + p (p = 1..3) of SCD0000101: 5 adjacent slices x 3 phases
+
+
+@pytest.fixture
+def small(tmp_path: Path, sunnybrook_root: Path) -> Path:
+    """A 5-slice x 3-phase copy of part of SCD0000101 in a temporary folder."""
+    source = sunnybrook_root / "dicoms" / "SCD0000101"
+    folder = tmp_path / "cine"
+    folder.mkdir()
+    for block in range(BLOCKS):
+        for phase in range(1, PHASES + 1):
+            name = f"{block * 20 + phase}.dcm"
+            shutil.copy(source / name, folder / name)
+    return folder
+
+
+def test_small_copy_reads(small: Path) -> None:
+    study = read_dicom_cine(small)
+    assert study.image.shape == (PHASES, BLOCKS, 256, 256)
+
+
+def test_not_a_folder_and_no_dicom(tmp_path: Path) -> None:
+    with pytest.raises(CMRSegError, match="not a folder"):
+        read_dicom_cine(tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.warns(DicomReadWarning, match="notes.txt"), pytest.raises(CMRSegError, match="No DICOM images"):
+        read_dicom_cine(tmp_path)
+
+
+def test_non_dicom_file_is_named_and_skipped(small: Path) -> None:
+    (small / "notes.txt").write_text("not an image")
+    with pytest.warns(DicomReadWarning, match="notes.txt"):
+        study = read_dicom_cine(small)
+    assert study.image.shape == (PHASES, BLOCKS, 256, 256)
+
+
+def test_truncated_header_is_named(small: Path) -> None:
+    path = small / "22.dcm"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.warns(DicomReadWarning, match="22.dcm"), pytest.raises(CMRSegError, match="22.dcm"):
+        read_dicom_cine(small)
+
+
+def test_truncated_pixel_data_is_named(small: Path) -> None:
+    path = small / "23.dcm"
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(CMRSegError, match="23.dcm"):
+        read_dicom_cine(small)
+
+
+def test_missing_phase_names_the_position(small: Path) -> None:
+    ds = dcmread(small / "1.dcm", stop_before_pixels=True)
+    iop = np.array(ds.ImageOrientationPatient, dtype=float)
+    position = float(np.dot(np.cross(iop[:3], iop[3:]), np.array(ds.ImagePositionPatient, dtype=float)))
+    missing_time = float(dcmread(small / "2.dcm", stop_before_pixels=True).TriggerTime)  # 56.25 ms
+    (small / "2.dcm").unlink()
+    with pytest.raises(
+        CMRSegError, match=rf"position {position:.2f} mm.*missing trigger time\(s\) near (\S+) ms"
+    ) as error:
+        read_dicom_cine(small)
+    near = float(error.value.args[0].split("near ")[1].split(" ms")[0])
+    assert near == pytest.approx(missing_time, abs=2.0)  # the median time of that phase at the other slices
+
+
+def test_duplicate_names_both_files(small: Path) -> None:
+    shutil.copy(small / "2.dcm", small / "2_copy.dcm")
+    with pytest.raises(CMRSegError, match=r"2\.dcm and 2_copy\.dcm are duplicates"):
+        read_dicom_cine(small)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "what"), [("Rows", 224, "Rows"), ("PixelSpacing", [1.5, 1.5], "PixelSpacing")]
+)
+def test_mixed_geometry(small: Path, attribute: str, value: object, what: str) -> None:
+    edit(small / "42.dcm", **{attribute: value})
+    with pytest.raises(CMRSegError, match=rf"{what}.*42\.dcm"):
+        read_dicom_cine(small)
+
+
+def test_missing_middle_slice(small: Path) -> None:
+    for phase in range(1, PHASES + 1):
+        (small / f"{40 + phase}.dcm").unlink()
+    with pytest.raises(CMRSegError, match=r"not evenly spaced.*20\.00 mm.*1 slice\(s\) seem missing"):
+        read_dicom_cine(small)
+
+
+def test_two_series_picks_the_cine_and_uid_selects(small: Path, caplog: pytest.LogCaptureFixture) -> None:
+    localizer = small / "localizer"
+    localizer.mkdir()
+    for block in range(3):
+        path = localizer / f"loc{block}.dcm"
+        shutil.copy(small / f"{block * 20 + 1}.dcm", path)
+        edit(path, SeriesInstanceUID="1.2.3.4", SeriesDescription="localizer", SeriesNumber=1)
+    calls = []
+    series = scan_dicom_folder(small, progress=lambda done, total, what: calls.append((done, total, what)))
+    assert [(s.series_number, s.num_instances, s.num_positions, s.num_phases) for s in series] == [
+        (1, 3, 3, 1),
+        (300, BLOCKS * PHASES, BLOCKS, PHASES),
+    ]
+    assert calls[-1] == (BLOCKS * PHASES + 3, BLOCKS * PHASES + 3, "Reading DICOM headers")
+
+    with caplog.at_level(logging.INFO, logger="cmrseg.io.dicom_cine"):
+        study = read_dicom_cine(small)
+    assert study.image.shape == (PHASES, BLOCKS, 256, 256)
+    assert "Chose series 300" in caplog.text and series[1].series_uid in caplog.text
+
+    with pytest.warns(DicomReadWarning, match="single phase"):
+        single = read_dicom_cine(small, series_uid="1.2.3.4")
+    assert single.image.shape == (1, 3, 256, 256) and single.description == "localizer"
+
+    with pytest.raises(CMRSegError, match=r"(?s)No series with SeriesInstanceUID 9\.9.*localizer.*series 300"):
+        read_dicom_cine(small, series_uid="9.9")
+
+
+def test_missing_trigger_time_orders_by_instance_number(small: Path) -> None:
+    reference = read_dicom_cine(small)
+    for path in small.glob("*.dcm"):
+        edit(path, TriggerTime=None)
+    with pytest.warns(DicomReadWarning, match="TriggerTime"):
+        study = read_dicom_cine(small)
+    np.testing.assert_array_equal(study.image, reference.image)
+    assert study.frame_times_ms.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_rescale_is_applied(small: Path) -> None:
+    reference = read_dicom_cine_with_index(small)
+    edit(small / "43.dcm", RescaleSlope=2, RescaleIntercept=-10)
+    study, refs = read_dicom_cine_with_index(small)
+    (ref,) = [r for r in refs if r.path.name == "43.dcm"]
+    expected = reference[0].image[ref.frame, ref.slice] * 2 - 10
+    np.testing.assert_array_equal(study.image[ref.frame, ref.slice], expected)

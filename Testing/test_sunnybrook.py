@@ -1,0 +1,143 @@
+"""Sunnybrook manual contours as ACDC masks on the DICOM grid, checked against the images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom import config as dicom_config
+
+from cmrseg import labels
+from cmrseg.io.sunnybrook import (
+    SunnybrookCase,
+    load_sunnybrook_contours,
+    polygon_mask,
+    read_contour,
+    read_link_csv,
+)
+
+# --------------------------------------------------------------------------------- rasterisation (no data)
+
+
+def test_polygon_mask_uses_pixel_centres_and_x_as_column() -> None:
+    square = np.array([[0.5, 0.5], [3.5, 0.5], [3.5, 3.5], [0.5, 3.5]])
+    mask = polygon_mask(square, (6, 6))
+    assert mask.sum() == 9 and mask[1:4, 1:4].all()
+    wide = np.array([[0.5, 0.5], [4.5, 0.5], [4.5, 1.5], [0.5, 1.5]])  # x spans columns 1..4, y row 1
+    mask = polygon_mask(wide, (6, 6))
+    assert mask.sum() == 4 and mask[1, 1:5].all()
+
+
+def test_polygon_mask_clips_to_the_image() -> None:
+    triangle = np.array([[-10.0, -10.0], [20.0, -10.0], [-10.0, 20.0]])
+    mask = polygon_mask(triangle, (8, 8))
+    assert mask[0, 0] and not mask[7, 7] and mask.sum() == 64 - 15  # centres with x + y < 10 on the 8 x 8 grid
+    assert not polygon_mask(triangle + 100, (8, 8)).any()
+
+
+# --------------------------------------------------------------------------------------------- real data
+
+CASES = ("SCD0000101", "SCD0000201")
+
+
+@pytest.fixture(scope="module", params=CASES)
+def case(request, sunnybrook_root: Path) -> SunnybrookCase:
+    contour_folder = read_link_csv(sunnybrook_root)[request.param]
+    return load_sunnybrook_contours(sunnybrook_root / "dicoms" / request.param, contour_folder)
+
+
+@pytest.mark.shared_data
+def test_link_csv(sunnybrook_root: Path) -> None:
+    links = read_link_csv(sunnybrook_root)
+    assert links == {
+        "SCD0000101": sunnybrook_root / "contours" / "SC-HF-I-1",
+        "SCD0000201": sunnybrook_root / "contours" / "SC-HF-I-2",
+    }
+    assert all(folder.is_dir() for folder in links.values())
+
+
+@pytest.mark.shared_data
+def test_masks_and_phases(case: SunnybrookCase) -> None:
+    assert case.ed_frame != case.es_frame
+    assert (case.study.ed_frame, case.study.es_frame) == (case.ed_frame, case.es_frame)
+    assert case.ed_mask.shape == case.es_mask.shape == case.study.image.shape[1:]
+    assert set(np.unique(case.ed_mask)) == {0, labels.MYO, labels.LV}
+    assert set(np.unique(case.es_mask)) == {0, labels.LV}
+    assert len(case.ed_slices) >= 8 and len(case.es_slices) >= 8 and set(case.epi_slices) <= set(case.ed_slices)
+    for z in case.ed_slices:
+        assert (case.ed_mask[z] == labels.LV).any()
+    for z in case.es_slices:
+        assert (case.es_mask[z] == labels.LV).any()
+
+
+@pytest.mark.shared_data
+def test_volumes_are_plausible(case: SunnybrookCase) -> None:
+    edv, esv = case.lv_volume_ml("ED"), case.lv_volume_ml("ES")
+    myo = np.count_nonzero(case.ed_mask == labels.MYO) * case.study.voxel_volume_ml
+    ef = 100 * (edv - esv) / edv
+    print(
+        f"{Path(case.study.source).name}: ED frame {case.ed_frame}, ES frame {case.es_frame}, "
+        f"LV EDV {edv:.1f} ml, ESV {esv:.1f} ml, EF {ef:.1f} %, Myo {myo:.1f} ml (ED)"
+    )
+    assert 60 < esv < edv < 400  # dilated, poorly contracting hearts (heart failure with infarction)
+    assert 10 < ef < 70
+    assert 50 < myo < 250
+
+
+@pytest.mark.shared_data
+def test_blood_pool_is_bright(case: SunnybrookCase) -> None:
+    image = case.study.image[case.ed_frame]
+    assert image[case.ed_mask == labels.LV].mean() > 1.5 * image[case.ed_mask == labels.MYO].mean()
+
+
+def contrast(image: np.ndarray, points: np.ndarray) -> float:
+    """Mean inside the polygon over the mean in a ring around it (the polygon scaled 1.5x about its centre)."""
+    centre = points.mean(axis=0)
+    inside = polygon_mask(points, image.shape)
+    ring = polygon_mask(centre + 1.5 * (points - centre), image.shape) & ~inside
+    return float(image[inside].mean() / image[ring].mean())
+
+
+@pytest.mark.shared_data
+def test_contours_enclose_bright_blood_with_x_as_column(case: SunnybrookCase, sunnybrook_root: Path) -> None:
+    """On its instance file NNNN.dcm, each i-contour read as (x = column, y = row) encloses bright blood;
+    transposed (x = row) it does much worse on average."""
+    folder = read_link_csv(sunnybrook_root)[Path(case.study.source).name]
+    right, transposed = [], []
+    for path in sorted((folder / "i-contours").glob("*.txt")):
+        number = int(path.name.split("-")[2])
+        with dicom_config.disable_value_validation():
+            image = pydicom.dcmread(Path(case.study.source) / f"{number}.dcm").pixel_array.astype(float)
+        points = read_contour(path)
+        right.append(contrast(image, points))
+        transposed.append(contrast(image, points[:, ::-1]))
+    assert min(right) > 1.4
+    assert np.mean(right) > 1.3 * np.mean(transposed)
+
+
+@pytest.mark.shared_data
+def test_endocardium_inside_epicardium(case: SunnybrookCase, sunnybrook_root: Path) -> None:
+    folder = read_link_csv(sunnybrook_root)[Path(case.study.source).name]
+    shape = case.study.matrix
+    pairs = 0
+    for outer_path in sorted((folder / "o-contours").glob("*.txt")):
+        inner_path = folder / "i-contours" / outer_path.name.replace("ocontour", "icontour")
+        if not inner_path.is_file():
+            continue
+        inner = polygon_mask(read_contour(inner_path), shape)
+        outer = polygon_mask(read_contour(outer_path), shape)
+        assert np.count_nonzero(inner & ~outer) <= 0.005 * inner.sum()  # at most a boundary pixel or two
+        assert outer.sum() > inner.sum()
+        pairs += 1
+    assert pairs == len(case.epi_slices)
+
+
+@pytest.mark.shared_data
+def test_mask_area_matches_polygon_area(case: SunnybrookCase, sunnybrook_root: Path) -> None:
+    folder = read_link_csv(sunnybrook_root)[Path(case.study.source).name]
+    for path in sorted((folder / "i-contours").glob("*.txt"))[:4]:
+        x, y = read_contour(path).T
+        shoelace = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+        assert polygon_mask(np.column_stack([x, y]), case.study.matrix).sum() == pytest.approx(shoelace, rel=0.03)
