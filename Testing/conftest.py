@@ -37,3 +37,19 @@ def headless_slicer():
     headless = create_headless_slicer()
     yield headless
     close_headless_slicer(headless)
+
+
+@pytest.fixture(scope="session")
+def phantom():
+    """The default synthetic cine phantom (seed 0, 20 frames x 10 slices, 160 x 160): read only, shared."""
+    from cmrseg.phantom import make_phantom
+
+    return make_phantom(seed=0)
+
+
+@pytest.fixture(scope="session")
+def oblique_phantom():
+    """A small oblique phantom (seed 1, 4 frames, 8 slices, 112 x 128 at 1.8 mm): read only, shared."""
+    from cmrseg.phantom import make_phantom
+
+    return make_phantom(seed=1, frames=4, slices=8, matrix=(112, 128), pixel_spacing_mm=1.8, oblique=True)

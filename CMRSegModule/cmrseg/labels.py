@@ -26,10 +26,12 @@ class Structure:
 _TISSUE = ("85756007", "Tissue")
 _ANATOMY = ("123037004", "Anatomical Structure")
 
+# Codes of DICOM CID 7152 (cardiac structure segmentation type) and SNOMED CT "Myocardium structure". The
+# blood pools carry the ventricle codes: DICOM has no separate "cavity" code, the segment name says it.
 STRUCTURES: tuple[Structure, ...] = (
-    Structure(RV, "RV", "RV blood pool", (1.0, 1.0, 0.0), _TISSUE, ("53085002", "Right ventricle cavity")),
-    Structure(MYO, "Myo", "LV myocardium", (0.0, 0.8, 0.0), _ANATOMY, ("87878005", "Left ventricle myocardium")),
-    Structure(LV, "LV", "LV blood pool", (1.0, 0.0, 0.0), _TISSUE, ("70238003", "Left ventricle cavity")),
+    Structure(RV, "RV", "RV blood pool", (1.0, 1.0, 0.0), _ANATOMY, ("53085002", "Right ventricle")),
+    Structure(MYO, "Myo", "LV myocardium", (0.0, 0.8, 0.0), _TISSUE, ("74281007", "Myocardium")),
+    Structure(LV, "LV", "LV blood pool", (1.0, 0.0, 0.0), _ANATOMY, ("87878005", "Left ventricle")),
 )
 
 BY_LABEL = {s.label: s for s in STRUCTURES}
