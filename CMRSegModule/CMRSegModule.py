@@ -66,8 +66,8 @@ class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
 
     def loadCineDicomFolder(self, folder: str):
         """Read a cine SAX DICOM folder with the project's reader and add it as a browsable volume sequence."""
-        from CMRSegModuleLib.SequenceNodes import createSequenceFromStudy
         from cmrseg.io.dicom_cine import read_dicom_cine
+        from CMRSegModuleLib.SequenceNodes import createSequenceFromStudy
 
         study = read_dicom_cine(folder)
         name = study.description or os.path.basename(os.path.normpath(folder))

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--oblique", action="store_true", help="double-oblique slice orientation")
     phantom.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     phantom.set_defaults(run=_phantom)
+
+    from cmrseg.train import add_train_arguments
+
+    add_train_arguments(commands.add_parser("train", help="train the dense U-Net on ACDC ED/ES frames (resumable)"))
     return parser
 
 

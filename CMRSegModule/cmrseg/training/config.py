@@ -1,0 +1,90 @@
+"""The settings that define a training run, how a resumed run treats them, and the command that repeats them."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from cmrseg.errors import CMRSegError
+
+if TYPE_CHECKING:
+    from cmrseg.preprocess import PreprocessConfig
+
+# The choices of the command line, kept here so that parsing needs no torch (tests check them against
+# cmrseg.model.dense_unet.PRESETS, cmrseg.losses.LOSSES and cmrseg.losses.WEIGHTINGS).
+PRESET_NAMES = ("compact", "medium", "paper")
+LOSS_NAMES = ("wce", "wce+dice")
+WEIGHTING_NAMES = ("median", "sqrt-median", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What defines a training run (stored in ``last.pt``; a resumed run keeps it)."""
+
+    data: str
+    preset: str = "compact"
+    base_filters: int | None = None  # overrides the preset's width
+    loss: str = "wce"
+    class_weighting: str = "median"
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_epochs: float = 2.0
+    iterations_per_epoch: int | None = None  # default: one pass over the training slices
+    seed: int = 0
+    max_patients: int | None = None  # at most this many training and this many validation patients
+    spacing_mm: float = 1.5
+    size: int = 176
+    jitter_px: int = 32  # random crop offset around the heart during training (48 mm at 1.5 mm)
+    precision: str = "bf16"
+    augment: bool = True
+
+    def preprocess(self) -> PreprocessConfig:
+        from cmrseg.preprocess import PreprocessConfig
+
+        return PreprocessConfig(target_spacing_mm=self.spacing_mm, size=(self.size, self.size))
+
+    def model_args(self) -> dict[str, int]:
+        return {"base_filters": self.base_filters} if self.base_filters else {}
+
+
+# Settings a resumed run may change; any other explicit difference from last.pt is an error.
+RESUME_MUTABLE = {"epochs", "data"}
+
+
+def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> TrainConfig:
+    """Defaults, then the stored configuration of a resumed run, then what was given on the command line."""
+    names = [f.name for f in fields(TrainConfig)]
+    given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if stored is not None:
+        changed = sorted(k for k, v in given.items() if k not in RESUME_MUTABLE and stored.get(k) != v)
+        if changed:
+            raise CMRSegError(
+                "Cannot resume with different settings: "
+                + ", ".join(f"--{k.replace('_', '-')} {given[k]} (run: {stored.get(k)})" for k in changed)
+                + ". Leave them out to keep the run's settings, or start a new run in another --out."
+            )
+    values = {**asdict(TrainConfig(data="")), **(stored or {}), **given}
+    if not values["data"]:
+        raise CMRSegError("Give the ACDC data folder with --data.")
+    config = TrainConfig(**{k: values[k] for k in names})
+    if config.size % 16 or config.size < 16:
+        raise CMRSegError(f"--size {config.size}: the network input size must be a multiple of 16.")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise CMRSegError("--epochs and --batch-size must be at least 1.")
+    return config
+
+
+def reproducing_command(config: TrainConfig) -> str:
+    """The ``cmrseg train`` command with every setting of ``config`` spelled out (``--out`` left to choose)."""
+    words = ["cmrseg", "train"]
+    for name, value in asdict(config).items():
+        option = "--" + name.replace("_", "-")
+        if name == "augment":
+            words += [] if value else ["--no-augment"]
+        elif value is not None:
+            words += [option, str(value)]
+    return shlex.join(words + ["--out", "OUT"])

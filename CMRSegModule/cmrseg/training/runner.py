@@ -1,0 +1,162 @@
+"""The work of ``cmrseg train``: set up or resume a run, then train, validate and save epoch by epoch."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cmrseg.augment import NO_AUGMENTATION, AugmentConfig
+from cmrseg.errors import CMRSegError
+from cmrseg.labels import STRUCTURES
+from cmrseg.losses import SegmentationLoss, class_frequencies, class_weights
+from cmrseg.model.checkpoint import load_weights, save_checkpoint
+from cmrseg.model.dense_unet import build_model, count_parameters
+from cmrseg.progress import LinePrinter
+from cmrseg.training.config import TrainConfig, resolve_config
+from cmrseg.training.data import load_slices
+from cmrseg.training.loop import Runtime, evaluate, train_epoch
+from cmrseg.training.record import checkpoint_metadata
+from cmrseg.training.schedule import make_scheduler
+from cmrseg.training.split import make_split, read_split, write_split
+from cmrseg.training.state import load_state, restore_rng, save_state, write_history
+
+
+def choose_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CMRSegError("--device cuda was asked for, but torch sees no CUDA GPU here.")
+    return device
+
+
+def prepare_split(out: Path, config: TrainConfig, split_file: str | None) -> tuple[dict[str, Any], Path]:
+    """The run's split: ``out/split.json`` if it exists, else ``--split``, else a new one from the seed."""
+    target = out / "split.json"
+    if target.exists():
+        split = read_split(target)
+        if split_file and read_split(split_file) != split:
+            raise CMRSegError(f"{target} already exists and differs from --split {split_file}.")
+    elif split_file:
+        split = read_split(split_file)
+        write_split(split, target)
+    else:
+        split = make_split(config.data, config.seed)
+        write_split(split, target)
+    return split, target
+
+
+def run_training(args: argparse.Namespace) -> int:
+    """Train (or resume) as the ``cmrseg train`` arguments say; returns the exit code."""
+    out = Path(args.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    state = None
+    if args.resume:
+        if not last_path.is_file():
+            raise CMRSegError(f"Nothing to resume: {last_path} does not exist.")
+        state = load_state(last_path)
+    elif last_path.exists():
+        raise CMRSegError(
+            f"{out} already holds a training run (last.pt); add --resume to continue it or use another --out."
+        )
+    config = resolve_config(args, state["config"] if state else None)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = choose_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    out.mkdir(parents=True, exist_ok=True)
+    split, split_path = prepare_split(out, config, args.split)
+    limit = config.max_patients
+    train_patients, val_patients = split["train"][:limit], split["val"][:limit]
+    if not train_patients or not val_patients:
+        raise CMRSegError(f"The split {split_path} needs at least one training and one validation patient.")
+
+    progress = LinePrinter(min_interval=5.0)
+    preprocess = config.preprocess()
+    train = load_slices(config.data, train_patients, preprocess, config.jitter_px, progress, "Loading training data")
+    val = load_slices(config.data, val_patients, preprocess, 0, progress, "Loading validation data")
+    if state is not None:
+        weights = state["class_weights"]
+    else:
+        frequencies = class_frequencies(train.central_labels().numpy())
+        weights = torch.from_numpy(class_weights(frequencies, config.class_weighting)).float()
+    loss_fn = SegmentationLoss(config.loss, weights).to(device)
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.preset, **config.model_args()).to(device)
+    runtime = Runtime(device, config.precision, channels_last=True)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    iterations = config.iterations_per_epoch or max(1, len(train) // config.batch_size)
+    total_steps = config.epochs * iterations
+    warmup = min(round(config.warmup_epochs * iterations), total_steps // 2)
+    scheduler = make_scheduler(optimizer, total_steps, warmup)
+    augmentation = AugmentConfig() if config.augment else NO_AUGMENTATION
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    wall = 0.0
+    start_epoch = 1
+    if state is not None:
+        load_weights(model, state["model"], str(last_path))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+        history, best, wall = state["history"], state["best"], state["wall_seconds"]
+        start_epoch = state["epoch"] + 1
+    n_parameters = count_parameters(model)
+    print(
+        f"Training {config.preset} dense U-Net ({n_parameters:,} parameters) on {len(train)} slices of "
+        f"{len(train.volumes)} frames, validating on {len(val.volumes)} frames; {iterations} batches of "
+        f"{config.batch_size} per epoch; {device}, {config.precision}, {torch.get_num_threads()} threads; "
+        f"class weights {[round(float(w), 3) for w in weights]}; "
+        + (f"resuming at epoch {start_epoch}." if state else f"{config.epochs} epochs."),
+        flush=True,
+    )
+    if start_epoch > config.epochs:
+        print(f"The run in {out} has already finished its {config.epochs} epochs.", flush=True)
+        return 0
+
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_epoch(
+            model, train, loss_fn, optimizer, scheduler, runtime, augmentation, generator,
+            config.batch_size, iterations, progress, f"epoch {epoch}/{config.epochs}",
+        )  # fmt: skip
+        metrics = evaluate(model, val, loss_fn, runtime)
+        seconds = time.perf_counter() - started
+        wall += seconds
+        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, **metrics, "epoch_seconds": round(seconds, 2)}
+        history.append(row)
+        improved = not best or row["dice_mean"] > best["dice_mean"]
+        if improved:
+            best = dict(row)
+            meta = checkpoint_metadata(
+                config, split_path, train, val, weights, augmentation, history, best, wall, device, n_parameters
+            )
+            save_checkpoint(best_path, model, meta, preset=config.preset)
+        write_history(out, history)
+        save_state(
+            last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, config=asdict(config),
+            history=history, best=best, class_weights=weights, wall_seconds=wall,
+        )  # fmt: skip
+        print(format_row(row, config.epochs, best, improved), flush=True)
+    print(f"Done: best mean validation Dice {best['dice_mean']:.4f} at epoch {best['epoch']}; {best_path}", flush=True)
+    return 0
+
+
+def format_row(row: dict[str, Any], epochs: int, best: dict[str, Any], improved: bool) -> str:
+    dice = " ".join(f"{s.key} {row[f'dice_{s.key}']:.3f}" for s in reversed(STRUCTURES))
+    mark = " *" if improved else f" (best {best['dice_mean']:.4f} @ {best['epoch']})"
+    return (
+        f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.2e}  train {row['train_loss']:.4f}  "
+        f"val {row['val_loss']:.4f}  Dice {dice}  mean {row['dice_mean']:.4f}  {row['epoch_seconds']:.1f} s{mark}"
+    )

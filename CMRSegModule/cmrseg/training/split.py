@@ -1,0 +1,70 @@
+"""Patient-level train / validation / test split of ACDC, stratified by pathology group, written as JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.acdc import list_patients, read_info
+
+RATIOS = (0.70, 0.15, 0.15)
+PARTS = ("train", "val", "test")
+
+
+def make_split(data_root: str | Path, seed: int = 0, ratios: tuple[float, float, float] = RATIOS) -> dict[str, Any]:
+    """Split the patients of an ACDC root: within each group, shuffled by ``seed``, then cut by ``ratios``.
+
+    Per group of ``n`` patients: ``round(n * ratios[1])`` validation, ``round(n * ratios[2])`` test, the
+    rest training (ACDC's 20 per group give 14 / 3 / 3, in all 70 / 15 / 15).
+    """
+    by_group: dict[str, list[str]] = {}
+    for folder in list_patients(data_root):
+        group = read_info(folder).get("Group", "unknown")
+        by_group.setdefault(group, []).append(folder.name)
+    rng = random.Random(seed)
+    split: dict[str, list[str]] = {part: [] for part in PARTS}
+    for group in sorted(by_group):
+        names = sorted(by_group[group])
+        rng.shuffle(names)
+        n_val, n_test = round(len(names) * ratios[1]), round(len(names) * ratios[2])
+        split["val"] += names[:n_val]
+        split["test"] += names[n_val : n_val + n_test]
+        split["train"] += names[n_val + n_test :]
+    return {
+        "dataset": "ACDC",
+        "data": str(Path(data_root)),
+        "seed": seed,
+        "ratios": list(ratios),
+        "stratified_by": "Group (Info.cfg)",
+        "groups": {g: len(v) for g, v in sorted(by_group.items())},
+        **{part: sorted(split[part]) for part in PARTS},
+    }
+
+
+def write_split(split: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(split, indent=1) + "\n")
+    return path
+
+
+def read_split(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        split = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CMRSegError(f"Cannot read the split file {path}: {exc}.") from exc
+    if not isinstance(split, dict) or not all(isinstance(split.get(p), list) for p in ("train", "val")):
+        raise CMRSegError(f"{path} is not a split file (it needs 'train' and 'val' lists of patient names).")
+    overlap = set(split["train"]) & set(split["val"]) | set(split["train"]) & set(split.get("test", []))
+    if overlap:
+        raise CMRSegError(f"{path} puts patients in more than one part: {', '.join(sorted(overlap)[:5])}.")
+    return split
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,162 @@
+"""The training command: split, schedule, a short real training run, resume, and the checkpoint it ships."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import asdict
+
+import pytest
+import torch
+
+import cmrseg.train as train_module
+import cmrseg.training.runner as runner
+from cmrseg.errors import CMRSegError
+from cmrseg.io.acdc import list_patients, read_info
+from cmrseg.losses import LOSSES, WEIGHTINGS, SegmentationLoss
+from cmrseg.model import PRESETS, build_model, load_model
+from cmrseg.preprocess import PreprocessConfig
+from cmrseg.training.config import LOSS_NAMES, PRESET_NAMES, WEIGHTING_NAMES, TrainConfig, resolve_config
+from cmrseg.training.data import epoch_order, load_slices
+from cmrseg.training.loop import Runtime
+from cmrseg.training.schedule import lr_factor
+from cmrseg.training.split import make_split, read_split, write_split
+from cmrseg.training.state import load_state
+
+
+def test_schedule_warms_up_then_decays_to_one_percent():
+    factors = [lr_factor(step, total_steps=100, warmup_steps=10) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+    assert factors[-1] == pytest.approx(0.01, abs=0.002)
+
+
+def test_epoch_order_visits_every_slice_before_repeating():
+    order = epoch_order(10, 4, 5, torch.Generator().manual_seed(0))
+    assert order.shape == (5, 4)
+    assert sorted(order.flatten()[:10].tolist()) == list(range(10))
+
+
+def test_command_line_choices_match_the_implementations():
+    assert set(PRESET_NAMES) == set(PRESETS)
+    assert LOSS_NAMES == LOSSES and WEIGHTING_NAMES == WEIGHTINGS
+
+
+def test_resume_refuses_changed_settings():
+    parser = train_module.add_train_arguments(argparse.ArgumentParser())
+    stored = {**asdict(TrainConfig(data="/d")), "loss": "wce"}
+    args = parser.parse_args(["--out", "x", "--resume", "--epochs", "9"])
+    assert resolve_config(args, stored).epochs == 9  # more epochs may be asked for
+    args = parser.parse_args(["--out", "x", "--resume", "--loss", "wce+dice"])
+    with pytest.raises(CMRSegError, match="different settings: --loss wce\\+dice"):
+        resolve_config(args, stored)
+    with pytest.raises(CMRSegError, match="multiple of 16"):
+        resolve_config(parser.parse_args(["--out", "x", "--data", "d", "--size", "100"]), None)
+    with pytest.raises(CMRSegError, match="--data"):
+        resolve_config(parser.parse_args(["--out", "x"]), None)
+
+
+@pytest.mark.shared_data
+def test_split_is_stratified_70_15_15_and_seeded(acdc_root, tmp_path):
+    split = make_split(acdc_root, seed=0)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (70, 15, 15)
+    assert not set(split["train"]) & set(split["val"]) | set(split["val"]) & set(split["test"])
+    groups = {p.name: read_info(p)["Group"] for p in list_patients(acdc_root)}
+    for part, per_group in (("train", 14), ("val", 3), ("test", 3)):
+        counts = {g: sum(groups[p] == g for p in split[part]) for g in set(groups.values())}
+        assert set(counts.values()) == {per_group}, (part, counts)
+    assert make_split(acdc_root, seed=0) == split and make_split(acdc_root, seed=1) != split
+    assert read_split(write_split(split, tmp_path / "split.json")) == split
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_compact_network_overfits_a_fixed_real_batch(acdc_root):
+    torch.set_num_threads(1)
+    data = load_slices(acdc_root, ["patient001", "patient002"], PreprocessConfig(size=(96, 96)))
+    images, labels = data.crops(torch.arange(0, len(data), len(data) // 8)[:8])
+    assert set(labels.unique().tolist()) == {0, 1, 2, 3}
+    torch.manual_seed(0)
+    runtime = Runtime(torch.device("cpu"), "bf16")
+    model = build_model("compact").to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    loss_fn = SegmentationLoss("wce+dice", torch.tensor([0.2, 1.0, 1.0, 1.0]))
+    losses = []
+    for _ in range(20):
+        with runtime.autocast():
+            logits = model(runtime.to_input(images))
+        loss = loss_fn(logits.float(), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
+    assert sum(losses[-5:]) < sum(losses[:5])
+
+
+def _train(out, *extra: str) -> int:
+    """``cmrseg train`` on one training and one validation patient, tiny and fast."""
+    argv = ["--out", str(out), "--threads", "1", *extra]
+    return train_module.main(argv)
+
+
+FAST = ["--max-patients", "1", "--size", "64", "--jitter-px", "4", "--batch-size", "4", "--iterations-per-epoch", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_path, monkeypatch, capsys):
+    data = ["--data", str(acdc_root), *FAST, "--epochs", "3"]
+    # Uninterrupted reference run.
+    assert _train(tmp_path / "ref", *data) == 0
+    # The same run, killed during its third epoch ...
+    real_epoch, calls = runner.train_epoch, []
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "run", *data)
+    monkeypatch.setattr(runner, "train_epoch", real_epoch)
+    assert load_state(tmp_path / "run" / "last.pt")["epoch"] == 2
+    # ... refuses a fresh start in the same folder, and resumes at epoch 3 with the stored settings.
+    assert _train(tmp_path / "run", *data) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert _train(tmp_path / "run", "--resume") == 0
+    assert "resuming at epoch 3" in capsys.readouterr().out
+
+    ref, run = load_state(tmp_path / "ref" / "last.pt"), load_state(tmp_path / "run" / "last.pt")
+    assert run["epoch"] == ref["epoch"] == 3
+    for name, tensor in ref["model"].items():
+        assert torch.equal(run["model"][name], tensor), name
+    assert run["scheduler"]["last_epoch"] == ref["scheduler"]["last_epoch"] == 6
+    drop = ("epoch_seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in run["history"]] == [
+        {k: v for k, v in r.items() if k not in drop} for r in ref["history"]
+    ]
+    with open(tmp_path / "run" / "history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "dice_LV", "dice_RV", "dice_Myo", "dice_mean", "lr"} <= set(rows[0])
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 3
+    assert _train(tmp_path / "run", "--resume") == 0  # a finished run stays finished
+    assert "already finished" in capsys.readouterr().out
+
+    model, meta = load_model(tmp_path / "run" / "best.pt")
+    assert meta["architecture"]["preset"] == "compact"
+    assert PreprocessConfig.from_dict(meta["preprocessing"]) == PreprocessConfig(size=(64, 64))
+    training = meta["training"]
+    assert training["loss"] == "wce" and training["epochs"] == 3
+    assert 1 <= training["best_epoch"] <= training["epochs_trained"] <= 3
+    assert len(training["split_sha256"]) == 64 and training["machine"]["torch"] == torch.__version__
+    assert training["command"].startswith("cmrseg train --data ") and "--max-patients 1 " in training["command"]
+    assert set(meta["metrics"]["validation"]) >= {"dice_LV", "dice_RV", "dice_Myo", "dice_mean", "val_loss"}
+    assert meta["labels"] == {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 64, 64)).shape == (1, 4, 64, 64)
+    assert (tmp_path / "run" / "best.pt").stat().st_size < 10_000_000  # weights only
