@@ -1,0 +1,169 @@
+"""Segmentation of study frames with a trained dense U-Net, on CUDA when available, else the CPU.
+
+Each frame goes slice by slice through the network in batches on the pre-processing grid (fixed spacing
+and size), and the class probabilities come back to the native grid. The crop is first centred on the
+image; when the heart found there lies off-centre, every frame is segmented again centred on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.study import Study
+from cmrseg.labels import BACKGROUND, LV
+from cmrseg.model import load_model
+from cmrseg.postprocess import clean_labels
+from cmrseg.preprocess import PreprocessConfig, preprocess_frame, to_native_probabilities
+from cmrseg.progress import ProgressCallback, report
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+DEFAULT_MODEL_NAME = "cmrseg_dense_unet.pt"
+RECENTRE_MM = 10.0  # re-segment centred on the heart when it lies further than this from the crop centre
+MIN_LV_ML = 2.0  # below this at every frame, no heart was found
+
+
+def default_model_path() -> Path:
+    return MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CMRSegError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto.")
+    if device not in ("cpu", "cuda"):
+        raise CMRSegError(f"Unknown device {device!r}; use auto, cpu or cuda.")
+    return torch.device(device)
+
+
+@dataclass
+class Segmenter:
+    """A loaded network with its pre-processing and run settings."""
+
+    model: torch.nn.Module
+    metadata: dict
+    device: torch.device
+    config: PreprocessConfig
+    bf16: bool = True  # bfloat16 autocast on the CPU (measured to keep accuracy; see the README benchmark)
+    flips: bool = False  # test-time augmentation: average over horizontal and vertical flips
+    batch_size: int = 16
+    source: str = ""
+    timings: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "auto", **options) -> Segmenter:
+        path = Path(path) if path is not None else default_model_path()
+        if not path.is_file():
+            raise CMRSegError(f"Model file {path} not found. Give a trained checkpoint with --model.")
+        torch_device = resolve_device(device)
+        model, metadata = load_model(path, torch_device)
+        if torch_device.type == "cpu":
+            model = model.to(memory_format=torch.channels_last)
+        config = PreprocessConfig.from_dict(metadata.get("preprocessing", {}))
+        return cls(model, metadata, torch_device, config, source=str(path), **options)
+
+    @property
+    def description(self) -> str:
+        arch = self.metadata.get("architecture", {})
+        trained = self.metadata.get("training", {})
+        return (
+            f"{Path(self.source).name} (dense U-Net, preset {arch.get('preset')}, "
+            f"{trained.get('epochs_trained', '?')} epochs, cmrseg {self.metadata.get('cmrseg_version', '?')})"
+        )
+
+    @torch.inference_mode()
+    def network_probabilities(self, slices: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``[n, C, h, w]`` of pre-processed slices ``[n, h, w]``."""
+        outputs = []
+        for start in range(0, len(slices), self.batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(slices[start : start + self.batch_size]))
+            batch = batch[:, None].float().to(self.device)
+            if self.device.type == "cpu":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            outputs.append(self._forward(batch).float().cpu().numpy())
+        return np.concatenate(outputs)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16 if self.device.type == "cpu" else torch.float16,
+            enabled=self.bf16 or self.device.type == "cuda",
+        )
+        with autocast:
+            probabilities = torch.softmax(self.model(batch).float(), dim=1)
+            if self.flips:
+                for dims in ((3,), (2,), (2, 3)):
+                    flipped = self.model(torch.flip(batch, dims)).float()
+                    probabilities += torch.flip(torch.softmax(flipped, dim=1), dims)
+                probabilities /= 4
+        return probabilities
+
+    def frame_probabilities(self, frame: np.ndarray, spacing, center_yx=None) -> np.ndarray:
+        """Class probabilities ``[z, C, y, x]`` of one native ``[z, y, x]`` frame."""
+        slices, geometry = preprocess_frame(frame, spacing, self.config, center_yx)
+        return to_native_probabilities(self.network_probabilities(slices), geometry)
+
+
+def heart_center(labels: np.ndarray) -> tuple[float, float] | None:
+    """In-plane centroid (y, x) of all heart labels of a ``[z, y, x]`` map, or None when there are none."""
+    points = np.argwhere(labels != BACKGROUND)
+    return None if points.size == 0 else (float(points[:, 1].mean()), float(points[:, 2].mean()))
+
+
+def segment_frames(
+    study: Study,
+    frames: list[int],
+    segmenter: Segmenter,
+    progress: ProgressCallback | None = None,
+) -> dict[int, np.ndarray]:
+    """Label maps ``[z, y, x]`` (ACDC labels, cleaned) of the given frames, on the study's native grid."""
+    if study.num_slices < 2:
+        raise CMRSegError(f"{study.source}: only {study.num_slices} slice; a short-axis stack is needed.")
+    for index in frames:
+        if not 0 <= index < study.num_frames:
+            raise CMRSegError(f"Frame {index} is outside the study's {study.num_frames} frames.")
+    spacing = study.spacing
+    # Locate the heart on the first requested frame with a centred crop.
+    first = clean_labels(segmenter.frame_probabilities(study.frame(frames[0]), spacing).argmax(axis=1).astype(np.uint8))
+    centre = heart_center(first)
+    image_centre = ((study.matrix[0] - 1) / 2, (study.matrix[1] - 1) / 2)
+    recentre = None
+    if centre is not None:
+        shift_mm = np.hypot((centre[0] - image_centre[0]) * spacing[1], (centre[1] - image_centre[1]) * spacing[0])
+        if shift_mm > RECENTRE_MM:
+            recentre = centre
+            log.info("Heart found %.0f mm off the image centre: crop re-centred on it.", shift_mm)
+    results: dict[int, np.ndarray] = {}
+    for done, index in enumerate(frames):
+        report(progress, done, len(frames), "Segmenting frames")
+        if index == frames[0] and recentre is None:
+            results[index] = first
+            continue
+        probabilities = segmenter.frame_probabilities(study.frame(index), spacing, recentre)
+        results[index] = clean_labels(probabilities.argmax(axis=1).astype(np.uint8))
+    report(progress, len(frames), len(frames), "Segmenting frames")
+    lv_ml = max(float((labels == LV).sum()) * study.voxel_volume_ml for labels in results.values())
+    if lv_ml < MIN_LV_ML:
+        raise CMRSegError(
+            f"No left ventricle was found in {study.source or 'the study'} (largest LV blood pool {lv_ml:.1f} ml). "
+            "Check that the input is a short-axis cine covering the heart."
+        )
+    return results
+
+
+def lv_volume_curve(labels_by_frame: dict[int, np.ndarray], voxel_ml: float) -> dict[int, float]:
+    return {index: float((labels == LV).sum()) * voxel_ml for index, labels in labels_by_frame.items()}
+
+
+def choose_ed_es(curve: dict[int, float]) -> tuple[int, int]:
+    """ED = frame of largest, ES = frame of smallest LV blood-pool volume."""
+    frames = sorted(curve)
+    volumes = np.array([curve[f] for f in frames])
+    return frames[int(volumes.argmax())], frames[int(volumes.argmin())]

@@ -1,0 +1,136 @@
+"""The clinical report of one segmented study: a self-contained HTML page (figures embedded as PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg.labels import STRUCTURES
+
+# (key, label, unit) in the order a cardiologist reads them.
+PARAMETERS = (
+    ("lv_edv_ml", "LV EDV", "ml"),
+    ("lv_esv_ml", "LV ESV", "ml"),
+    ("lv_sv_ml", "LV SV", "ml"),
+    ("lv_ef_pct", "LV EF", "%"),
+    ("lv_mass_ed_g", "LV mass (ED)", "g"),
+    ("lv_mass_es_g", "LV mass (ES)", "g"),
+    ("rv_edv_ml", "RV EDV", "ml"),
+    ("rv_esv_ml", "RV ESV", "ml"),
+    ("rv_sv_ml", "RV SV", "ml"),
+    ("rv_ef_pct", "RV EF", "%"),
+)
+INDEXED = {
+    "lv_edv_ml": "lv_edv_index",
+    "lv_esv_ml": "lv_esv_index",
+    "lv_sv_ml": "lv_sv_index",
+    "lv_mass_ed_g": "lv_mass_ed_index",
+    "rv_edv_ml": "rv_edv_index",
+    "rv_esv_ml": "rv_esv_index",
+    "rv_sv_ml": "rv_sv_index",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    _pyplot().close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def overlay_figure(image: np.ndarray, labels: np.ndarray, title: str) -> str:
+    """Every slice of a ``[z, y, x]`` frame with the structure outlines, as base64 PNG."""
+    plt = _pyplot()
+    slices = image.shape[0]
+    columns = min(slices, 6)
+    rows = int(np.ceil(slices / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows + 0.4), squeeze=False)
+    low, high = np.percentile(image, [1, 99.5])
+    for z, axis in enumerate(axes.ravel()):
+        axis.axis("off")
+        if z >= slices:
+            continue
+        axis.imshow(image[z], cmap="gray", vmin=low, vmax=high)
+        for structure in STRUCTURES:
+            mask = labels[z] == structure.label
+            if mask.any():
+                axis.contour(mask, levels=[0.5], colors=[structure.color], linewidths=0.8)
+        axis.set_title(f"slice {z}", fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def volume_curve_figure(times_ms, lv_ml, rv_ml, ed: int, es: int) -> str:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3))
+    axis.plot(times_ms, lv_ml, "o-", color="red", label="LV blood pool")
+    axis.plot(times_ms, rv_ml, "o-", color="goldenrod", label="RV blood pool")
+    for index, name in ((ed, "ED"), (es, "ES")):
+        axis.axvline(times_ms[index], color="k", linestyle=":", linewidth=0.8)
+        axis.annotate(name, (times_ms[index], max(lv_ml)), fontsize=8)
+    axis.set(xlabel="time (ms)", ylabel="volume (ml)", title="Volume curve")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _value(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.1f}"
+
+
+def measures_table(measures: dict) -> str:
+    rows = []
+    for key, name, unit in PARAMETERS:
+        indexed = measures.get(INDEXED.get(key, ""))
+        index_unit = f"{unit}/m²" if indexed is not None else ""
+        rows.append(
+            f"<tr><td>{name}</td><td>{_value(measures.get(key))} {unit}</td>"
+            f"<td>{_value(indexed) if indexed is not None else ''} {index_unit}</td></tr>"
+        )
+    return "<table><tr><th>Parameter</th><th>Value</th><th>Indexed (BSA)</th></tr>" + "".join(rows) + "</table>"
+
+
+def write_report(
+    path: str | Path,
+    title: str,
+    measures: dict,
+    context: dict,
+    overlays: list[tuple[str, np.ndarray, np.ndarray]],
+    curve: tuple | None = None,
+) -> Path:
+    """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
+    facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
+    figures = [f'<img alt="{html.escape(t)}" src="data:image/png;base64,{overlay_figure(i, lab, t)}">'
+               for t, i, lab in overlays]
+    if curve is not None:
+        figures.insert(0, f'<img alt="volume curve" src="data:image/png;base64,{volume_curve_figure(*curve)}">')
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:100%;display:block;margin:1em 0}}
+.note{{color:#555;font-size:90%}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+{measures_table(measures)}
+<ul>{facts}</ul>
+<p class="note">Automatic segmentation for review by a physician; not a diagnosis.
+Outlines: LV blood pool red, LV myocardium green, RV blood pool yellow.</p>
+{''.join(figures)}
+</body></html>
+"""
+    path = Path(path)
+    path.write_text(page, encoding="utf-8")
+    return path

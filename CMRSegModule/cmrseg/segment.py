@@ -1,0 +1,182 @@
+"""The main job: a cine study in; ED/ES label maps, measures and a report out (``cmrseg segment``).
+
+Everything is written into a temporary folder beside the output and moved into place only when the whole
+job succeeded, so a failure never leaves half the outputs; existing outputs are kept unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg import __version__
+from cmrseg.basal import apply_basal_rule, basal_end
+from cmrseg.errors import CMRSegError
+from cmrseg.inference import Segmenter, choose_ed_es, lv_volume_curve, segment_frames
+from cmrseg.io.load import load_study
+from cmrseg.io.segmentation_file import write_seg_nrrd
+from cmrseg.io.study import Study
+from cmrseg.io.volume_files import is_volume_file, stem, write_frame
+from cmrseg.measures import frame_measures, study_measures
+from cmrseg.progress import ProgressCallback
+from cmrseg.report import write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentationResult:
+    study: Study
+    labels: dict[int, np.ndarray]  # frame index -> [z, y, x] (after the basal rule)
+    ed_frame: int | None
+    es_frame: int | None
+    measures: dict
+    outputs: list[Path] = field(default_factory=list)
+
+
+def frames_to_segment(study: Study, ed: int | None, es: int | None, all_frames: bool) -> tuple[list[int], bool]:
+    """The frames to segment and whether ED/ES come from the volume curve (all frames segmented)."""
+    ed = study.ed_frame if ed is None else ed
+    es = study.es_frame if es is None else es
+    if (ed is None) != (es is None):
+        raise CMRSegError("Give both ED and ES frames, or neither (then they are found from the LV volume curve).")
+    if ed is not None and not all_frames:
+        return sorted({ed, es}), False
+    return list(range(study.num_frames)), ed is None
+
+
+def output_names(inputs: list[Path], study: Study) -> tuple[str, list[str]]:
+    """Base name for study-level files, and the label-map file name of each frame."""
+    if len(inputs) == study.num_frames and all(is_volume_file(p) for p in inputs) and study.num_frames >= 1:
+        if not (len(inputs) == 1 and study.num_frames > 1):
+            return stem(inputs[0]), [f"{stem(p)}_seg.nii.gz" for p in inputs]
+    base = stem(inputs[0]) if is_volume_file(inputs[0]) else (inputs[0].resolve().name or "study")
+    return base, [f"{base}_frame{index:02d}_seg.nii.gz" for index in range(study.num_frames)]
+
+
+def run_segment(
+    inputs: list[str | Path],
+    out_dir: str | Path,
+    segmenter: Segmenter,
+    ed: int | None = None,
+    es: int | None = None,
+    all_frames: bool = False,
+    basal_rule: str = "none",
+    bsa_method: str = "mosteller",
+    series_uid: str | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> SegmentationResult:
+    inputs = [Path(p) for p in inputs]
+    out_dir = Path(out_dir)
+    study = load_study(inputs, series_uid=series_uid, progress=progress)
+    frames, from_curve = frames_to_segment(study, ed, es, all_frames)
+    base, frame_files = output_names(inputs, study)
+
+    started = time.perf_counter()
+    labels = segment_frames(study, frames, segmenter, progress)
+    seconds = time.perf_counter() - started
+    curve = lv_volume_curve(labels, study.voxel_volume_ml)
+    if from_curve and len(frames) > 1:
+        ed, es = choose_ed_es(curve)
+    elif not from_curve:
+        ed = study.ed_frame if ed is None else ed
+        es = study.es_frame if es is None else es
+    else:
+        ed = es = None  # a single frame: volumes only
+    base_index = basal_end(labels[ed]) if ed is not None else None
+    labels = {i: apply_basal_rule(lab, basal_rule, base_index)[0] for i, lab in labels.items()}
+
+    per_frame = {i: frame_measures(lab, study.spacing) for i, lab in labels.items()}
+    measures: dict = {
+        "cmrseg_version": __version__,
+        "model": segmenter.description,
+        "input": [str(p) for p in inputs],
+        "basal_rule": basal_rule,
+        "ed_frame": ed,
+        "es_frame": es,
+        "ed_es_from": "LV volume curve" if from_curve else "input or user",
+        "segmentation_seconds": round(seconds, 3),
+        "frames": {
+            str(i): {"time_ms": float(study.frame_times_ms[i]), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
+                     "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g}
+            for i, m in per_frame.items()
+        },
+    }
+    if ed is not None and ed != es:
+        measures["study"] = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
+    elif ed is None:
+        log.warning("One frame only: volumes are reported, but no ED/ES, stroke volume or ejection fraction.")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv", "report.html"]
+    if ed is not None and ed != es:
+        targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
+    existing = [name for name in targets if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise CMRSegError(f"{out_dir} already holds {', '.join(existing)}; choose another --out or pass --overwrite.")
+
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".cmrseg-") as scratch:
+        scratch = Path(scratch)
+        for i in frames:
+            write_frame(labels[i], study, scratch / frame_files[i])
+        if ed is not None and ed != es:
+            write_seg_nrrd(labels[ed], study, scratch / f"{base}_ED.seg.nrrd")
+            write_seg_nrrd(labels[es], study, scratch / f"{base}_ES.seg.nrrd")
+        (scratch / "measures.json").write_text(json.dumps(measures, indent=2))
+        write_measures_csv(measures, scratch / "measures.csv")
+        write_study_report(scratch / "report.html", study, labels, measures, segmenter, ed, es, curve, from_curve)
+        outputs = []
+        for name in targets:
+            shutil.move(str(scratch / name), out_dir / name)  # replaces an existing file only with overwrite
+            outputs.append(out_dir / name)
+    return SegmentationResult(study, labels, ed, es, measures, outputs)
+
+
+def write_measures_csv(measures: dict, path: Path) -> None:
+    """One ``parameter,value`` row per study parameter, then per-frame volumes."""
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["parameter", "value"])
+        for key, value in measures.get("study", {}).items():
+            writer.writerow([key, "" if value is None else value])
+        writer.writerow([])
+        writer.writerow(["frame", "time_ms", "lv_ml", "rv_ml", "myo_ml", "myo_mass_g"])
+        for index, frame in measures["frames"].items():
+            writer.writerow([index, frame["time_ms"], frame["lv_ml"], frame["rv_ml"], frame["myo_ml"],
+                             frame["myo_mass_g"]])
+
+
+def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, from_curve) -> None:
+    context = {
+        "Study": study.description or study.source,
+        "Model": segmenter.description,
+        "Basal-slice rule": {"none": "none (all slices kept)", "50": ">= 50 % of the LV border enclosed by myocardium",
+                             "100": "100 % of the LV border enclosed by myocardium"}[measures["basal_rule"]],
+        "ED / ES frames": f"{ed} / {es} ({measures['ed_es_from']})" if ed is not None else "one frame only",
+        "Slice spacing": f"{study.spacing[2]:.2f} mm (from slice positions)",
+        "cmrseg": __version__,
+    }
+    if measures.get("study", {}).get("bsa_m2"):
+        context["BSA"] = f"{measures['study']['bsa_m2']:.2f} m² ({measures['study']['bsa_method']})"
+    overlays = []
+    for index, name in ((ed, "End-diastole"), (es, "End-systole")):
+        if index is not None and index in labels:
+            overlays.append((f"{name} (frame {index})", study.frame(index), labels[index]))
+    if ed is None:
+        overlays = [(f"Frame {i}", study.frame(i), lab) for i, lab in labels.items()]
+    curve_data = None
+    if from_curve and len(curve) > 2:
+        frames = sorted(curve)
+        rv = [measures["frames"][str(i)]["rv_ml"] for i in frames]
+        curve_data = (study.frame_times_ms[frames], [curve[i] for i in frames], rv, frames.index(ed), frames.index(es))
+    write_report(path, f"CMRSeg report: {study.description or Path(study.source).name}",
+                 measures.get("study", {}), context, overlays, curve_data)
