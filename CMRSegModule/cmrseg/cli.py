@@ -45,6 +45,50 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segment(args: argparse.Namespace) -> int:
+    from cmrseg.inference import Segmenter
+    from cmrseg.progress import LinePrinter
+    from cmrseg.segment import run_segment
+
+    segmenter = Segmenter.load(args.model, device=args.device, flips=args.flips)
+    result = run_segment(
+        args.input,
+        args.out,
+        segmenter,
+        ed=args.ed,
+        es=args.es,
+        all_frames=args.all_frames,
+        basal_rule=args.basal_rule,
+        bsa_method=args.bsa,
+        series_uid=args.series,
+        height_cm=args.height,
+        weight_kg=args.weight,
+        overwrite=args.overwrite,
+        progress=LinePrinter(),
+    )
+    print(format_measures(result.measures))
+    print(f"Outputs in {args.out}: {', '.join(p.name for p in result.outputs)}")
+    return 0
+
+
+def format_measures(measures: dict) -> str:
+    from cmrseg.report import INDEXED, PARAMETERS
+
+    lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"]
+    study = measures.get("study")
+    if not study:
+        for index, frame in measures["frames"].items():
+            lines.append(f"frame {index}: LV {frame['lv_ml']:.1f} ml, RV {frame['rv_ml']:.1f} ml, "
+                         f"LV mass {frame['myo_mass_g']:.1f} g")
+        return "\n".join(lines)
+    lines.append(f"ED frame {measures['ed_frame']}, ES frame {measures['es_frame']} ({measures['ed_es_from']})")
+    for key, name, unit in PARAMETERS:
+        indexed = study.get(INDEXED.get(key, ""))
+        extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""
+        lines.append(f"  {name:14} {study[key]:8.1f} {unit}{extra}")
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict) -> str:
     times = summary["frame_times_ms"]
     lines = [
@@ -87,6 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--oblique", action="store_true", help="double-oblique slice orientation")
     phantom.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     phantom.set_defaults(run=_phantom)
+
+    segment = commands.add_parser("segment", help="segment ED/ES (or all frames) and report the clinical parameters")
+    segment.add_argument("input", nargs="+", help="DICOM folder, ACDC patient folder, 4D NIfTI/NRRD or 3D frame files")
+    segment.add_argument("--out", required=True, help="output folder")
+    segment.add_argument("--model", help="checkpoint file (default: the shipped model)")
+    segment.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    segment.add_argument("--ed", type=int, help="end-diastolic frame (0-based); default: from the input or the curve")
+    segment.add_argument("--es", type=int, help="end-systolic frame (0-based)")
+    segment.add_argument("--all-frames", action="store_true", help="segment every frame (volume curve)")
+    segment.add_argument("--basal-rule", default="none", choices=("none", "50", "100"),
+                         help="keep basal LV slices with >= 50 %% or 100 %% of the border in myocardium")
+    segment.add_argument("--bsa", default="mosteller", choices=("mosteller", "dubois"), help="BSA formula")
+    segment.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
+    segment.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
+    segment.add_argument("--flips", action="store_true", help="test-time flips (4x slower, slightly smoother)")
+    segment.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
+    segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    segment.set_defaults(run=_segment)
 
     from cmrseg.train import add_train_arguments
 

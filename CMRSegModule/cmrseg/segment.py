@@ -72,12 +72,18 @@ def run_segment(
     basal_rule: str = "none",
     bsa_method: str = "mosteller",
     series_uid: str | None = None,
+    height_cm: float | None = None,
+    weight_kg: float | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> SegmentationResult:
     inputs = [Path(p) for p in inputs]
     out_dir = Path(out_dir)
     study = load_study(inputs, series_uid=series_uid, progress=progress)
+    if height_cm is not None:
+        study.patient.height_cm = height_cm
+    if weight_kg is not None:
+        study.patient.weight_kg = weight_kg
     frames, from_curve = frames_to_segment(study, ed, es, all_frames)
     base, frame_files = output_names(inputs, study)
 
