@@ -53,3 +53,23 @@ def oblique_phantom():
     from cmrseg.phantom import make_phantom
 
     return make_phantom(seed=1, frames=4, slices=8, matrix=(112, 128), pixel_spacing_mm=1.8, oblique=True)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The shipped model (``CMRSEG_TEST_MODEL`` may name another checkpoint while one is being trained)."""
+    import os
+
+    from cmrseg.inference import default_model_path
+
+    path = Path(os.environ.get("CMRSEG_TEST_MODEL", default_model_path()))
+    if not path.is_file():
+        pytest.fail(f"model checkpoint {path} is missing; the shipped weights belong in the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def segmenter(model_path):
+    from cmrseg.inference import Segmenter
+
+    return Segmenter.load(model_path, device="cpu")

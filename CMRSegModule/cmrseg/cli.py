@@ -71,6 +71,45 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cmrseg import evaluate
+    from cmrseg.inference import default_model_path
+    from cmrseg.progress import LinePrinter
+    from cmrseg.training.split import read_split
+
+    folders = {"FCN": Path(args.pred)} if args.pred else {}
+    if args.corrected:
+        if not args.pred:
+            raise CMRSegError("--corrected needs --pred (the automatic label maps to compare it with).")
+        folders["FCN+corr"] = Path(args.corrected)
+    if args.ref:
+        if not folders:
+            raise CMRSegError("--ref compares label-map folders: give --pred (and optionally --corrected).")
+        cases = list(evaluate.folder_cases(Path(args.ref), folders))
+    else:
+        split_path = Path(args.split) if args.split else default_model_path().with_suffix(".split.json")
+        split = read_split(split_path)
+        patients = split.get(args.part, [])
+        if not patients:
+            raise CMRSegError(f"{split_path} has no '{args.part}' patients.")
+        data = Path(args.data or split.get("data", ""))
+        if folders:
+            cases = evaluate.acdc_folder_cases(data, patients, folders)
+        else:
+            from cmrseg.inference import Segmenter
+
+            segmenter = Segmenter.load(args.model, device=args.device, flips=args.flips)
+            cases = evaluate.acdc_model_cases(data, patients, segmenter)
+        cases = list(cases)
+    results = evaluate.evaluate_cases(cases, args.out, len(cases), LinePrinter())
+    print(evaluate.table1_markdown([r for r in results["table1"] if r["phase"] == "ED+ES"]))
+    print(evaluate.table3_markdown(results["table3"]))
+    print(f"Tables, per-case results and plots in {args.out}")
+    return 0
+
+
 def format_measures(measures: dict) -> str:
     from cmrseg.report import INDEXED, PARAMETERS
 
@@ -149,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.set_defaults(run=_segment)
+
+    evaluation = commands.add_parser("evaluate", help="the paper's Table 1 and Table 3 on a split or on folders")
+    evaluation.add_argument("--out", required=True, help="output folder for tables, per-case results and plots")
+    evaluation.add_argument("--split", help="split JSON (default: the one shipped with the model)")
+    evaluation.add_argument("--part", default="test", choices=("train", "val", "test"), help="default: test")
+    evaluation.add_argument("--data", help="ACDC root (default: the split's)")
+    evaluation.add_argument("--model", help="checkpoint to run (default: the shipped model)")
+    evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    evaluation.add_argument("--flips", action="store_true", help="test-time flips")
+    evaluation.add_argument("--pred", help="folder of predicted label maps instead of running the model")
+    evaluation.add_argument("--corrected", help="second folder (e.g. physician-corrected) reported as FCN+corr")
+    evaluation.add_argument("--ref", help="folder of reference label maps (instead of an ACDC split)")
+    evaluation.set_defaults(run=_evaluate)
 
     from cmrseg.train import add_train_arguments
 

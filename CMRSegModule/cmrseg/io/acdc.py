@@ -104,3 +104,12 @@ def list_patients(root: str | Path) -> list[Path]:
     if not patients:
         raise CMRSegError(f"No ACDC patient folders (with Info.cfg) under {root}.")
     return patients
+
+
+def patient_folder(root: str | Path, patient: str) -> Path:
+    """The folder of ``patient`` under an ACDC root (``.../acdc`` or ``.../acdc/training``)."""
+    root = Path(root)
+    for folder in (root / "training" / patient, root / patient):
+        if is_patient_folder(folder):
+            return folder
+    raise CMRSegError(f"Patient {patient} not found under {root} (looked for Info.cfg in {root}/training/{patient}).")

@@ -39,9 +39,23 @@ def load_study(
             f"Not a NIfTI/NRRD file or a folder: {', '.join(not_volumes)}. "
             "Give a DICOM folder, an ACDC patient folder, a 4D cine file or 3D frame files."
         )
-    if len(paths) == 1:
-        return read_volume_file(paths[0])
-    return stack_frames([read_volume_file(p) for p in paths])
+    study = read_volume_file(paths[0]) if len(paths) == 1 else stack_frames([read_volume_file(p) for p in paths])
+    return with_acdc_info(study, paths)
+
+
+def with_acdc_info(study: Study, paths: list[Path]) -> Study:
+    """Frames taken from an ACDC patient folder get its patient data, and ED/ES when the files are those frames."""
+    folder = paths[0].parent
+    if not acdc.is_patient_folder(folder) or any(p.parent != folder for p in paths):
+        return study
+    info = acdc.read_info(folder)
+    study.patient = acdc.patient_info(folder, info)
+    if study.num_frames == len(paths) > 1:
+        names = [p.name for p in paths]
+        wanted = {key: f"{folder.name}_frame{int(info[key]):02d}.nii.gz" for key in ("ED", "ES")}
+        if all(name in names for name in wanted.values()):
+            study.ed_frame, study.es_frame = names.index(wanted["ED"]), names.index(wanted["ES"])
+    return study
 
 
 def stack_frames(frames: list[Study]) -> Study:

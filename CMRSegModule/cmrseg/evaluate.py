@@ -1,0 +1,226 @@
+"""Evaluation the way the published study reports it.
+
+Table 1: per structure and phase, Dice, Hausdorff distance (median over volumes of the 3D HD, and median of
+the per-slice 2D HD) and sensitivity, under both basal-slice criteria (applied to prediction and reference).
+Table 3: R^2 and Bland-Altman bias +- 2 SD of LV EDV/ESV, RV EDV/ESV and myocardial mass at ED/ES.
+Each method (e.g. "FCN" and "FCN+corr") is compared with the same expert reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg.agreement import agreement, plot_agreement
+from cmrseg.basal import apply_basal_rule, basal_end
+from cmrseg.errors import CMRSegError
+from cmrseg.labels import STRUCTURES
+from cmrseg.measures import frame_measures
+from cmrseg.metrics import structure_metrics
+from cmrseg.progress import ProgressCallback, report
+
+CRITERIA = ("50", "100")
+PHASES = ("ED", "ES")
+# Table 3 rows: (name, phase, measure attribute, unit)
+CLINICAL = (
+    ("LV EDV", "ED", "lv_ml", "ml"),
+    ("LV ESV", "ES", "lv_ml", "ml"),
+    ("RV EDV", "ED", "rv_ml", "ml"),
+    ("RV ESV", "ES", "rv_ml", "ml"),
+    ("Myo mass ED", "ED", "myo_mass_g", "g"),
+    ("Myo mass ES", "ES", "myo_mass_g", "g"),
+)
+
+
+@dataclass
+class Case:
+    """One annotated frame: expert labels, one or more methods' labels on the same grid, and the spacing."""
+
+    patient: str
+    phase: str
+    spacing: tuple[float, float, float]
+    reference: np.ndarray
+    methods: dict[str, np.ndarray]
+
+
+def case_rows(case: Case) -> list[dict]:
+    """Metric rows (one per method, criterion and structure) of one case."""
+    rows = []
+    base = basal_end(case.reference)
+    for criterion in CRITERIA:
+        reference, _ = apply_basal_rule(case.reference, criterion, base)
+        for method, labels in case.methods.items():
+            predicted, _ = apply_basal_rule(labels, criterion, basal_end(labels))
+            for structure in STRUCTURES:
+                metrics = structure_metrics(predicted, reference, structure.label, case.spacing)
+                rows.append({"patient": case.patient, "phase": case.phase, "method": method,
+                             "criterion": criterion, "structure": structure.key, **metrics})
+    return rows
+
+
+def case_volumes(case: Case, criterion: str) -> dict[str, dict[str, float]]:
+    """Clinical volumes of the reference and every method under one basal criterion."""
+    out = {}
+    for name, labels in {"reference": case.reference, **case.methods}.items():
+        cleaned, _ = apply_basal_rule(labels, criterion, basal_end(labels))
+        measured = frame_measures(cleaned, case.spacing)
+        out[name] = {"lv_ml": measured.lv_ml, "rv_ml": measured.rv_ml, "myo_mass_g": measured.myo_mass_g}
+    return out
+
+
+def _finite_median(values) -> float:
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def table1(rows: list[dict]) -> list[dict]:
+    """Summary per method, criterion, phase (ED, ES, both) and structure."""
+    summary = []
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for method, criterion in ((m, c) for m in methods for c in CRITERIA):
+        for phase in (*PHASES, "ED+ES"):
+            for structure in STRUCTURES:
+                chosen = [r for r in rows if r["method"] == method and r["criterion"] == criterion
+                          and r["structure"] == structure.key and (phase == "ED+ES" or r["phase"] == phase)]
+                if not chosen:
+                    continue
+                summary.append({
+                    "method": method, "criterion": criterion, "phase": phase, "structure": structure.key,
+                    "n": len(chosen),
+                    "dice_mean": float(np.mean([r["dice"] for r in chosen])),
+                    "dice_sd": float(np.std([r["dice"] for r in chosen])),
+                    "hd_median_mm": _finite_median([r["hd_mm"] for r in chosen]),
+                    "hd_2d_median_mm": _finite_median([r["hd_2d_median_mm"] for r in chosen]),
+                    "hd95_median_mm": _finite_median([r["hd95_mm"] for r in chosen]),
+                    "sensitivity_mean": float(np.nanmean([r["sensitivity"] for r in chosen])),
+                    "hd_infinite": int(sum(not np.isfinite(r["hd_mm"]) for r in chosen)),
+                })
+    return summary
+
+
+def table3(volumes: list[dict], methods: Iterable[str], plot_dir: Path | None = None) -> list[dict]:
+    """Agreement rows per criterion, method and clinical parameter; ``volumes`` rows are per case."""
+    summary = []
+    for criterion in CRITERIA:
+        for method in methods:
+            for name, phase, attribute, unit in CLINICAL:
+                chosen = [v for v in volumes if v["criterion"] == criterion and v["phase"] == phase]
+                if len(chosen) < 3:
+                    continue
+                estimate = np.array([v["values"][method][attribute] for v in chosen])
+                reference = np.array([v["values"]["reference"][attribute] for v in chosen])
+                result = agreement(estimate, reference)
+                summary.append({"criterion": criterion, "method": method, "parameter": name, "unit": unit,
+                                **result.as_dict()})
+                if plot_dir is not None:
+                    slug = f"{method}_{name}_{criterion}".replace(" ", "_").replace("+", "plus")
+                    plot_agreement(estimate, reference, f"{method} {name}", unit, plot_dir / f"{slug}.png")
+    return summary
+
+
+def table1_markdown(summary: list[dict]) -> str:
+    lines = ["| method | basal rule | phase | structure | n | Dice | HD 3D median (mm) | HD 2D median (mm) "
+             "| HD95 median (mm) | Se |", "|" + "---|" * 10]
+    for r in summary:
+        lines.append(
+            f"| {r['method']} | >= {r['criterion']} % | {r['phase']} | {r['structure']} | {r['n']} "
+            f"| {r['dice_mean']:.3f} +- {r['dice_sd']:.3f} | {r['hd_median_mm']:.1f} | {r['hd_2d_median_mm']:.1f} "
+            f"| {r['hd95_median_mm']:.1f} | {r['sensitivity_mean']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table3_markdown(summary: list[dict]) -> str:
+    lines = ["| method | basal rule | parameter | n | R^2 | bias +- 2 SD |", "|" + "---|" * 6]
+    for r in summary:
+        lines.append(f"| {r['method']} | >= {r['criterion']} % | {r['parameter']} | {r['n']} | {r['r2']:.3f} "
+                     f"| {r['bias']:+.1f} +- {2 * r['sd']:.1f} {r['unit']} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None = None,
+                   progress: ProgressCallback | None = None) -> dict:
+    """Compute both tables for ``cases`` and write them (Markdown, JSON, per-case CSV, plots) to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, volumes, methods = [], [], []
+    for done, case in enumerate(cases):
+        report(progress, done, total or 0, "Evaluating")
+        methods = list(case.methods)
+        rows += case_rows(case)
+        for criterion in CRITERIA:
+            volumes.append({"patient": case.patient, "phase": case.phase, "criterion": criterion,
+                            "values": case_volumes(case, criterion)})
+    if not rows:
+        raise CMRSegError("Nothing to evaluate: no case had both a prediction and a reference.")
+    first = table1(rows)
+    third = table3(volumes, methods, out_dir / "plots")
+    results = {"table1": first, "table3": third, "cases": rows, "volumes": volumes}
+    (out_dir / "evaluation.json").write_text(json.dumps(results, indent=1, default=float))
+    (out_dir / "table1.md").write_text(table1_markdown(first))
+    (out_dir / "table3.md").write_text(table3_markdown(third))
+    return results
+
+
+# ------------------------------------------------------------------------------------ case sources
+
+
+def acdc_model_cases(data_root: Path, patients: list[str], segmenter) -> Iterable[Case]:
+    """The model's segmentation of each patient's ED and ES frame against the expert masks."""
+    from cmrseg.inference import segment_frames
+    from cmrseg.io.acdc import load_frame, patient_folder
+
+    for patient in patients:
+        for phase in PHASES:
+            frame = load_frame(patient_folder(data_root, patient), phase)
+            labels = segment_frames(frame.study, [0], segmenter)[0]
+            yield Case(patient, phase, frame.study.spacing, frame.mask, {"FCN": labels})
+
+
+def acdc_folder_cases(data_root: Path, patients: list[str], folders: dict[str, Path]) -> Iterable[Case]:
+    """Label maps written by ``cmrseg segment`` for ACDC frames (``patientNNN_frameMM_seg.nii.gz``)."""
+    from cmrseg.io.acdc import load_frame, patient_folder
+    from cmrseg.io.volume_files import read_volume_file
+
+    for patient in patients:
+        for phase in PHASES:
+            frame = load_frame(patient_folder(data_root, patient), phase)
+            name = f"{patient}_frame{frame.frame_number:02d}_seg.nii.gz"
+            methods = {}
+            for method, folder in folders.items():
+                path = folder / name
+                if not path.is_file():
+                    raise CMRSegError(f"{path} is missing: every {method} label map of the split is needed.")
+                labels = read_volume_file(path).image[0].astype(np.uint8)
+                if labels.shape != frame.mask.shape:
+                    raise CMRSegError(f"{path} has shape {labels.shape}; the expert mask has {frame.mask.shape}.")
+                methods[method] = labels
+            yield Case(patient, phase, frame.study.spacing, frame.mask, methods)
+
+
+def folder_cases(reference_dir: Path, folders: dict[str, Path]) -> Iterable[Case]:
+    """Any reference folder: ``X.nii.gz`` (or ``X_gt.nii.gz``) against ``X_seg.nii.gz`` / ``X.nii.gz`` of each
+    method folder. The phase is ED or ES when the name says so (``_ED``/``_ES``), else both tables pool it."""
+    from cmrseg.io.volume_files import is_volume_file, read_volume_file, stem
+
+    references = sorted(p for p in reference_dir.iterdir() if is_volume_file(p))
+    if not references:
+        raise CMRSegError(f"No NIfTI/NRRD label maps in {reference_dir}.")
+    for path in references:
+        name = stem(path).removesuffix("_gt")
+        reference = read_volume_file(path)
+        methods = {}
+        for method, folder in folders.items():
+            candidates = [folder / f"{name}_seg{s}" for s in (".nii.gz", ".nrrd")] + [folder / path.name]
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                raise CMRSegError(f"No {method} label map for {path.name} in {folder}.")
+            methods[method] = read_volume_file(found).image[0].astype(np.uint8)
+        tokens = name.upper().replace("-", "_").split("_")
+        phase = "ED" if "ED" in tokens else "ES" if "ES" in tokens else "all"
+        yield Case(name, phase, reference.spacing, reference.image[0].astype(np.uint8), methods)

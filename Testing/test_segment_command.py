@@ -1,0 +1,115 @@
+"""``cmrseg segment`` end to end: outputs on the input grid, accuracy on real frames, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cmrseg.cli import main
+from cmrseg.io.acdc import load_frame
+from cmrseg.io.dicom_write import write_dicom_cine
+from cmrseg.io.segmentation_file import read_seg_nrrd
+from cmrseg.io.study import Study
+from cmrseg.io.volume_files import read_volume_file, write_study
+from cmrseg.labels import LV, MYO, RV
+from cmrseg.metrics import dice
+
+
+def run(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_acdc_frames_give_one_label_map_per_input_on_its_grid(acdc_root, model_path, tmp_path, capsys):
+    patient = acdc_root / "patient014"
+    ed, es = load_frame(patient, "ED"), load_frame(patient, "ES")
+    inputs = [patient / f"patient014_frame{f.frame_number:02d}.nii.gz" for f in (ed, es)]
+    assert run("segment", *inputs, "--out", tmp_path, "--model", model_path) == 0
+    printed = capsys.readouterr().out
+    assert "LV EF" in printed and "ED frame 0, ES frame 1 (input or user)" in printed  # from Info.cfg
+    for frame, path in zip((ed, es), inputs, strict=True):
+        output = tmp_path / path.name.replace(".nii.gz", "_seg.nii.gz")
+        image = sitk.ReadImage(str(output))
+        labels = sitk.GetArrayFromImage(image)
+        assert image.GetSpacing() == pytest.approx(frame.study.spacing)
+        assert set(np.unique(labels)) <= {0, 1, 2, 3}
+        for label, minimum in ((LV, 0.85), (MYO, 0.7), (RV, 0.7)):
+            assert dice(labels == label, frame.mask == label) > minimum
+    measures = json.loads((tmp_path / "measures.json").read_text())
+    assert measures["study"]["lv_ef_pct"] > 0 and measures["study"]["bsa_m2"] > 1
+    assert (tmp_path / "report.html").read_text().count("<img") >= 2
+    seg = read_seg_nrrd(tmp_path / "patient014_frame01_ED.seg.nrrd")
+    assert [s.name for s in seg.segments] == ["RV blood pool", "LV myocardium", "LV blood pool"]
+
+
+@pytest.mark.slow
+def test_phantom_dicom_study_finds_ed_es_from_the_volume_curve(phantom, model_path, tmp_path, capsys):
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    assert run("segment", tmp_path / "dicom", "--out", tmp_path / "out", "--model", model_path) == 0
+    measures = json.loads((tmp_path / "out" / "measures.json").read_text())
+    assert measures["ed_es_from"] == "LV volume curve"
+    frames = phantom.study.num_frames
+    assert measures["ed_frame"] in {(phantom.study.ed_frame + d) % frames for d in (-1, 0, 1)}
+    assert measures["es_frame"] in {phantom.study.es_frame + d for d in (-1, 0, 1)}
+    assert len(measures["frames"]) == phantom.study.num_frames
+    label_files = sorted((tmp_path / "out").glob("dicom_frame*_seg.nii.gz"))
+    assert len(label_files) == phantom.study.num_frames
+    written = read_volume_file(label_files[0])
+    np.testing.assert_allclose(written.origin, phantom.study.origin, atol=1e-3)
+    np.testing.assert_allclose(written.direction, phantom.study.direction, atol=1e-6)
+    assert 'alt="volume curve"' in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_existing_outputs_are_not_overwritten(phantom, model_path, tmp_path, capsys):
+    study = phantom.study.single_frame(0)
+    write_study(study, tmp_path / "frame.nii.gz")
+    assert run("segment", tmp_path / "frame.nii.gz", "--out", tmp_path / "out", "--model", model_path) == 0
+    before = (tmp_path / "out" / "frame_seg.nii.gz").read_bytes()
+    assert run("segment", tmp_path / "frame.nii.gz", "--out", tmp_path / "out", "--model", model_path) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out" / "frame_seg.nii.gz").read_bytes() == before
+
+
+def test_a_folder_without_a_cine_is_a_clear_error_and_writes_nothing(model_path, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert run("segment", tmp_path, "--out", tmp_path / "out", "--model", model_path) == 2
+    assert "cmrseg: error:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_an_image_without_a_heart_is_refused(model_path, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    empty = Study(image=rng.normal(100, 1, (1, 8, 128, 128)).astype(np.float32), spacing=(1.5, 1.5, 8))
+    write_study(empty, tmp_path / "noise.nii.gz")
+    assert run("segment", tmp_path / "noise.nii.gz", "--out", tmp_path / "out", "--model", model_path) == 2
+    assert "No left ventricle" in capsys.readouterr().err
+    assert not any((tmp_path / "out").glob("*"))
+
+
+def test_incompatible_weights_are_a_clear_error(phantom, tmp_path, capsys):
+    write_study(phantom.study.single_frame(0), tmp_path / "frame.nii.gz")
+    bogus = tmp_path / "weights.pt"
+    bogus.write_bytes(b"definitely not a checkpoint")
+    assert run("segment", tmp_path / "frame.nii.gz", "--out", tmp_path / "out", "--model", bogus) == 2
+    assert "not a CMRSeg model checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_study_with_a_missing_slice_is_refused(phantom, model_path, tmp_path, capsys):
+    files = write_dicom_cine(phantom.study, tmp_path / "dicom")
+    for path in files:
+        if "_z004_" in path.name:
+            path.unlink()
+    assert run("segment", tmp_path / "dicom", "--out", tmp_path / "out", "--model", model_path) == 2
+    assert "missing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_one_of_ed_and_es_is_refused(phantom, model_path, tmp_path, capsys):
+    write_study(phantom.study, tmp_path / "cine.nii.gz")
+    assert run("segment", tmp_path / "cine.nii.gz", "--out", tmp_path / "out", "--ed", "0", "--model", model_path) == 2
+    assert "both ED and ES" in capsys.readouterr().err
