@@ -1,0 +1,81 @@
+"""``cmrseg evaluate``: the paper's table layouts with known answers, and a real run on ACDC patients."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cmrseg.cli import main
+from cmrseg.io.study import Study
+from cmrseg.io.volume_files import write_frame
+from cmrseg.labels import LV
+
+
+def write_cases(phantom, folder, frames_by_phase, change=None):
+    study: Study = phantom.study
+    for phase, frames in frames_by_phase.items():
+        for case, frame in enumerate(frames):
+            labels = phantom.labels[frame].copy()
+            if change is not None:
+                labels = change(labels)
+            write_frame(labels, study, folder / f"case{case}_{phase}.nii.gz")
+
+
+def remove_lv_voxels(labels: np.ndarray, count: int = 500) -> np.ndarray:
+    indices = np.flatnonzero(labels == LV)[:count]
+    labels.flat[indices] = 0
+    return labels
+
+
+def test_folder_evaluation_has_known_answers(phantom, tmp_path, capsys):
+    frames = {"ED": [0, 1, 19], "ES": [6, 7, 8]}
+    write_cases(phantom, tmp_path / "ref", frames)
+    write_cases(phantom, tmp_path / "pred", frames)  # identical to the reference
+    write_cases(phantom, tmp_path / "corr", frames, remove_lv_voxels)
+    code = main(["evaluate", "--ref", str(tmp_path / "ref"), "--pred", str(tmp_path / "pred"),
+                 "--corrected", str(tmp_path / "corr"), "--out", str(tmp_path / "eval")])
+    assert code == 0
+    results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    for row in results["table1"]:
+        if row["method"] == "FCN":
+            assert row["dice_mean"] == 1.0 and row["hd_median_mm"] == 0.0 and row["sensitivity_mean"] == 1.0
+    lv_rows = [r for r in results["table1"] if r["method"] == "FCN+corr" and r["structure"] == "LV"]
+    assert all(r["dice_mean"] < 1.0 for r in lv_rows)
+    voxel_ml = phantom.study.voxel_volume_ml
+    for row in results["table3"]:
+        if row["method"] == "FCN":
+            assert row["bias"] == pytest.approx(0.0) and row["sd"] == pytest.approx(0.0)
+        elif row["parameter"] in ("LV EDV", "LV ESV") and row["criterion"] == "50":
+            # Exactly 500 LV voxels fewer in every case (no basal slice is affected at >= 50 %).
+            assert row["bias"] == pytest.approx(-500 * voxel_ml, rel=1e-6)
+    assert {r["parameter"] for r in results["table3"]} == {
+        "LV EDV", "LV ESV", "RV EDV", "RV ESV", "Myo mass ED", "Myo mass ES"}
+    assert (tmp_path / "eval" / "table1.md").read_text().startswith("| method | basal rule |")
+    assert len(list((tmp_path / "eval" / "plots").glob("*.png"))) == 2 * 2 * 6
+    assert "FCN+corr" in capsys.readouterr().out
+
+
+def test_missing_prediction_is_a_clear_error(phantom, tmp_path, capsys):
+    write_cases(phantom, tmp_path / "ref", {"ED": [0]})
+    (tmp_path / "pred").mkdir()
+    assert main(["evaluate", "--ref", str(tmp_path / "ref"), "--pred", str(tmp_path / "pred"),
+                 "--out", str(tmp_path / "eval")]) == 2
+    assert "No FCN label map for case0_ED.nii.gz" in capsys.readouterr().err
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_model_on_acdc_patients_reproduces_both_tables(acdc_root, model_path, tmp_path):
+    split = {"train": [], "val": [], "test": ["patient003", "patient024", "patient045"], "data": str(acdc_root)}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    code = main(["evaluate", "--split", str(tmp_path / "split.json"), "--model", str(model_path),
+                 "--out", str(tmp_path / "eval")])
+    assert code == 0
+    results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    both = {(r["criterion"], r["structure"]): r for r in results["table1"] if r["phase"] == "ED+ES"}
+    assert both[("50", "LV")]["n"] == 6
+    assert both[("50", "LV")]["dice_mean"] > 0.85
+    table3 = (tmp_path / "eval" / "table3.md").read_text()
+    assert "LV EDV" in table3 and "Myo mass ES" in table3
