@@ -110,6 +110,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    from cmrseg.benchmark import main as benchmark
+
+    return benchmark(args.models, args.repeats)
+
+
 def format_measures(measures: dict) -> str:
     from cmrseg.report import INDEXED, PARAMETERS
 
@@ -201,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--corrected", help="second folder (e.g. physician-corrected) reported as FCN+corr")
     evaluation.add_argument("--ref", help="folder of reference label maps (instead of an ACDC split)")
     evaluation.set_defaults(run=_evaluate)
+
+    bench = commands.add_parser("benchmark", help="time segmentation (ms per slice, study, cine) and peak memory")
+    bench.add_argument("--models", nargs="+", default=["shipped", "paper"],
+                       help="'shipped', 'paper' (untrained paper preset) or checkpoint paths")
+    bench.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
+    bench.set_defaults(run=_benchmark)
 
     from cmrseg.train import add_train_arguments
 
