@@ -95,6 +95,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not patients:
             raise CMRSegError(f"{split_path} has no '{args.part}' patients.")
         data = Path(args.data or split.get("data", ""))
+        if not args.data and not data.is_absolute():  # shipped splits name the data relative to the repository
+            data = Path(__file__).resolve().parents[2] / data
         if folders:
             cases = evaluate.acdc_folder_cases(data, patients, folders)
         else:
