@@ -1,20 +1,40 @@
 """CMRSeg: review of automatic short-axis cine cardiac MRI segmentations in 3D Slicer.
 
 The module stays thin: MRML work lives in ``CMRSegModuleLib`` and the computation in the ``cmrseg`` core.
+(No ``from __future__ import annotations`` here: the parameter node wrapper reads the real type hints.)
 """
 
-from __future__ import annotations
-
+import enum
 import logging
 import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Union
 
+import qt
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, vtkMRMLTableNode
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+from cmrseg.errors import CMRSegError
+from CMRSegModuleLib import Dependencies, Export, ReviewNodes, Runner
+from CMRSegModuleLib.SegmentationNodes import segmentationEditEvents
+from CMRSegModuleLib.SequenceNodes import (
+    createSequenceFromStudy,
+    describeInputNode,
+    loadCineDicomFolder,
+    numberOfFrames,
+    patientFromSequence,
+    studyFromInputNode,
+)
 
 
 class CMRSegModule(ScriptedLoadableModule):
@@ -27,7 +47,7 @@ class CMRSegModule(ScriptedLoadableModule):
         self.parent.helpText = (
             "Load a short-axis cine cardiac MRI study, segment LV blood pool, RV blood pool and LV myocardium "
             "at end-diastole and end-systole with a dense U-Net, correct the result and compare the clinical "
-            "parameters of the automatic and the corrected segmentation."
+            "parameters of the automatic and the corrected segmentation. Research use only."
         )
         self.parent.acknowledgementText = (
             "Trained on the ACDC dataset (Bernard et al., IEEE TMI 37(11):2514-2525, 2018). "
@@ -35,11 +55,56 @@ class CMRSegModule(ScriptedLoadableModule):
         )
 
 
+class Device(enum.Enum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+    def label(self) -> str:
+        return {"auto": "Automatic (CUDA if available)", "cpu": "CPU", "cuda": "CUDA GPU"}[self.value]
+
+
+class BasalRule(enum.Enum):
+    NONE = "none"
+    HALF = "50"
+    FULL = "100"
+
+    def label(self) -> str:
+        return {"none": "Keep all slices", "50": "Keep if >= 50 % enclosed by myocardium",
+                "100": "Keep only if 100 % enclosed"}[self.value]
+
+
+@parameterNodeWrapper
+class CMRSegModuleParameterNode:
+    """The user's choices, saved with the scene. Frames are 0-based; height/weight 0 mean unknown."""
+
+    inputNode: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode, None]  # noqa: UP007 (the wrapper needs typing.Union)
+    autoFrames: bool = True
+    edFrame: Annotated[int, WithinRange(0, 999)] = 0
+    esFrame: Annotated[int, WithinRange(0, 999)] = 0
+    device: Device = Device.AUTO
+    useShippedModel: bool = True
+    modelFile: Path
+    basalRule: BasalRule = BasalRule.NONE
+    heightCm: Annotated[float, WithinRange(0.0, 250.0)] = 0.0
+    weightKg: Annotated[float, WithinRange(0.0, 400.0)] = 0.0
+    resultsTable: vtkMRMLTableNode
+    autoUpdate: bool = True
+    exportFolder: Path = Path.home()
+
+
 class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Reads the parameter node, calls the logic, shows progress and results; computes nothing itself."""
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._run = None  # the running background job: dict(process, job, study, parser, cancelled)
+        self._observedSegmentations = []
+        self._finishedProcess = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -48,30 +113,362 @@ class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = CMRSegModuleLogic()
-        self.ui.loadDicomFolderButton.connect("clicked(bool)", self.onLoadDicomFolder)
+        self.ui.progressBar.hide()
+        self._updateTimer = qt.QTimer()
+        self._updateTimer.setSingleShot(True)
+        self._updateTimer.setInterval(500)  # one update after a burst of edits
+        self._updateTimer.timeout.connect(self.onUpdateCorrected)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.loadDicomFolderButton.clicked.connect(self.onLoadDicomFolder)
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.ui.updateCorrectedButton.clicked.connect(self.onUpdateCorrected)
+        self.ui.showEdButton.clicked.connect(lambda: self.onShowPhase("ED"))
+        self.ui.showEsButton.clicked.connect(lambda: self.onShowPhase("ES"))
+        self.ui.editEdButton.clicked.connect(lambda: self.onEditPhase("ED"))
+        self.ui.editEsButton.clicked.connect(lambda: self.onEditPhase("ES"))
+        self.ui.exportButton.clicked.connect(self.onExport)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self._cancelRun()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        # Keep observing the corrected segmentations: the Segment Editor edits them while this module is hidden.
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self._cancelRun()
+        self._observeSegmentations([])
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputNode:
+            self._parameterNode.inputNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSequenceNode")
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+            self._updateGui()
+
+    def _updateGui(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p is None:
+            return
+        running = self._run is not None
+        self.ui.applyButton.text = "Cancel" if running else "Apply"
+        self.ui.applyButton.enabled = running or p.inputNode is not None
+        self.ui.inputInfoLabel.text = describeInputNode(p.inputNode)
+        frames = numberOfFrames(p.inputNode)
+        for spinBox in (self.ui.edFrameSpinBox, self.ui.esFrameSpinBox):
+            spinBox.enabled, spinBox.maximum = not p.autoFrames and frames > 1, max(frames - 1, 0)
+        self.ui.autoFramesCheckBox.enabled = frames > 1
+        self.ui.modelPathLineEdit.enabled = not p.useShippedModel
+        review = self.logic.reviewOf(p.resultsTable)
+        self.ui.resultsTableView.setMRMLTableNode(p.resultsTable)
+        for button in (self.ui.showEdButton, self.ui.editEdButton, self.ui.updateCorrectedButton, self.ui.exportButton):
+            button.enabled = review is not None
+        for button in (self.ui.showEsButton, self.ui.editEsButton):
+            button.enabled = review is not None and not review.singleFrame
+        corrected = [n for n in (review.edCorrected, review.esCorrected) if n] if review and p.autoUpdate else []
+        self._observeSegmentations(corrected)
 
     def onLoadDicomFolder(self) -> None:
-        import qt
-
         folder = qt.QFileDialog.getExistingDirectory(None, "Cine short-axis DICOM folder")
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay("Could not load the cine study.", waitCursor=True):
-            sequenceNode = self.logic.loadCineDicomFolder(folder)
-            self.ui.inputSelector.setCurrentNode(sequenceNode)
+            p, (sequenceNode, patient) = self._parameterNode, self.logic.loadCineDicomFolder(folder)
+            p.inputNode, p.heightCm, p.weightKg = sequenceNode, patient.height_cm or 0.0, patient.weight_kg or 0.0
+
+    # ------------------------------------------------------------------ background run
+    def onApplyButton(self) -> None:
+        if self._run is not None:
+            self._cancelRun()
+            return
+        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
+            if not self.logic.ensureDependencies(slicer.util.confirmOkCancelDisplay):
+                return
+            settings = self.logic.runSettings(self._parameterNode)
+            self._startProcess(*self.logic.prepareBackgroundRun(self._parameterNode.inputNode, settings))
+
+    def _startProcess(self, job, study, command, environment) -> None:
+        process = qt.QProcess()
+        processEnvironment = qt.QProcessEnvironment.systemEnvironment()
+        for key, value in environment.items():
+            processEnvironment.insert(key, value)
+        process.setProcessEnvironment(processEnvironment)
+        process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        process.readyReadStandardOutput.connect(self._onProcessOutput)
+        process.finished.connect(self._onProcessFinished)
+        process.errorOccurred.connect(self._onProcessError)
+        parser = Runner.OutputParser()
+        self._run = {"process": process, "job": job, "study": study, "parser": parser, "cancelled": False}
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.show()
+        self.ui.statusLabel.text = "Starting the segmentation..."
+        logging.info("CMRSeg: " + " ".join(command))
+        process.start(command[0], command[1:])
+        self._updateGui()
+
+    def _onProcessOutput(self) -> None:
+        if self._run is None:
+            return
+        text = self._run["process"].readAllStandardOutput().data().decode("utf-8", "replace")
+        for progress in self._run["parser"].feed(text):
+            self.ui.progressBar.value = progress.percent
+            self.ui.statusLabel.text = f"{progress.what}: {progress.done} of {progress.total}"
+
+    def _onProcessFinished(self, *args, failed: bool = False) -> None:
+        if self._run is None:
+            return
+        self._onProcessOutput()
+        run, self._run = self._run, None
+        self._finishedProcess = run["process"]  # not destroyed inside its own finished() signal
+        run["parser"].finish()
+        exitCode = 1 if failed else run["process"].exitCode()
+        self.ui.progressBar.hide()
+        try:
+            if run["cancelled"]:
+                self.ui.statusLabel.text = "Cancelled; the scene is unchanged."
+            elif exitCode != 0:
+                self.ui.statusLabel.text = "The segmentation failed."
+                slicer.util.errorDisplay(run["parser"].failureMessage(exitCode), windowTitle="CMRSeg")
+            else:
+                with slicer.util.tryWithErrorDisplay("Could not load the segmentation results.", waitCursor=True):
+                    review = self.logic.finishBackgroundRun(run["job"], run["study"], self._parameterNode.inputNode)
+                    self._showNewResult(review)
+        finally:
+            run["job"].cleanup()
+            self._updateGui()
+
+    def _onProcessError(self, error) -> None:
+        if self._run is not None and error == qt.QProcess.FailedToStart:  # no finished() follows
+            self._run["parser"].errorMessage = f"Could not start {self._run['process'].program()}."
+            self._onProcessFinished(failed=True)
+
+    def _cancelRun(self) -> None:
+        if self._run is not None:
+            self._run["cancelled"] = True
+            self._run["process"].kill()  # cmrseg runs in one process: killing it stops all its work
+
+    def _showNewResult(self, review) -> None:
+        info = review.runInfo()
+        p = self._parameterNode
+        p.resultsTable = review.table
+        if info["edFrame"] is not None:
+            p.edFrame, p.esFrame = info["edFrame"], info["esFrame"]
+        self.ui.statusLabel.text = f"Done: {info['model']}. Correct the segmentations; the table updates."
+        self.logic.showResultTable(review.table)
+        self.onEditPhase("frame" if review.singleFrame else "ED")
+
+    # ------------------------------------------------------------------ results
+    def onShowPhase(self, phase: str) -> None:
+        with slicer.util.tryWithErrorDisplay(f"Could not show {phase}."):
+            self.logic.showPhase(self._parameterNode.resultsTable, phase)
+
+    def onEditPhase(self, phase: str) -> None:
+        with slicer.util.tryWithErrorDisplay(f"Could not open the Segment Editor on {phase}."):
+            volume, corrected = self.logic.showPhase(self._parameterNode.resultsTable, phase)
+            slicer.util.selectModule("SegmentEditor")
+            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+            editor.setSegmentationNode(corrected)
+            setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
+            setSource(volume)
+
+    def onUpdateCorrected(self) -> None:
+        table = self._parameterNode.resultsTable if self._parameterNode else None
+        if table is not None:
+            with slicer.util.tryWithErrorDisplay("Could not update the corrected values."):
+                self.logic.updateCorrected(table)
+
+    def _observeSegmentations(self, nodes: list) -> None:
+        if [n.GetID() for n in nodes] == [n.GetID() for n in self._observedSegmentations]:
+            return
+        events = segmentationEditEvents()
+        for node in self._observedSegmentations:
+            for event in events:
+                self.removeObserver(node, event, self._onSegmentationEdited)
+        self._observedSegmentations = list(nodes)
+        for node in nodes:
+            for event in events:
+                self.addObserver(node, event, self._onSegmentationEdited)
+
+    def _onSegmentationEdited(self, caller, event) -> None:
+        self._updateTimer.start()
+
+    def onExport(self) -> None:
+        table, folder = self._parameterNode.resultsTable, str(self._parameterNode.exportFolder)
+        with slicer.util.tryWithErrorDisplay("Could not export the results.", waitCursor=True):
+            existing = self.logic.existingExportFiles(table, folder)
+            if existing and not slicer.util.confirmOkCancelDisplay(
+                "These files exist and would be replaced:\n" + "\n".join(p.name for p in existing), "CMRSeg export"
+            ):
+                return
+            written = self.logic.export(table, folder, overwrite=bool(existing))
+            self.ui.statusLabel.text = f"Exported {len(written)} files to {folder}."
 
 
 class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
-    """Works without a GUI: every method can be called from the Python console or a test."""
+    """Works without a GUI: every method can be called from the Python console or a test.
+
+    The MRML work is in ``CMRSegModuleLib`` (tested in CI against slicer-core); this class only wires it to
+    the application (scene, views, parameter node).
+    """
+
+    def getParameterNode(self):
+        return CMRSegModuleParameterNode(super().getParameterNode())
 
     def loadCineDicomFolder(self, folder: str):
-        """Read a cine SAX DICOM folder with the project's reader and add it as a browsable volume sequence."""
-        from cmrseg.io.dicom_cine import read_dicom_cine
-        from CMRSegModuleLib.SequenceNodes import createSequenceFromStudy
-
-        study = read_dicom_cine(folder)
-        name = study.description or os.path.basename(os.path.normpath(folder))
-        sequenceNode, browserNode, proxyNode = createSequenceFromStudy(slicer.mrmlScene, study, name=name)
+        """Read a cine DICOM folder with the project's reader into a volume sequence; ``(sequence, patient)``."""
+        sequenceNode, _, proxyNode = loadCineDicomFolder(slicer.mrmlScene, folder)
         slicer.util.setSliceViewerLayers(background=proxyNode, fit=True)
-        logging.info(f"Loaded {study.num_frames} frames x {study.num_slices} slices from {folder}")
-        return sequenceNode
+        return sequenceNode, patientFromSequence(sequenceNode)
+
+    def runSettings(self, p: CMRSegModuleParameterNode) -> Runner.RunSettings:
+        return Runner.RunSettings(
+            edFrame=None if p.autoFrames else p.edFrame,
+            esFrame=None if p.autoFrames else p.esFrame,
+            device=p.device.value,
+            modelPath=None if p.useShippedModel else str(p.modelFile),
+            basalRule=p.basalRule.value,
+            heightCm=p.heightCm or None,
+            weightKg=p.weightKg or None,
+        )
+
+    def ensureDependencies(self, confirm) -> bool:
+        return Dependencies.ensureDependencies(confirm)
+
+    def prepareBackgroundRun(self, inputNode, settings):
+        """Write the input to temporary files; returns ``(job, study, command, environment additions)``."""
+        study = studyFromInputNode(inputNode)
+        job = Runner.prepareJob(study, settings, workDir=slicer.app.temporaryPath or tempfile.gettempdir())
+        environment = Runner.processEnvironment({"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+        return job, study, Runner.buildCommand(job), environment
+
+    def finishBackgroundRun(self, job, study, inputNode):
+        return self.createReview(study, Runner.readResults(job), job.settings, inputNode)
+
+    def runInProcess(self, inputNode, settings, segmenter=None):
+        """Segment in this process (blocks; for scripts and tests) and add the result to the scene."""
+        study = studyFromInputNode(inputNode)
+        return self.createReview(study, Runner.runInProcess(study, settings, segmenter), settings, inputNode)
+
+    def createReview(self, study, result, settings, inputNode=None):
+        volume = inputNode if inputNode is not None and inputNode.IsA("vtkMRMLScalarVolumeNode") else None
+        return ReviewNodes.createReviewNodes(slicer.mrmlScene, study, result, inputVolumeNode=volume,
+                                             patient=Runner.patientWithSettings(study.patient, settings))
+
+    def reviewOf(self, table):
+        """The result a table belongs to, or None when it is not a (complete) CMRSeg result."""
+        try:
+            return ReviewNodes.reviewNodesFromTable(table) if table is not None else None
+        except CMRSegError:
+            return None
+
+    def updateCorrected(self, table) -> dict:
+        return ReviewNodes.updateCorrected(ReviewNodes.reviewNodesFromTable(table))
+
+    def showPhase(self, table, phase: str):
+        """Show one phase (ED, ES or frame) over its volume; returns ``(volume, correctedSegmentation)``."""
+        volume, corrected = ReviewNodes.showPhase(ReviewNodes.reviewNodesFromTable(table), phase)
+        if slicer.app.layoutManager() is not None:
+            slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        return volume, corrected
+
+    def showResultTable(self, table) -> None:
+        """Show the table in a table view of the layout, beside the slice views."""
+        if slicer.app.layoutManager() is None:
+            return
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+
+    def existingExportFiles(self, table, folder) -> list[Path]:
+        return Export.existingExportFiles(ReviewNodes.reviewNodesFromTable(table), folder)
+
+    def export(self, table, folder, overwrite: bool = False) -> list[Path]:
+        return Export.exportReview(ReviewNodes.reviewNodesFromTable(table), folder, overwrite=overwrite)
+
+
+class CMRSegModuleTest(ScriptedLoadableModuleTest):
+    """The whole workflow on a synthetic phantom (no downloads): segment, review nodes, correct, export."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_WorkflowOnPhantom()
+
+    def test_WorkflowOnPhantom(self):
+        import numpy as np
+
+        from cmrseg.inference import default_model_path
+        from cmrseg.io.segmentation_file import read_seg_nrrd
+        from cmrseg.phantom import make_phantom
+        from CMRSegModuleLib import ResultsTable
+
+        phantom = make_phantom(seed=0, frames=12)  # built into the scene with slicer.util.updateVolumeFromArray
+        ed, es = phantom.study.ed_frame, phantom.study.es_frame
+        sequence, _, _ = createSequenceFromStudy(slicer.mrmlScene, phantom.study, name="CMRSeg phantom")
+        logic = CMRSegModuleLogic()
+        settings = Runner.RunSettings(edFrame=ed, esFrame=es, device="cpu", heightCm=170.0, weightKg=70.0)
+        withModel = default_model_path().is_file()
+        if withModel:
+            review = logic.runInProcess(sequence, settings)
+        else:  # everything but the network: the phantom's labels stand in for the automatic result
+            result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "phantom", "none")
+            review = logic.createReview(studyFromInputNode(sequence), result, settings, sequence)
+        automatic = ResultsTable.automaticMeasures(review.table)
+        truth, voxelMl = phantom.truth.summary(), ReviewNodes.voxelVolumeMl(review.edVolume)
+        if withModel:  # the analytic LV truth, within what a good segmentation reaches (the RV is less lifelike)
+            for key in ("lv_edv_ml", "lv_esv_ml", "lv_mass_ed_g"):
+                self.assertAlmostEqual(automatic[key], truth[key], delta=0.2 * truth[key], msg=key)
+            self.assertAlmostEqual(automatic["lv_ef_pct"], truth["lv_ef_pct"], delta=10.0)
+        else:
+            self.assertAlmostEqual(automatic["lv_edv_ml"], phantom.label_volumes_ml()["LV"][ed], places=6)
+            self.assertAlmostEqual(automatic["lv_edv_ml"], truth["lv_edv_ml"], delta=0.03 * truth["lv_edv_ml"])
+        self.assertIsNotNone(automatic["lv_edv_index"])
+        segmentation = review.edCorrected.GetSegmentation()
+        self.assertEqual([segmentation.GetNthSegment(i).GetName() for i in range(3)],
+                         ["RV blood pool", "LV myocardium", "LV blood pool"])
+        self.assertEqual(segmentation.GetSegment("LV").GetColor(), (1.0, 0.0, 0.0))
+
+        # A correction: 40 LV blood-pool voxels removed at ED, every segment rewritten (as the editor does).
+        arrays = {k: slicer.util.arrayFromSegmentBinaryLabelmap(review.edCorrected, k, review.edVolume)
+                  for k in ("RV", "Myo", "LV")}
+        arrays["LV"][tuple(np.argwhere(arrays["LV"])[:40].T)] = 0
+        for key, array in arrays.items():
+            slicer.util.updateSegmentBinaryLabelmapFromArray(array, review.edCorrected, key, review.edVolume)
+        corrected = logic.updateCorrected(review.table)
+        self.assertAlmostEqual(corrected["lv_edv_ml"], automatic["lv_edv_ml"] - 40 * voxelMl, places=9)
+        self.assertEqual(corrected["rv_edv_ml"], automatic["rv_edv_ml"])
+        self.assertEqual(ResultsTable.automaticMeasures(review.table), automatic)
+        row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "lv_edv_ml")
+        self.assertAlmostEqual(row["difference"], -40 * voxelMl, places=2)
+
+        folder = Path(tempfile.mkdtemp(prefix="CMRSegTest-"))
+        written = logic.export(review.table, folder)
+        self.assertEqual(len(written), 6)
+        back = read_seg_nrrd(next(p for p in written if p.name.endswith("_ED_corrected.seg.nrrd")))
+        self.assertEqual(int((back.labelmap == 3).sum()), int(arrays["LV"].sum()))
+        with self.assertRaises(CMRSegError):
+            logic.export(review.table, folder)  # never overwrites silently

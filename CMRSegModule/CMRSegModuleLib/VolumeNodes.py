@@ -45,3 +45,18 @@ def volumeNodeGeometry(volumeNode) -> tuple[tuple, tuple, np.ndarray]:
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(matrix)
     return geometryFromIjkToRas(slicer.util.arrayFromVTKMatrix(matrix))
+
+
+def studyFromVolumeNode(volumeNode):
+    """A one-frame core ``Study`` holding a scalar volume node's voxels (a copy) and geometry."""
+    from cmrseg.errors import CMRSegError
+    from cmrseg.io.study import Study
+
+    if volumeNode is None or volumeNode.GetImageData() is None:
+        raise CMRSegError("The selected volume holds no image; load a short-axis cine or volume first.")
+    if volumeNode.GetImageData().GetNumberOfScalarComponents() != 1:
+        raise CMRSegError(f"'{volumeNode.GetName()}' has several components per voxel; a grey-level volume is needed.")
+    spacing, origin, direction = volumeNodeGeometry(volumeNode)
+    image = slicer.util.arrayFromVolume(volumeNode).copy()
+    return Study(image=image[np.newaxis], spacing=spacing, origin=origin, direction=direction,
+                 source=volumeNode.GetName(), description=volumeNode.GetName())

@@ -1,0 +1,134 @@
+"""Export of a reviewed result: corrected segmentations (``.seg.nrrd`` and NIfTI label maps) and the table.
+
+Files, for ``<base>`` the study name and ``<phase>`` ED and ES (``frame`` for a single volume):
+
+* ``<base>_<phase>_corrected.seg.nrrd``: Slicer segmentation, segments named, coloured, with terminology;
+* ``<base>_<phase>_corrected.nii.gz``: label map with the ACDC values (1 RV, 2 Myo, 3 LV), on the frame's grid;
+* ``<base>_results.csv``: the results table as shown (values rounded);
+* ``<base>_results.json``: exact automatic and corrected values, their difference, the model, the basal-slice
+  rule, the ED/ES frames and the cmrseg version.
+
+Existing files are never replaced unless ``overwrite`` is true; the files are written to a temporary folder
+first and moved into place together, so a failure leaves no partial export.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cmrseg import __version__
+from cmrseg.errors import CMRSegError
+from cmrseg.io.segmentation_file import write_seg_nrrd
+from cmrseg.io.volume_files import write_frame
+from CMRSegModuleLib import ResultsTable
+from CMRSegModuleLib.ReviewNodes import ReviewNodes, updateCorrected
+from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
+from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode
+
+
+def baseNameOf(review: ReviewNodes) -> str:
+    """A file-name-safe name of the study the result belongs to."""
+    name = review.runInfo().get("study") or review.table.GetName()
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "cmrseg"
+
+
+def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> dict[str, Path]:
+    """The files an export writes, by kind (``ED_seg``, ``ED_labelmap``, ..., ``csv``, ``json``)."""
+    folder = Path(folder)
+    base = baseName or baseNameOf(review)
+    paths = {}
+    for phase, *_ in review.phases():
+        paths[f"{phase}_seg"] = folder / f"{base}_{phase}_corrected.seg.nrrd"
+        paths[f"{phase}_labelmap"] = folder / f"{base}_{phase}_corrected.nii.gz"
+    paths["csv"] = folder / f"{base}_results.csv"
+    paths["json"] = folder / f"{base}_results.json"
+    return paths
+
+
+def existingExportFiles(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> list[Path]:
+    """The export files that already exist in ``folder`` (ask before overwriting them)."""
+    return [path for path in exportPaths(review, folder, baseName).values() if path.exists()]
+
+
+def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None = None,
+                 overwrite: bool = False) -> list[Path]:
+    """Write the corrected segmentations and the results; return the paths written.
+
+    The corrected column is recomputed first, so the files match the segmentations as they are now.
+
+    Raises:
+        CMRSegError: files exist and ``overwrite`` is false (nothing is written), or a segment is missing.
+    """
+    folder = Path(folder)
+    paths = exportPaths(review, folder, baseName)
+    existing = [path.name for path in paths.values() if path.exists()]
+    if existing and not overwrite:
+        raise CMRSegError(f"{folder} already holds {', '.join(existing)}; choose another folder or allow overwriting.")
+    corrected = updateCorrected(review)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".cmrseg-export-") as scratch:
+        scratch = Path(scratch)
+        for phase, volume, _, correctedNode in review.phases():
+            labelmap = labelmapFromSegmentation(correctedNode, volume)
+            grid = studyFromVolumeNode(volume)
+            write_seg_nrrd(labelmap, grid, scratch / paths[f"{phase}_seg"].name)
+            write_frame(labelmap, grid, scratch / paths[f"{phase}_labelmap"].name)
+        writeResultsCsv(review.table, scratch / paths["csv"].name)
+        writeResultsJson(review, corrected, paths, scratch / paths["json"].name)
+        for path in paths.values():
+            shutil.move(str(scratch / path.name), path)
+    return list(paths.values())
+
+
+def writeResultsCsv(table, path: str | Path) -> Path:
+    """The results table as shown: one row per parameter, values with the table's decimals."""
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(ResultsTable.COLUMNS)
+        for row in ResultsTable.readTable(table):
+            writer.writerow([row["parameter"], row["unit"]] + [
+                "" if math.isnan(row[column]) else f"{row[column]:.{ResultsTable.DECIMALS}f}"
+                for column in ("automatic", "corrected", "difference")
+            ])
+    return Path(path)
+
+
+def writeResultsJson(review: ReviewNodes, corrected: dict, paths: dict[str, Path], path: str | Path) -> Path:
+    """Exact values, the difference and the facts of the run, as JSON (``null`` where not defined)."""
+    automatic = ResultsTable.automaticMeasures(review.table)
+    info = review.runInfo()
+    keys = ResultsTable.rowKeys(review.table)
+    difference = ResultsTable.differences(corrected, automatic, keys)
+    patient = ResultsTable.tablePatient(review.table)
+    document = {
+        "cmrseg_version": __version__,
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017 (UTC is 3.11+)
+        "study": info["study"],
+        "model": info["model"],
+        "basal_rule": info["basalRule"],
+        "ed_frame": info["edFrame"],
+        "es_frame": info["esFrame"],
+        "ed_es_from": info["edEsFrom"],
+        "segmented_with_cmrseg_version": info["version"],
+        "patient": patient.as_dict(),
+        "bsa_method": review.table.GetAttribute(ResultsTable.BSA_METHOD_ATTRIBUTE),
+        "parameters": [{"key": key, "parameter": name, "unit": unit} for key, name, unit in
+                       ResultsTable.tableRows(automatic)],
+        "automatic": _clean(automatic),
+        "corrected": _clean(corrected),
+        "difference": _clean(difference),
+        "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
+    }
+    Path(path).write_text(json.dumps(document, indent=2), encoding="utf-8")
+    return Path(path)
+
+
+def _clean(values: dict) -> dict:
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in values.items()}

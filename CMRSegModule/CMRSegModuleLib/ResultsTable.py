@@ -1,0 +1,173 @@
+"""The results table node: LV/RV EDV, ESV, SV, EF and LV mass, automatic vs corrected, and their difference.
+
+Columns ``parameter``, ``unit``, ``automatic``, ``corrected``, ``difference`` (corrected - automatic). Rows
+follow :data:`cmrseg.report.PARAMETERS`, then the BSA-indexed values and the BSA when height and weight are
+known; a single-frame result has frame volumes instead. The cells show values rounded to
+:data:`DECIMALS`; the exact values are kept as JSON in the table's attributes (``CMRSeg.AutomaticMeasures``,
+``CMRSeg.CorrectedMeasures``) for export. The automatic column is written once, when the table is made;
+only the corrected column is recomputed, from the corrected segmentation nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import vtk
+
+from cmrseg.io.study import PatientInfo
+from cmrseg.measures import frame_measures, study_measures
+from cmrseg.report import INDEXED, PARAMETERS
+from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
+from CMRSegModuleLib.VolumeNodes import volumeNodeGeometry
+
+COLUMNS = ("parameter", "unit", "automatic", "corrected", "difference")
+COLUMN_TITLES = {"parameter": "Parameter", "unit": "Unit", "automatic": "Automatic", "corrected": "Corrected",
+                 "difference": "Difference (corrected - automatic)"}
+FRAME_PARAMETERS = (
+    ("lv_ml", "LV blood pool volume", "ml"),
+    ("rv_ml", "RV blood pool volume", "ml"),
+    ("myo_mass_g", "LV mass", "g"),
+)
+DECIMALS = 2
+ROW_KEYS_ATTRIBUTE = "CMRSeg.RowKeys"
+AUTOMATIC_ATTRIBUTE = "CMRSeg.AutomaticMeasures"
+CORRECTED_ATTRIBUTE = "CMRSeg.CorrectedMeasures"
+PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.WeightKg"}
+BSA_METHOD_ATTRIBUTE = "CMRSeg.BsaMethod"
+
+
+def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | None = None,
+                          bsaMethod: str = "mosteller") -> dict:
+    """The clinical parameters of ED and ES label maps (``[z, y, x]``, ACDC values) as a flat dict.
+
+    With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`. With ``esLabels`` None (a single
+    frame): ``lv_ml``, ``rv_ml``, ``myo_ml``, ``myo_mass_g``.
+    """
+    ed = frame_measures(edLabels, spacing)
+    if esLabels is None:
+        return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g}
+    return study_measures(ed, frame_measures(esLabels, spacing), patient, bsaMethod).as_dict()
+
+
+def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esVolume=None,
+                              patient: PatientInfo | None = None, bsaMethod: str = "mosteller") -> dict:
+    """:func:`measuresFromLabelmaps` of segmentation nodes, each exported on its reference volume's grid."""
+    spacing = volumeNodeGeometry(edVolume)[0]
+    edLabels = labelmapFromSegmentation(edSegmentation, edVolume)
+    esLabels = labelmapFromSegmentation(esSegmentation, esVolume) if esSegmentation is not None else None
+    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod)
+
+
+def tableRows(measures: dict) -> list[tuple[str, str, str]]:
+    """``(key, parameter, unit)`` of each row for a measures dict (study or single frame)."""
+    if "lv_edv_ml" not in measures:
+        return list(FRAME_PARAMETERS)
+    rows = list(PARAMETERS)
+    if measures.get("bsa_m2"):
+        names = {key: (name, unit) for key, name, unit in PARAMETERS}
+        for key, indexKey in INDEXED.items():
+            name, unit = names[key]
+            rows.append((indexKey, f"{name} index", f"{unit}/m²"))
+        rows.append(("bsa_m2", f"BSA ({measures.get('bsa_method') or 'mosteller'})", "m²"))
+    return rows
+
+
+def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo | None = None,
+                       bsaMethod: str = "mosteller"):
+    """A new table node with the automatic values, the corrected column equal to them, difference 0."""
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    for column in COLUMNS:
+        array = vtk.vtkStringArray() if column in ("parameter", "unit") else vtk.vtkDoubleArray()
+        array.SetName(column)
+        table.AddColumn(array)
+        table.SetColumnTitle(column, COLUMN_TITLES[column])
+    table.SetUseColumnTitleAsColumnHeader(True)
+    rows = tableRows(automatic)
+    for _, parameter, unit in rows:
+        row = table.AddEmptyRow()
+        table.SetCellText(row, 0, parameter)
+        table.SetCellText(row, 1, unit)
+    table.SetAttribute(ROW_KEYS_ATTRIBUTE, ",".join(key for key, _, _ in rows))
+    table.SetAttribute(AUTOMATIC_ATTRIBUTE, json.dumps(automatic))
+    table.SetAttribute(BSA_METHOD_ATTRIBUTE, bsaMethod)
+    for field, attribute in PATIENT_ATTRIBUTES.items():
+        value = getattr(patient, field, None) if patient is not None else None
+        if value:
+            table.SetAttribute(attribute, repr(float(value)))
+    _setColumn(table, "automatic", automatic)
+    setCorrectedMeasures(table, automatic)
+    table.SetLocked(True)  # values come from the segmentations, not from typing in the table
+    return table
+
+
+def setCorrectedMeasures(table, corrected: dict) -> None:
+    """Write the corrected column and the difference column (corrected - automatic)."""
+    difference = differences(corrected, automaticMeasures(table), rowKeys(table))
+    table.SetAttribute(CORRECTED_ATTRIBUTE, json.dumps(corrected))
+    wasModifying = table.StartModify()
+    _setColumn(table, "corrected", corrected)
+    _setColumn(table, "difference", difference)
+    table.EndModify(wasModifying)
+
+
+def updateCorrectedColumn(table, edSegmentation, edVolume, esSegmentation=None, esVolume=None) -> dict:
+    """Recompute the corrected column from the corrected segmentation nodes; return the exact measures."""
+    corrected = measuresFromSegmentations(edSegmentation, edVolume, esSegmentation, esVolume,
+                                          tablePatient(table), table.GetAttribute(BSA_METHOD_ATTRIBUTE) or "mosteller")
+    setCorrectedMeasures(table, corrected)
+    return corrected
+
+
+def rowKeys(table) -> list[str]:
+    keys = table.GetAttribute(ROW_KEYS_ATTRIBUTE) or ""
+    return [key for key in keys.split(",") if key]
+
+
+def automaticMeasures(table) -> dict:
+    """The exact automatic values the table was made with."""
+    return json.loads(table.GetAttribute(AUTOMATIC_ATTRIBUTE) or "{}")
+
+
+def correctedMeasures(table) -> dict:
+    """The exact corrected values last written to the table."""
+    return json.loads(table.GetAttribute(CORRECTED_ATTRIBUTE) or "{}")
+
+
+def tablePatient(table) -> PatientInfo:
+    """Height and weight the table's values are indexed with (``None`` where unknown)."""
+    values = {field: float(table.GetAttribute(attribute))
+              for field, attribute in PATIENT_ATTRIBUTES.items() if table.GetAttribute(attribute)}
+    return PatientInfo(**values)
+
+
+def readTable(table) -> list[dict]:
+    """The rows as shown: ``{"key", "parameter", "unit", "automatic", "corrected", "difference"}``."""
+    rows = []
+    columns = {name: table.GetTable().GetColumnByName(name) for name in COLUMNS}
+    for row, key in enumerate(rowKeys(table)):
+        entry = {"key": key}
+        for name, array in columns.items():
+            entry[name] = array.GetValue(row) if name in ("parameter", "unit") else float(array.GetValue(row))
+        rows.append(entry)
+    return rows
+
+
+def _setColumn(table, column: str, values: dict) -> None:
+    array = table.GetTable().GetColumnByName(column)
+    for row, key in enumerate(rowKeys(table)):
+        value = values.get(key)
+        array.SetValue(row, round(value, DECIMALS) if _isNumber(value) else math.nan)
+    array.Modified()
+    table.GetTable().Modified()
+    table.Modified()
+
+
+def differences(corrected: dict, automatic: dict, keys: list[str]) -> dict:
+    """Corrected - automatic for each key (None where either is missing or not a number)."""
+    both = [key for key in keys if _isNumber(corrected.get(key)) and _isNumber(automatic.get(key))]
+    return {key: corrected[key] - automatic[key] if key in both else None for key in keys}
+
+
+def _isNumber(value) -> bool:
+    return isinstance(value, (int, float)) and not math.isnan(value)  # noqa: UP038 (runs on Slicer's Python 3.9)

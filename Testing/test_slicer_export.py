@@ -1,0 +1,121 @@
+"""Export of a reviewed result (slicer-core, headless): files, read-back, never overwriting silently."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from cmrseg import __version__, labels  # noqa: E402
+from cmrseg.errors import CMRSegError  # noqa: E402
+from cmrseg.io.segmentation_file import read_seg_nrrd, terminology_entry  # noqa: E402
+from cmrseg.io.study import PatientInfo  # noqa: E402
+from cmrseg.io.volume_files import read_volume_file  # noqa: E402
+from CMRSegModuleLib import ResultsTable  # noqa: E402
+from CMRSegModuleLib.Export import existingExportFiles, exportPaths, exportReview  # noqa: E402
+from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation  # noqa: E402
+from slicer_helpers import edit_segments, relabel_voxels, review_from_labels  # noqa: E402
+
+
+@pytest.fixture
+def edited(headless_slicer, oblique_phantom):
+    """A result whose corrected ED lost 50 LV voxels to the myocardium; returns (review, corrected ED labels)."""
+    study = oblique_phantom.study
+    ed, es = study.ed_frame, study.es_frame
+    maps = {ed: oblique_phantom.labels[ed], es: oblique_phantom.labels[es]}
+    review = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Patient 7/ED test",
+                                patient=PatientInfo(height_cm=165.0, weight_kg=60.0))
+    corrected_ed, _ = relabel_voxels(maps[ed], labels.LV, labels.MYO, 50)
+    edit_segments(review.edCorrected, review.edVolume, corrected_ed)
+    return review, corrected_ed
+
+
+def test_export_writes_files_that_read_back_equal(headless_slicer, edited, oblique_phantom, tmp_path):
+    review, corrected_ed = edited
+    written = exportReview(review, tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == sorted([
+        "Patient_7_ED_test_ED_corrected.seg.nrrd", "Patient_7_ED_test_ED_corrected.nii.gz",
+        "Patient_7_ED_test_ES_corrected.seg.nrrd", "Patient_7_ED_test_ES_corrected.nii.gz",
+        "Patient_7_ED_test_results.csv", "Patient_7_ED_test_results.json",
+    ])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names  # no scratch folder left
+    study = oblique_phantom.study
+    paths = exportPaths(review, tmp_path / "out")
+    # .seg.nrrd: the corrected label map, the study grid, named segments with terminology (core reader).
+    seg = read_seg_nrrd(paths["ED_seg"])
+    np.testing.assert_array_equal(seg.labelmap, corrected_ed)
+    np.testing.assert_allclose(seg.geometry.spacing, study.spacing, atol=1e-6)
+    np.testing.assert_allclose(seg.geometry.origin, study.origin, atol=1e-4)
+    np.testing.assert_allclose(seg.geometry.direction, study.direction, atol=1e-6)
+    assert [(s.name, s.label) for s in seg.segments] == [(s.name, s.label) for s in labels.STRUCTURES]
+    assert seg.segments[2].terminology == terminology_entry(labels.BY_LABEL[labels.LV])
+    # ... and Slicer reads it back as a segmentation with the same segments and voxels.
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    headless_slicer.scene.AddNode(reader)
+    reader.SetFileName(str(paths["ES_seg"]))
+    loaded = headless_slicer.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "loaded")
+    assert reader.ReadData(loaded)
+    assert [loaded.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == [
+        "RV blood pool", "LV myocardium", "LV blood pool"]
+    np.testing.assert_array_equal(labelmapFromSegmentation(loaded, review.esVolume),
+                                  oblique_phantom.labels[study.es_frame])
+    # NIfTI: ACDC values on the frame's grid.
+    nifti = read_volume_file(paths["ED_labelmap"])
+    np.testing.assert_array_equal(nifti.image[0].astype(np.uint8), corrected_ed)
+    np.testing.assert_allclose(nifti.direction, study.direction, atol=1e-6)
+    np.testing.assert_allclose(nifti.origin, study.origin, atol=1e-4)
+    # CSV: the table as shown.
+    with open(paths["csv"], newline="", encoding="utf-8") as stream:
+        rows = list(csv.reader(stream))
+    assert rows[0] == list(ResultsTable.COLUMNS)
+    table_rows = ResultsTable.readTable(review.table)
+    assert [r[0] for r in rows[1:]] == [r["parameter"] for r in table_rows]
+    lv_edv = next(r for r in rows if r[0] == "LV EDV")
+    assert float(lv_edv[4]) == pytest.approx(-50 * study.voxel_volume_ml, abs=0.006)
+    # JSON: exact values, model, basal rule, frames, version.
+    document = json.loads(paths["json"].read_text())
+    assert document["model"] == "test labels" and document["basal_rule"] == "none"
+    assert document["cmrseg_version"] == __version__
+    assert (document["ed_frame"], document["es_frame"]) == (study.ed_frame, study.es_frame)
+    assert document["patient"] == {"height_cm": 165.0, "weight_kg": 60.0}
+    assert document["difference"]["lv_edv_ml"] == pytest.approx(-50 * study.voxel_volume_ml, rel=1e-9)
+    assert document["corrected"]["lv_mass_ed_g"] > document["automatic"]["lv_mass_ed_g"]
+    assert document["difference"]["rv_edv_ml"] == 0.0
+    assert document["files"]["ED_seg"] == paths["ED_seg"].name
+
+
+def test_existing_files_are_never_overwritten_silently(edited, tmp_path):
+    review, _ = edited
+    first = exportReview(review, tmp_path)
+    before = {p: p.read_bytes() for p in first}
+    assert existingExportFiles(review, tmp_path) == list(exportPaths(review, tmp_path).values())
+    edit_segments(review.edCorrected, review.edVolume,
+                  relabel_voxels(labelmapFromSegmentation(review.edCorrected, review.edVolume), labels.LV, 0, 5)[0])
+    with pytest.raises(CMRSegError, match="allow overwriting"):
+        exportReview(review, tmp_path)
+    assert {p: p.read_bytes() for p in first} == before
+    exportReview(review, tmp_path, overwrite=True)
+    assert first[0].read_bytes() != before[first[0]]
+
+
+def test_a_failed_export_writes_nothing(edited, tmp_path):
+    review, _ = edited
+    review.esCorrected.GetSegmentation().RemoveSegment("RV")  # the physician deleted a segment
+    with pytest.raises(CMRSegError, match="RV blood pool"):
+        exportReview(review, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_single_volume_exports_one_frame(headless_slicer, oblique_phantom, tmp_path):
+    study = oblique_phantom.study.single_frame(2)
+    review = review_from_labels(headless_slicer.scene, study, {0: oblique_phantom.labels[2]}, None, None, "Vol")
+    written = exportReview(review, tmp_path)
+    assert sorted(p.name for p in written) == sorted([
+        "Vol_frame_corrected.seg.nrrd", "Vol_frame_corrected.nii.gz", "Vol_results.csv", "Vol_results.json"])
+    document = json.loads((tmp_path / "Vol_results.json").read_text())
+    assert document["ed_frame"] is None and set(document["automatic"]) == {"lv_ml", "rv_ml", "myo_ml", "myo_mass_g"}

@@ -1,0 +1,133 @@
+"""The results table (slicer-core, headless): rows, columns, automatic vs corrected, updates after edits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+from cmrseg import labels  # noqa: E402
+from cmrseg.errors import CMRSegError  # noqa: E402
+from cmrseg.io.study import PatientInfo  # noqa: E402
+from cmrseg.measures import body_surface_area, frame_measures, study_measures  # noqa: E402
+from CMRSegModuleLib import ResultsTable  # noqa: E402
+from CMRSegModuleLib.ReviewNodes import reviewNodesFromTable, updateCorrected, voxelVolumeMl  # noqa: E402
+from slicer_helpers import edit_segments, relabel_voxels, review_from_labels  # noqa: E402
+
+PATIENT = PatientInfo(height_cm=180.0, weight_kg=80.0)
+
+
+@pytest.fixture
+def review(headless_slicer, oblique_phantom):
+    study = oblique_phantom.study
+    ed, es = study.ed_frame, study.es_frame
+    maps = {ed: oblique_phantom.labels[ed], es: oblique_phantom.labels[es]}
+    return review_from_labels(headless_slicer.scene, study, maps, ed, es, "Phantom", patient=PATIENT)
+
+
+def test_rows_columns_units_and_automatic_values(review, oblique_phantom):
+    table = review.table
+    assert [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())] == list(ResultsTable.COLUMNS)
+    rows = ResultsTable.readTable(table)
+    names = [row["parameter"] for row in rows]
+    assert names[:10] == ["LV EDV", "LV ESV", "LV SV", "LV EF", "LV mass (ED)", "LV mass (ES)",
+                          "RV EDV", "RV ESV", "RV SV", "RV EF"]
+    assert "LV EDV index" in names and "RV SV index" in names and names[-1] == "BSA (mosteller)"
+    units = {row["parameter"]: row["unit"] for row in rows}
+    assert units["LV EDV"] == "ml" and units["LV EF"] == "%" and units["LV mass (ED)"] == "g"
+    assert units["LV EDV index"] == "ml/m²" and units["BSA (mosteller)"] == "m²"
+    # The automatic values are the core's measures of the label maps on the volume's grid, exactly.
+    study = oblique_phantom.study
+    expected = study_measures(
+        frame_measures(oblique_phantom.labels[study.ed_frame], study.spacing),
+        frame_measures(oblique_phantom.labels[study.es_frame], study.spacing), PATIENT,
+    ).as_dict()
+    automatic = ResultsTable.automaticMeasures(table)
+    for key, value in expected.items():
+        assert automatic[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key
+    assert automatic["bsa_m2"] == pytest.approx(body_surface_area(180.0, 80.0))
+    # Before any edit the corrected column equals the automatic one and the difference is 0.
+    for row in rows:
+        assert row["automatic"] == row["corrected"] == round(automatic[row["key"]], ResultsTable.DECIMALS)
+        assert row["difference"] == 0.0
+    assert table.GetLocked()
+
+
+def test_removing_lv_voxels_changes_corrected_edv_by_exactly_n_voxel_volumes(review, oblique_phantom):
+    study = oblique_phantom.study
+    automatic = ResultsTable.automaticMeasures(review.table)
+    voxel = voxelVolumeMl(review.edVolume)
+    assert voxel == pytest.approx(study.voxel_volume_ml)
+    ed_labels, _ = relabel_voxels(oblique_phantom.labels[study.ed_frame], labels.LV, labels.BACKGROUND, 120)
+    es_labels, _ = relabel_voxels(oblique_phantom.labels[study.es_frame], labels.BACKGROUND, labels.RV, 30)
+    edit_segments(review.edCorrected, review.edVolume, ed_labels)
+    edit_segments(review.esCorrected, review.esVolume, es_labels)
+
+    corrected = updateCorrected(review)
+
+    assert corrected["lv_edv_ml"] == pytest.approx(automatic["lv_edv_ml"] - 120 * voxel, rel=1e-12)
+    assert corrected["lv_esv_ml"] == automatic["lv_esv_ml"]
+    assert corrected["lv_sv_ml"] == pytest.approx(automatic["lv_sv_ml"] - 120 * voxel, rel=1e-12)
+    expected_ef = 100 * (corrected["lv_edv_ml"] - corrected["lv_esv_ml"]) / corrected["lv_edv_ml"]
+    assert corrected["lv_ef_pct"] == pytest.approx(expected_ef)
+    assert corrected["rv_esv_ml"] == pytest.approx(automatic["rv_esv_ml"] + 30 * voxel, rel=1e-12)
+    assert corrected["lv_mass_ed_g"] == automatic["lv_mass_ed_g"]
+    assert corrected["lv_edv_index"] == pytest.approx(corrected["lv_edv_ml"] / automatic["bsa_m2"])
+    # The automatic column never changes; the table shows the difference.
+    assert ResultsTable.automaticMeasures(review.table) == automatic
+    rows = {row["key"]: row for row in ResultsTable.readTable(review.table)}
+    assert rows["lv_edv_ml"]["automatic"] == round(automatic["lv_edv_ml"], 2)
+    assert rows["lv_edv_ml"]["difference"] == pytest.approx(-120 * voxel, abs=0.006)
+    assert rows["rv_esv_ml"]["difference"] == pytest.approx(30 * voxel, abs=0.006)
+    assert rows["rv_edv_ml"]["difference"] == 0.0
+    assert ResultsTable.correctedMeasures(review.table) == corrected
+
+
+def test_table_finds_its_nodes_again_and_reports_deleted_ones(headless_slicer, review):
+    again = reviewNodesFromTable(review.table)
+    assert again.edCorrected is review.edCorrected and again.esVolume is review.esVolume
+    info = again.runInfo()
+    assert info["study"] == "Phantom" and info["basalRule"] == "none" and info["model"] == "test labels"
+    assert (info["edFrame"], info["esFrame"]) == (0, 1)
+    headless_slicer.scene.RemoveNode(review.esCorrected)
+    with pytest.raises(CMRSegError, match="esCorrected"):
+        reviewNodesFromTable(review.table)
+    other = headless_slicer.scene.AddNewNodeByClass("vtkMRMLTableNode", "not ours")
+    with pytest.raises(CMRSegError, match="CMRSeg results table"):
+        reviewNodesFromTable(other)
+
+
+def test_a_single_volume_gives_frame_volumes_without_ejection_fraction(headless_slicer, oblique_phantom):
+    study = oblique_phantom.study.single_frame(0)
+    review = review_from_labels(headless_slicer.scene, study, {0: oblique_phantom.labels[0]}, None, None, "One")
+    assert review.singleFrame and [p[0] for p in review.phases()] == ["frame"]
+    rows = ResultsTable.readTable(review.table)
+    assert [row["key"] for row in rows] == ["lv_ml", "rv_ml", "myo_mass_g"]
+    lv = float((oblique_phantom.labels[0] == labels.LV).sum()) * study.voxel_volume_ml
+    assert ResultsTable.automaticMeasures(review.table)["lv_ml"] == pytest.approx(lv, rel=1e-12)
+    edited, _ = relabel_voxels(oblique_phantom.labels[0], labels.LV, labels.MYO, 10)
+    edit_segments(review.edCorrected, review.edVolume, edited)
+    corrected = updateCorrected(reviewNodesFromTable(review.table))
+    assert corrected["lv_ml"] == pytest.approx(lv - 10 * study.voxel_volume_ml, rel=1e-12)
+    assert corrected["myo_mass_g"] > ResultsTable.automaticMeasures(review.table)["myo_mass_g"]
+
+
+def test_without_height_and_weight_there_are_no_indexed_rows(headless_slicer, oblique_phantom):
+    study = oblique_phantom.study
+    maps = {0: oblique_phantom.labels[0], 1: oblique_phantom.labels[1]}
+    review = review_from_labels(headless_slicer.scene, study, maps, 0, 1, "NoBSA", patient=PatientInfo())
+    keys = [row["key"] for row in ResultsTable.readTable(review.table)]
+    assert keys == [key for key, _, _ in ResultsTable.tableRows({"lv_edv_ml": 1.0})]
+    assert not any(key.endswith("_index") for key in keys)
+
+
+def test_an_empty_left_ventricle_gives_an_undefined_ejection_fraction(headless_slicer, oblique_phantom):
+    study = oblique_phantom.study
+    maps = {0: np.where(oblique_phantom.labels[0] == labels.LV, 0, oblique_phantom.labels[0]).astype(np.uint8),
+            1: oblique_phantom.labels[1]}
+    review = review_from_labels(headless_slicer.scene, study, maps, 0, 1, "Empty")
+    row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "lv_ef_pct")
+    assert math.isnan(row["automatic"]) and math.isnan(row["difference"])
