@@ -243,29 +243,18 @@ def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) ->
 
     ``segmenter`` is a loaded :class:`cmrseg.inference.Segmenter`; by default the settings' model is loaded.
     """
-    from cmrseg.basal import apply_basal_rule, basal_end
-    from cmrseg.inference import Segmenter, choose_ed_es, lv_volume_curve, segment_frames
-    from cmrseg.measures import frame_measures, study_measures
-    from cmrseg.segment import frames_to_segment
+    from cmrseg.inference import Segmenter
+    from cmrseg.segment import segment_study
 
     settings = settings.checked(study.num_frames)
     if segmenter is None:
         segmenter = Segmenter.load(settings.modelPath, device=settings.device)
-    study = replace(study, ed_frame=None, es_frame=None)  # as in the background run: the user's frames or the curve
-    patient = patientWithSettings(study.patient, settings)
-    frames, fromCurve = frames_to_segment(study, settings.edFrame, settings.esFrame, all_frames=False)
-    labels = segment_frames(study, frames, segmenter, progress)
-    ed, es = settings.edFrame, settings.esFrame
-    if fromCurve and len(frames) > 1:
-        ed, es = choose_ed_es(lv_volume_curve(labels, study.voxel_volume_ml))
-    elif fromCurve:
-        ed = es = None
-    baseIndex = basal_end(labels[ed]) if ed is not None else None
-    kept = [ed, es] if ed is not None else frames[:1]
-    labels = {i: apply_basal_rule(labels[i], settings.basalRule, baseIndex)[0] for i in kept}
-    measures = None
-    if ed is not None and ed != es:
-        perFrame = {i: frame_measures(labels[i], study.spacing) for i in kept}
-        measures = study_measures(perFrame[ed], perFrame[es], patient).as_dict()
-    edEsFrom = "LV volume curve" if fromCurve else "input or user"
-    return RunResult(labels, ed, es, segmenter.description, settings.basalRule, edEsFrom, measures)
+    # As in the background run: the user's frames or the volume curve, never frames stored on the study.
+    study = replace(study, ed_frame=None, es_frame=None, patient=patientWithSettings(study.patient, settings))
+    result = segment_study(study, segmenter, settings.edFrame, settings.esFrame, basal_rule=settings.basalRule,
+                           progress=progress)
+    ed, es = result.ed_frame, result.es_frame
+    kept = [ed, es] if ed is not None else sorted(result.labels)[:1]
+    labels = {i: result.labels[i] for i in kept}
+    edEsFrom = "LV volume curve" if result.from_curve else "input or user"
+    return RunResult(labels, ed, es, segmenter.description, settings.basalRule, edEsFrom, result.study_measures)

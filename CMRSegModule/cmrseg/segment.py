@@ -25,7 +25,7 @@ from cmrseg.io.load import load_study
 from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import is_volume_file, stem, write_frame
-from cmrseg.measures import frame_measures, study_measures
+from cmrseg.measures import FrameMeasures, frame_measures, study_measures
 from cmrseg.progress import ProgressCallback
 from cmrseg.report import write_report
 
@@ -84,24 +84,11 @@ def run_segment(
         study.patient.height_cm = height_cm
     if weight_kg is not None:
         study.patient.weight_kg = weight_kg
-    frames, from_curve = frames_to_segment(study, ed, es, all_frames)
     base, frame_files = output_names(inputs, study)
 
-    started = time.perf_counter()
-    labels = segment_frames(study, frames, segmenter, progress)
-    seconds = time.perf_counter() - started
-    curve = lv_volume_curve(labels, study.voxel_volume_ml)
-    if from_curve and len(frames) > 1:
-        ed, es = choose_ed_es(curve)
-    elif not from_curve:
-        ed = study.ed_frame if ed is None else ed
-        es = study.es_frame if es is None else es
-    else:
-        ed = es = None  # a single frame: volumes only
-    base_index = basal_end(labels[ed]) if ed is not None else None
-    labels = {i: apply_basal_rule(lab, basal_rule, base_index)[0] for i, lab in labels.items()}
-
-    per_frame = {i: frame_measures(lab, study.spacing) for i, lab in labels.items()}
+    result = segment_study(study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
+    labels, ed, es, from_curve, curve = result.labels, result.ed_frame, result.es_frame, result.from_curve, result.curve
+    frames = sorted(labels)
     measures: dict = {
         "cmrseg_version": __version__,
         "model": segmenter.description,
@@ -110,17 +97,15 @@ def run_segment(
         "ed_frame": ed,
         "es_frame": es,
         "ed_es_from": "LV volume curve" if from_curve else "input or user",
-        "segmentation_seconds": round(seconds, 3),
+        "segmentation_seconds": round(result.seconds, 3),
         "frames": {
             str(i): {"time_ms": float(study.frame_times_ms[i]), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
                      "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g}
-            for i, m in per_frame.items()
+            for i, m in result.per_frame.items()
         },
     }
-    if ed is not None and ed != es:
-        measures["study"] = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
-    elif ed is None:
-        log.warning("One frame only: volumes are reported, but no ED/ES, stroke volume or ejection fraction.")
+    if result.study_measures is not None:
+        measures["study"] = result.study_measures
 
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv", "report.html"]
@@ -145,6 +130,53 @@ def run_segment(
             shutil.move(str(scratch / name), out_dir / name)  # replaces an existing file only with overwrite
             outputs.append(out_dir / name)
     return SegmentationResult(study, labels, ed, es, measures, outputs)
+
+
+@dataclass
+class StudySegmentation:
+    """What segmenting a study decided and measured, before anything is written."""
+
+    labels: dict[int, np.ndarray]  # frame index -> [z, y, x] (basal rule applied)
+    ed_frame: int | None
+    es_frame: int | None
+    from_curve: bool  # ED/ES chosen from the LV volume curve
+    curve: dict[int, float]  # LV blood-pool volume (ml) of every segmented frame, before the basal rule
+    per_frame: dict[int, FrameMeasures]
+    study_measures: dict | None  # StudyMeasures as a dict, when ED and ES differ
+    seconds: float
+
+
+def segment_study(
+    study: Study,
+    segmenter: Segmenter,
+    ed: int | None = None,
+    es: int | None = None,
+    all_frames: bool = False,
+    basal_rule: str = "none",
+    bsa_method: str = "mosteller",
+    progress: ProgressCallback | None = None,
+) -> StudySegmentation:
+    """Segment the ED/ES frames (given, from the input, or from the volume curve) and measure them."""
+    frames, from_curve = frames_to_segment(study, ed, es, all_frames)
+    started = time.perf_counter()
+    labels = segment_frames(study, frames, segmenter, progress)
+    seconds = time.perf_counter() - started
+    curve = lv_volume_curve(labels, study.voxel_volume_ml)
+    if from_curve and len(frames) > 1:
+        ed, es = choose_ed_es(curve)
+    elif not from_curve:
+        ed = study.ed_frame if ed is None else ed
+        es = study.es_frame if es is None else es
+    else:
+        ed = es = None  # a single frame: volumes only
+        log.warning("One frame only: volumes are reported, but no ED/ES, stroke volume or ejection fraction.")
+    base_index = basal_end(labels[ed]) if ed is not None else None
+    labels = {i: apply_basal_rule(lab, basal_rule, base_index)[0] for i, lab in labels.items()}
+    per_frame = {i: frame_measures(lab, study.spacing) for i, lab in labels.items()}
+    measures = None
+    if ed is not None and ed != es:
+        measures = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
+    return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds)
 
 
 def write_measures_csv(measures: dict, path: Path) -> None:
