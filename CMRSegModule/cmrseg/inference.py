@@ -55,6 +55,10 @@ class Segmenter:
     bf16: bool = True  # bfloat16 autocast on the CPU (measured to keep accuracy; see the README benchmark)
     flips: bool = False  # test-time augmentation: average over horizontal and vertical flips
     batch_size: int = 16
+    # Weighted cross-entropy trains the network to output probabilities scaled by the class weights, which
+    # inflates the up-weighted classes; dividing by the weights restores the unweighted decision. A shipped
+    # checkpoint says whether to (chosen on the validation split: metadata "inference").
+    prior_correction: bool = False
     source: str = ""
     timings: dict = field(default_factory=dict)
 
@@ -68,6 +72,7 @@ class Segmenter:
         if torch_device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
         config = PreprocessConfig.from_dict(metadata.get("preprocessing", {}))
+        options.setdefault("prior_correction", bool(metadata.get("inference", {}).get("prior_correction", False)))
         return cls(model, metadata, torch_device, config, source=str(path), **options)
 
     @property
@@ -89,7 +94,12 @@ class Segmenter:
             if self.device.type == "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             outputs.append(self._forward(batch).float().cpu().numpy())
-        return np.concatenate(outputs)
+        probabilities = np.concatenate(outputs)
+        weights = self.metadata.get("training", {}).get("class_weights")
+        if self.prior_correction and weights:
+            probabilities /= np.asarray(weights, dtype=np.float32)[None, :, None, None]
+            probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return probabilities
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         autocast = torch.autocast(
