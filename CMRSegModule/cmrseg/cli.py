@@ -50,7 +50,7 @@ def _segment(args: argparse.Namespace) -> int:
     from cmrseg.progress import LinePrinter
     from cmrseg.segment import run_segment
 
-    segmenter = Segmenter.load(args.model, device=args.device, flips=args.flips)
+    segmenter = Segmenter.load(args.model, device=args.device)
     result = run_segment(
         args.input,
         args.out,
@@ -102,7 +102,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         else:
             from cmrseg.inference import Segmenter
 
-            segmenter = Segmenter.load(args.model, device=args.device, flips=args.flips)
+            segmenter = Segmenter.load(args.model, device=args.device)
             cases = evaluate.acdc_model_cases(data, patients, segmenter)
         cases = list(cases)
     results = evaluate.evaluate_cases(cases, args.out, len(cases), LinePrinter())
@@ -192,7 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--bsa", default="mosteller", choices=("mosteller", "dubois"), help="BSA formula")
     segment.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
     segment.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
-    segment.add_argument("--flips", action="store_true", help="test-time flips (4x slower, slightly smoother)")
     segment.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.set_defaults(run=_segment)
@@ -204,7 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--data", help="ACDC root (default: the split's)")
     evaluation.add_argument("--model", help="checkpoint to run (default: the shipped model)")
     evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    evaluation.add_argument("--flips", action="store_true", help="test-time flips")
     evaluation.add_argument("--pred", help="folder of predicted label maps instead of running the model")
     evaluation.add_argument("--corrected", help="second folder (e.g. physician-corrected) reported as FCN+corr")
     evaluation.add_argument("--ref", help="folder of reference label maps (instead of an ACDC split)")

@@ -53,7 +53,6 @@ class Segmenter:
     device: torch.device
     config: PreprocessConfig
     bf16: bool = True  # bfloat16 autocast on the CPU (measured to keep accuracy; see the README benchmark)
-    flips: bool = False  # test-time augmentation: average over horizontal and vertical flips
     batch_size: int = 16
     # Weighted cross-entropy trains the network to output probabilities scaled by the class weights, which
     # inflates the up-weighted classes; dividing by the weights restores the unweighted decision. A shipped
@@ -108,11 +107,6 @@ class Segmenter:
         )
         with autocast:
             probabilities = torch.softmax(self.model(batch).float(), dim=1)
-            if self.flips:
-                for dims in ((3,), (2,), (2, 3)):
-                    flipped = self.model(torch.flip(batch, dims)).float()
-                    probabilities += torch.flip(torch.softmax(flipped, dim=1), dims)
-                probabilities /= 4
         return probabilities
 
     def frame_probabilities(self, frame: np.ndarray, spacing, center_yx=None) -> np.ndarray:
