@@ -35,13 +35,18 @@ def default_model_path() -> Path:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CMRSegError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto.")
-    if device not in ("cpu", "cuda"):
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise CMRSegError(f"Unknown device {device!r}; use auto, cpu or cuda.") from exc
+    if resolved.type not in ("cpu", "cuda"):
         raise CMRSegError(f"Unknown device {device!r}; use auto, cpu or cuda.")
-    return torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CMRSegError("CUDA was requested but no CUDA GPU is available; use --device cpu or auto.")
+    return resolved
 
 
 @dataclass

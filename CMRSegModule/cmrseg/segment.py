@@ -55,9 +55,8 @@ def frames_to_segment(study: Study, ed: int | None, es: int | None, all_frames: 
 
 def output_names(inputs: list[Path], study: Study) -> tuple[str, list[str]]:
     """Base name for study-level files, and the label-map file name of each frame."""
-    if len(inputs) == study.num_frames and all(is_volume_file(p) for p in inputs) and study.num_frames >= 1:
-        if not (len(inputs) == 1 and study.num_frames > 1):
-            return stem(inputs[0]), [f"{stem(p)}_seg.nii.gz" for p in inputs]
+    if len(inputs) == study.num_frames and all(is_volume_file(p) for p in inputs):  # 3D frame files
+        return stem(inputs[0]), [f"{stem(p)}_seg.nii.gz" for p in inputs]
     base = stem(inputs[0]) if is_volume_file(inputs[0]) else (inputs[0].resolve().name or "study")
     return base, [f"{base}_frame{index:02d}_seg.nii.gz" for index in range(study.num_frames)]
 

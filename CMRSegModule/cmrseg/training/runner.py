@@ -12,6 +12,7 @@ import torch
 
 from cmrseg.augment import NO_AUGMENTATION, AugmentConfig
 from cmrseg.errors import CMRSegError
+from cmrseg.inference import resolve_device
 from cmrseg.labels import STRUCTURES
 from cmrseg.losses import SegmentationLoss, class_frequencies, class_weights
 from cmrseg.model.checkpoint import load_weights, save_checkpoint
@@ -24,15 +25,6 @@ from cmrseg.training.record import checkpoint_metadata
 from cmrseg.training.schedule import make_scheduler
 from cmrseg.training.split import make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
-
-
-def choose_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CMRSegError("--device cuda was asked for, but torch sees no CUDA GPU here.")
-    return device
 
 
 def prepare_split(out: Path, config: TrainConfig, split_file: str | None) -> tuple[dict[str, Any], Path]:
@@ -67,7 +59,7 @@ def run_training(args: argparse.Namespace) -> int:
     config = resolve_config(args, state["config"] if state else None)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = choose_device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     out.mkdir(parents=True, exist_ok=True)
