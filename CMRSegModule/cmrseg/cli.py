@@ -102,7 +102,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         else:
             from cmrseg.inference import Segmenter
 
-            segmenter = Segmenter.load(args.model, device=args.device)
+            segmenter = Segmenter.load(args.model, device=args.device, bf16=not args.fp32)
             cases = evaluate.acdc_model_cases(data, patients, segmenter)
         cases = list(cases)
     results = evaluate.evaluate_cases(cases, args.out, len(cases), LinePrinter())
@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--data", help="ACDC root (default: the split's)")
     evaluation.add_argument("--model", help="checkpoint to run (default: the shipped model)")
     evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    evaluation.add_argument("--fp32", action="store_true", help="full precision on the CPU (default: bf16)")
     evaluation.add_argument("--pred", help="folder of predicted label maps instead of running the model")
     evaluation.add_argument("--corrected", help="second folder (e.g. physician-corrected) reported as FCN+corr")
     evaluation.add_argument("--ref", help="folder of reference label maps (instead of an ACDC split)")
