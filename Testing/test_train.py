@@ -12,12 +12,21 @@ import torch
 
 import cmrseg.train as train_module
 import cmrseg.training.runner as runner
+from cmrseg.augment import AUGMENTATIONS, NO_AUGMENTATION
 from cmrseg.errors import CMRSegError
 from cmrseg.io.acdc import list_patients, read_info
 from cmrseg.losses import LOSSES, WEIGHTINGS, SegmentationLoss
 from cmrseg.model import PRESETS, build_model, load_model
 from cmrseg.preprocess import PreprocessConfig
-from cmrseg.training.config import LOSS_NAMES, PRESET_NAMES, WEIGHTING_NAMES, TrainConfig, resolve_config
+from cmrseg.training.config import (
+    AUGMENTATION_NAMES,
+    LOSS_NAMES,
+    PRESET_NAMES,
+    WEIGHTING_NAMES,
+    TrainConfig,
+    reproducing_command,
+    resolve_config,
+)
 from cmrseg.training.data import epoch_order, load_slices
 from cmrseg.training.loop import Runtime
 from cmrseg.training.schedule import lr_factor
@@ -41,6 +50,19 @@ def test_epoch_order_visits_every_slice_before_repeating():
 def test_command_line_choices_match_the_implementations():
     assert set(PRESET_NAMES) == set(PRESETS)
     assert LOSS_NAMES == LOSSES and WEIGHTING_NAMES == WEIGHTINGS
+    assert set(AUGMENTATION_NAMES) == set(AUGMENTATIONS)
+
+
+def test_augmentation_settings_are_chosen_by_name_and_repeated_in_the_command():
+    parser = train_module.add_train_arguments(argparse.ArgumentParser())
+    config = resolve_config(parser.parse_args(["--out", "x", "--data", "d", "--augmentation", "strong"]), None)
+    assert AUGMENTATIONS[config.augmentation].max_scale > AUGMENTATIONS["standard"].max_scale
+    assert "--augmentation strong" in reproducing_command(config)
+    config = resolve_config(parser.parse_args(["--out", "x", "--data", "d", "--no-augment"]), None)
+    assert AUGMENTATIONS[config.augmentation] == NO_AUGMENTATION
+    # A run recorded before augmentation had names (a yes/no flag) resumes with the standard setting.
+    old = {k: v for k, v in asdict(TrainConfig(data="/d")).items() if k != "augmentation"} | {"augment": True}
+    assert resolve_config(parser.parse_args(["--out", "x", "--resume"]), old).augmentation == "standard"
 
 
 def test_resume_refuses_changed_settings():

@@ -44,6 +44,14 @@ NO_AUGMENTATION = AugmentConfig(
     p_rotate=0.0, p_scale=0.0, p_translate=0.0, p_gamma=0.0, p_intensity=0.0, p_blur=0.0, p_noise=0.0
 )
 
+# Named settings for ``cmrseg train --augmentation``. "strong" rotates more often and zooms by up to 25 %
+# (ACDC hearts differ more in size than the standard +-10 % covers).
+AUGMENTATIONS: dict[str, AugmentConfig] = {
+    "standard": AugmentConfig(),
+    "strong": AugmentConfig(p_rotate=0.7, p_scale=0.5, max_scale=0.25, p_translate=0.5),
+    "none": NO_AUGMENTATION,
+}
+
 
 def _uniform(n: int, lo: float, hi: float, generator: torch.Generator) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=generator)

@@ -82,10 +82,15 @@ class Segmenter:
     @property
     def description(self) -> str:
         arch = self.metadata.get("architecture", {})
-        trained = self.metadata.get("training", {})
+        epochs = self.metadata.get("training", {}).get("epochs_trained", "?")
+        if arch.get("name") == "ensemble":
+            network = f"ensemble of {len(arch.get('args', {}).get('members', []))} dense U-Nets"
+            epochs = "+".join(str(e) for e in epochs) if isinstance(epochs, list) else epochs
+        else:
+            network = "dense U-Net"
         return (
-            f"{Path(self.source).name} (dense U-Net, preset {arch.get('preset')}, "
-            f"{trained.get('epochs_trained', '?')} epochs, cmrseg {self.metadata.get('cmrseg_version', '?')})"
+            f"{Path(self.source).name} ({network}, preset {arch.get('preset')}, {epochs} epochs, "
+            f"cmrseg {self.metadata.get('cmrseg_version', '?')})"
         )
 
     @torch.inference_mode()

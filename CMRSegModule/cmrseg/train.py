@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from cmrseg.errors import CMRSegError
-from cmrseg.training.config import LOSS_NAMES, PRESET_NAMES, WEIGHTING_NAMES, TrainConfig
+from cmrseg.training.config import AUGMENTATION_NAMES, LOSS_NAMES, PRESET_NAMES, WEIGHTING_NAMES, TrainConfig
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -44,7 +44,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--size", type=int, help=f"network input size, a multiple of 16 (default {d.size})")
     parser.add_argument("--jitter-px", type=int, help=f"random crop shift around the heart ({d.jitter_px})")
     parser.add_argument("--precision", choices=("bf16", "fp32"), help="bf16 autocast (default) or fp32")
-    parser.add_argument("--no-augment", dest="augment", action="store_const", const=False, help="no augmentation")
+    parser.add_argument(
+        "--augmentation", choices=AUGMENTATION_NAMES, help=f"online augmentation setting (default {d.augmentation})"
+    )
+    parser.add_argument(
+        "--no-augment", dest="augmentation", action="store_const", const="none", help="same as --augmentation none"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.set_defaults(run=run_train)

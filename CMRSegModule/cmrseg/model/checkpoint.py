@@ -8,7 +8,8 @@ A checkpoint file is ``torch.save`` of a plain dict::
 
 and is read with ``torch.load(..., weights_only=True)``. The metadata JSON repeats ``format`` and ``version``
 and holds ``architecture = {"name": "dense_unet", "preset": ..., "args": {...}}``, from which
-:func:`load_model` rebuilds the network.
+:func:`load_model` rebuilds the network. An ensemble (``"name": "ensemble"``, ``"args": {"members": [...]}``)
+holds its networks' weights under ``members.N.``.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from torch import nn
 from cmrseg import __version__
 from cmrseg.errors import CMRSegError
 from cmrseg.model.dense_unet import DenseUNet
+from cmrseg.model.ensemble import Ensemble
 
 FORMAT = "cmrseg-checkpoint"
 VERSION = 1
-ARCHITECTURES: dict[str, type[nn.Module]] = {"dense_unet": DenseUNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"dense_unet": DenseUNet, "ensemble": Ensemble}
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -78,10 +80,14 @@ def architecture_of(model: nn.Module, preset: str | None = None) -> dict[str, An
     return {"name": names[type(model)], "preset": preset, "args": dict(model.args)}
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any], preset: str | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path, model: nn.Module, metadata: dict[str, Any], preset: str | None = None, half: bool = False
+) -> Path:
     """Write an inference checkpoint: ``metadata`` (JSON-serialisable) plus the model's weights.
 
-    ``format``, ``version``, ``architecture`` and ``cmrseg_version`` are filled in here.
+    ``format``, ``version``, ``architecture`` and ``cmrseg_version`` are filled in here. ``half`` stores the
+    floating-point weights as float16, half the file size; loading turns them back into float32 (inference
+    runs in bfloat16 by default, which rounds far more than float16 storage does).
     """
     meta = {"format": FORMAT, "version": VERSION, "architecture": architecture_of(model, preset)}
     meta.update({k: v for k, v in metadata.items() if k not in meta})
@@ -92,6 +98,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict[str, Any]
         "metadata": json.dumps(meta, indent=1, sort_keys=False),
         "state_dict": plain_state_dict(model),
     }
+    if half:
+        payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     return atomic_save(payload, path)
 
 
@@ -163,3 +171,31 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     model = build_from_metadata(metadata)
     load_weights(model, state, str(path))
     return model.to(device).eval(), metadata
+
+
+def combine_checkpoints(paths: list[str | Path]) -> tuple[nn.Module, dict[str, Any]]:
+    """An :class:`Ensemble` of the dense U-Nets in ``paths`` and its metadata.
+
+    The members must share labels, pre-processing and training split (they are evaluated as one model);
+    their training records are kept, in order, under ``training["members"]``.
+    """
+    networks, records = [], []
+    for path in paths:
+        model, metadata = load_model(path)
+        if not isinstance(model, DenseUNet):
+            raise CMRSegError(f"{path} is not a single dense U-Net; an ensemble is made of trained networks.")
+        networks.append(model)
+        records.append(metadata)
+    first = records[0]
+    for path, metadata in zip(paths[1:], records[1:], strict=True):
+        for key, what in (("labels", "labels"), ("preprocessing", "pre-processing")):
+            if metadata.get(key) != first.get(key):
+                raise CMRSegError(f"{path} has other {what} than {paths[0]}; ensemble members must share them.")
+        if metadata.get("training", {}).get("split_sha256") != first.get("training", {}).get("split_sha256"):
+            raise CMRSegError(f"{path} was trained on another split than {paths[0]}.")
+    training = {key: first["training"][key] for key in ("dataset", "data", "split_file", "split_sha256")
+                if key in first.get("training", {})}
+    training["epochs_trained"] = [m.get("training", {}).get("epochs_trained") for m in records]
+    training["members"] = [dict(m.get("training", {}), source=str(p)) for m, p in zip(records, paths, strict=True)]
+    metadata = {"labels": first.get("labels"), "preprocessing": first.get("preprocessing"), "training": training}
+    return Ensemble.of(networks).eval(), metadata

@@ -13,10 +13,12 @@ if TYPE_CHECKING:
     from cmrseg.preprocess import PreprocessConfig
 
 # The choices of the command line, kept here so that parsing needs no torch (tests check them against
-# cmrseg.model.dense_unet.PRESETS, cmrseg.losses.LOSSES and cmrseg.losses.WEIGHTINGS).
+# cmrseg.model.dense_unet.PRESETS, cmrseg.losses.LOSSES, cmrseg.losses.WEIGHTINGS and
+# cmrseg.augment.AUGMENTATIONS).
 PRESET_NAMES = ("compact", "medium", "paper")
 LOSS_NAMES = ("wce", "wce+dice")
 WEIGHTING_NAMES = ("median", "sqrt-median", "none")
+AUGMENTATION_NAMES = ("standard", "strong", "none")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class TrainConfig:
     size: int = 176
     jitter_px: int = 32  # random crop offset around the heart during training (48 mm at 1.5 mm)
     precision: str = "bf16"
-    augment: bool = True
+    augmentation: str = "standard"
 
     def preprocess(self) -> PreprocessConfig:
         from cmrseg.preprocess import PreprocessConfig
@@ -83,8 +85,6 @@ def reproducing_command(config: TrainConfig) -> str:
     words = ["cmrseg", "train"]
     for name, value in asdict(config).items():
         option = "--" + name.replace("_", "-")
-        if name == "augment":
-            words += [] if value else ["--no-augment"]
-        elif value is not None:
+        if value is not None:
             words += [option, str(value)]
     return shlex.join(words + ["--out", "OUT"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from cmrseg.augment import NO_AUGMENTATION, AugmentConfig
+from cmrseg.augment import AUGMENTATIONS
 from cmrseg.errors import CMRSegError
 from cmrseg.inference import resolve_device
 from cmrseg.labels import STRUCTURES
@@ -89,7 +89,7 @@ def run_training(args: argparse.Namespace) -> int:
     total_steps = config.epochs * iterations
     warmup = min(round(config.warmup_epochs * iterations), total_steps // 2)
     scheduler = make_scheduler(optimizer, total_steps, warmup)
-    augmentation = AugmentConfig() if config.augment else NO_AUGMENTATION
+    augmentation = AUGMENTATIONS[config.augmentation]
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
