@@ -1,7 +1,8 @@
 """Several trained dense U-Nets used as one network: their class probabilities are averaged.
 
-Networks trained from the same data with different losses or augmentation err in different places, so
-the mean of their softmax outputs is more accurate than any one of them. :meth:`Ensemble.forward` returns
+Networks trained from the same data with different losses, weights or seeds err in different places, so
+the mean of their softmax outputs is usually more accurate than each of them (the shipped model card
+compares the ensemble with its members). :meth:`Ensemble.forward` returns
 the logarithm of that mean, so that a softmax of the output (what inference applies to any network) gives
 the mean probabilities back exactly. For inference only; each member is trained on its own.
 """
