@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from cmrseg.errors import CMRSegError
+
 SLICES = 12
 CINE_FRAMES = 25
 
@@ -59,13 +61,28 @@ def measure(model: str, precision: str, repeats: int) -> dict:
     }
 
 
+def check_models(models: list[str]) -> None:
+    """Each model must be 'shipped', 'paper' or a readable CMRSeg checkpoint, before anything is timed."""
+    from cmrseg.model.checkpoint import read_checkpoint
+
+    for model in models:
+        if model not in ("shipped", "paper"):
+            read_checkpoint(model)  # raises CMRSegError naming what is wrong
+
+
 def run_benchmark(models: list[str], repeats: int) -> list[dict]:
+    if repeats < 1:
+        raise CMRSegError(f"--repeats {repeats}: give at least 1.")
+    check_models(models)
     rows = []
     for model in models:
         for precision in ("fp32", "bf16"):
             call = f"measure({model!r}, {precision!r}, {repeats})"
             code = f"import json; from cmrseg.benchmark import measure; print(json.dumps({call}))"
-            output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if output.returncode != 0:
+                lines = output.stderr.strip().splitlines() or ["no message"]
+                raise CMRSegError(f"Benchmarking {model} ({precision}) failed: {lines[-1]}")
             rows.append(json.loads(output.stdout.strip().splitlines()[-1]))
             print(format_row(rows[-1]), flush=True)
     return rows

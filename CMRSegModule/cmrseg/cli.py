@@ -67,8 +67,9 @@ def _segment(args: argparse.Namespace) -> int:
         progress=LinePrinter(),
     )
     print(format_measures(result.measures))
+    print(format_qc(result.measures["qc"]))
     print(f"Outputs in {args.out}: {', '.join(p.name for p in result.outputs)}")
-    return 0
+    return 3 if args.strict and result.measures["qc"]["status"] == "fail" else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -132,7 +133,21 @@ def format_measures(measures: dict) -> str:
     for key, name, unit in PARAMETERS:
         indexed = study.get(INDEXED.get(key, ""))
         extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""
-        lines.append(f"  {name:14} {study[key]:8.1f} {unit}{extra}")
+        value = f"{study[key]:8.1f}" if study[key] is not None else f"{'-':>8}"
+        lines.append(f"  {name:14} {value} {unit}{extra}")
+    return "\n".join(lines)
+
+
+def format_qc(qc: dict) -> str:
+    """The quality check, prominently: a status line and one line per flag."""
+    headline = {"pass": "PASS (no implausible finding)", "review": "REVIEW (check the flagged findings)",
+                "fail": "FAIL (some numbers above are not usable as they are)"}[qc["status"]]
+    lines = [f"Quality check: {headline}"]
+    for flag in qc["flags"]:
+        where = flag["phase"] or ""
+        if flag["slice"] is not None:
+            where += f" slice {flag['slice']}"
+        lines.append(f"  [{flag['severity'].upper()}] {where + ': ' if where else ''}{flag['message']}")
     return "\n".join(lines)
 
 
@@ -150,7 +165,9 @@ def format_summary(summary: dict) -> str:
     names = ("row direction", "column direction", "slice normal")
     for name, axis in zip(names, summary["direction_columns_lps"], strict=True):
         lines.append(f"  {name + ':':18}{' '.join(f'{v:+.4f}' for v in axis)}")
-    if len(times) > 1:
+    if times is None:
+        lines.append("Frame times:  unknown (the input gives no trigger times)")
+    elif len(times) > 1:
         lines.append(f"Frame times:  {times[0]:.1f} .. {times[-1]:.1f} ms ({len(times)} frames)")
     if summary["ed_frame"] is not None or summary["es_frame"] is not None:
         lines.append(f"ED / ES:      frame {summary['ed_frame']} / frame {summary['es_frame']} (0-based)")
@@ -193,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
     segment.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
     segment.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
-    segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    segment.add_argument("--overwrite", action="store_true",
+                         help="replace the previous CMRSeg outputs in --out as a whole (other files are kept)")
+    segment.add_argument("--strict", action="store_true", help="exit with status 3 when the quality check fails")
     segment.set_defaults(run=_segment)
 
     evaluation = commands.add_parser("evaluate", help="the paper's Table 1 and Table 3 on a split or on folders")
@@ -221,17 +240,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """Warnings as one ``cmrseg: warning:`` line, without the source line that raised them."""
+    print(f"cmrseg: warning: {message}", file=file or sys.stderr)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = {"WARNING": "cmrseg: warning: ", "ERROR": "cmrseg: error: "}.get(record.levelname, "")
+        return prefix + record.getMessage()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    from cmrseg.outputs import terminate_as_interrupt
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Formatter())
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
+    warnings.showwarning = _one_line_warning
+    restore = terminate_as_interrupt()
     try:
         return args.run(args)
     except CMRSegError as exc:
         print(f"cmrseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cmrseg: interrupted", file=sys.stderr)
+        print("cmrseg: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file the user named that the system refused (permissions, full disk, ...)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"cmrseg: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("cmrseg: error: out of memory; the input is too large for this machine", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with --verbose
+        if args.verbose:
+            raise
+        print(f"cmrseg: internal error: {type(exc).__name__}: {exc} (rerun with -v for details and report it)",
+              file=sys.stderr)
+        return 1
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def overlay_figure(image: np.ndarray, labels: np.ndarray, title: str) -> str:
     return _png(figure)
 
 
-def volume_curve_figure(times_ms, lv_ml, rv_ml, ed: int, es: int) -> str:
+def volume_curve_figure(times_ms, lv_ml, rv_ml, ed: int, es: int, time_label: str = "time (ms)") -> str:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 3))
     axis.plot(times_ms, lv_ml, "o-", color="red", label="LV blood pool")
@@ -82,7 +82,7 @@ def volume_curve_figure(times_ms, lv_ml, rv_ml, ed: int, es: int) -> str:
     for index, name in ((ed, "ED"), (es, "ES")):
         axis.axvline(times_ms[index], color="k", linestyle=":", linewidth=0.8)
         axis.annotate(name, (times_ms[index], max(lv_ml)), fontsize=8)
-    axis.set(xlabel="time (ms)", ylabel="volume (ml)", title="Volume curve")
+    axis.set(xlabel=time_label, ylabel="volume (ml)", title="Volume curve")
     axis.legend(fontsize=8)
     figure.tight_layout()
     return _png(figure)
@@ -90,6 +90,24 @@ def volume_curve_figure(times_ms, lv_ml, rv_ml, ed: int, es: int) -> str:
 
 def _value(value) -> str:
     return "-" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.1f}"
+
+
+QC_COLOURS = {"pass": "#e6f4e6", "review": "#fff4d6", "fail": "#fde2e2"}
+
+
+def qc_box(qc: dict) -> str:
+    """The quality check as a coloured box with one line per flag."""
+    items = "".join(
+        f"<li><b>{html.escape(flag['severity'])}</b>"
+        + (f" ({html.escape(flag['phase'])}" + (f", slice {flag['slice']}" if flag["slice"] is not None else "") + ")"
+           if flag["phase"] else "")
+        + f": {html.escape(flag['message'])}</li>"
+        for flag in qc["flags"]
+    )
+    headline = {"pass": "no implausible finding", "review": "review the flagged findings before use",
+                "fail": "some numbers are not usable as they are"}[qc["status"]]
+    return (f'<div class="qc" style="background:{QC_COLOURS[qc["status"]]};padding:0.5em 1em;border:1px solid #bbb">'
+            f'<b>Quality check: {qc["status"].upper()}</b> ({headline})<ul>{items}</ul></div>')
 
 
 def measures_table(measures: dict) -> str:
@@ -111,6 +129,7 @@ def write_report(
     context: dict,
     overlays: list[tuple[str, np.ndarray, np.ndarray]],
     curve: tuple | None = None,
+    qc: dict | None = None,
 ) -> Path:
     """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
     facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
@@ -124,6 +143,7 @@ def write_report(
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:100%;display:block;margin:1em 0}}
 .note{{color:#555;font-size:90%}}</style></head><body>
 <h1>{html.escape(title)}</h1>
+{qc_box(qc) if qc is not None else ""}
 {measures_table(measures)}
 <ul>{facts}</ul>
 <p class="note">Automatic segmentation for review by a physician; not a diagnosis.

@@ -1,7 +1,7 @@
 """The main job: a cine study in; ED/ES label maps, measures and a report out (``cmrseg segment``).
 
-Everything is written into a temporary folder beside the output and moved into place only when the whole
-job succeeded, so a failure never leaves half the outputs; existing outputs are kept unless ``overwrite``.
+The outputs appear in the output folder as a complete set or not at all (:mod:`cmrseg.outputs`); existing
+outputs are kept unless ``overwrite``, which replaces the previous CMRSeg set as a whole.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
-import tempfile
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,11 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import is_volume_file, stem, write_frame
 from cmrseg.measures import FrameMeasures, frame_measures, study_measures
+from cmrseg.outputs import locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
+from cmrseg.qc import quality_check
 from cmrseg.report import write_report
+from cmrseg.validate import check_height_weight
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,36 @@ def frames_to_segment(study: Study, ed: int | None, es: int | None, all_frames: 
 
 
 def output_names(inputs: list[Path], study: Study) -> tuple[str, list[str]]:
-    """Base name for study-level files, and the label-map file name of each frame."""
+    """Base name for study-level files, and the label-map file name of each frame.
+
+    Frames of a cine are named by the input's own frame numbers (ACDC's 1-based numbers), else by index.
+    """
     if len(inputs) == study.num_frames and all(is_volume_file(p) for p in inputs):  # 3D frame files
         return stem(inputs[0]), [f"{stem(p)}_seg.nii.gz" for p in inputs]
     base = stem(inputs[0]) if is_volume_file(inputs[0]) else (inputs[0].resolve().name or "study")
-    return base, [f"{base}_frame{index:02d}_seg.nii.gz" for index in range(study.num_frames)]
+    return base, [f"{base}_frame{study.frame_number(index):02d}_seg.nii.gz" for index in range(study.num_frames)]
+
+
+def check_frames(ed: int | None, es: int | None) -> None:
+    """The user's ED/ES choice, before any work."""
+    for name, frame in (("ED", ed), ("ES", es)):
+        if frame is not None and frame < 0:
+            raise CMRSegError(f"The {name} frame {frame} is negative; frames are counted from 0.")
+    if ed is not None and ed == es:
+        log.warning("ED and ES are both frame %d: volumes and mass are reported, stroke volume and EF are not.", ed)
+
+
+def json_safe(value):
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN or Infinity)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def run_segment(
@@ -76,58 +103,68 @@ def run_segment(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> SegmentationResult:
+    """Segment a study and write its outputs into ``out_dir`` as one complete set (see :mod:`cmrseg.outputs`)."""
     inputs = [Path(p) for p in inputs]
-    out_dir = Path(out_dir)
-    study = load_study(inputs, series_uid=series_uid, progress=progress)
-    if height_cm is not None:
-        study.patient.height_cm = height_cm
-    if weight_kg is not None:
-        study.patient.weight_kg = weight_kg
-    base, frame_files = output_names(inputs, study)
+    check_height_weight(height_cm, weight_kg)
+    check_frames(ed, es)
+    with locked_output(out_dir) as folder:
+        if read_manifest(folder.path) and not overwrite:
+            raise CMRSegError(
+                f"{folder.path} already holds a CMRSeg result; choose another --out or pass --overwrite.")
+        study = load_study(inputs, series_uid=series_uid, progress=progress)
+        if height_cm is not None:
+            study.patient.height_cm = height_cm
+        if weight_kg is not None:
+            study.patient.weight_kg = weight_kg
+        base, frame_files = output_names(inputs, study)
 
-    result = segment_study(study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
-    labels, ed, es, from_curve, curve = result.labels, result.ed_frame, result.es_frame, result.from_curve, result.curve
-    frames = sorted(labels)
-    measures: dict = {
-        "cmrseg_version": __version__,
-        "model": segmenter.description,
-        "input": [str(p) for p in inputs],
-        "basal_rule": basal_rule,
-        "ed_frame": ed,
-        "es_frame": es,
-        "ed_es_from": "LV volume curve" if from_curve else "input or user",
-        "segmentation_seconds": round(result.seconds, 3),
-        "frames": {
-            str(i): {"time_ms": float(study.frame_times_ms[i]), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
-                     "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g}
-            for i, m in result.per_frame.items()
-        },
-    }
-    if result.study_measures is not None:
-        measures["study"] = result.study_measures
+        result = segment_study(study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
+        labels, ed, es = result.labels, result.ed_frame, result.es_frame
+        frames = sorted(labels)
+        measures = json_safe({
+            "cmrseg_version": __version__,
+            "model": segmenter.description,
+            "input": [str(p) for p in inputs],
+            "basal_rule": basal_rule,
+            "ed_frame": ed,
+            "es_frame": es,
+            "ed_frame_number": study.frame_number(ed) if ed is not None else None,
+            "es_frame_number": study.frame_number(es) if es is not None else None,
+            "ed_es_from": "LV volume curve" if result.from_curve else "input or user",
+            "segmentation_seconds": round(result.seconds, 3),
+            "qc": result.qc,
+            "frames": {
+                str(i): {"frame_number": study.frame_number(i), "file": frame_files[i],
+                         "time_ms": study.frame_time_ms(i), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
+                         "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g}
+                for i, m in result.per_frame.items()
+            },
+            **({"study": result.study_measures} if result.study_measures is not None else {}),
+        })
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv", "report.html"]
-    if ed is not None and ed != es:
-        targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
-    existing = [name for name in targets if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise CMRSegError(f"{out_dir} already holds {', '.join(existing)}; choose another --out or pass --overwrite.")
-
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".cmrseg-") as scratch:
-        scratch = Path(scratch)
-        for i in frames:
-            write_frame(labels[i], study, scratch / frame_files[i])
+        targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv", "report.html"]
         if ed is not None and ed != es:
-            write_seg_nrrd(labels[ed], study, scratch / f"{base}_ED.seg.nrrd")
-            write_seg_nrrd(labels[es], study, scratch / f"{base}_ES.seg.nrrd")
-        (scratch / "measures.json").write_text(json.dumps(measures, indent=2))
-        write_measures_csv(measures, scratch / "measures.csv")
-        write_study_report(scratch / "report.html", study, labels, measures, segmenter, ed, es, curve, from_curve)
-        outputs = []
-        for name in targets:
-            shutil.move(str(scratch / name), out_dir / name)  # replaces an existing file only with overwrite
-            outputs.append(out_dir / name)
+            targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
+        existing = folder.existing(targets)
+        if existing and not overwrite:
+            raise CMRSegError(
+                f"{folder.path} already holds {', '.join(existing)}; choose another --out or pass --overwrite.")
+
+        scratch = folder.scratch()
+        try:
+            for i in frames:
+                write_frame(labels[i], study, scratch / frame_files[i])
+            if ed is not None and ed != es:
+                write_seg_nrrd(labels[ed], study, scratch / f"{base}_ED.seg.nrrd")
+                write_seg_nrrd(labels[es], study, scratch / f"{base}_ES.seg.nrrd")
+            (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
+            write_measures_csv(measures, scratch / "measures.csv")
+            write_study_report(scratch / "report.html", study, labels, measures, segmenter, ed, es, result.curve,
+                               result.from_curve)
+        except OSError as exc:
+            raise CMRSegError(f"Could not write the outputs into {folder.path} ({exc.strerror or exc}); "
+                              "nothing was changed.") from exc
+        outputs = folder.commit(targets)
     return SegmentationResult(study, labels, ed, es, measures, outputs)
 
 
@@ -143,6 +180,7 @@ class StudySegmentation:
     per_frame: dict[int, FrameMeasures]
     study_measures: dict | None  # StudyMeasures as a dict, when ED and ES differ
     seconds: float
+    qc: dict  # cmrseg.qc.quality_check
 
 
 def segment_study(
@@ -175,7 +213,8 @@ def segment_study(
     measures = None
     if ed is not None and ed != es:
         measures = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
-    return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds)
+    qc = quality_check(labels, ed, es, measures, curve if from_curve or all_frames else None)
+    return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc)
 
 
 def write_measures_csv(measures: dict, path: Path) -> None:
@@ -186,10 +225,14 @@ def write_measures_csv(measures: dict, path: Path) -> None:
         for key, value in measures.get("study", {}).items():
             writer.writerow([key, "" if value is None else value])
         writer.writerow([])
-        writer.writerow(["frame", "time_ms", "lv_ml", "rv_ml", "myo_ml", "myo_mass_g"])
+        writer.writerow(["qc_status", measures["qc"]["status"]])
+        for flag in measures["qc"]["flags"]:
+            writer.writerow([f"qc_{flag['severity']}", flag["message"]])
+        writer.writerow([])
+        writer.writerow(["frame", "frame_number", "time_ms", "lv_ml", "rv_ml", "myo_ml", "myo_mass_g"])
         for index, frame in measures["frames"].items():
-            writer.writerow([index, frame["time_ms"], frame["lv_ml"], frame["rv_ml"], frame["myo_ml"],
-                             frame["myo_mass_g"]])
+            writer.writerow([index, frame["frame_number"], "" if frame["time_ms"] is None else frame["time_ms"],
+                             frame["lv_ml"], frame["rv_ml"], frame["myo_ml"], frame["myo_mass_g"]])
 
 
 def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, from_curve) -> None:
@@ -198,7 +241,8 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
         "Model": segmenter.description,
         "Basal-slice rule": {"none": "none (all slices kept)", "50": ">= 50 % of the LV border enclosed by myocardium",
                              "100": "100 % of the LV border enclosed by myocardium"}[measures["basal_rule"]],
-        "ED / ES frames": f"{ed} / {es} ({measures['ed_es_from']})" if ed is not None else "one frame only",
+        "ED / ES frames": (f"{study.frame_number(ed)} / {study.frame_number(es)} ({measures['ed_es_from']})"
+                           if ed is not None else "one frame only"),
         "Slice spacing": f"{study.spacing[2]:.2f} mm (from slice positions)",
         "cmrseg": __version__,
     }
@@ -207,13 +251,15 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
     overlays = []
     for index, name in ((ed, "End-diastole"), (es, "End-systole")):
         if index is not None and index in labels:
-            overlays.append((f"{name} (frame {index})", study.frame(index), labels[index]))
+            overlays.append((f"{name} (frame {study.frame_number(index)})", study.frame(index), labels[index]))
     if ed is None:
-        overlays = [(f"Frame {i}", study.frame(i), lab) for i, lab in labels.items()]
+        overlays = [(f"Frame {study.frame_number(i)}", study.frame(i), lab) for i, lab in labels.items()]
     curve_data = None
     if from_curve and len(curve) > 2:
         frames = sorted(curve)
         rv = [measures["frames"][str(i)]["rv_ml"] for i in frames]
-        curve_data = (study.frame_times_ms[frames], [curve[i] for i in frames], rv, frames.index(ed), frames.index(es))
+        times, label = ((study.frame_times_ms[frames], "time (ms)") if study.frame_times_known
+                        else (np.array([study.frame_number(i) for i in frames]), "frame"))
+        curve_data = (times, [curve[i] for i in frames], rv, frames.index(ed), frames.index(es), label)
     write_report(path, f"CMRSeg report: {study.description or Path(study.source).name}",
-                 measures.get("study", {}), context, overlays, curve_data)
+                 measures.get("study", {}), context, overlays, curve_data, measures["qc"])

@@ -34,14 +34,31 @@ def read_info(folder: Path) -> dict[str, str]:
     if not info_path.is_file():
         raise CMRSegError(f"{folder} is not an ACDC patient folder: Info.cfg is missing.")
     info = {}
-    for line in info_path.read_text().splitlines():
+    try:
+        text = info_path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CMRSegError(f"Cannot read {info_path} as text ({exc}).") from exc
+    for line in text.splitlines():
         if ":" in line:
             key, value = line.split(":", 1)
             info[key.strip()] = value.strip()
     for key in ("ED", "ES"):
-        if key not in info:
+        value = info.get(key)
+        if value is None:
             raise CMRSegError(f"{info_path} has no {key} entry.")
+        if not value.isdigit() or int(value) < 1:
+            raise CMRSegError(f"{info_path}: {key} is {value!r}; it must be a 1-based frame number such as 1.")
+    for key in ("Height", "Weight", "NbFrame"):
+        if key in info and _number(info[key]) is None:
+            raise CMRSegError(f"{info_path}: {key} is {info[key]!r}; it must be a number (or remove the line).")
     return info
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def is_patient_folder(path: str | Path) -> bool:
@@ -49,11 +66,11 @@ def is_patient_folder(path: str | Path) -> bool:
 
 
 def patient_info(folder: Path, info: dict[str, str]) -> PatientInfo:
-    def number(key: str) -> float | None:
-        return float(info[key]) if key in info else None
-
     return PatientInfo(
-        height_cm=number("Height"), weight_kg=number("Weight"), group=info.get("Group"), patient_id=folder.name
+        height_cm=_number(info["Height"]) if "Height" in info else None,
+        weight_kg=_number(info["Weight"]) if "Weight" in info else None,
+        group=info.get("Group"),
+        patient_id=folder.name,
     )
 
 
@@ -81,12 +98,18 @@ def load_patient_study(folder: str | Path) -> Study:
     cine = folder / f"{folder.name}_4d.nii.gz"
     if cine.is_file():
         study = read_volume_file(cine)
+        if max(ed, es) > study.num_frames:
+            raise CMRSegError(f"{folder / 'Info.cfg'} names frame {max(ed, es)}, but {cine.name} has "
+                              f"{study.num_frames} frames.")
         study.ed_frame, study.es_frame = ed - 1, es - 1
+        study.frame_numbers = list(range(1, study.num_frames + 1))  # ACDC numbers frames from 1
     else:
         ed_frame, es_frame = load_frame(folder, "ED"), load_frame(folder, "ES")
         study = ed_frame.study
         study.image = np.stack([ed_frame.image, es_frame.image])
         study.frame_times_ms = np.array([ed - 1, es - 1], dtype=float)
+        study.frame_times_known = False
+        study.frame_numbers = [ed, es]
         study.ed_frame, study.es_frame = 0, 1
     study.patient = patient_info(folder, info)
     study.source = str(folder)

@@ -30,6 +30,7 @@ from pydicom.errors import InvalidDicomError
 from cmrseg.errors import CMRSegError
 from cmrseg.io.study import PatientInfo, Study
 from cmrseg.progress import ProgressCallback, report
+from cmrseg.validate import check_dimensions
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class InstanceHeader:
     position: tuple[float, float, float] | None = None  # ImagePositionPatient
     trigger_time: float | None = None
     number_of_frames: int = 1
+    modality: str = ""
 
     @property
     def has_geometry(self) -> bool:
@@ -181,6 +183,7 @@ def _read_header(path: Path) -> InstanceHeader | None:
             position=_floats(ds.get("ImagePositionPatient"), 3),
             trigger_time=_float(ds.get("TriggerTime")),
             number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+            modality=str(ds.get("Modality", "") or "").strip().upper(),
         )
 
 
@@ -328,6 +331,12 @@ def _check_geometry(series: SeriesSummary) -> None:
             f"{_names(multi)} are multi-frame (enhanced) DICOM, which CMRSeg does not read; export the cine "
             "as one image per file (classic MR Image Storage)."
         )
+    other = sorted({h.modality for h in series.instances if h.modality not in ("MR", "")})
+    if other:
+        raise CMRSegError(
+            f"{series.describe()} has Modality {', '.join(other)}; CMRSeg segments MR cine images only "
+            "(the network was trained on MR). Choose the MR short-axis cine series."
+        )
     instances = series.instances
     _check_same(series, "Rows x Columns", [np.array([h.rows, h.columns], float) for h in instances], False)
     _check_same(series, "PixelSpacing", [np.array(h.pixel_spacing) for h in instances], True)
@@ -468,15 +477,20 @@ def _read_pixels(header: InstanceHeader) -> tuple[np.ndarray, pydicom.Dataset]:
             intercept = _float(ds.get("RescaleIntercept"))
     except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file's name
         raise CMRSegError(
-            f"Cannot read the pixel data of {header.path} ({type(exc).__name__}: {str(exc)[:200]}). The file may "
-            "be truncated or compressed with a codec that is not installed; replace it or export the series "
-            "uncompressed."
+            f"Cannot read the pixel data of {header.path} ({type(exc).__name__}: {_first_sentence(exc)}). The "
+            "file may be truncated or compressed with a codec that is not installed; replace it or export the "
+            "series uncompressed."
         ) from exc
     if pixels.shape != (header.rows, header.columns):
         raise CMRSegError(
             f"{header.path} holds pixels of shape {pixels.shape}, not Rows x Columns = "
             f"{header.rows} x {header.columns}; it is not a single 2D image."
         )
+    for name, value in (("RescaleSlope", slope), ("RescaleIntercept", intercept)):
+        if value is not None and not np.isfinite(value):
+            raise CMRSegError(f"{header.path} has {name} {value}; its intensities cannot be used. Replace the file.")
+    if slope == 0:
+        raise CMRSegError(f"{header.path} has RescaleSlope 0, which makes the image blank. Replace the file.")
     image = pixels.astype(np.float32)
     if slope is not None and slope != 1.0:
         image *= np.float32(slope)
@@ -500,8 +514,10 @@ def _patient(ds: pydicom.Dataset) -> PatientInfo:
         sex = str(ds.get("PatientSex", "") or "").strip().upper() or None
         patient_id = str(ds.get("PatientID", "") or "").strip() or None
         age = _age_years(ds.get("PatientAge"))
+    # PatientSize is in metres by the standard; some systems store centimetres (no adult is 3 m tall).
+    height_cm = None if not size_m else size_m if size_m > 3.0 else size_m * 100.0
     return PatientInfo(
-        height_cm=size_m * 100.0 if size_m else None,
+        height_cm=height_cm,
         weight_kg=weight or None,
         sex=sex,
         age_years=age,
@@ -535,8 +551,10 @@ def read_dicom_cine_with_index(
     layout = _layout(series, scan)
     num_slices, num_frames = len(layout.grid), len(layout.grid[0])
     rows, columns = series.instances[0].rows, series.instances[0].columns
+    check_dimensions((num_frames, num_slices, rows, columns), str(folder))
     image = np.empty((num_frames, num_slices, rows, columns), dtype=np.float32)
     refs = []
+    files = [[""] * num_slices for _ in range(num_frames)]
     first_ds = None
     total = num_slices * num_frames
     for z, members in enumerate(layout.grid):
@@ -544,6 +562,7 @@ def read_dicom_cine_with_index(
             image[t, z], ds = _read_pixels(header)
             first_ds = first_ds if first_ds is not None else ds
             refs.append(InstanceRef(header.path, header.instance_number, t, z))
+            files[t][z] = header.path.name
             report(progress, z * num_frames + t + 1, total, "Reading DICOM images")
     study = Study(
         image=image,
@@ -554,6 +573,7 @@ def read_dicom_cine_with_index(
         patient=_patient(first_ds),
         source=str(folder),
         description=series.description or (f"series {series.series_number}" if series.series_number else ""),
+        slice_files=files,
     )
     return study, sorted(refs, key=lambda r: (r.frame, r.slice))
 
@@ -572,6 +592,12 @@ def _names(paths: list[Path] | list[InstanceHeader]) -> str:
     names = [p.path.name if isinstance(p, InstanceHeader) else Path(p).name for p in paths]
     more = f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else ""
     return ", ".join(names[:MAX_NAMES]) + more
+
+
+def _first_sentence(exc: Exception) -> str:
+    """The first line of an exception message, whole (never cut mid-word)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 300 else text[: text.rfind(" ", 0, 300)] + " ..."
 
 
 def _float(value: object) -> float | None:

@@ -13,6 +13,7 @@ from cmrseg.io import acdc
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import is_volume_file, read_volume_file
 from cmrseg.progress import ProgressCallback
+from cmrseg.validate import validate_study
 
 
 def load_study(
@@ -26,6 +27,15 @@ def load_study(
     for path in paths:
         if not path.exists():
             raise CMRSegError(f"{path} does not exist.")
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        if path.resolve() in seen:
+            raise CMRSegError(f"{path} is given twice (also as {seen[path.resolve()]}); give each frame once.")
+        seen[path.resolve()] = path
+    return validate_study(_read(paths, series_uid, progress))
+
+
+def _read(paths: list[Path], series_uid: str | None, progress: ProgressCallback | None) -> Study:
     if len(paths) == 1 and paths[0].is_dir():
         folder = paths[0]
         if acdc.is_patient_folder(folder):

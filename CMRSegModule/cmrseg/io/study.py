@@ -42,6 +42,11 @@ class Study:
     es_frame: int | None = None
     source: str = ""
     description: str = ""
+    # Number that names each frame in output files (ACDC keeps its own 1-based frame numbers); default the index.
+    frame_numbers: list[int] | None = None
+    # The file each [t][z] slice came from, where the reader knows it (DICOM), for messages.
+    slice_files: list[list[str]] | None = None
+    frame_times_known: bool = True  # False: frame_times_ms are frame indices (no real trigger times)
 
     def __post_init__(self) -> None:
         if self.image.ndim == 3:
@@ -51,15 +56,18 @@ class Study:
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
-        if any(s <= 0 for s in self.spacing):
+        if not all(s > 0 for s in self.spacing):  # also refuses NaN
             raise CMRSegError(f"Voxel spacing must be positive; got {self.spacing}.")
         if self.frame_times_ms is None:
             self.frame_times_ms = np.arange(self.num_frames, dtype=float)
+            self.frame_times_known = False
         self.frame_times_ms = np.asarray(self.frame_times_ms, dtype=float)
         if self.frame_times_ms.shape != (self.num_frames,):
             raise CMRSegError(
                 f"{self.num_frames} frames but {self.frame_times_ms.size} frame times in {self.source or 'study'}."
             )
+        if self.frame_numbers is not None and len(self.frame_numbers) != self.num_frames:
+            raise CMRSegError(f"{self.num_frames} frames but {len(self.frame_numbers)} frame numbers.")
         for name in ("ed_frame", "es_frame"):
             index = getattr(self, name)
             if index is not None and not 0 <= index < self.num_frames:
@@ -82,6 +90,14 @@ class Study:
     def voxel_volume_ml(self) -> float:
         return float(np.prod(self.spacing)) / 1000.0
 
+    def frame_number(self, index: int) -> int:
+        """The number that names frame ``index`` in output files."""
+        return self.frame_numbers[index] if self.frame_numbers is not None else index
+
+    def frame_time_ms(self, index: int) -> float | None:
+        """The trigger time of frame ``index`` in ms, or ``None`` when the input does not give one."""
+        return float(self.frame_times_ms[index]) if self.frame_times_known else None
+
     def frame(self, index: int) -> np.ndarray:
         """One frame as ``[z, y, x]``."""
         return self.image[index]
@@ -92,6 +108,8 @@ class Study:
             self,
             image=self.image[index : index + 1],
             frame_times_ms=self.frame_times_ms[index : index + 1],
+            frame_numbers=[self.frame_number(index)],
+            slice_files=self.slice_files[index : index + 1] if self.slice_files is not None else None,
             ed_frame=None,
             es_frame=None,
         )
@@ -113,7 +131,7 @@ class Study:
             "spacing_xyz_mm": [round(s, 4) for s in self.spacing],
             "origin_lps_mm": [round(o, 3) for o in self.origin],
             "direction_columns_lps": np.round(self.direction, 5).T.tolist(),
-            "frame_times_ms": [round(float(t), 2) for t in times],
+            "frame_times_ms": [round(float(t), 2) for t in times] if self.frame_times_known else None,
             "ed_frame": self.ed_frame,
             "es_frame": self.es_frame,
             "patient": self.patient.as_dict(),

@@ -6,13 +6,17 @@ the ACDC affines have unit scale.
 
 from __future__ import annotations
 
+import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from cmrseg.errors import CMRSegError
+from cmrseg.io.file_checks import NiftiHeader, check_nifti, check_nrrd, orthonormal_nifti_copy
 from cmrseg.io.study import Study
+from cmrseg.validate import ORTHONORMAL_TOLERANCE, InputWarning
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -31,23 +35,75 @@ def stem(path: str | Path) -> str:
     return Path(path).stem
 
 
-def read_image(path: str | Path) -> sitk.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise CMRSegError(f"{path} does not exist or is not a file.")
+def _itk_read(path: Path) -> sitk.Image:
     # ITK warns about the unit-scale sform of every ACDC file; the spacing we use comes from pixdim.
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         return sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise CMRSegError(f"Cannot read {path} as an image ({str(exc).strip().splitlines()[-1]}).") from exc
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(True)
 
 
+def read_image(path: str | Path, nifti: NiftiHeader | None = None) -> sitk.Image:
+    """The image of a file; a NIfTI sform off orthonormal by scanner rounding is straightened (with a warning)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CMRSegError(f"{path} does not exist or is not a file.")
+    try:
+        return _itk_read(path)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        if nifti is None or "orthonormal" not in reason:
+            raise CMRSegError(f"Cannot read {path} as an image ({reason}).") from exc
+    matrix = nifti.srow[:, :3] / np.linalg.norm(nifti.srow[:, :3], axis=0)
+    deviation = float(np.max(np.abs(matrix.T @ matrix - np.eye(3))))
+    if not np.isfinite(deviation) or deviation > ORTHONORMAL_TOLERANCE:
+        raise CMRSegError(
+            f"{path}: the image axes in the sform are not perpendicular (off by {deviation:.2g}, more than the "
+            f"{ORTHONORMAL_TOLERANCE:g} of scanner rounding); the orientation in the header is broken."
+        )
+    warnings.warn(f"{path}: sform axes off orthogonal by {deviation:.1g} (scanner rounding); orthonormalised.",
+                  InputWarning, stacklevel=2)
+    with tempfile.TemporaryDirectory(prefix="cmrseg-nifti-") as folder:
+        copy = orthonormal_nifti_copy(path, nifti, Path(folder) / "image.nii")
+        try:
+            return _itk_read(copy)
+        except RuntimeError as exc:
+            raise CMRSegError(f"Cannot read {path} as an image ({str(exc).strip().splitlines()[-1]}).") from exc
+
+
+def check_file(path: Path) -> NiftiHeader | None:
+    """Integrity checks of NIfTI and NRRD files (see :mod:`cmrseg.io.file_checks`); the NIfTI header."""
+    name = path.name.lower()
+    if not path.is_file():
+        raise CMRSegError(f"{path} does not exist or is not a file.")
+    if name.endswith((".nii", ".nii.gz")):
+        return check_nifti(path)
+    if name.endswith((".nrrd", ".nhdr")):
+        check_nrrd(path)
+    return None
+
+
+def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None) -> np.ndarray | None:
+    """Frame times in ms of a 4D image, or ``None`` when the file does not say what its time axis means.
+
+    NIfTI names its time unit; ITK writes ms values under the unit "seconds", so a "second" longer than
+    5 s (no cardiac frame is) is read as ms. Other formats and NIfTI without a time unit give ``None``.
+    """
+    step = float(image.GetSpacing()[3])
+    if nifti is None or nifti.time_unit_ms is None or not np.isfinite(step) or step <= 0:
+        return None
+    per_unit = nifti.time_unit_ms
+    if per_unit == 1000.0 and step > 5.0:
+        per_unit = 1.0
+    return np.arange(image.GetSize()[3]) * step * per_unit
+
+
 def read_volume_file(path: str | Path) -> Study:
     """A 3D frame (``t = 1``) or a 4D cine (time as the 4th axis) from NIfTI / NRRD / MetaImage."""
-    image = read_image(path)
+    path = Path(path)
+    nifti = check_file(path)
+    image = read_image(path, nifti)
     array = sitk.GetArrayFromImage(image)  # [z, y, x] or [t, z, y, x]
     dim = image.GetDimension()
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -59,9 +115,7 @@ def read_volume_file(path: str | Path) -> Study:
     spacing = image.GetSpacing()[:3]
     origin = image.GetOrigin()[:3]
     direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
-    frame_times = None
-    if dim == 4:
-        frame_times = np.arange(array.shape[0]) * float(image.GetSpacing()[3])
+    frame_times = _frame_times_ms(image, nifti) if dim == 4 else None
     return Study(
         image=array.astype(np.float32),
         spacing=spacing,

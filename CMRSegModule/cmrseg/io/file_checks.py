@@ -1,0 +1,175 @@
+"""Integrity of NIfTI and NRRD files before SimpleITK reads them.
+
+ITK fills a truncated file with zeros, replaces a zero or NaN voxel size by 1 mm and cannot open NIfTI whose
+sform is off orthonormal by scanner rounding. These checks read the header themselves: the data must have the
+size the header promises (every byte of a gzip stream is decoded, so a damaged stream fails its checksum),
+voxel sizes must be finite and positive, and the size must fit the caps of :mod:`cmrseg.validate`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg.errors import CMRSegError
+from cmrseg.validate import check_dimensions
+
+NIFTI_TIME_UNITS_MS = {8: 1000.0, 16: 1.0, 24: 0.001}  # xyzt_units time code -> ms per unit (s, ms, us)
+
+
+@dataclass
+class NiftiHeader:
+    dims: tuple[int, ...]  # dim[1..dim[0]]
+    pixdim: tuple[float, ...]  # pixdim[1..dim[0]]
+    time_unit_ms: float | None  # ms per time unit, None when the header gives no time unit
+    sform_code: int
+    srow: np.ndarray  # 3 x 4
+    nifti2: bool
+    endian: str
+
+
+def _read_all(path: Path) -> bytes:
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                return stream.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise CMRSegError(
+            f"{path} is truncated or corrupt ({str(exc) or type(exc).__name__}); copy or export it again."
+        ) from exc
+
+
+def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
+    if len(data) < 348:
+        raise CMRSegError(f"{path} is too short for a NIfTI header ({len(data)} bytes); it is truncated.")
+    for endian in ("<", ">"):
+        size = struct.unpack(f"{endian}i", data[:4])[0]
+        if size in (348, 540):
+            break
+    else:
+        raise CMRSegError(f"{path} has no valid NIfTI header (header size field {data[:4].hex()}).")
+    if size == 540:  # NIfTI-2: 64-bit fields
+        if len(data) < 540:
+            raise CMRSegError(f"{path} is too short for a NIfTI-2 header; it is truncated.")
+        dim = struct.unpack(f"{endian}8q", data[16:80])
+        bitpix = struct.unpack(f"{endian}h", data[14:16])[0]
+        pixdim = struct.unpack(f"{endian}8d", data[104:168])
+        vox_offset = struct.unpack(f"{endian}q", data[168:176])[0]
+        sform_code = struct.unpack(f"{endian}i", data[348:352])[0]
+        srow = np.array(struct.unpack(f"{endian}12d", data[400:496])).reshape(3, 4)
+        units = struct.unpack(f"{endian}i", data[500:504])[0]
+    else:
+        dim = struct.unpack(f"{endian}8h", data[40:56])
+        bitpix = struct.unpack(f"{endian}h", data[72:74])[0]
+        pixdim = struct.unpack(f"{endian}8f", data[76:108])
+        vox_offset = int(struct.unpack(f"{endian}f", data[108:112])[0])
+        units = data[123]
+        sform_code = struct.unpack(f"{endian}h", data[254:256])[0]
+        srow = np.array(struct.unpack(f"{endian}12f", data[280:328]), dtype=float).reshape(3, 4)
+    ndim = dim[0]
+    if not 1 <= ndim <= 7 or any(n < 1 for n in dim[1 : ndim + 1]) or bitpix <= 0:
+        raise CMRSegError(f"{path} has an invalid NIfTI header (dim {list(dim)}, bitpix {bitpix}).")
+    dims = tuple(int(n) for n in dim[1 : ndim + 1])
+    shape = (dims + (1, 1, 1))[:4]
+    check_dimensions((shape[3], shape[2], shape[1], shape[0]), str(path))
+    offset = max(vox_offset, size)
+    expected = int(np.prod(dims, dtype=np.int64)) * bitpix // 8
+    if len(data) - offset < expected:
+        raise CMRSegError(
+            f"{path} is truncated: its header promises {expected:,} bytes of voxel data but the file holds "
+            f"{max(len(data) - offset, 0):,}. Copy or export it again."
+        )
+    return NiftiHeader(
+        dims=dims,
+        pixdim=tuple(float(p) for p in pixdim[1 : ndim + 1]),
+        time_unit_ms=NIFTI_TIME_UNITS_MS.get(units & 0x38),
+        sform_code=int(sform_code),
+        srow=srow,
+        nifti2=size == 540,
+        endian=endian,
+    )
+
+
+def check_nifti(path: Path) -> NiftiHeader:
+    """Read and check a .nii / .nii.gz file's header and data size; returns the header."""
+    header = _nifti_header(_read_all(path), path)
+    spatial = header.pixdim[:3]
+    if not all(np.isfinite(p) and p > 0 for p in spatial):
+        raise CMRSegError(
+            f"{path}: the voxel size in the header is {list(spatial)} mm; sizes must be finite and positive."
+        )
+    return header
+
+
+def orthonormal_nifti_copy(path: Path, header: NiftiHeader, target: Path) -> Path:
+    """An uncompressed copy of ``path`` whose sform columns are made orthogonal (their lengths kept)."""
+    matrix = header.srow[:, :3]
+    lengths = np.linalg.norm(matrix, axis=0)
+    u, _, vt = np.linalg.svd(matrix / lengths)
+    srow = header.srow.copy()
+    srow[:, :3] = (u @ vt) * lengths
+    data = bytearray(_read_all(path))
+    if header.nifti2:
+        struct.pack_into(f"{header.endian}12d", data, 400, *srow.ravel())
+    else:
+        struct.pack_into(f"{header.endian}12f", data, 280, *srow.ravel())
+    target.write_bytes(bytes(data))
+    return target
+
+
+def check_nrrd(path: Path) -> None:
+    """A NRRD file's (attached or detached) raw or gzip data must have the size its header promises."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CMRSegError(f"Cannot read {path} ({exc}).") from exc
+    end = raw.find(b"\n\n")
+    if not raw.startswith(b"NRRD") or end < 0:
+        if path.name.lower().endswith(".nhdr") and raw.startswith(b"NRRD"):
+            end = len(raw)
+        else:
+            raise CMRSegError(f"{path} has no valid NRRD header.")
+    fields = {}
+    for line in raw[:end].decode("latin-1").splitlines()[1:]:
+        if ":" in line and not line.startswith("#"):
+            key, value = line.split(":", 1)
+            fields[key.strip().lower()] = value.lstrip("=").strip()
+    try:
+        sizes = [int(n) for n in fields["sizes"].split()]
+    except (KeyError, ValueError) as exc:
+        raise CMRSegError(f"{path}: the NRRD header has no valid 'sizes' field.") from exc
+    shape = (sizes + [1, 1, 1, 1])[:4]
+    check_dimensions((shape[3], shape[2], shape[1], shape[0]), str(path))
+    sizes_bytes = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
+                   "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "double": 8,
+                   "int64": 8, "uint64": 8, "signed char": 1, "unsigned char": 1, "unsigned short": 2,
+                   "unsigned int": 4, "longlong": 8, "ulonglong": 8}
+    item = sizes_bytes.get(fields.get("type", "").lower())
+    encoding = fields.get("encoding", "raw").lower()
+    if item is None or encoding not in ("raw", "gzip", "gz"):
+        return  # other encodings (ascii, bzip2) are left to ITK
+    expected = int(np.prod(sizes, dtype=np.int64)) * item
+    detached = fields.get("data file") or fields.get("datafile")
+    if detached:
+        data_path = path.parent / detached
+        if not data_path.is_file():
+            raise CMRSegError(f"{path} names the data file {detached}, which does not exist.")
+        payload = data_path.read_bytes()
+    else:
+        payload = raw[end + 2 :]
+    if encoding in ("gzip", "gz"):
+        try:
+            payload = gzip.decompress(payload)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise CMRSegError(f"{path}: the compressed voxel data are truncated or corrupt ({exc}).") from exc
+    if len(payload) < expected:
+        raise CMRSegError(
+            f"{path} is truncated: its header promises {expected:,} bytes of voxel data but it holds "
+            f"{len(payload):,}. Copy or export it again."
+        )

@@ -1,0 +1,189 @@
+"""Plausibility checks on a segmentation result: ``qc`` in measures.json, the report and the Slicer table.
+
+Status ``fail``: the numbers cannot be right (a negative stroke volume, the RV missing on most slices, a gap
+inside the LV); ``review``: unusual but possible (a physician should look before signing); ``pass``: none.
+Flags name the phase and slice (index along the slice axis of the written label map) where they apply.
+
+Thresholds and their reasoning (checked on the expert masks of the 100 shared ACDC patients, which the same
+checks must pass; ``Testing/test_qc.py`` measures the rates):
+- Stroke volume <= 0 (ESV >= EDV): impossible in a beating ventricle; usually ED and ES swapped or a
+  structure lost at ED. ``fail``.
+- RV on fewer than half of the slices that hold LV at ED: the RV spans at least as much of the SAX stack
+  as the LV (ACDC experts: 0.57-1.0 of the LV slices). ``fail``.
+- EDV below 20 ml (LV or RV): far below any adult range (lowest ACDC expert EDV 47 ml). ``fail``.
+- A gap (empty slices between slices holding the structure): ventricles are continuous. LV: ``fail``;
+  RV and myocardium: ``review``.
+- LV blood pool not enclosed by myocardium (< 50 % of its rim) on a mid-ventricular slice: ``review``.
+- Outside physiological limits (not normal ranges): EDV 40-450 ml, LV ESV above 350 ml, EF 5-85 %,
+  LV mass 30-350 g. ``review``.
+- LV and RV stroke volume differing by more than 50 % of the larger: regurgitation or shunts can do it, so
+  ``review`` (ACDC experts: median 21 %, 90th percentile 51 %).
+- LV mass at ED and ES differing by more than 25 %: the myocardium does not change volume (ACDC experts:
+  median 13 %, 95th percentile 26 %, from contouring conventions). ``review``.
+- A single-frame jump in the LV volume curve (all frames segmented): a frame deviating from the mean of
+  its two neighbours by more than 25 % of the curve's range and 5 ml. ``review``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from cmrseg.labels import LV, MYO, RV
+
+RV_COVERAGE_MIN = 0.5
+EDV_FAIL_ML = 20.0
+EDV_RANGE_ML = (40.0, 450.0)
+LV_ESV_MAX_ML = 350.0
+EF_RANGE_PCT = (5.0, 85.0)
+MASS_RANGE_G = (30.0, 350.0)
+ENCLOSURE_MIN = 0.5
+SV_MISMATCH = 0.5
+MASS_MISMATCH = 0.25
+CURVE_JUMP_FRACTION = 0.25
+CURVE_JUMP_ML = 5.0
+
+
+@dataclass
+class Flag:
+    code: str
+    severity: str  # "review" or "fail"
+    message: str
+    phase: str | None = None  # "ED" or "ES"
+    slice: int | None = None
+
+
+def status_of(flags: list[Flag]) -> str:
+    severities = {flag.severity for flag in flags}
+    return "fail" if "fail" in severities else "review" if "review" in severities else "pass"
+
+
+def _slices_with(labels: np.ndarray, label: int) -> np.ndarray:
+    return np.flatnonzero((labels == label).any(axis=(1, 2)))
+
+
+def structure_flags(labels: np.ndarray, phase: str) -> list[Flag]:
+    """Checks on one frame's ``[z, y, x]`` label map: gaps, RV coverage (ED), LV enclosure."""
+    flags = []
+    names = {LV: "LV blood pool", RV: "RV blood pool", MYO: "myocardium"}
+    for label, name in names.items():
+        present = _slices_with(labels, label)
+        if len(present) < 2:
+            continue
+        missing = sorted(set(range(present[0], present[-1] + 1)) - set(present.tolist()))
+        if missing:
+            flags.append(Flag(
+                f"{name.split()[0].lower()}_gap", "fail" if label == LV else "review",
+                f"{name} is missing on slice(s) {', '.join(map(str, missing))} between slices that hold it "
+                "(the ventricle is continuous): check those slices.", phase, missing[0]))
+    lv_slices = _slices_with(labels, LV)
+    if phase == "ED" and len(lv_slices):
+        rv_slices = _slices_with(labels, RV)
+        if len(rv_slices) < RV_COVERAGE_MIN * len(lv_slices):
+            flags.append(Flag(
+                "rv_coverage", "fail",
+                f"RV blood pool on {len(rv_slices)} of the {len(lv_slices)} slices that hold LV at ED (expected at "
+                f"least {RV_COVERAGE_MIN:.0%}): the RV was largely missed; its volumes and EF are not usable.",
+                phase))
+    if len(lv_slices) >= 3:
+        first, last = lv_slices[0], lv_slices[-1]
+        third = (last - first) / 3.0
+        for z in lv_slices:
+            if not first + third <= z <= last - third:
+                continue
+            lv = labels[z] == LV
+            rim = ndimage.binary_dilation(lv) & ~lv
+            enclosed = float((labels[z][rim] == MYO).mean()) if rim.any() else 0.0
+            if enclosed < ENCLOSURE_MIN:
+                flags.append(Flag(
+                    "lv_not_enclosed", "review",
+                    f"On mid-ventricular slice {z} only {enclosed:.0%} of the LV blood pool's rim is myocardium "
+                    f"(expected all of it): check the myocardium there.", phase, int(z)))
+    return flags
+
+
+def _outside(value: float, low: float, high: float) -> bool:
+    return not low <= value <= high
+
+
+def measure_flags(study: dict) -> list[Flag]:
+    """Checks on the study parameters (``StudyMeasures.as_dict()``)."""
+    flags = []
+    for side in ("lv", "rv"):
+        edv, esv, sv, ef = (study[f"{side}_{key}"] for key in ("edv_ml", "esv_ml", "sv_ml", "ef_pct"))
+        name = side.upper()
+        if edv < EDV_FAIL_ML:
+            flags.append(Flag(f"{side}_edv_implausible", "fail",
+                              f"{name} EDV {edv:.1f} ml is far below any adult heart (< {EDV_FAIL_ML:g} ml): "
+                              f"the {name} was largely missed; its volumes and EF are not usable.", "ED"))
+        elif sv <= 0:
+            hint = " ED and ES look reversed." if side == "lv" else ""
+            flags.append(Flag(f"{side}_sv_not_positive", "fail",
+                              f"{name} stroke volume {sv:.1f} ml (ESV {esv:.1f} >= EDV {edv:.1f} ml) is "
+                              f"impossible;{hint} {name} SV and EF are not usable."))
+        else:
+            if _outside(edv, *EDV_RANGE_ML):
+                flags.append(Flag(f"{side}_edv_range", "review",
+                                  f"{name} EDV {edv:.1f} ml is outside {EDV_RANGE_ML[0]:g}-{EDV_RANGE_ML[1]:g} ml.",
+                                  "ED"))
+            if _outside(ef, *EF_RANGE_PCT):
+                flags.append(Flag(f"{side}_ef_range", "review",
+                                  f"{name} EF {ef:.1f} % is outside {EF_RANGE_PCT[0]:g}-{EF_RANGE_PCT[1]:g} %."))
+    if study["lv_esv_ml"] > LV_ESV_MAX_ML:
+        flags.append(Flag("lv_esv_range", "review",
+                          f"LV ESV {study['lv_esv_ml']:.1f} ml is above {LV_ESV_MAX_ML:g} ml.", "ES"))
+    mass = study["lv_mass_ed_g"]
+    if _outside(mass, *MASS_RANGE_G):
+        flags.append(Flag("lv_mass_range", "review",
+                          f"LV mass {mass:.1f} g at ED is outside {MASS_RANGE_G[0]:g}-{MASS_RANGE_G[1]:g} g.", "ED"))
+    lv_sv, rv_sv = study["lv_sv_ml"], study["rv_sv_ml"]
+    if lv_sv > 0 and rv_sv > 0 and abs(lv_sv - rv_sv) > SV_MISMATCH * max(lv_sv, rv_sv):
+        flags.append(Flag("sv_mismatch", "review",
+                          f"LV and RV stroke volumes differ: {lv_sv:.1f} vs {rv_sv:.1f} ml (more than "
+                          f"{SV_MISMATCH:.0%}); regurgitation or a shunt, or a segmentation error."))
+    ed_mass, es_mass = study["lv_mass_ed_g"], study["lv_mass_es_g"]
+    if max(ed_mass, es_mass) > 0 and abs(ed_mass - es_mass) > MASS_MISMATCH * max(ed_mass, es_mass):
+        flags.append(Flag("mass_mismatch", "review",
+                          f"LV mass at ED {ed_mass:.1f} g and ES {es_mass:.1f} g differ by more than "
+                          f"{MASS_MISMATCH:.0%}; the myocardium does not change volume: check both."))
+    return flags
+
+
+def curve_flags(curve: dict[int, float]) -> list[Flag]:
+    """Single-frame jumps in the LV volume curve of a fully segmented cine (the cycle wraps around)."""
+    frames = sorted(curve)
+    if len(frames) < 5:
+        return []
+    volumes = np.array([curve[f] for f in frames])
+    spread = float(volumes.max() - volumes.min())
+    limit = max(CURVE_JUMP_FRACTION * spread, CURVE_JUMP_ML)
+    flags = []
+    for i, frame in enumerate(frames):
+        neighbours = (volumes[i - 1] + volumes[(i + 1) % len(frames)]) / 2
+        if abs(volumes[i] - neighbours) > limit:
+            flags.append(Flag("curve_jump", "review",
+                              f"Frame {frame}: LV volume {volumes[i]:.1f} ml jumps from its neighbours' "
+                              f"{neighbours:.1f} ml; check that frame."))
+    return flags
+
+
+def quality_check(
+    labels: dict[int, np.ndarray],
+    ed: int | None,
+    es: int | None,
+    study: dict | None,
+    curve: dict[int, float] | None = None,
+) -> dict:
+    """The ``qc`` entry of measures.json: ``{"status": ..., "flags": [...]}``."""
+    flags: list[Flag] = []
+    phases = {ed: "ED", es: "ES"} if ed is not None else {}
+    for index, phase in phases.items():
+        if index in labels:
+            flags += structure_flags(labels[index], phase)
+    if study is not None:
+        flags += measure_flags(study)
+    if curve is not None:
+        flags += curve_flags(curve)
+    return {"status": status_of(flags), "flags": [asdict(flag) for flag in flags]}

@@ -1,0 +1,244 @@
+"""Input checks between the readers and the pipeline: one policy for DICOM, NIfTI, NRRD and ACDC folders.
+
+A study that cannot give a right answer is refused with a :class:`CMRSegError` that names the frame, slice
+(and file, where the reader knows it); what can be repaired without changing the answer (a few isolated
+non-finite voxels, rounding noise in the direction cosines) is repaired with a one-line
+:class:`InputWarning`. Every limit below is stated with its reasoning.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.study import PatientInfo, Study
+
+# Geometry. Clinical cine SAX has 0.6-2.5 mm pixels and 5-10 mm slice gaps (3D cines down to ~1 mm);
+# the ranges leave room on both sides but catch metres (0.0015) and microns (1500) and a zeroed header.
+IN_PLANE_MM = (0.2, 5.0)
+SLICE_GAP_MM = (0.5, 30.0)
+# Scanner affines carry float32 rounding; directions off orthonormal by up to this (per dot product /
+# column norm) are orthonormalised with a warning. 1e-3 is ~0.06 degrees: invisible at any pixel size.
+ORTHONORMAL_TOLERANCE = 1e-3
+# Size caps, checked before any pixel is read or resampled (a cine of 100 frames x 40 slices x 512^2 is
+# ~4 GB of float32; anything beyond is not a clinical cine SAX).
+MAX_MATRIX = 1024
+MAX_SLICES = 100
+MAX_FRAMES = 200
+MAX_VOXELS = 1_100_000_000
+# Non-finite voxels: up to this fraction of a slice (e.g. one bad voxel in 256 x 256) are replaced by the
+# slice's median and reported; more means the slice is corrupt and the study is refused.
+MAX_NONFINITE_FRACTION = 1e-3
+# Slice intensity (99th percentile) against the other slices of its frame: the 100 ACDC patients span
+# 0.60-1.81 x the frame's median; a factor of 10 only catches broken rescaling or blank slices.
+SLICE_INTENSITY_FACTOR = 10.0
+# The same slice position in other frames of a cine is the same anatomy with the same coil: its 99th
+# percentile varies by a few percent over the cycle; a factor of 3 catches rescaling errors of one file.
+FRAME_INTENSITY_FACTOR = 3.0
+# An MR image has hundreds of grey values; a label map or binary mask has a handful.
+MIN_GREY_VALUES = 16
+# Patient size.
+HEIGHT_CM = (50.0, 250.0)
+WEIGHT_KG = (2.0, 400.0)
+
+
+class InputWarning(UserWarning):
+    """Something in the input was repaired or ignored; the study is read all the same."""
+
+
+def check_dimensions(shape: tuple[int, ...], source: str) -> None:
+    """Refuse sizes no cine SAX has, before allocating or resampling anything. ``shape`` is ``[t, z, y, x]``."""
+    frames, slices, rows, columns = (int(n) for n in shape)
+    problems = []
+    if rows > MAX_MATRIX or columns > MAX_MATRIX:
+        problems.append(f"a {rows} x {columns} matrix (at most {MAX_MATRIX} x {MAX_MATRIX})")
+    if slices > MAX_SLICES:
+        problems.append(f"{slices} slices (at most {MAX_SLICES})")
+    if frames > MAX_FRAMES:
+        problems.append(f"{frames} frames (at most {MAX_FRAMES})")
+    if frames * slices * rows * columns > MAX_VOXELS:
+        problems.append(f"{frames * slices * rows * columns:,} voxels (at most {MAX_VOXELS:,})")
+    if problems:
+        raise CMRSegError(f"{source} has {' and '.join(problems)}; that is not a short-axis cine stack.")
+
+
+def check_spacing(spacing: tuple[float, float, float], source: str) -> None:
+    """Pixel and slice spacing must be finite and within the plausible ranges above."""
+    names = ("column spacing", "row spacing", "slice spacing")
+    limits = (IN_PLANE_MM, IN_PLANE_MM, SLICE_GAP_MM)
+    for value, name, (low, high) in zip(spacing, names, limits, strict=True):
+        if not math.isfinite(value) or value <= 0:
+            raise CMRSegError(f"{source}: the {name} is {value} mm; the header's voxel size is broken.")
+        if not low <= value <= high:
+            hint = ""
+            if value < low and low <= value * 1000 <= high:
+                hint = " It looks like metres; the header's units are wrong."
+            elif value > high and low <= value / 1000 <= high:
+                hint = " It looks like microns; the header's units are wrong."
+            raise CMRSegError(
+                f"{source}: the {name} is {value:g} mm, outside the plausible {low:g}-{high:g} mm of a "
+                f"short-axis cine.{hint} Fix the header's voxel size."
+            )
+
+
+def orthonormal_direction(direction: np.ndarray, source: str) -> np.ndarray:
+    """The direction matrix, orthonormalised when it is off by rounding only; refused beyond that."""
+    direction = np.asarray(direction, dtype=float)
+    if direction.shape != (3, 3) or not np.all(np.isfinite(direction)):
+        raise CMRSegError(f"{source}: the image orientation is not a finite 3 x 3 matrix.")
+    deviation = float(np.max(np.abs(direction.T @ direction - np.eye(3))))
+    if deviation <= 1e-6:
+        return direction
+    if deviation > ORTHONORMAL_TOLERANCE:
+        raise CMRSegError(
+            f"{source}: the image axes are not perpendicular unit vectors (off by {deviation:.2g}, more than the "
+            f"{ORTHONORMAL_TOLERANCE:g} of scanner rounding); the orientation in the header is broken."
+        )
+    u, _, vt = np.linalg.svd(direction)
+    warnings.warn(
+        f"{source}: image axes off orthonormal by {deviation:.1g} (scanner rounding); orthonormalised.",
+        InputWarning,
+        stacklevel=2,
+    )
+    return u @ vt
+
+
+def _where(study: Study, t: int, z: int) -> str:
+    where = f"frame {t}, slice {z}" if study.num_frames > 1 else f"slice {z}"
+    if study.slice_files is not None:
+        where += f" (file {study.slice_files[t][z]})"
+    return where
+
+
+def repair_nonfinite(study: Study) -> None:
+    """Replace a few isolated NaN/Inf voxels by their slice's median; refuse slices with more."""
+    bad = ~np.isfinite(study.image)
+    if not bad.any():
+        return
+    per_slice = bad.sum(axis=(2, 3))
+    limit = MAX_NONFINITE_FRACTION * study.matrix[0] * study.matrix[1]
+    worst = np.unravel_index(int(per_slice.argmax()), per_slice.shape)
+    if per_slice[worst] > limit:
+        raise CMRSegError(
+            f"{study.source}: {int(per_slice[worst])} of {study.matrix[0] * study.matrix[1]} voxels of "
+            f"{_where(study, *worst)} are not finite (NaN or Inf); at most {MAX_NONFINITE_FRACTION:.1%} of a slice "
+            f"is repaired. {int(bad.sum())} non-finite voxels in all: the data are corrupt."
+        )
+    for t, z in zip(*np.nonzero(per_slice), strict=True):
+        plane = study.image[t, z]
+        plane[~np.isfinite(plane)] = np.median(plane[np.isfinite(plane)])
+    slices = ", ".join(_where(study, int(t), int(z)) for t, z in zip(*np.nonzero(per_slice), strict=True))
+    warnings.warn(
+        f"{study.source}: {int(bad.sum())} non-finite voxel(s) replaced by their slice's median in {slices}.",
+        InputWarning,
+        stacklevel=2,
+    )
+
+
+def slice_levels(image: np.ndarray) -> np.ndarray:
+    """The 99th percentile of every slice ``[t, z]`` (on every second pixel: the level, not the detail)."""
+    sample = image[:, :, ::2, ::2]
+    return np.percentile(sample.reshape(sample.shape[0], sample.shape[1], -1), 99, axis=2)
+
+
+def check_intensities(study: Study) -> None:
+    """Refuse blank or constant slices and slices whose level is implausible against their neighbours."""
+    image = study.image
+    flat = image.max(axis=(2, 3)) == image.min(axis=(2, 3))
+    if flat.any():
+        t, z = (int(i) for i in np.argwhere(flat)[0])
+        raise CMRSegError(
+            f"{study.source}: {_where(study, t, z)} is blank (every voxel {float(image[t, z, 0, 0]):g}); "
+            f"{int(flat.sum())} such slice(s). A result must not hinge on a missing slice: export the series again."
+        )
+    levels = slice_levels(image)
+    if study.num_frames > 1:
+        for t in range(study.num_frames):
+            others = np.median(np.delete(levels, t, axis=0), axis=0)  # same slice, other frames
+            ratio = levels[t] / np.maximum(others, 1e-12)
+            z = int(np.argmax(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+            if not 1 / FRAME_INTENSITY_FACTOR <= ratio[z] <= FRAME_INTENSITY_FACTOR:
+                raise CMRSegError(
+                    f"{study.source}: {_where(study, t, z)} is {ratio[z]:.3g} x as bright as the same slice in the "
+                    f"other frames (allowed 1/{FRAME_INTENSITY_FACTOR:g}-{FRAME_INTENSITY_FACTOR:g}); its intensity "
+                    "scaling (e.g. RescaleSlope) is broken. Replace the file or export the series again."
+                )
+    for t in range(study.num_frames):
+        ratio = levels[t] / max(float(np.median(levels[t])), 1e-12)
+        z = int(np.argmax(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+        if not 1 / SLICE_INTENSITY_FACTOR <= ratio[z] <= SLICE_INTENSITY_FACTOR:
+            raise CMRSegError(
+                f"{study.source}: {_where(study, t, z)} is {ratio[z]:.3g} x as bright as the other slices of its "
+                f"frame (allowed 1/{SLICE_INTENSITY_FACTOR:g}-{SLICE_INTENSITY_FACTOR:g}); the slice is corrupt "
+                "or wrongly scaled."
+            )
+
+
+def check_not_label_map(study: Study) -> None:
+    """Refuse label maps and binary masks given as the image."""
+    values = np.unique(study.image[0])
+    if len(values) < MIN_GREY_VALUES and np.all(values == np.round(values)):
+        raise CMRSegError(
+            f"{study.source} holds only {len(values)} distinct values ({', '.join(f'{v:g}' for v in values[:8])}): "
+            "it is a label map or mask, not an MR image. Give the cine image itself."
+        )
+
+
+def validate_study(study: Study) -> Study:
+    """Check (and where harmless, repair) a freshly read study in place; returns it."""
+    source = study.source or "the study"
+    check_dimensions(study.image.shape, source)
+    check_spacing(study.spacing, source)
+    study.direction = orthonormal_direction(study.direction, source)
+    if not np.all(np.isfinite(study.origin)):
+        raise CMRSegError(f"{source}: the image origin {study.origin} is not finite; the header is broken.")
+    repair_nonfinite(study)
+    check_not_label_map(study)
+    check_intensities(study)
+    study.patient = plausible_patient(study.patient, source)
+    return study
+
+
+# ---------------------------------------------------------------------------------------- patient
+
+
+def _unit_hint(value: float, what: str) -> str:
+    if what == "height" and 0.5 <= value <= 2.5:
+        return f" It looks like metres: give {value * 100:g}."
+    if what == "height" and 500 <= value <= 2500:
+        return f" It looks like millimetres: give {value / 10:g}."
+    if what == "weight" and 2000 <= value <= 400000:
+        return f" It looks like grams: give {value / 1000:g}."
+    return ""
+
+
+def check_height_weight(height_cm: float | None, weight_kg: float | None) -> None:
+    """Refuse implausible user-given height (cm) and weight (kg), saying what was probably meant."""
+    checks = ((height_cm, "height", "cm", HEIGHT_CM), (weight_kg, "weight", "kg", WEIGHT_KG))
+    for value, what, unit, (low, high) in checks:
+        if value is None:
+            continue
+        if not math.isfinite(value) or not low <= value <= high:
+            raise CMRSegError(
+                f"--{what} {value:g} is not a plausible {what} in {unit} ({low:g}-{high:g} {unit})."
+                + _unit_hint(value, what)
+            )
+
+
+def plausible_patient(patient: PatientInfo, source: str) -> PatientInfo:
+    """Height and weight read from the input: implausible values are dropped with a warning."""
+    for attribute, what, unit, (low, high) in (("height_cm", "height", "cm", HEIGHT_CM),
+                                               ("weight_kg", "weight", "kg", WEIGHT_KG)):
+        value = getattr(patient, attribute)
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            warnings.warn(
+                f"{source}: the {what} {value:g} {unit} in the input is implausible and is ignored (no BSA indexing "
+                f"unless --{what} is given).",
+                InputWarning,
+                stacklevel=2,
+            )
+            setattr(patient, attribute, None)
+    return patient
