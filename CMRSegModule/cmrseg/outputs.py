@@ -13,7 +13,7 @@ scratch folder inside the output folder, then moved in by renames under a journa
 Any failure before the commit point rolls back at once. SIGINT and SIGTERM are held during steps 1-4
 (renames, milliseconds) and act after them. If the process is killed outright (SIGKILL, power loss) during
 those milliseconds, the journal stays and the next run on the folder rolls it back before it does anything
-else; scratch folders of killed runs are removed then too. A lock (``.cmrseg.lock``, held with ``flock``,
+else; scratch folders of killed runs are removed then too. A lock (``flock`` on the output folder itself,
 released by the kernel even on SIGKILL) refuses a second concurrent run on the same folder.
 Files that no CMRSeg run wrote are never moved, replaced or deleted.
 """
@@ -38,7 +38,6 @@ from cmrseg.errors import CMRSegError
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".cmrseg.lock"
 JOURNAL_NAME = ".cmrseg-journal.json"
 MANIFEST_NAME = "cmrseg-manifest.json"
 SCRATCH_PREFIX = ".cmrseg-run-"
@@ -126,25 +125,23 @@ class OutputFolder:
         self.path = out_dir
         self._lock: int | None = None
         self._scratch: Path | None = None
+        self._created = False
 
     # -- lock and recovery
 
     def acquire(self) -> None:
+        self._created = not self.path.exists()
         self.path.mkdir(exist_ok=True)
-        handle = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        handle = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            owner = os.pread(handle, 64, 0).decode(errors="replace").strip() or "?"
             os.close(handle)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise CMRSegError(
-                    f"Another cmrseg run (process {owner}) is writing into {self.path}; wait for it to finish or "
-                    "choose another --out."
+                    f"Another cmrseg run is writing into {self.path}; wait for it to finish or choose another --out."
                 ) from exc
             raise
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, str(os.getpid()).encode(), 0)
         self._lock = handle
         self.recover()
 
@@ -153,6 +150,8 @@ class OutputFolder:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
         if self._lock is not None:
+            if self._created and not any(self.path.iterdir()):
+                self.path.rmdir()  # a failed run leaves no trace
             os.close(self._lock)  # closing releases the flock
             self._lock = None
 

@@ -53,7 +53,7 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         if size in (348, 540):
             break
     else:
-        raise CMRSegError(f"{path} has no valid NIfTI header (header size field {data[:4].hex()}).")
+        raise CMRSegError(f"Cannot read {path}: it has no valid NIfTI header (header size field {data[:4].hex()}).")
     if size == 540:  # NIfTI-2: 64-bit fields
         if len(data) < 540:
             raise CMRSegError(f"{path} is too short for a NIfTI-2 header; it is truncated.")
@@ -134,7 +134,7 @@ def check_nrrd(path: Path) -> None:
         if path.name.lower().endswith(".nhdr") and raw.startswith(b"NRRD"):
             end = len(raw)
         else:
-            raise CMRSegError(f"{path} has no valid NRRD header.")
+            raise CMRSegError(f"Cannot read {path}: it has no valid NRRD header.")
     fields = {}
     for line in raw[:end].decode("latin-1").splitlines()[1:]:
         if ":" in line and not line.startswith("#"):
