@@ -25,7 +25,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from cmrseg.errors import CMRSegError
-from CMRSegModuleLib import Dependencies, Export, ReviewNodes, Runner
+from CMRSegModuleLib import Dependencies, Export, ResultsTable, ReviewNodes, Runner
 from CMRSegModuleLib.SegmentationNodes import segmentationEditEvents
 from CMRSegModuleLib.SequenceNodes import (
     createSequenceFromStudy,
@@ -275,7 +275,8 @@ class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.resultsTable = review.table
         if info["edFrame"] is not None:
             p.edFrame, p.esFrame = info["edFrame"], info["esFrame"]
-        self.ui.statusLabel.text = f"Done: {info['model']}. Correct the segmentations; the table updates."
+        self.ui.statusLabel.text = (f"Done: {info['model']}. {ResultsTable.qcSummary(review.table)} "
+                                    "Correct the segmentations; the table updates.")
         self.logic.showResultTable(review.table)
         self.onEditPhase("frame" if review.singleFrame else "ED")
 
@@ -424,7 +425,6 @@ class CMRSegModuleTest(ScriptedLoadableModuleTest):
         from cmrseg.inference import default_model_path
         from cmrseg.io.segmentation_file import read_seg_nrrd
         from cmrseg.phantom import make_phantom
-        from CMRSegModuleLib import ResultsTable
 
         phantom = make_phantom(seed=0, frames=12)  # built into the scene with slicer.util.updateVolumeFromArray
         ed, es = phantom.study.ed_frame, phantom.study.es_frame

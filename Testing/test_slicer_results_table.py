@@ -35,7 +35,8 @@ def test_rows_columns_units_and_automatic_values(review, oblique_phantom):
     names = [row["parameter"] for row in rows]
     assert names[:10] == ["LV EDV", "LV ESV", "LV SV", "LV EF", "LV mass (ED)", "LV mass (ES)",
                           "RV EDV", "RV ESV", "RV SV", "RV EF"]
-    assert "LV EDV index" in names and "RV SV index" in names and names[-1] == "BSA (mosteller)"
+    assert "LV EDV index" in names and "RV SV index" in names and names[-2] == "BSA (mosteller)"
+    assert rows[-1]["key"] == "qc_status"
     units = {row["parameter"]: row["unit"] for row in rows}
     assert units["LV EDV"] == "ml" and units["LV EF"] == "%" and units["LV mass (ED)"] == "g"
     assert units["LV EDV index"] == "ml/m²" and units["BSA (mosteller)"] == "m²"
@@ -120,7 +121,7 @@ def test_without_height_and_weight_there_are_no_indexed_rows(headless_slicer, ob
     maps = {0: oblique_phantom.labels[0], 1: oblique_phantom.labels[1]}
     review = review_from_labels(headless_slicer.scene, study, maps, 0, 1, "NoBSA", patient=PatientInfo())
     keys = [row["key"] for row in ResultsTable.readTable(review.table)]
-    assert keys == [key for key, _, _ in ResultsTable.tableRows({"lv_edv_ml": 1.0})]
+    assert keys == [key for key, _, _ in ResultsTable.tableRows({"lv_edv_ml": 1.0, "qc_status": 0})]
     assert not any(key.endswith("_index") for key in keys)
 
 
@@ -131,3 +132,23 @@ def test_an_empty_left_ventricle_gives_an_undefined_ejection_fraction(headless_s
     review = review_from_labels(headless_slicer.scene, study, maps, 0, 1, "Empty")
     row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "lv_ef_pct")
     assert math.isnan(row["automatic"]) and math.isnan(row["difference"])
+
+
+def test_the_quality_check_of_each_column_follows_the_segmentations(headless_slicer, oblique_phantom):
+    from cmrseg.qc import quality_check
+
+    study = oblique_phantom.study
+    ed, es = study.ed_frame, study.es_frame
+    truth = {ed: oblique_phantom.labels[ed], es: oblique_phantom.labels[es]}
+    no_rv = np.where(truth[ed] == labels.RV, 0, truth[ed]).astype(np.uint8)  # the RV missed at ED
+    review = review_from_labels(headless_slicer.scene, study, {ed: no_rv, es: truth[es]}, ed, es, "QC")
+    automatic = ResultsTable.automaticMeasures(review.table)
+    assert automatic["qc"]["status"] == "fail" and automatic["qc_status"] == 2
+    assert "rv_coverage" in {flag["code"] for flag in automatic["qc"]["flags"]}
+    edit_segments(review.edCorrected, review.edVolume, truth[ed])  # the physician paints the RV back
+    corrected = updateCorrected(review)
+    expected = quality_check({0: truth[ed], 1: truth[es]}, 0, 1, study_measures(
+        frame_measures(truth[ed], study.spacing), frame_measures(truth[es], study.spacing)).as_dict())
+    assert corrected["qc"] == expected and expected["status"] != "fail"
+    row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "qc_status")
+    assert row["automatic"] == 2 and row["corrected"] == ResultsTable.QC_CODES[expected["status"]]

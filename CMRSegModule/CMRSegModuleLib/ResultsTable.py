@@ -2,7 +2,8 @@
 
 Columns ``parameter``, ``unit``, ``automatic``, ``corrected``, ``difference`` (corrected - automatic). Rows
 follow :data:`cmrseg.report.PARAMETERS`, then the BSA-indexed values and the BSA when height and weight are
-known; a single-frame result has frame volumes instead. The cells show values rounded to
+known, and the quality check (:mod:`cmrseg.qc`) of each column as a code (0 pass, 1 review, 2 fail; its flags
+are in the exact values' ``qc``); a single-frame result has frame volumes instead. The cells show values rounded to
 :data:`DECIMALS`; the exact values are kept as JSON in the table's attributes (``CMRSeg.AutomaticMeasures``,
 ``CMRSeg.CorrectedMeasures``) for export. The automatic column is written once, when the table is made;
 only the corrected column is recomputed, from the corrected segmentation nodes.
@@ -17,6 +18,7 @@ import vtk
 
 from cmrseg.io.study import PatientInfo
 from cmrseg.measures import frame_measures, study_measures
+from cmrseg.qc import quality_check
 from cmrseg.report import INDEXED, PARAMETERS
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 from CMRSegModuleLib.VolumeNodes import volumeNodeGeometry
@@ -30,6 +32,8 @@ FRAME_PARAMETERS = (
     ("myo_mass_g", "LV mass", "g"),
 )
 DECIMALS = 2
+QC_ROW = ("qc_status", "Quality check (0 pass, 1 review, 2 fail)", "")
+QC_CODES = {"pass": 0, "review": 1, "fail": 2}
 ROW_KEYS_ATTRIBUTE = "CMRSeg.RowKeys"
 AUTOMATIC_ATTRIBUTE = "CMRSeg.AutomaticMeasures"
 CORRECTED_ATTRIBUTE = "CMRSeg.CorrectedMeasures"
@@ -41,13 +45,15 @@ def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | No
                           bsaMethod: str = "mosteller") -> dict:
     """The clinical parameters of ED and ES label maps (``[z, y, x]``, ACDC values) as a flat dict.
 
-    With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`. With ``esLabels`` None (a single
-    frame): ``lv_ml``, ``rv_ml``, ``myo_ml``, ``myo_mass_g``.
+    With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`, the quality check ``qc`` and its
+    code ``qc_status``. With ``esLabels`` None (a single frame): ``lv_ml``, ``rv_ml``, ``myo_ml``, ``myo_mass_g``.
     """
     ed = frame_measures(edLabels, spacing)
     if esLabels is None:
         return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g}
-    return study_measures(ed, frame_measures(esLabels, spacing), patient, bsaMethod).as_dict()
+    measures = study_measures(ed, frame_measures(esLabels, spacing), patient, bsaMethod).as_dict()
+    qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures)
+    return {**measures, "qc": qc, "qc_status": QC_CODES[qc["status"]]}
 
 
 def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esVolume=None,
@@ -70,6 +76,8 @@ def tableRows(measures: dict) -> list[tuple[str, str, str]]:
             name, unit = names[key]
             rows.append((indexKey, f"{name} index", f"{unit}/m²"))
         rows.append(("bsa_m2", f"BSA ({measures.get('bsa_method') or 'mosteller'})", "m²"))
+    if "qc_status" in measures:
+        rows.append(QC_ROW)
     return rows
 
 
@@ -132,6 +140,15 @@ def automaticMeasures(table) -> dict:
 def correctedMeasures(table) -> dict:
     """The exact corrected values last written to the table."""
     return json.loads(table.GetAttribute(CORRECTED_ATTRIBUTE) or "{}")
+
+
+def qcSummary(table) -> str:
+    """The automatic result's quality check in words, for the module's status line."""
+    qc = automaticMeasures(table).get("qc")
+    if not qc:
+        return ""
+    text = f"Quality check: {qc['status'].upper()}."
+    return text + "".join(f" [{flag['severity']}] {flag['message']}" for flag in qc["flags"])
 
 
 def tablePatient(table) -> PatientInfo:

@@ -47,9 +47,13 @@ def _phantom(args: argparse.Namespace) -> int:
 
 def _segment(args: argparse.Namespace) -> int:
     from cmrseg.inference import Segmenter
+    from cmrseg.outputs import check_output_folder
     from cmrseg.progress import LinePrinter
     from cmrseg.segment import run_segment
+    from cmrseg.validate import check_height_weight
 
+    check_height_weight(args.height, args.weight)  # the user's mistakes first, before any work
+    check_output_folder(args.out)
     segmenter = Segmenter.load(args.model, device=args.device)
     result = run_segment(
         args.input,
@@ -245,6 +249,18 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"cmrseg: warning: {message}", file=file or sys.stderr)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (callers and tests may replace it between runs)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prefix = {"WARNING": "cmrseg: warning: ", "ERROR": "cmrseg: error: "}.get(record.levelname, "")
@@ -257,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     from cmrseg.outputs import terminate_as_interrupt
 
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter())
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
     warnings.showwarning = _one_line_warning

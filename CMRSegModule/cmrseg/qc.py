@@ -20,8 +20,8 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
   ``review`` (ACDC experts: median 21 %, 90th percentile 51 %).
 - LV mass at ED and ES differing by more than 25 %: the myocardium does not change volume (ACDC experts:
   median 13 %, 95th percentile 26 %, from contouring conventions). ``review``.
-- A single-frame jump in the LV volume curve (all frames segmented): a frame deviating from the mean of
-  its two neighbours by more than 25 % of the curve's range and 5 ml. ``review``.
+- A single-frame jump in the LV volume curve (all frames segmented): a frame deviating from the median of
+  its four nearest frames by more than 25 % of the (median-filtered) curve's range and 5 ml. ``review``.
 """
 
 from __future__ import annotations
@@ -152,21 +152,31 @@ def measure_flags(study: dict) -> list[Flag]:
 
 
 def curve_flags(curve: dict[int, float]) -> list[Flag]:
-    """Single-frame jumps in the LV volume curve of a fully segmented cine (the cycle wraps around)."""
+    """Single-frame jumps in the LV volume curve of a fully segmented cine.
+
+    Each inner frame is compared with the median of its (up to four) nearest frames, so one outlier does not
+    also flag its neighbours; the scale is the range of the median-filtered curve. The first and last
+    frames are not judged: many cines do not cover the whole cycle, so they have neighbours on one side only.
+    """
     frames = sorted(curve)
     if len(frames) < 5:
         return []
     volumes = np.array([curve[f] for f in frames])
-    spread = float(volumes.max() - volumes.min())
-    limit = max(CURVE_JUMP_FRACTION * spread, CURVE_JUMP_ML)
-    flags = []
-    for i, frame in enumerate(frames):
-        neighbours = (volumes[i - 1] + volumes[(i + 1) % len(frames)]) / 2
-        if abs(volumes[i] - neighbours) > limit:
-            flags.append(Flag("curve_jump", "review",
-                              f"Frame {frame}: LV volume {volumes[i]:.1f} ml jumps from its neighbours' "
-                              f"{neighbours:.1f} ml; check that frame."))
-    return flags
+    n = len(volumes)
+
+    def window(i: int, offsets: tuple[int, ...]) -> list[float]:
+        return [volumes[i + d] for d in offsets if 0 <= i + d < n]
+
+    around = np.array([np.median(window(i, (-2, -1, 1, 2))) for i in range(n)])
+    smooth = np.array([np.median(window(i, (-2, -1, 0, 1, 2))) for i in range(n)])
+    limit = max(CURVE_JUMP_FRACTION * float(smooth.max() - smooth.min()), CURVE_JUMP_ML)
+    return [
+        Flag("curve_jump", "review",
+             f"Frame {frames[i]}: LV volume {volumes[i]:.1f} ml jumps from the {around[i]:.1f} ml of the frames "
+             "around it; check that frame.")
+        for i in range(1, n - 1)
+        if abs(volumes[i] - around[i]) > limit
+    ]
 
 
 def quality_check(

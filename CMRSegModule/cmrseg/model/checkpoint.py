@@ -132,8 +132,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     return metadata, state
 
 
-def build_from_metadata(metadata: dict[str, Any]) -> nn.Module:
-    """A freshly initialised network of the architecture a checkpoint's metadata describes."""
+MAX_PARAMETERS = 200_000_000  # 0.8 GB of float32; the paper's network has ~30 M
+
+
+def build_from_metadata(metadata: dict[str, Any], state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """A freshly initialised network of the architecture a checkpoint's metadata describes.
+
+    The network is first built without memory (PyTorch's meta device) to count its parameters: an
+    architecture larger than :data:`MAX_PARAMETERS`, or than the weights ``state`` that come with it, is
+    refused before anything is allocated.
+    """
     arch = metadata.get("architecture") or {}
     cls = ARCHITECTURES.get(arch.get("name"))
     if cls is None:
@@ -141,10 +149,19 @@ def build_from_metadata(metadata: dict[str, Any]) -> nn.Module:
             f"Unknown network architecture {arch.get('name')!r} in the checkpoint; this cmrseg knows "
             f"{', '.join(ARCHITECTURES)}."
         )
+    args = arch.get("args", {})
     try:
-        return cls(**arch.get("args", {}))
-    except TypeError as exc:
+        with torch.device("meta"):
+            skeleton = cls(**args)
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise CMRSegError(f"The checkpoint's architecture arguments do not fit {arch['name']}: {exc}.") from exc
+    size = sum(t.numel() for t in skeleton.state_dict().values())
+    if size > MAX_PARAMETERS:
+        raise CMRSegError(f"The checkpoint declares a network of {size:,} parameters (at most {MAX_PARAMETERS:,}); "
+                          "it is damaged or not a CMRSeg model.")
+    if state is not None and size != sum(t.numel() for t in state.values()):
+        load_weights(skeleton, state)  # raises, naming the tensors that do not fit
+    return cls(**args)
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -168,7 +185,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str =
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The network of a checkpoint, weights loaded, in eval mode on ``device``, and its metadata."""
     metadata, state = read_checkpoint(path)
-    model = build_from_metadata(metadata)
+    model = build_from_metadata(metadata, state)
     load_weights(model, state, str(path))
     return model.to(device).eval(), metadata
 

@@ -1,0 +1,276 @@
+"""Hostile and careless inputs: each is refused with one ``cmrseg: error:`` line, exit 2, nothing written.
+
+Inputs are derived inside the tests from the shared ACDC data or from the synthetic phantom.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+import time
+
+import numpy as np
+import pydicom
+import pytest
+
+from cmrseg.cli import main
+from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_write import write_dicom_cine
+from cmrseg.io.load import load_study
+from cmrseg.io.study import Study
+from cmrseg.io.volume_files import write_study
+from cmrseg.validate import InputWarning
+
+ACDC_ED = "patient001/patient001_frame01.nii.gz"
+
+
+def refused(capsys, *args) -> str:
+    """Run ``cmrseg segment`` (output in the last argument's folder) and return its one error line."""
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("PROGRESS")]
+    assert code == 2, err
+    assert lines[-1].startswith("cmrseg: error: "), err
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+def segment_refused(capsys, tmp_path, *inputs, extra=()) -> str:
+    message = refused(capsys, "segment", *inputs, "--out", tmp_path / "out", *extra)
+    assert not (tmp_path / "out").exists(), "a refused run must write nothing"
+    return message
+
+
+@pytest.fixture
+def acdc_ed_bytes(acdc_root) -> bytes:
+    return gzip.decompress((acdc_root / ACDC_ED).read_bytes())
+
+
+# ------------------------------------------------------------------------------------------ DICOM
+
+
+@pytest.fixture
+def dicom_cine(tmp_path, oblique_phantom):
+    return write_dicom_cine(oblique_phantom.study, tmp_path / "dicom")
+
+
+@pytest.mark.parametrize("slope, expected", [("NaN", "RescaleSlope nan"), ("0", "RescaleSlope 0"),
+                                             ("1e30", "as bright as the same slice")])
+def test_one_dicom_file_with_a_broken_rescale_slope_is_refused_by_name(dicom_cine, tmp_path, capsys, slope, expected):
+    victim = dicom_cine[len(dicom_cine) // 2]
+    ds = pydicom.dcmread(victim)
+    ds.RescaleSlope = slope
+    ds.save_as(victim)
+    message = segment_refused(capsys, tmp_path, tmp_path / "dicom")
+    assert expected in message and victim.name in message
+
+
+def test_a_ct_series_is_refused(dicom_cine, tmp_path, capsys):
+    for path in dicom_cine:
+        ds = pydicom.dcmread(path)
+        ds.Modality = "CT"
+        ds.save_as(path)
+    assert "Modality CT" in segment_refused(capsys, tmp_path, tmp_path / "dicom")
+
+
+def test_patient_size_in_centimetres_is_read_as_centimetres(dicom_cine, tmp_path):
+    for path in dicom_cine:
+        ds = pydicom.dcmread(path)
+        ds.PatientSize = "172"
+        ds.save_as(path)
+    assert load_study(tmp_path / "dicom").patient.height_cm == pytest.approx(172)
+
+
+# ------------------------------------------------------------------------------------------ NIfTI / NRRD
+
+
+def test_a_nifti_cut_in_half_is_refused(acdc_root, acdc_ed_bytes, tmp_path, capsys):
+    half = tmp_path / "half.nii"
+    half.write_bytes(acdc_ed_bytes[: len(acdc_ed_bytes) // 2])
+    assert "truncated" in segment_refused(capsys, tmp_path, half)
+    compressed = (acdc_root / ACDC_ED).read_bytes()
+    half_gz = tmp_path / "half.nii.gz"
+    half_gz.write_bytes(compressed[: len(compressed) // 2])
+    assert "truncated or corrupt" in segment_refused(capsys, tmp_path, half_gz)
+
+
+def test_flipped_bytes_inside_the_gzip_stream_are_refused(acdc_root, tmp_path, capsys):
+    data = bytearray((acdc_root / ACDC_ED).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    damaged = tmp_path / "damaged.nii.gz"
+    damaged.write_bytes(bytes(data))
+    assert "truncated or corrupt" in segment_refused(capsys, tmp_path, damaged)
+
+
+def _nifti_with(raw: bytes, path, **fields) -> object:
+    data = bytearray(raw)
+    for offset, (fmt, values) in fields.items():
+        struct.pack_into(fmt, data, int(offset.strip("_")), *values)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("spacing, expected", [(0.0, "finite and positive"), (float("nan"), "finite and positive"),
+                                               (1e-6, "outside the plausible"), (0.0015, "looks like metres")])
+def test_a_broken_pixel_spacing_is_refused_not_replaced(acdc_ed_bytes, tmp_path, capsys, spacing, expected):
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "spacing.nii", _80=("<2f", (spacing, spacing)))
+    started = time.perf_counter()
+    assert expected in segment_refused(capsys, tmp_path, path)
+    assert time.perf_counter() - started < 20  # refused up front, never a long resampling
+
+
+def test_scanner_rounding_in_the_sform_is_accepted_and_straightened(acdc_ed_bytes, tmp_path):
+    rotation = np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    matrix = rotation @ np.diag([1.5625, 1.5625, 10.0])
+    matrix[:, 1] += 1e-4 * 1.5625 * rotation[:, 0]  # columns 1e-4 off perpendicular, as seen in a GE export
+    srow = np.hstack([matrix, np.zeros((3, 1))]).ravel()
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "rounded.nii", _252=("<2h", (0, 1)), _280=("<12f", srow))
+    with pytest.warns(InputWarning, match="orthonormalised"):
+        study = load_study(path)
+    np.testing.assert_allclose(study.direction.T @ study.direction, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(study.spacing, (1.5625, 1.5625, 10.0), rtol=1e-4)
+    matrix[:, 1] += 2e-2 * 1.5625 * rotation[:, 0]  # far beyond rounding
+    srow = np.hstack([matrix, np.zeros((3, 1))]).ravel()
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "skewed.nii", _252=("<2h", (0, 1)), _280=("<12f", srow))
+    with pytest.raises(CMRSegError, match="not perpendicular"):
+        load_study(path)
+
+
+def test_a_truncated_nrrd_is_refused(oblique_phantom, tmp_path, capsys):
+    path = write_study(oblique_phantom.study, tmp_path / "cine.nrrd")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    assert "truncated or corrupt" in segment_refused(capsys, tmp_path, path)
+
+
+# ------------------------------------------------------------------------------------------ voxel values
+
+
+def _cine(oblique_phantom) -> Study:
+    study = oblique_phantom.study
+    return Study(image=study.image.copy(), spacing=study.spacing, origin=study.origin, direction=study.direction,
+                 frame_times_ms=study.frame_times_ms)
+
+
+def test_a_single_nan_voxel_is_repaired_and_reported(oblique_phantom, tmp_path):
+    study = _cine(oblique_phantom)
+    study.image[1, 4, 50, 60] = np.nan
+    path = write_study(study, tmp_path / "cine.nrrd")
+    with pytest.warns(InputWarning, match="1 non-finite voxel"):
+        read = load_study(path)
+    assert np.isfinite(read.image).all()
+    clean = oblique_phantom.study.image
+    mask = np.ones(clean.shape, bool)
+    mask[1, 4, 50, 60] = False
+    np.testing.assert_array_equal(read.image[mask], clean[mask])  # nothing else changed
+
+
+@pytest.mark.parametrize("value", [np.nan, 0.0])
+def test_a_nan_or_blank_slice_is_refused_naming_it(oblique_phantom, tmp_path, capsys, value):
+    study = _cine(oblique_phantom)
+    study.image[2, 4] = value
+    path = write_study(study, tmp_path / "cine.nii.gz")
+    message = segment_refused(capsys, tmp_path, path)
+    assert "frame 2, slice 4" in message
+
+
+def test_a_label_map_given_as_the_image_is_refused(acdc_root, tmp_path, capsys):
+    message = segment_refused(capsys, tmp_path, acdc_root / "patient001/patient001_frame01_gt.nii.gz")
+    assert "label map" in message
+
+
+# ------------------------------------------------------------------------------------------ files and options
+
+
+def test_a_malformed_info_cfg_is_refused(acdc_root, tmp_path, capsys):
+    patient = tmp_path / "patient001"
+    shutil.copytree(acdc_root / "patient001", patient)
+    (patient / "Info.cfg").write_text("ED: one\nES: 12\n")
+    assert "1-based frame number" in segment_refused(capsys, tmp_path, patient)
+    (patient / "Info.cfg").write_text("ED: 1\nES: 12\nHeight: tall\n")
+    assert "Height" in segment_refused(capsys, tmp_path, patient)
+
+
+def test_the_same_file_twice_is_refused(acdc_root, tmp_path, capsys):
+    image = acdc_root / ACDC_ED
+    message = segment_refused(capsys, tmp_path, image, image)
+    assert "given twice" in message and ".cmrseg" not in message
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--height", "1.75", "looks like metres: give 175"), ("--height", "nan", "plausible height"),
+    ("--height", "0", "plausible height"), ("--weight", "80000", "looks like grams"), ("--weight", "-3", "weight"),
+])
+def test_implausible_height_or_weight_is_refused(acdc_root, tmp_path, capsys, option, value, expected):
+    assert expected in segment_refused(capsys, tmp_path, acdc_root / "patient001", extra=(option, value))
+
+
+def test_output_locations_that_cannot_work_are_refused_before_any_work(acdc_root, tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    cases = [(a_file, "existing file"), (dangling, "does not exist"), (tmp_path / "no" / "parent", "parent folder"),
+             ("/proc/cmrseg-out", "cannot write")]
+    for out, expected in cases:
+        message = refused(capsys, "segment", acdc_root / "patient001", "--out", out)
+        assert expected in message
+    assert a_file.read_text() == "mine"
+
+
+def test_a_checkpoint_declaring_a_huge_network_is_refused_without_allocating(tmp_path, capsys):
+    import torch
+
+    metadata = {"format": "cmrseg-checkpoint", "version": 1,
+                "architecture": {"name": "dense_unet", "args": {"base_filters": 4096, "depth": 5}}}
+    import json
+
+    torch.save({"format": "cmrseg-checkpoint", "version": 1, "metadata": json.dumps(metadata),
+                "state_dict": {"w": torch.zeros(1)}}, tmp_path / "huge.pt")
+    started = time.perf_counter()
+    message = refused(capsys, "benchmark", "--models", tmp_path / "huge.pt")
+    assert "parameters" in message or "do not fit" in message
+    assert time.perf_counter() - started < 30
+
+
+def test_benchmark_with_a_bad_model_file_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    assert "not a CMRSeg model checkpoint" in refused(capsys, "benchmark", "--models", bad)
+
+
+def test_warnings_are_one_line_without_source(oblique_phantom, tmp_path):
+    import subprocess
+    import sys
+
+    study = _cine(oblique_phantom)
+    study.image[1, 4, 50, 60] = np.inf
+    path = write_study(study, tmp_path / "cine.nrrd")
+    done = subprocess.run([sys.executable, "-m", "cmrseg", "info", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    err = [line for line in done.stderr.splitlines() if not line.startswith("PROGRESS")]
+    assert len(err) == 1 and err[0].startswith("cmrseg: warning: ") and "non-finite voxel" in err[0], err
+
+
+@pytest.mark.slow
+def test_a_single_nan_voxel_gives_the_clean_result(oblique_phantom, model_path, tmp_path):
+    import json
+
+    study = _cine(oblique_phantom)
+    clean = write_study(study, tmp_path / "clean.nrrd")
+    study.image[1, 4, 50, 60] = np.nan
+    damaged = write_study(study, tmp_path / "damaged.nrrd")
+    results = []
+    for path in (clean, damaged):
+        assert main(["segment", str(path), "--out", str(tmp_path / path.stem), "--model", str(model_path)]) == 0
+        results.append(json.loads((tmp_path / path.stem / "measures.json").read_text())["study"])
+    for key in ("lv_edv_ml", "lv_esv_ml", "lv_ef_pct", "rv_ef_pct"):
+        assert results[1][key] == pytest.approx(results[0][key], abs=0.5)
+
+
+def test_ed_equal_to_es_says_that_sv_and_ef_are_not_computed(acdc_root, model_path, tmp_path, capsys):
+    assert main(["segment", str(acdc_root / "patient001"), "--ed", "0", "--es", "0", "--out",
+                 str(tmp_path / "out"), "--model", str(model_path)]) == 0
+    assert "stroke volume and EF are not" in capsys.readouterr().err
