@@ -47,3 +47,14 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (REPO_ROOT / "README.md").read_text()
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "scripts/test" in readme and "scripts/test" in ci
+
+
+def test_extensions_index_finds_the_licence_and_every_screenshot():
+    text = (REPO_ROOT / "CMakeLists.txt").read_text()
+    assert (REPO_ROOT / "LICENSE").read_text().startswith("BSD 3-Clause License")
+    urls = re.search(r'EXTENSION_SCREENSHOTURLS "([^"]+)"', text).group(1).split()
+    prefix = "https://raw.githubusercontent.com/cmrseg/CMRSeg/main/"
+    assert urls and all(url.startswith(prefix) for url in urls)
+    for url in urls:
+        path = REPO_ROOT / url[len(prefix):]
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", url

@@ -29,10 +29,10 @@ from CMRSegModuleLib.Runner import (
 
 
 def run_job(job: SegmentJob) -> tuple[int, OutputParser, list[Progress]]:
-    """Run a job's command as the widget does (merged output read as it comes), without Qt."""
+    """Run a job's command as the widget does (merged output read as it comes, stdin kept open), without Qt."""
     parser, events = OutputParser(), []
     with subprocess.Popen(buildCommand(job, sys.executable), env=processEnvironment(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, cwd=job.workDir) as process:
+                          stderr=subprocess.STDOUT, stdin=subprocess.PIPE, cwd=job.workDir) as process:
         for chunk in iter(lambda: process.stdout.read1(256), b""):
             events += parser.feed(chunk.decode("utf-8", "replace"))
         code = process.wait(timeout=600)

@@ -25,6 +25,7 @@ RUN_ATTRIBUTES = {
     "edEsFrom": "CMRSeg.EDESFrom",
     "version": "CMRSeg.Version",
 }
+CREATED_ATTRIBUTE = "CMRSeg.CreatedForResult"  # on volume nodes a result made (not the user's input volume)
 
 
 @dataclass
@@ -70,7 +71,10 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
     patient = patient if patient is not None else study.patient
     if result.singleFrame:
         frame = next(iter(result.labels))
-        volume = inputVolumeNode or createVolumeNodeFromFrame(scene, study, frame, f"{name} frame {frame}")
+        volume = inputVolumeNode
+        if volume is None:
+            volume = createVolumeNodeFromFrame(scene, study, frame, f"{name} frame {frame}")
+            volume.SetAttribute(CREATED_ATTRIBUTE, "1")
         automatic, corrected = createAutomaticAndCorrected(scene, result.labels[frame], volume, name, "frame", None)
         nodes = dict(edVolume=volume, edAutomatic=automatic, edCorrected=corrected)
     else:
@@ -79,6 +83,7 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
             if frame not in result.labels:
                 raise CMRSegError(f"The result has no label map for the {phase} frame {frame}.")
             volume = createVolumeNodeFromFrame(scene, study, frame, f"{name} {phase} (frame {frame})")
+            volume.SetAttribute(CREATED_ATTRIBUTE, "1")
             automatic, corrected = createAutomaticAndCorrected(scene, result.labels[frame], volume, name, phase, frame)
             prefix = phase.lower()
             nodes |= {f"{prefix}Volume": volume, f"{prefix}Automatic": automatic, f"{prefix}Corrected": corrected}
@@ -143,6 +148,40 @@ def showPhase(review: ReviewNodes, phase: str) -> tuple[object, object]:
     if chosen is None:
         raise CMRSegError(f"This result has no {phase} phase.")
     return chosen
+
+
+def resultsInScene(scene) -> list[ReviewNodes]:
+    """Every complete CMRSeg result in the scene, oldest first."""
+    results = []
+    tables = scene.GetNodesByClass("vtkMRMLTableNode")
+    for index in range(tables.GetNumberOfItems()):
+        table = tables.GetItemAsObject(index)
+        if table.GetAttribute(ResultsTable.ROW_KEYS_ATTRIBUTE):
+            try:
+                results.append(reviewNodesFromTable(table))
+            except CMRSegError:
+                continue  # some of its nodes were deleted
+    return results
+
+
+def showOnlyResult(scene, review: ReviewNodes) -> list[ReviewNodes]:
+    """Hide the segmentations of every other result (display nodes without view lists show in every view);
+    returns those other results."""
+    others = [other for other in resultsInScene(scene) if other.table is not review.table]
+    for other in others:
+        for _, _, automatic, corrected in other.phases():
+            for node in (automatic, corrected):
+                if node.GetDisplayNode() is not None:
+                    node.GetDisplayNode().SetVisibility(False)
+    return others
+
+
+def removeResult(scene, review: ReviewNodes) -> None:
+    """Remove a result's segmentations, the volumes made for it and its table (never the user's input)."""
+    nodes = [node for _, volume, automatic, corrected in review.phases() for node in (automatic, corrected, volume)
+             if node is not None and (node is not volume or node.GetAttribute(CREATED_ATTRIBUTE))]
+    for node in [*nodes, review.table]:
+        scene.RemoveNode(node)
 
 
 def voxelVolumeMl(volumeNode) -> float:

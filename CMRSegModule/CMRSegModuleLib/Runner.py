@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -138,7 +140,8 @@ def buildCommand(job: SegmentJob, pythonExecutable: str | None = None) -> list[s
     """The ``python -m cmrseg segment`` command line of a job (frames 0-based, as the command expects)."""
     settings = job.settings
     command = [pythonExecutable or defaultPythonExecutable(), "-m", "cmrseg", "segment", str(job.inputPath),
-               "--out", str(job.outDir), "--device", settings.device, "--basal-rule", settings.basalRule]
+               "--out", str(job.outDir), "--device", settings.device, "--basal-rule", settings.basalRule,
+               "--stop-when-stdin-closes"]  # Cancel closes stdin: the launcher forwards no signals
     if settings.modelPath:
         command += ["--model", str(settings.modelPath)]
     if settings.edFrame is not None and settings.esFrame is not None:
@@ -148,6 +151,33 @@ def buildCommand(job: SegmentJob, pythonExecutable: str | None = None) -> list[s
     if settings.weightKg:
         command += ["--weight", f"{settings.weightKg:g}"]
     return command
+
+
+def childProcesses(pid: int) -> list[int]:
+    """The process ids of all descendants of ``pid`` (Linux /proc, else ``pgrep``); children first."""
+    children: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        try:
+            found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, timeout=5)
+            children = [int(c) for c in found.stdout.split()]
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return []
+    return [grand for child in children for grand in childProcesses(child)] + children
+
+
+def killProcessTree(pid: int) -> None:
+    """Kill ``pid`` and everything it started (the fallback when closing stdin did not stop a run)."""
+    if sys.platform == "win32":
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True)
+        return
+    for target in [*childProcesses(pid), pid]:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def defaultPythonExecutable() -> str:

@@ -52,6 +52,10 @@ def _segment(args: argparse.Namespace) -> int:
     from cmrseg.segment import run_segment
     from cmrseg.validate import check_height_weight
 
+    if args.stop_when_stdin_closes:
+        from cmrseg.stopping import stop_when_stdin_closes
+
+        stop_when_stdin_closes()
     check_height_weight(args.height, args.weight)  # the user's mistakes first, before any work
     check_output_folder(args.out)
     segmenter = Segmenter.load(args.model, device=args.device)
@@ -217,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true",
                          help="replace the previous CMRSeg outputs in --out as a whole (other files are kept)")
     segment.add_argument("--strict", action="store_true", help="exit with status 3 when the quality check fails")
+    segment.add_argument("--stop-when-stdin-closes", action="store_true",
+                         help="stop (as with Ctrl-C) when standard input closes; for callers that cannot signal")
     segment.set_defaults(run=_segment)
 
     evaluation = commands.add_parser("evaluate", help="the paper's Table 1 and Table 3 on a split or on folders")

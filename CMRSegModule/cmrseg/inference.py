@@ -21,17 +21,12 @@ from cmrseg.model import load_model
 from cmrseg.postprocess import clean_labels
 from cmrseg.preprocess import PreprocessConfig, preprocess_frame, to_native_probabilities
 from cmrseg.progress import ProgressCallback, report
+from cmrseg.shipped import default_model_path
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
-DEFAULT_MODEL_NAME = "cmrseg_dense_unet.pt"
 RECENTRE_MM = 10.0  # re-segment centred on the heart when it lies further than this from the crop centre
 MIN_LV_ML = 2.0  # below this at every frame, no heart was found
-
-
-def default_model_path() -> Path:
-    return MODELS_DIR / DEFAULT_MODEL_NAME
 
 
 def resolve_device(device: str = "auto") -> torch.device:
