@@ -7,6 +7,7 @@ The module stays thin: MRML work lives in ``CMRSegModuleLib`` and the computatio
 import enum
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Union
@@ -221,6 +222,7 @@ class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             processEnvironment.insert(key, value)
         process.setProcessEnvironment(processEnvironment)
         process.setProcessChannelMode(qt.QProcess.MergedChannels)
+        process.setWorkingDirectory(str(job.workDir))  # not Slicer's folder, which is first on sys.path
         process.readyReadStandardOutput.connect(self._onProcessOutput)
         process.finished.connect(self._onProcessFinished)
         process.errorOccurred.connect(self._onProcessError)
@@ -233,6 +235,12 @@ class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         logging.info("CMRSeg: " + " ".join(command))
         process.start(command[0], command[1:])
         self._updateGui()
+
+    def onReload(self) -> None:
+        """Reload the module's libraries too (Slicer's Reload re-imports only this file)."""
+        for name in [n for n in sys.modules if n.split(".")[0] in ("CMRSegModuleLib", "cmrseg")]:
+            del sys.modules[name]
+        super().onReload()
 
     def _onProcessOutput(self) -> None:
         if self._run is None:

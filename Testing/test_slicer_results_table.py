@@ -152,3 +152,19 @@ def test_the_quality_check_of_each_column_follows_the_segmentations(headless_sli
     assert corrected["qc"] == expected and expected["status"] != "fail"
     row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "qc_status")
     assert row["automatic"] == 2 and row["corrected"] == ResultsTable.QC_CODES[expected["status"]]
+
+
+def test_updating_the_corrected_column_adds_no_node_to_the_scene(headless_slicer, review, oblique_phantom):
+    scene = headless_slicer.scene
+    added = []
+    tag = scene.AddObserver(scene.NodeAddedEvent, lambda caller, event: added.append(event))
+    study = oblique_phantom.study
+    edited, _ = relabel_voxels(oblique_phantom.labels[study.ed_frame], labels.LV, labels.BACKGROUND, 25)
+    edit_segments(review.edCorrected, review.edVolume, edited)
+    added.clear()
+    corrected = updateCorrected(review)
+    scene.RemoveObserver(tag)
+    assert added == []  # no transient label map nodes reach the selectors and the subject hierarchy
+    voxel = voxelVolumeMl(review.edVolume)
+    assert corrected["lv_edv_ml"] == pytest.approx(ResultsTable.automaticMeasures(review.table)["lv_edv_ml"]
+                                                   - 25 * voxel, rel=1e-12)

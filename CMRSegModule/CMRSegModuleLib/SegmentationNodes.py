@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import slicer
 import vtk
+from vtk.util.numpy_support import vtk_to_numpy
 
 from cmrseg import labels
 from cmrseg.errors import CMRSegError
@@ -89,28 +90,25 @@ def labelmapFromSegmentation(segmentationNode, referenceVolumeNode) -> np.ndarra
     """The ACDC label map ``[z, y, x]`` (uint8) of a CMRSeg segmentation, resampled on the reference grid.
 
     Where segments overlap (possible when the Segment Editor allows overlap), the later structure in the
-    order RV, Myo, LV wins, as in :func:`cmrseg.io.segmentation_file.read_seg_nrrd`.
+    order RV, Myo, LV wins, as in :func:`cmrseg.io.segmentation_file.read_seg_nrrd`. Computed in memory: no
+    node is added to the scene (the table updates after every edit; scene nodes would churn every selector).
     """
-    scene = segmentationNode.GetScene()
-    if scene is None:
-        raise CMRSegError(f"The segmentation '{segmentationNode.GetName()}' is not in a scene.")
-    segmentIds = _stringArray(structureSegmentIds(segmentationNode))
-    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
-    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "CMRSeg export")
-    try:
-        # Exported values are the positions in segmentIds + 1: RV 1, Myo 2, LV 3.
-        extent = slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            segmentationNode, segmentIds, labelmapNode, referenceVolumeNode, extent
-        ):
-            raise CMRSegError(f"Could not export the segmentation '{segmentationNode.GetName()}' to a label map.")
-        array = slicer.util.arrayFromVolume(labelmapNode).astype(np.uint8)
-    finally:
-        # The export adds the label map's display and colour nodes: remove everything it added.
-        added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
-        for node in added:
-            if node.GetID() not in before:
-                scene.RemoveNode(node)
+    geometry = slicer.vtkOrientedImageData()
+    ijkToRas = vtk.vtkMatrix4x4()
+    referenceVolumeNode.GetIJKToRASMatrix(ijkToRas)
+    geometry.SetGeometryFromImageToWorldMatrix(ijkToRas)
+    geometry.SetExtent(referenceVolumeNode.GetImageData().GetExtent())
+    labelValues = vtk.vtkIntArray()
+    for structure in labels.STRUCTURES:
+        labelValues.InsertNextValue(structure.label)
+    merged = slicer.vtkOrientedImageData()
+    if not segmentationNode.GenerateMergedLabelmapForAllSegments(
+        merged, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, geometry,
+        _stringArray(structureSegmentIds(segmentationNode)), labelValues,
+    ):
+        raise CMRSegError(f"Could not export the segmentation '{segmentationNode.GetName()}' to a label map.")
+    array = vtk_to_numpy(merged.GetPointData().GetScalars()).reshape(tuple(reversed(merged.GetDimensions())))
+    array = array.astype(np.uint8)
     expected = tuple(reversed(referenceVolumeNode.GetImageData().GetDimensions()))
     if array.shape != expected:
         raise CMRSegError(f"The exported label map has shape {array.shape}, not the reference grid {expected}.")

@@ -46,9 +46,9 @@ def loadCineDicomFolder(scene, folder: str):
     import logging
     import os
 
-    from cmrseg.io.dicom_cine import read_dicom_cine
+    from cmrseg.io.load import load_study
 
-    study = read_dicom_cine(folder)
+    study = load_study(folder)  # the same checks as the command line; implausible height/weight dropped
     parts = [part for part in (study.patient.patient_id, study.description) if part]
     name = " ".join(parts) or os.path.basename(os.path.normpath(folder))
     nodes = createSequenceFromStudy(scene, study, name=name)

@@ -135,7 +135,8 @@ def frame_to_image(array: np.ndarray, study: Study) -> sitk.Image:
     return image
 
 
-def write_frame(array: np.ndarray, study: Study, path: str | Path, overwrite: bool = False) -> Path:
+def write_frame(array: np.ndarray, study: Study, path: str | Path, overwrite: bool = False,
+                compress: bool = True) -> Path:
     """Write one frame (image or label map) on the study's grid as NIfTI or NRRD (chosen by suffix)."""
     path = Path(path)
     if path.exists() and not overwrite:
@@ -143,17 +144,17 @@ def write_frame(array: np.ndarray, study: Study, path: str | Path, overwrite: bo
     if array.shape != study.image.shape[1:]:
         raise CMRSegError(f"Array of shape {array.shape} does not match the study grid {study.image.shape[1:]}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(frame_to_image(array, study), str(path), useCompression=True)
+    sitk.WriteImage(frame_to_image(array, study), str(path), useCompression=compress)
     return path
 
 
-def write_study(study: Study, path: str | Path, overwrite: bool = False) -> Path:
+def write_study(study: Study, path: str | Path, overwrite: bool = False, compress: bool = True) -> Path:
     """Write a whole study as one 3D (``t = 1``) or 4D NIfTI / NRRD file."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise CMRSegError(f"{path} already exists; choose another output or allow overwriting.")
     if study.num_frames == 1:
-        return write_frame(study.image[0], study, path, overwrite=overwrite)
+        return write_frame(study.image[0], study, path, overwrite=overwrite, compress=compress)
     image = sitk.GetImageFromArray(np.ascontiguousarray(study.image), isVector=False)
     times = study.frame_times_ms
     dt = float(np.median(np.diff(times))) if len(times) > 1 and np.all(np.diff(times) > 0) else 1.0
@@ -163,5 +164,5 @@ def write_study(study: Study, path: str | Path, overwrite: bool = False) -> Path
     direction[:3, :3] = study.direction
     image.SetDirection(tuple(direction.ravel()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), useCompression=True)
+    sitk.WriteImage(image, str(path), useCompression=compress)
     return path
