@@ -76,6 +76,8 @@ def _segment(args: argparse.Namespace) -> int:
     )
     print(format_measures(result.measures))
     print(format_qc(result.measures["qc"]))
+    if "review" in result.measures:
+        print(format_review(result.measures["review"]))
     print(f"Outputs in {args.out}: {', '.join(p.name for p in result.outputs)}")
     return 3 if args.strict and result.measures["qc"]["status"] == "fail" else 0
 
@@ -88,6 +90,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cmrseg.progress import LinePrinter
     from cmrseg.training.split import read_split
 
+    segmented: list = []  # the model's frames with their review evidence, when the model is run
+    segmenter = None
     folders = {"FCN": Path(args.pred)} if args.pred else {}
     if args.corrected:
         if not args.pred:
@@ -111,12 +115,22 @@ def _evaluate(args: argparse.Namespace) -> int:
         else:
             from cmrseg.inference import Segmenter
 
-            segmenter = Segmenter.load(args.model, device=args.device, bf16=not args.fp32)
-            cases = evaluate.acdc_model_cases(data, patients, segmenter)
+            segmenter = Segmenter.load(args.model, device=args.device, bf16=False if args.fp32 else None)
+            cases = evaluate.acdc_model_cases(data, patients, segmenter, segmented)
         cases = list(cases)
     results = evaluate.evaluate_cases(cases, args.out, len(cases), LinePrinter())
     print(evaluate.table1_markdown([r for r in results["table1"] if r["phase"] == "ED+ES"]))
     print(evaluate.table3_markdown(results["table3"]))
+    if segmenter is not None and segmented:
+        from cmrseg.review import load_review_model
+        from cmrseg.review_eval import format_metrics, measure, slice_set
+
+        review_model = load_review_model(segmenter.source)
+        if review_model is not None:
+            metrics = measure(review_model, slice_set(segmented))
+            (Path(args.out) / "review.md").write_text(format_metrics(metrics) + "\n")
+            (Path(args.out) / "review.json").write_text(json.dumps(metrics, indent=1))
+            print(format_metrics(metrics))
     print(f"Tables, per-case results and plots in {args.out}")
     return 0
 
@@ -156,6 +170,16 @@ def format_qc(qc: dict) -> str:
         if flag["slice"] is not None:
             where += f" slice {flag['slice']}"
         lines.append(f"  [{flag['severity'].upper()}] {where + ': ' if where else ''}{flag['message']}")
+    return "\n".join(lines)
+
+
+def format_review(review: dict, count: int = 5) -> str:
+    """The slices most worth checking (the review score, highest first)."""
+    lines = [f"Slices most worth checking (review score; all {len(review['slices'])} in measures.json):"]
+    for entry in review["slices"][:count]:
+        what = ", ".join(entry["structures"] + entry["signals"]) or "-"
+        lines.append(f"  {entry['phase']} slice {entry['slice']:2d}: score {entry['score']:.2f}, "
+                     f"~{entry['expected_error_ml']:.1f} ml to correct ({what})")
     return "\n".join(lines)
 
 
@@ -232,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--data", help="ACDC root (default: the split's)")
     evaluation.add_argument("--model", help="checkpoint to run (default: the shipped model)")
     evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    evaluation.add_argument("--fp32", action="store_true", help="full precision on the CPU (default: bf16)")
+    evaluation.add_argument("--fp32", action="store_true", help="fp32 (default: bf16 on CPUs with native bf16)")
     evaluation.add_argument("--pred", help="folder of predicted label maps instead of running the model")
     evaluation.add_argument("--corrected", help="second folder (e.g. physician-corrected) reported as FCN+corr")
     evaluation.add_argument("--ref", help="folder of reference label maps (instead of an ACDC split)")

@@ -170,15 +170,24 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
 # ------------------------------------------------------------------------------------ case sources
 
 
-def acdc_model_cases(data_root: Path, patients: list[str], segmenter) -> Iterable[Case]:
-    """The model's segmentation of each patient's ED and ES frame against the expert masks."""
+def acdc_model_cases(data_root: Path, patients: list[str], segmenter, segmented: list | None = None
+                     ) -> Iterable[Case]:
+    """The model's segmentation of each patient's ED and ES frame against the expert masks.
+
+    ``segmented``, when a list, receives each :class:`cmrseg.review_eval.SegmentedFrame` (for the review score).
+    """
     from cmrseg.inference import segment_frames
     from cmrseg.io.acdc import load_frame, patient_folder
+    from cmrseg.review_eval import SegmentedFrame
 
     for patient in patients:
         for phase in PHASES:
             frame = load_frame(patient_folder(data_root, patient), phase)
-            labels = segment_frames(frame.study, [0], segmenter)[0]
+            evidence: dict = {}
+            labels = segment_frames(frame.study, [0], segmenter, evidence=evidence)[0]
+            if segmented is not None:
+                segmented.append(SegmentedFrame(patient, phase, labels, evidence[0], frame.mask,
+                                                frame.study.voxel_volume_ml))
             yield Case(patient, phase, frame.study.spacing, frame.mask, {"FCN": labels})
 
 

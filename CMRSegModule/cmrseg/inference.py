@@ -18,9 +18,11 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io.study import Study
 from cmrseg.labels import BACKGROUND, LV
 from cmrseg.model import load_model
+from cmrseg.model.ensemble import Ensemble
 from cmrseg.postprocess import clean_labels
 from cmrseg.preprocess import PreprocessConfig, preprocess_frame, to_native_probabilities
 from cmrseg.progress import ProgressCallback, report
+from cmrseg.review import FrameEvidence, slice_entropy
 from cmrseg.shipped import default_model_path
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 / AMX). Without it, bf16 autocast is emulated
+    and measured ~7x slower than float32 (AMD EPYC without avx512_bf16), so inference stays in float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 @dataclass
 class Segmenter:
     """A loaded network with its pre-processing and run settings."""
@@ -52,7 +63,7 @@ class Segmenter:
     metadata: dict
     device: torch.device
     config: PreprocessConfig
-    bf16: bool = True  # bfloat16 autocast on the CPU (measured to keep accuracy; see the README benchmark)
+    bf16: bool = False  # bfloat16 autocast on the CPU; load() turns it on where the CPU has native bf16
     batch_size: int = 16
     # Weighted cross-entropy trains the network to output probabilities scaled by the class weights, which
     # inflates the up-weighted classes; dividing by the weights restores the unweighted decision. A shipped
@@ -72,6 +83,8 @@ class Segmenter:
             model = model.to(memory_format=torch.channels_last)
         config = PreprocessConfig.from_dict(metadata.get("preprocessing", {}))
         options.setdefault("prior_correction", bool(metadata.get("inference", {}).get("prior_correction", False)))
+        if options.get("bf16") is None:
+            options["bf16"] = torch_device.type == "cpu" and cpu_has_fast_bf16()
         return cls(model, metadata, torch_device, config, source=str(path), **options)
 
     @property
@@ -88,36 +101,61 @@ class Segmenter:
             f"cmrseg {self.metadata.get('cmrseg_version', '?')})"
         )
 
+    @property
+    def networks(self) -> list[torch.nn.Module]:
+        """The networks whose probabilities are averaged (the members of an ensemble, or the one network)."""
+        return list(self.model.members) if isinstance(self.model, Ensemble) else [self.model]
+
     @torch.inference_mode()
-    def network_probabilities(self, slices: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``[n, C, h, w]`` of pre-processed slices ``[n, h, w]``."""
+    def member_probabilities(self, slices: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``[m, n, C, h, w]`` of each of the ``m`` networks for slices ``[n, h, w]``.
+
+        Their mean is the model's output; their disagreement is evidence for the review score.
+        """
         outputs = []
         for start in range(0, len(slices), self.batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(slices[start : start + self.batch_size]))
             batch = batch[:, None].float().to(self.device)
             if self.device.type == "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs.append(self._forward(batch).float().cpu().numpy())
-        probabilities = np.concatenate(outputs)
-        weights = self.metadata.get("training", {}).get("class_weights")
-        if self.prior_correction and weights:
-            probabilities /= np.asarray(weights, dtype=np.float32)[None, :, None, None]
-            probabilities /= probabilities.sum(axis=1, keepdims=True)
-        return probabilities
+            outputs.append(torch.stack([self._forward(net, batch) for net in self.networks]).cpu().numpy())
+        return np.concatenate(outputs, axis=1)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def corrected(self, probabilities: np.ndarray) -> np.ndarray:
+        """Probabilities ``[..., C, h, w]`` with the checkpoint's class-weight prior correction, when it asks."""
+        weights = self.metadata.get("training", {}).get("class_weights")
+        if not (self.prior_correction and weights):
+            return probabilities
+        shape = [1] * probabilities.ndim
+        shape[-3] = len(weights)
+        probabilities = probabilities / np.asarray(weights, dtype=np.float32).reshape(shape)
+        return probabilities / probabilities.sum(axis=-3, keepdims=True)
+
+    def network_probabilities(self, slices: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``[n, C, h, w]`` of pre-processed slices ``[n, h, w]`` (the members' mean)."""
+        return self.corrected(self.member_probabilities(slices).mean(axis=0))
+
+    def _forward(self, network: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
         autocast = torch.autocast(
             self.device.type, dtype=torch.bfloat16 if self.device.type == "cpu" else torch.float16,
             enabled=self.bf16 or self.device.type == "cuda",
         )
         with autocast:
-            probabilities = torch.softmax(self.model(batch).float(), dim=1)
+            probabilities = torch.softmax(network(batch).float(), dim=1)
         return probabilities
 
     def frame_probabilities(self, frame: np.ndarray, spacing, center_yx=None) -> np.ndarray:
         """Class probabilities ``[z, C, y, x]`` of one native ``[z, y, x]`` frame."""
+        return self.frame_evidence(frame, spacing, center_yx)[0]
+
+    def frame_evidence(self, frame: np.ndarray, spacing, center_yx=None) -> tuple[np.ndarray, FrameEvidence]:
+        """The mean probabilities ``[z, C, y, x]`` of a native frame, and what the review score needs of it."""
         slices, geometry = preprocess_frame(frame, spacing, self.config, center_yx)
-        return to_native_probabilities(self.network_probabilities(slices), geometry)
+        members = self.member_probabilities(slices)
+        mean = to_native_probabilities(self.corrected(members.mean(axis=0)), geometry)
+        member_labels = np.stack([to_native_probabilities(self.corrected(m), geometry).argmax(axis=1)
+                                  for m in members]).astype(np.uint8)
+        return mean, FrameEvidence(member_labels, slice_entropy(mean), mean.argmax(axis=1).astype(np.uint8))
 
 
 def heart_center(labels: np.ndarray) -> tuple[float, float] | None:
@@ -131,8 +169,12 @@ def segment_frames(
     frames: list[int],
     segmenter: Segmenter,
     progress: ProgressCallback | None = None,
+    evidence: dict[int, FrameEvidence] | None = None,
 ) -> dict[int, np.ndarray]:
-    """Label maps ``[z, y, x]`` (ACDC labels, cleaned) of the given frames, on the study's native grid."""
+    """Label maps ``[z, y, x]`` (ACDC labels, cleaned) of the given frames, on the study's native grid.
+
+    When ``evidence`` is a dict, it receives each frame's :class:`cmrseg.review.FrameEvidence`.
+    """
     if study.num_slices < 2:
         raise CMRSegError(f"{study.source}: only {study.num_slices} slice; a short-axis stack is needed.")
     for index in frames:
@@ -140,7 +182,8 @@ def segment_frames(
             raise CMRSegError(f"Frame {index} is outside the study's {study.num_frames} frames.")
     spacing = study.spacing
     # Locate the heart on the first requested frame with a centred crop.
-    first = clean_labels(segmenter.frame_probabilities(study.frame(frames[0]), spacing).argmax(axis=1).astype(np.uint8))
+    first_probabilities, first_evidence = segmenter.frame_evidence(study.frame(frames[0]), spacing)
+    first = clean_labels(first_probabilities.argmax(axis=1).astype(np.uint8))
     centre = heart_center(first)
     image_centre = ((study.matrix[0] - 1) / 2, (study.matrix[1] - 1) / 2)
     recentre = None
@@ -153,10 +196,12 @@ def segment_frames(
     for done, index in enumerate(frames):
         report(progress, done, len(frames), "Segmenting frames")
         if index == frames[0] and recentre is None:
-            results[index] = first
-            continue
-        probabilities = segmenter.frame_probabilities(study.frame(index), spacing, recentre)
-        results[index] = clean_labels(probabilities.argmax(axis=1).astype(np.uint8))
+            results[index], frame_evidence = first, first_evidence
+        else:
+            probabilities, frame_evidence = segmenter.frame_evidence(study.frame(index), spacing, recentre)
+            results[index] = clean_labels(probabilities.argmax(axis=1).astype(np.uint8))
+        if evidence is not None:
+            evidence[index] = frame_evidence
     report(progress, len(frames), len(frames), "Segmenting frames")
     lv_ml = max(float((labels == LV).sum()) * study.voxel_volume_ml for labels in results.values())
     if lv_ml < MIN_LV_ML:

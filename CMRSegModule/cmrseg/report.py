@@ -110,6 +110,17 @@ def qc_box(qc: dict) -> str:
             f'<b>Quality check: {qc["status"].upper()}</b> ({headline})<ul>{items}</ul></div>')
 
 
+def review_table(review: dict, count: int = 10) -> str:
+    """The slices most worth checking, in review-score order."""
+    rows = "".join(
+        f"<tr><td>{html.escape(e['phase'])}</td><td>{e['slice']}</td><td>{e['score']:.2f}</td>"
+        f"<td>{e['expected_error_ml']:.1f}</td><td>{html.escape(', '.join(e['structures'] + e['signals']))}</td></tr>"
+        for e in review["slices"][:count]
+    )
+    return ("<h2>Slices most worth checking</h2><table><tr><th>Phase</th><th>Slice</th><th>Review score</th>"
+            f"<th>Expected error (ml)</th><th>Why</th></tr>{rows}</table>")
+
+
 def measures_table(measures: dict) -> str:
     rows = []
     for key, name, unit in PARAMETERS:
@@ -130,6 +141,7 @@ def write_report(
     overlays: list[tuple[str, np.ndarray, np.ndarray]],
     curve: tuple | None = None,
     qc: dict | None = None,
+    review: dict | None = None,
 ) -> Path:
     """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
     facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
@@ -145,6 +157,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:10
 <h1>{html.escape(title)}</h1>
 {qc_box(qc) if qc is not None else ""}
 {measures_table(measures)}
+{review_table(review) if review else ""}
 <ul>{facts}</ul>
 <p class="note">Automatic segmentation for review by a physician; not a diagnosis.
 Outlines: LV blood pool red, LV myocardium green, RV blood pool yellow.</p>

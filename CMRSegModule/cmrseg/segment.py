@@ -29,6 +29,7 @@ from cmrseg.outputs import locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
 from cmrseg.qc import quality_check
 from cmrseg.report import write_report
+from cmrseg.review import load_review_model, review_model_path, review_slices
 from cmrseg.validate import check_height_weight
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def run_segment(
             "ed_es_from": "LV volume curve" if result.from_curve else "input or user",
             "segmentation_seconds": round(result.seconds, 3),
             "qc": result.qc,
+            **({"review": result.review} if result.review is not None else {}),
             "frames": {
                 str(i): {"frame_number": study.frame_number(i), "file": frame_files[i],
                          "time_ms": study.frame_time_ms(i), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
@@ -181,6 +183,7 @@ class StudySegmentation:
     study_measures: dict | None  # StudyMeasures as a dict, when ED and ES differ
     seconds: float
     qc: dict  # cmrseg.qc.quality_check
+    review: dict | None = None  # cmrseg.review: per-slice scores of the ED/ES frames, when the model has a fit
 
 
 def segment_study(
@@ -196,7 +199,8 @@ def segment_study(
     """Segment the ED/ES frames (given, from the input, or from the volume curve) and measure them."""
     frames, from_curve = frames_to_segment(study, ed, es, all_frames)
     started = time.perf_counter()
-    labels = segment_frames(study, frames, segmenter, progress)
+    evidence: dict = {}
+    labels = segment_frames(study, frames, segmenter, progress, evidence=evidence)
     seconds = time.perf_counter() - started
     curve = lv_volume_curve(labels, study.voxel_volume_ml)
     if from_curve and len(frames) > 1:
@@ -214,7 +218,13 @@ def segment_study(
     if ed is not None and ed != es:
         measures = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
     qc = quality_check(labels, ed, es, measures, curve if from_curve or all_frames else None)
-    return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc)
+    review = None
+    review_model = load_review_model(segmenter.source) if segmenter.source else None
+    if review_model is not None:
+        phases = {ed: "ED", es: "ES"} if ed is not None else {frame: "frame" for frame in labels}
+        review = {"slices": review_slices(review_model, labels, evidence, phases, study.voxel_volume_ml),
+                  "model": review_model_path(segmenter.source).name}
+    return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc, review)
 
 
 def write_measures_csv(measures: dict, path: Path) -> None:
@@ -262,4 +272,4 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
                         else (np.array([study.frame_number(i) for i in frames]), "frame"))
         curve_data = (times, [curve[i] for i in frames], rv, frames.index(ed), frames.index(es), label)
     write_report(path, f"CMRSeg report: {study.description or Path(study.source).name}",
-                 measures.get("study", {}), context, overlays, curve_data, measures["qc"])
+                 measures.get("study", {}), context, overlays, curve_data, measures["qc"], measures.get("review"))

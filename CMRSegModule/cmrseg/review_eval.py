@@ -1,0 +1,121 @@
+"""Fitting and measuring the review score on ACDC patients (``scripts/fit-review``, ``cmrseg evaluate``).
+
+The score is fitted on the validation patients of the model's split and measured on its test patients, the way
+it is judged: the AUC of the score for "slice needs correction", the share of those slices among the top-scored
+20 % of slices, and the share of the total error volume those slices hold; each per phase too, beside two
+trivial rankings (smallest predicted heart area first; edge slices first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg.progress import ProgressCallback, report
+from cmrseg.review import FEATURES, FrameEvidence, ReviewModel, auc, slice_errors, slice_features, top_share
+
+
+@dataclass
+class SliceSet:
+    """Every slice of the ED and ES frames of some patients: signals, truth, and where each came from."""
+
+    features: np.ndarray  # [n, F]
+    needs: np.ndarray  # [n] bool
+    error_ml: np.ndarray  # [n]
+    phase: np.ndarray  # [n] "ED" / "ES"
+    patient: np.ndarray  # [n]
+
+
+@dataclass
+class SegmentedFrame:
+    """One ACDC frame as the model segmented it, with its evidence and the expert mask."""
+
+    patient: str
+    phase: str
+    labels: np.ndarray
+    evidence: FrameEvidence
+    mask: np.ndarray
+    voxel_ml: float
+
+
+def segment_patients(data_root: Path, patients: list[str], segmenter,
+                     progress: ProgressCallback | None = None) -> list[SegmentedFrame]:
+    """Segment each patient's ED and ES frame, keeping what the review score needs."""
+    from cmrseg.inference import segment_frames
+    from cmrseg.io.acdc import load_frame, patient_folder
+
+    frames = []
+    for done, patient in enumerate(patients):
+        report(progress, done, len(patients), "Segmenting for the review score")
+        for phase in ("ED", "ES"):
+            frame = load_frame(patient_folder(data_root, patient), phase)
+            evidence: dict = {}
+            labels = segment_frames(frame.study, [0], segmenter, evidence=evidence)[0]
+            frames.append(SegmentedFrame(patient, phase, labels, evidence[0], frame.mask, frame.study.voxel_volume_ml))
+    report(progress, len(patients), len(patients), "Segmenting for the review score")
+    return frames
+
+
+def slice_set(frames: list[SegmentedFrame]) -> SliceSet:
+    """Every slice's signals and truth."""
+    rows: dict[str, list] = {"features": [], "needs": [], "error_ml": [], "phase": [], "patient": []}
+    for frame in frames:
+        needs, error = slice_errors(frame.labels, frame.mask, frame.voxel_ml)
+        rows["features"].append(slice_features(frame.evidence, frame.labels, frame.voxel_ml))
+        rows["needs"].append(needs)
+        rows["error_ml"].append(error)
+        rows["phase"].append(np.full(len(needs), frame.phase))
+        rows["patient"].append(np.full(len(needs), frame.patient))
+    return SliceSet(**{key: np.concatenate(value) for key, value in rows.items()})
+
+
+def ranking_metrics(scores: np.ndarray, slices: SliceSet) -> dict:
+    """AUC, top-20 % recall and top-20 % error share, over all slices and per phase."""
+    result = {}
+    for name, mask in (("all", np.ones(len(scores), bool)), ("ED", slices.phase == "ED"),
+                       ("ES", slices.phase == "ES")):
+        result[name] = {
+            "slices": int(mask.sum()),
+            "needing_correction": int(slices.needs[mask].sum()),
+            "auc": round(auc(scores[mask], slices.needs[mask]), 4),
+            "top20_recall": round(top_share(scores[mask], slices.needs[mask]), 4),
+            "top20_error_share": round(top_share(scores[mask], None, slices.error_ml[mask]), 4),
+        }
+    return result
+
+
+def baseline_scores(slices: SliceSet) -> dict[str, np.ndarray]:
+    """The trivial rankings the score must beat."""
+    heart = slices.features[:, FEATURES.index("heart")]
+    edge = slices.features[:, FEATURES.index("edge")]
+    return {"smallest heart area first": -heart, "edge slices first": edge - 1e-6 * heart}
+
+
+def signal_aucs(slices: SliceSet) -> dict[str, float]:
+    """Each signal alone as a ranking (its AUC; below 0.5 means it ranks the wrong way round)."""
+    return {name: round(auc(slices.features[:, i], slices.needs), 3) for i, name in enumerate(FEATURES)}
+
+
+def measure(model: ReviewModel, slices: SliceSet) -> dict:
+    """The score's ranking metrics next to the baselines'; the expected error's correlation with the truth."""
+    result = {"review score": ranking_metrics(model.score(slices.features), slices)}
+    for name, scores in baseline_scores(slices).items():
+        result[name] = ranking_metrics(scores, slices)
+    expected = model.expected_error_ml(slices.features)
+    result["expected_error_correlation"] = round(float(np.corrcoef(expected, slices.error_ml)[0, 1]), 4)
+    return result
+
+
+def format_metrics(metrics: dict) -> str:
+    lines = ["| ranking | phase | slices | needing correction | AUC | top-20 % recall | top-20 % error share |",
+             "|---|---|---|---|---|---|---|"]
+    for name, phases in metrics.items():
+        if not isinstance(phases, dict):
+            continue
+        for phase, m in phases.items():
+            lines.append(f"| {name} | {phase} | {m['slices']} | {m['needing_correction']} | {m['auc']:.3f} | "
+                         f"{m['top20_recall']:.1%} | {m['top20_error_share']:.1%} |")
+    lines.append(f"\nExpected error volume vs true error volume per slice: r = {metrics['expected_error_correlation']}")
+    return "\n".join(lines)

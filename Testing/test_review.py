@@ -1,0 +1,124 @@
+"""The review score: known answers for its signals, truth and metrics, a fit that recovers a known relation,
+and the per-slice list a real run writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cmrseg.labels import LV, MYO, RV
+from cmrseg.review import (
+    FEATURES,
+    FrameEvidence,
+    auc,
+    fit_review_model,
+    slice_errors,
+    slice_features,
+    top_share,
+)
+
+
+def heart(slices: int = 6) -> np.ndarray:
+    y, x = np.mgrid[:48, :48]
+    r = np.hypot(y - 24, x - 20)
+    plane = np.zeros((48, 48), np.uint8)
+    plane[r < 11] = MYO
+    plane[r < 7] = LV
+    plane[(np.hypot(y - 24, x - 38) < 7) & (plane == 0)] = RV
+    stack = np.repeat(plane[None], slices, axis=0)
+    stack[0] = 0  # no heart on the first slice
+    return stack
+
+
+def test_auc_and_top_share_known_answers():
+    positive = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool)
+    assert auc(np.arange(10)[::-1], positive) == 1.0
+    assert auc(np.arange(10), positive) == 0.0
+    assert auc(np.zeros(10), positive) == 0.5
+    assert top_share(np.arange(10)[::-1], positive) == 1.0  # both positives in the top 2 of 10
+    assert top_share(np.arange(10)[::-1], None, np.arange(10)) == pytest.approx((0 + 1) / 45)  # weights of the top 2
+
+
+def test_slice_errors_follow_the_definition():
+    truth = heart()
+    labels = truth.copy()
+    labels[3][labels[3] == LV] = MYO  # LV lost on slice 3: Dice 0 for LV and worse myocardium
+    labels[4][truth[4] == RV][:3] = 0
+    needs, error = slice_errors(labels, truth, voxel_ml=0.01)
+    assert needs.tolist() == [False, False, False, True, False, False]
+    lv_voxels = int((truth[3] == LV).sum())
+    assert error[3] == pytest.approx(2 * lv_voxels * 0.01)  # LV missing and the same voxels extra in Myo
+    tiny = truth.copy()
+    tiny[2][(tiny[2] == LV)] = MYO
+    needs, _ = slice_errors(tiny, truth, voxel_ml=1e-5)  # the structures are below 0.5 ml: never flagged
+    assert not needs.any()
+
+
+def test_slice_signals_measure_what_they_name():
+    labels = heart()
+    members = np.repeat(labels[None], 3, axis=0).copy()
+    members[2, 3, 20:24, 20:23] = 0  # one member disagrees on 12 voxels of slice 3
+    raw = labels.copy()
+    raw[5, 0:2, 0:5] = RV  # a stray piece the clean-up removed on slice 5
+    evidence = FrameEvidence(members, np.arange(6, dtype=float), raw)
+    features = slice_features(evidence, labels, voxel_ml=0.02)
+    column = {name: features[:, i] for i, name in enumerate(FEATURES)}
+    heart_ml = column["heart"]
+    assert heart_ml[0] == 0 and heart_ml[3] == pytest.approx((labels[3] > 0).sum() * 0.02)
+    assert column["disagreement"].tolist() == pytest.approx([0, 0, 0, 12 * 0.02, 0, 0])
+    assert column["disagreement_share"][3] == pytest.approx(12 * 0.02 / (heart_ml[3] + 0.5))
+    assert column["removed"].tolist() == pytest.approx([0, 0, 0, 0, 0, 10 * 0.02])
+    assert column["entropy_share"].tolist() == pytest.approx(np.arange(6) * 0.02 / (heart_ml + 0.5))
+    assert column["edge"].tolist() == [0, 1, 0, 0, 0, 1]  # first and last slice that hold heart
+    assert column["neighbour_change_share"][0] > 0 and column["neighbour_change_share"][3] == 0
+    assert column["unenclosed"][3] == 0.0
+
+
+def test_the_fit_recovers_a_known_relation_and_generalises():
+    rng = np.random.default_rng(0)
+    features = np.abs(rng.normal(1.0, 1.0, (600, len(FEATURES))))
+    features[:, 5] = rng.random(600) < 0.2
+    features[:, 6] = rng.random(600)
+    risk = 2.5 * np.log1p(features[:, 0]) + 1.5 * features[:, 5] - 2.5
+    needs = rng.random(600) < 1 / (1 + np.exp(-3 * risk))
+    error = 2.0 * np.log1p(features[:, 0]) + 0.1 * rng.random(600)
+    model = fit_review_model(features[:400], needs[:400], error[:400])
+    assert np.argmax(np.abs(model.coefficients)) == 0  # disagreement carries the relation
+    assert model.coefficients[5] > 0.3  # and the edge flag its smaller part
+    assert auc(model.score(features[400:]), needs[400:]) > 0.85
+    assert np.corrcoef(model.expected_error_ml(features[400:]), error[400:])[0, 1] > 0.95
+    again = type(model).from_dict(json.loads(json.dumps(model.as_dict())))
+    np.testing.assert_allclose(again.score(features), model.score(features))
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_a_run_lists_every_ed_and_es_slice_by_score(acdc_root, model_path, tmp_path):
+    from cmrseg.cli import main
+    from cmrseg.review import review_model_path
+
+    if not review_model_path(model_path).is_file():
+        pytest.skip(f"{model_path} has no fitted review score (scripts/fit-review)")
+    out = tmp_path / "out"
+    assert main(["segment", str(acdc_root / "patient001"), "--out", str(out), "--model", str(model_path)]) == 0
+    measures = json.loads((out / "measures.json").read_text())
+    slices = measures["review"]["slices"]
+    depth = 10  # patient001 has 10 slices
+    assert sorted((e["phase"], e["slice"]) for e in slices) == sorted(
+        (phase, z) for phase in ("ED", "ES") for z in range(depth))
+    scores = [e["score"] for e in slices]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert "Slices most worth checking" in (out / "report.html").read_text()
+
+
+def test_a_score_on_chosen_signals_uses_only_them():
+    rng = np.random.default_rng(1)
+    features = np.abs(rng.normal(1.0, 1.0, (300, len(FEATURES))))
+    needs = features[:, 2] > 1.2
+    model = fit_review_model(features, needs, features[:, 2], signals=["entropy_share"])
+    shuffled = features.copy()
+    shuffled[:, [0, 1, 3]] = rng.permutation(shuffled[:, [0, 1, 3]])  # other signals changed: same score
+    np.testing.assert_allclose(model.score(shuffled), model.score(features))
+    assert auc(model.score(features), needs) > 0.99
