@@ -1,0 +1,243 @@
+"""Scanning a DICOM folder: every file's header (no pixel data), grouped into series and slice positions.
+
+Used by :mod:`cmrseg.io.dicom_cine`, which chooses the cine series and reads it. Slices are told apart by
+``ImagePositionPatient`` projected on the slice normal, phases by ``TriggerTime`` (see that module).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom import config as dicom_config
+from pydicom.errors import InvalidDicomError
+
+from cmrseg.errors import CMRSegError
+from cmrseg.progress import ProgressCallback, report
+
+logger = logging.getLogger(__name__)
+
+POSITION_TOLERANCE_MM = 0.05  # instances closer than this along the normal share a slice position
+TRIGGER_TOLERANCE_MS = 0.5  # two instances of one position closer in time than this are duplicates
+MAX_NAMES = 5  # file names quoted in one message
+
+
+class DicomReadWarning(UserWarning):
+    """Something in the DICOM folder was skipped or guessed; the cine was read all the same."""
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """What the reader needs from one DICOM file's header (read without pixel data)."""
+
+    path: Path
+    series_uid: str
+    series_number: int | None = None
+    series_description: str = ""
+    instance_number: int | None = None
+    rows: int | None = None
+    columns: int | None = None
+    pixel_spacing: tuple[float, float] | None = None  # (row spacing, column spacing) as in DICOM
+    orientation: tuple[float, ...] | None = None  # ImageOrientationPatient: row cosine, column cosine
+    position: tuple[float, float, float] | None = None  # ImagePositionPatient
+    trigger_time: float | None = None
+    number_of_frames: int = 1
+    modality: str = ""
+
+    @property
+    def has_geometry(self) -> bool:
+        return None not in (self.rows, self.columns, self.pixel_spacing, self.orientation, self.position)
+
+
+@dataclass
+class SeriesSummary:
+    """One series of a scanned folder: its instances and how many slice positions and phases they form."""
+
+    series_uid: str
+    series_number: int | None
+    description: str
+    instances: list[InstanceHeader]
+    num_positions: int  # distinct slice positions along the normal (0 without image geometry)
+    num_phases: int  # most distinct trigger times (or instances) found at one position
+
+    @property
+    def num_instances(self) -> int:
+        return len(self.instances)
+
+    def describe(self) -> str:
+        number = f"series {self.series_number}" if self.series_number is not None else "series"
+        return (
+            f'{number} "{self.description}" ({self.num_instances} instances, {self.num_positions} slice '
+            f"positions x {self.num_phases} phases; SeriesInstanceUID {self.series_uid})"
+        )
+
+
+@dataclass
+class _Scan:
+    headers: list[InstanceHeader]
+    non_dicom: list[Path]
+    unreadable: list[Path]  # DICOM files whose header could not be read or that hold no image series
+
+    def skipped_note(self) -> str:
+        if not self.unreadable:
+            return ""
+        return f" Files that could not be read: {_names(self.unreadable)}."
+
+
+# --------------------------------------------------------------------------------------------- scanning
+
+
+def scan_dicom_folder(folder: str | Path, progress: ProgressCallback | None = None) -> list[SeriesSummary]:
+    """The image series under ``folder`` (searched recursively), from the file headers only.
+
+    Non-DICOM files and unreadable DICOM files are skipped with a :class:`DicomReadWarning` naming them.
+    Series come sorted by series number, then UID.
+    """
+    scan = _scan_folder(Path(folder), progress)
+    return _group_series(scan.headers)
+
+
+def _scan_folder(folder: Path, progress: ProgressCallback | None) -> _Scan:
+    if not folder.is_dir():
+        raise CMRSegError(f"{folder} is not a folder; choose the folder that holds the cine DICOM files.")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    scan = _Scan([], [], [])
+    for done, path in enumerate(files, start=1):
+        try:
+            header = _read_header(path)
+        except InvalidDicomError:
+            scan.non_dicom.append(path)
+        except Exception as exc:  # noqa: BLE001 - any failure of a corrupt file is reported by name
+            logger.debug("Cannot read %s: %s", path, exc)
+            scan.unreadable.append(path)
+        else:
+            if header is None:
+                if path.name.upper() != "DICOMDIR":
+                    scan.unreadable.append(path)
+            else:
+                scan.headers.append(header)
+        report(progress, done, len(files), "Reading DICOM headers")
+    if scan.non_dicom:
+        warnings.warn(
+            f"Skipped {len(scan.non_dicom)} file(s) in {folder} that are not DICOM: {_names(scan.non_dicom)}.",
+            DicomReadWarning,
+            stacklevel=3,
+        )
+    if scan.unreadable:
+        warnings.warn(
+            f"Skipped {len(scan.unreadable)} DICOM file(s) in {folder} that are unreadable, truncated or hold "
+            f"no image series: {_names(scan.unreadable)}.",
+            DicomReadWarning,
+            stacklevel=3,
+        )
+    return scan
+
+
+def _read_header(path: Path) -> InstanceHeader | None:
+    """The header of one file, or ``None`` for DICOM that is not part of an image series."""
+    with dicom_config.disable_value_validation():
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=False)
+        series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+        if not series_uid or "Rows" not in ds:
+            return None
+        return InstanceHeader(
+            path=path,
+            series_uid=series_uid,
+            series_number=_int(ds.get("SeriesNumber")),
+            series_description=str(ds.get("SeriesDescription", "") or ""),
+            instance_number=_int(ds.get("InstanceNumber")),
+            rows=_int(ds.get("Rows")),
+            columns=_int(ds.get("Columns")),
+            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+            position=_floats(ds.get("ImagePositionPatient"), 3),
+            trigger_time=_float(ds.get("TriggerTime")),
+            number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
+            modality=str(ds.get("Modality", "") or "").strip().upper(),
+        )
+
+
+def _group_series(headers: list[InstanceHeader]) -> list[SeriesSummary]:
+    by_uid: dict[str, list[InstanceHeader]] = {}
+    for header in headers:
+        by_uid.setdefault(header.series_uid, []).append(header)
+    summaries = []
+    for uid, instances in by_uid.items():
+        first = instances[0]
+        clusters = _position_clusters(instances)
+        phases = [len({_time_key(h) for h in members}) for members in clusters]
+        summaries.append(
+            SeriesSummary(
+                series_uid=uid,
+                series_number=first.series_number,
+                description=first.series_description,
+                instances=instances,
+                num_positions=len(clusters),
+                num_phases=max(phases, default=0),
+            )
+        )
+    return sorted(summaries, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
+
+
+def _time_key(header: InstanceHeader) -> float | int | None:
+    if header.trigger_time is not None:
+        return round(header.trigger_time / TRIGGER_TOLERANCE_MS)
+    return header.instance_number if header.instance_number is not None else id(header)
+
+
+def _slice_normal(orientation: tuple[float, ...]) -> np.ndarray:
+    row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    normal = np.cross(row, col)
+    norm = np.linalg.norm(normal)
+    return normal / norm if norm > 0 else normal
+
+
+def _position_clusters(instances: list[InstanceHeader]) -> list[list[InstanceHeader]]:
+    """Instances with image geometry grouped by slice position, sorted ascending along the normal of the first."""
+    located = [h for h in instances if h.has_geometry]
+    if not located:
+        return []
+    normal = _slice_normal(located[0].orientation)
+    order = sorted(located, key=lambda h: float(np.dot(normal, h.position)))
+    clusters: list[list[InstanceHeader]] = [[order[0]]]
+    last = float(np.dot(normal, order[0].position))
+    for header in order[1:]:
+        projection = float(np.dot(normal, header.position))
+        if projection - last > POSITION_TOLERANCE_MM:
+            clusters.append([])
+        clusters[-1].append(header)
+        last = projection
+    return clusters
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _names(paths: list[Path] | list[InstanceHeader]) -> str:
+    names = [p.path.name if isinstance(p, InstanceHeader) else Path(p).name for p in paths]
+    more = f" and {len(names) - MAX_NAMES} more" if len(names) > MAX_NAMES else ""
+    return ", ".join(names[:MAX_NAMES]) + more
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: object) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None else None
+
+
+def _floats(value: object, count: int) -> tuple[float, ...] | None:
+    try:
+        numbers = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == count else None
