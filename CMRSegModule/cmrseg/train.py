@@ -43,7 +43,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--spacing-mm", type=float, help=f"network pixel spacing (default {d.spacing_mm})")
     parser.add_argument("--size", type=int, help=f"network input size, a multiple of 16 (default {d.size})")
     parser.add_argument("--jitter-px", type=int, help=f"random crop shift around the heart ({d.jitter_px})")
-    parser.add_argument("--precision", choices=("bf16", "fp32"), help="bf16 autocast (default) or fp32")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), help="default: bf16 where native")
     parser.add_argument(
         "--augmentation", choices=AUGMENTATION_NAMES, help=f"online augmentation setting (default {d.augmentation})"
     )
