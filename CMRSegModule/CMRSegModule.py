@@ -26,7 +26,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from cmrseg.errors import CMRSegError
-from CMRSegModuleLib import Dependencies, Export, ResultsTable, ReviewNodes, Runner
+from CMRSegModuleLib import Dependencies, Export, ResultsTable, ReviewList, ReviewNodes, Runner
 from CMRSegModuleLib.SegmentationNodes import segmentationEditEvents
 from CMRSegModuleLib.SequenceNodes import (
     describeInputNode,
@@ -108,6 +108,7 @@ class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run = None  # the running background job: dict(process, job, study, parser, cancelled)
         self._observedSegmentations = []
         self._finishedProcess = None
+        self._reviewEntries = []  # the entries the review list shows, in its order
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -126,6 +127,7 @@ class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadDicomFolderButton.clicked.connect(self.onLoadDicomFolder)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
         self.ui.updateCorrectedButton.clicked.connect(self.onUpdateCorrected)
+        self.ui.reviewListWidget.itemClicked.connect(self.onReviewEntryClicked)
         self.ui.showEdButton.clicked.connect(lambda: self.onShowPhase("ED"))
         self.ui.showEsButton.clicked.connect(lambda: self.onShowPhase("ES"))
         self.ui.editEdButton.clicked.connect(lambda: self.onEditPhase("ED"))
@@ -194,6 +196,23 @@ class CMRSegModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = review is not None and not review.singleFrame
         corrected = [n for n in (review.edCorrected, review.esCorrected) if n] if review and p.autoUpdate else []
         self._observeSegmentations(corrected)
+        self._showReviewList(review)
+
+    def _showReviewList(self, review) -> None:
+        """The review list of the shown result, with the looked-at and edited marks."""
+        self.ui.reviewListWidget.clear()
+        self._reviewEntries = ReviewList.reviewEntries(review.table) if review is not None else []
+        if not self._reviewEntries:
+            return
+        visited, edited = ReviewList.visitedEntries(review.table), ReviewList.editedSlices(review)
+        for entry in self._reviewEntries:
+            self.ui.reviewListWidget.addItem(ReviewList.describeEntry(entry, visited, edited))
+
+    def onReviewEntryClicked(self, item) -> None:
+        entry = self._reviewEntries[self.ui.reviewListWidget.row(item)]
+        with slicer.util.tryWithErrorDisplay("Could not show that slice."):
+            self.logic.jumpToReviewEntry(self._parameterNode.resultsTable, entry)
+            self._updateGui()
 
     def onLoadDicomFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(None, "Cine short-axis DICOM folder")
@@ -425,6 +444,15 @@ class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
         volume, corrected = ReviewNodes.showPhase(ReviewNodes.reviewNodesFromTable(table), phase)
         if slicer.app.layoutManager() is not None:
             slicer.util.setSliceViewerLayers(background=volume, fit=True, rotateToVolumePlane=True)
+        return volume, corrected
+
+    def jumpToReviewEntry(self, table, entry: dict):
+        """Show the entry's phase and slice (views centred on it); marks it looked at."""
+        review = ReviewNodes.reviewNodesFromTable(table)
+        volume, corrected = ReviewList.jumpToEntry(slicer.mrmlScene, review, entry)
+        if slicer.app.layoutManager() is not None:
+            slicer.util.setSliceViewerLayers(background=volume, rotateToVolumePlane=True)
+            ReviewList.jumpToEntry(slicer.mrmlScene, review, entry)  # again, after the views were rotated
         return volume, corrected
 
     def showOnlyResult(self, review) -> list:

@@ -14,7 +14,7 @@ MODULE_DIR = REPO_ROOT / "CMRSegModule"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "CMRSegModule.ui"
 MODULE_FILE = MODULE_DIR / "CMRSegModule.py"
 QT_CLASSES = {"QWidget", "QLabel", "QPushButton", "QCheckBox", "QSpinBox", "QDoubleSpinBox", "QComboBox",
-              "QProgressBar", "QTableView", "QLineEdit"}
+              "QProgressBar", "QTableView", "QLineEdit", "QListWidget"}
 
 
 @pytest.fixture(scope="module")

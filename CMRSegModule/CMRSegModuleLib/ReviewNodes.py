@@ -102,6 +102,10 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
     for key, value in facts.items():
         if value is not None and not (result.singleFrame and key in ("edFrame", "esFrame")):
             table.SetAttribute(RUN_ATTRIBUTES[key], str(value))
+    if getattr(result, "review", None):
+        from CMRSegModuleLib import ReviewList
+
+        ReviewList.storeReview(table, result.review)
     return review
 
 

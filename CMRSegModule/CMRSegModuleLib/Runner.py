@@ -80,6 +80,7 @@ class RunResult:
     basalRule: str
     edEsFrom: str = ""
     measures: dict | None = None  # the core's StudyMeasures dict, when ED and ES exist
+    review: dict | None = None  # the core's per-slice review score (cmrseg.review), when the model has one
 
     @property
     def singleFrame(self) -> bool:
@@ -265,7 +266,7 @@ def readResults(job: SegmentJob) -> RunResult:
         path = job.outDir / job.frameFiles[frame]
         labels[frame] = np.ascontiguousarray(read_volume_file(path).image[0], dtype=np.uint8)
     return RunResult(labels, ed, es, measures.get("model", ""), measures.get("basal_rule", job.settings.basalRule),
-                     measures.get("ed_es_from", ""), measures.get("study"))
+                     measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"))
 
 
 def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) -> RunResult:
@@ -287,4 +288,5 @@ def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) ->
     kept = [ed, es] if ed is not None else sorted(result.labels)[:1]
     labels = {i: result.labels[i] for i in kept}
     edEsFrom = "LV volume curve" if result.from_curve else "input or user"
-    return RunResult(labels, ed, es, segmenter.description, settings.basalRule, edEsFrom, result.study_measures)
+    return RunResult(labels, ed, es, segmenter.description, settings.basalRule, edEsFrom, result.study_measures,
+                     result.review)
