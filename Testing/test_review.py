@@ -111,6 +111,11 @@ def test_a_run_lists_every_ed_and_es_slice_by_score(acdc_root, model_path, tmp_p
     scores = [e["score"] for e in slices]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     assert "Slices most worth checking" in (out / "report.html").read_text()
+    intervals = measures["review"]["intervals"]
+    assert set(intervals) == {"lv_edv_ml", "lv_ef_pct", "rv_ef_pct", "lv_mass_ed_g"}
+    for name, interval in intervals.items():
+        assert interval["low"] <= interval["value"] <= interval["high"] and interval["level"] == 0.9
+        assert interval["value"] == pytest.approx(measures["study"][name], abs=0.01)
 
 
 def test_a_score_on_chosen_signals_uses_only_them():
@@ -122,3 +127,16 @@ def test_a_score_on_chosen_signals_uses_only_them():
     shuffled[:, [0, 1, 3]] = rng.permutation(shuffled[:, [0, 1, 3]])  # other signals changed: same score
     np.testing.assert_allclose(model.score(shuffled), model.score(features))
     assert auc(model.score(features), needs) > 0.99
+
+
+def test_intervals_are_the_calibrated_multiple_of_the_members_spread():
+    from cmrseg.review import INTERVAL_FLOORS, calibrate_factors, parameter_intervals
+
+    errors = {"lv_edv_ml": [0.1 * k for k in range(1, 11)]}  # |error| / spread of ten patients
+    factors = calibrate_factors(errors)
+    assert factors == {"lv_edv_ml": pytest.approx(1.0)}  # the 90 % point, rounded up to a patient
+    members = [{"lv_edv_ml": v} for v in (100.0, 104.0, 96.0)]
+    interval = parameter_intervals({"lv_edv_ml": 101.0}, members, factors)["lv_edv_ml"]
+    half = np.std([100.0, 104.0, 96.0]) + INTERVAL_FLOORS["lv_edv_ml"]
+    assert interval["low"] == pytest.approx(101.0 - half, abs=0.01)
+    assert interval["high"] == pytest.approx(101.0 + half, abs=0.01)

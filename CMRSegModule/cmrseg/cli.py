@@ -123,11 +123,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(evaluate.table3_markdown(results["table3"]))
     if segmenter is not None and segmented:
         from cmrseg.review import load_review_model
-        from cmrseg.review_eval import format_metrics, measure, slice_set
+        from cmrseg.review_eval import format_metrics, interval_coverage, measure, slice_set
 
         review_model = load_review_model(segmenter.source)
         if review_model is not None:
             metrics = measure(review_model, slice_set(segmented))
+            factors = review_model.record.get("interval_factors")
+            if factors:
+                metrics["interval_coverage"] = interval_coverage(segmented, factors)
             (Path(args.out) / "review.md").write_text(format_metrics(metrics) + "\n")
             (Path(args.out) / "review.json").write_text(json.dumps(metrics, indent=1))
             print(format_metrics(metrics))
@@ -180,6 +183,11 @@ def format_review(review: dict, count: int = 5) -> str:
         what = ", ".join(entry["structures"] + entry["signals"]) or "-"
         lines.append(f"  {entry['phase']} slice {entry['slice']:2d}: score {entry['score']:.2f}, "
                      f"~{entry['expected_error_ml']:.1f} ml to correct ({what})")
+    intervals = review.get("intervals", {})
+    if intervals:
+        lines.append("90 % intervals from the ensemble's spread (calibrated on validation patients):")
+        for name, interval in intervals.items():
+            lines.append(f"  {name:14} {interval['value']:8.1f}  [{interval['low']:.1f}, {interval['high']:.1f}]")
     return "\n".join(lines)
 
 

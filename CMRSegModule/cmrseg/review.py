@@ -142,7 +142,7 @@ class ReviewModel:
     intercept: float
     error_coefficients: np.ndarray  # non-negative, one per feature of FEATURES, on the transformed features
     error_intercept: float
-    record: dict  # how it was fitted and what it measured
+    record: dict  # how it was fitted and what it measured; "interval_factors" for the parameter intervals
 
     def _standardised(self, features: np.ndarray) -> np.ndarray:
         columns = [FEATURES.index(name) for name in self.signals]
@@ -267,3 +267,55 @@ def review_slices(model: ReviewModel, labels: dict[int, np.ndarray], evidence: d
                             "expected_error_ml": round(float(errors[z]), 2), "structures": doubtful,
                             "signals": reasons})
     return sorted(entries, key=lambda e: -e["score"])
+
+
+# ---------------------------------------------------------------------------------------- parameter intervals
+
+INTERVAL_PARAMETERS = ("lv_edv_ml", "lv_ef_pct", "rv_ef_pct", "lv_mass_ed_g")
+INTERVAL_FLOORS = {"lv_edv_ml": 2.0, "lv_ef_pct": 1.0, "rv_ef_pct": 2.0, "lv_mass_ed_g": 2.0}  # spread floor
+INTERVAL_LEVEL = 0.9
+
+
+def study_parameters(ed: np.ndarray, es: np.ndarray, voxel_ml: float) -> dict[str, float]:
+    """LV EDV, LV EF, RV EF and LV mass at ED of ED and ES label maps."""
+    from cmrseg.labels import RV
+
+    def volume(labels, label):
+        return float((labels == label).sum()) * voxel_ml
+
+    def ef(edv, esv):
+        return 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
+
+    return {"lv_edv_ml": volume(ed, LV), "lv_ef_pct": ef(volume(ed, LV), volume(es, LV)),
+            "rv_ef_pct": ef(volume(ed, RV), volume(es, RV)), "lv_mass_ed_g": volume(ed, MYO) * 1.05}
+
+
+def member_parameters(ed: FrameEvidence, es: FrameEvidence, voxel_ml: float) -> list[dict[str, float]]:
+    """Each ensemble member's parameters, from its own label maps after the same clean-up."""
+    from cmrseg.postprocess import clean_labels
+
+    return [study_parameters(clean_labels(a), clean_labels(b), voxel_ml)
+            for a, b in zip(ed.member_labels, es.member_labels, strict=True)]
+
+
+def spread(members: list[dict[str, float]], name: str) -> float:
+    """The members' standard deviation of a parameter, with its floor (three members can agree by chance)."""
+    return float(np.nanstd([m[name] for m in members])) + INTERVAL_FLOORS[name]
+
+
+def parameter_intervals(value: dict, members: list[dict[str, float]], factors: dict[str, float]) -> dict:
+    """``{name: {"value", "low", "high", "level"}}``: value +- factor x spread, the factor calibrated for the level."""
+    result = {}
+    for name in INTERVAL_PARAMETERS:
+        if name not in factors or value.get(name) is None or not np.isfinite(value[name]):
+            continue
+        half = factors[name] * spread(members, name)
+        result[name] = {"value": round(float(value[name]), 2), "low": round(float(value[name]) - half, 2),
+                        "high": round(float(value[name]) + half, 2), "level": INTERVAL_LEVEL}
+    return result
+
+
+def calibrate_factors(normalised_errors: dict[str, list[float]]) -> dict[str, float]:
+    """Per parameter, the factor that makes ``|expert - value| <= factor x spread`` hold for the level's share."""
+    return {name: float(np.quantile(np.abs(errors), INTERVAL_LEVEL, method="higher"))
+            for name, errors in normalised_errors.items() if errors}

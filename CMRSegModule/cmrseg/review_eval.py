@@ -118,4 +118,36 @@ def format_metrics(metrics: dict) -> str:
             lines.append(f"| {name} | {phase} | {m['slices']} | {m['needing_correction']} | {m['auc']:.3f} | "
                          f"{m['top20_recall']:.1%} | {m['top20_error_share']:.1%} |")
     lines.append(f"\nExpected error volume vs true error volume per slice: r = {metrics['expected_error_correlation']}")
+    if "interval_coverage" in metrics:
+        lines.append(f"90 % parameter intervals, share of patients whose expert value they hold: "
+                     f"{metrics['interval_coverage']}")
     return "\n".join(lines)
+
+
+def interval_errors(frames: list[SegmentedFrame]) -> tuple[dict[str, list[float]], dict[str, list[tuple]]]:
+    """Per patient and parameter: ``(expert - value) / spread``, and ``(value, spread, expert)`` for coverage."""
+    from cmrseg.review import INTERVAL_PARAMETERS, member_parameters, spread, study_parameters
+
+    by_patient: dict[str, dict[str, SegmentedFrame]] = {}
+    for frame in frames:
+        by_patient.setdefault(frame.patient, {})[frame.phase] = frame
+    normalised: dict[str, list[float]] = {name: [] for name in INTERVAL_PARAMETERS}
+    triples: dict[str, list[tuple]] = {name: [] for name in INTERVAL_PARAMETERS}
+    for phases in by_patient.values():
+        ed, es = phases["ED"], phases["ES"]
+        value = study_parameters(ed.labels, es.labels, ed.voxel_ml)
+        expert = study_parameters(ed.mask, es.mask, ed.voxel_ml)
+        members = member_parameters(ed.evidence, es.evidence, ed.voxel_ml)
+        for name in INTERVAL_PARAMETERS:
+            width = spread(members, name)
+            normalised[name].append((expert[name] - value[name]) / width)
+            triples[name].append((value[name], width, expert[name]))
+    return normalised, triples
+
+
+def interval_coverage(frames: list[SegmentedFrame], factors: dict[str, float]) -> dict[str, float]:
+    """The share of patients whose expert value lies inside the interval, per parameter."""
+    _, triples = interval_errors(frames)
+    return {name: round(float(np.mean([abs(expert - value) <= factors[name] * width
+                                        for value, width, expert in rows])), 3)
+            for name, rows in triples.items() if name in factors}

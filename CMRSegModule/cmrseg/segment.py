@@ -29,7 +29,13 @@ from cmrseg.outputs import locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
 from cmrseg.qc import quality_check
 from cmrseg.report import write_report
-from cmrseg.review import load_review_model, review_model_path, review_slices
+from cmrseg.review import (
+    load_review_model,
+    member_parameters,
+    parameter_intervals,
+    review_model_path,
+    review_slices,
+)
 from cmrseg.validate import check_height_weight
 
 log = logging.getLogger(__name__)
@@ -224,6 +230,10 @@ def segment_study(
         phases = {ed: "ED", es: "ES"} if ed is not None else {frame: "frame" for frame in labels}
         review = {"slices": review_slices(review_model, labels, evidence, phases, study.voxel_volume_ml),
                   "model": review_model_path(segmenter.source).name}
+        factors = review_model.record.get("interval_factors")
+        if factors and measures is not None and ed in evidence and es in evidence:
+            members = member_parameters(evidence[ed], evidence[es], study.voxel_volume_ml)
+            review["intervals"] = parameter_intervals(measures, members, factors)
     return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc, review)
 
 
