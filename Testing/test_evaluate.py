@@ -79,3 +79,8 @@ def test_model_on_acdc_patients_reproduces_both_tables(acdc_root, model_path, tm
     assert both[("50", "LV")]["dice_mean"] > 0.85
     table3 = (tmp_path / "eval" / "table3.md").read_text()
     assert "LV EDV" in table3 and "Myo mass ES" in table3
+    review = json.loads((tmp_path / "eval" / "review.json").read_text())  # the shipped model has a review fit
+    score = review["review score"]
+    assert score["all"]["slices"] == score["ED"]["slices"] + score["ES"]["slices"] > 0
+    assert 0 <= score["all"]["auc"] <= 1
+    assert set(review["interval_coverage"]) == {"lv_edv_ml", "lv_ef_pct", "rv_ef_pct", "lv_mass_ed_g"}

@@ -110,7 +110,10 @@ def test_a_run_lists_every_ed_and_es_slice_by_score(acdc_root, model_path, tmp_p
         (phase, z) for phase in ("ED", "ES") for z in range(depth))
     scores = [e["score"] for e in slices]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
-    assert "Slices most worth checking" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "Slices most worth checking" in report
+    top = slices[0]
+    assert f'alt="{top["phase"]} slice {top["slice"]}" src="data:image/png;base64,' in report  # zoomed view
     intervals = measures["review"]["intervals"]
     assert set(intervals) == {"lv_edv_ml", "lv_ef_pct", "rv_ef_pct", "lv_mass_ed_g"}
     for name, interval in intervals.items():
@@ -140,3 +143,24 @@ def test_intervals_are_the_calibrated_multiple_of_the_members_spread():
     half = np.std([100.0, 104.0, 96.0]) + INTERVAL_FLOORS["lv_edv_ml"]
     assert interval["low"] == pytest.approx(101.0 - half, abs=0.01)
     assert interval["high"] == pytest.approx(101.0 + half, abs=0.01)
+
+
+def test_a_review_thumbnail_is_the_zoomed_heart_with_outlines():
+    import base64
+    import io
+
+    from matplotlib.image import imread
+
+    from cmrseg.report import heart_box, slice_thumbnail
+
+    labels = heart()
+    image = np.random.default_rng(0).random(labels.shape)
+    box = heart_box(labels, margin=2)
+    rows = np.flatnonzero(labels.any(axis=(0, 2)))
+    assert box[:2] == (rows[0] - 2, rows[-1] + 3)
+    picture = imread(io.BytesIO(base64.b64decode(slice_thumbnail(image[3], labels[3], box, size=120))))
+    height, width = box[1] - box[0], box[3] - box[2]
+    zoom = 120 // max(height, width)
+    assert picture.shape[:2] == (height * zoom, width * zoom)
+    red = (picture[..., 0] > 0.99) & (picture[..., 1] < 0.01) & (picture[..., 2] < 0.01)
+    assert red.any()  # the LV outline in the LV colour

@@ -110,15 +110,54 @@ def qc_box(qc: dict) -> str:
             f'<b>Quality check: {qc["status"].upper()}</b> ({headline})<ul>{items}</ul></div>')
 
 
-def review_table(review: dict, count: int = 10) -> str:
-    """The slices most worth checking, in review-score order."""
-    rows = "".join(
-        f"<tr><td>{html.escape(e['phase'])}</td><td>{e['slice']}</td><td>{e['score']:.2f}</td>"
-        f"<td>{e['expected_error_ml']:.1f}</td><td>{html.escape(', '.join(e['structures'] + e['signals']))}</td></tr>"
-        for e in review["slices"][:count]
-    )
-    return ("<h2>Slices most worth checking</h2><table><tr><th>Phase</th><th>Slice</th><th>Review score</th>"
-            f"<th>Expected error (ml)</th><th>Why</th></tr>{rows}</table>")
+REVIEW_ROWS = 10
+
+
+def heart_box(labels: np.ndarray, margin: int = 12) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` around every heart label of a ``[z, y, x]`` frame (the whole slice when empty)."""
+    points = np.argwhere(labels.any(axis=0))
+    if points.size == 0:
+        return 0, labels.shape[1], 0, labels.shape[2]
+    (y0, x0), (y1, x1) = points.min(axis=0) - margin, points.max(axis=0) + margin + 1
+    return max(y0, 0), min(y1, labels.shape[1]), max(x0, 0), min(x1, labels.shape[2])
+
+
+def slice_thumbnail(image: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], size: int = 160) -> str:
+    """One slice zoomed to ``box`` with the structure outlines, as base64 PNG (drawn without a figure: fast)."""
+    from matplotlib.image import imsave
+    from scipy import ndimage
+
+    y0, y1, x0, x1 = box
+    crop, crop_labels = image[y0:y1, x0:x1].astype(float), labels[y0:y1, x0:x1]
+    low, high = np.percentile(crop, [1, 99.5])
+    gray = np.clip((crop - low) / max(high - low, 1e-6), 0, 1)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    for structure in STRUCTURES:
+        mask = crop_labels == structure.label
+        rgb[mask & ~ndimage.binary_erosion(mask)] = structure.color
+    zoom = max(1, size // max(crop.shape))
+    rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
+    stream = io.BytesIO()
+    imsave(stream, rgb, format="png")
+    return base64.b64encode(stream.getvalue()).decode("ascii")
+
+
+def review_table(review: dict, frames: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> str:
+    """The slices most worth checking, in review-score order, with a zoomed view of each when ``frames``
+    (frame index -> (image, labels), both ``[z, y, x]``) are given."""
+    boxes = {index: heart_box(labels) for index, (_, labels) in (frames or {}).items()}
+    rows = []
+    for e in review["slices"][:REVIEW_ROWS]:
+        picture = ""
+        if e["frame"] in boxes:
+            image, labels = frames[e["frame"]]
+            data = slice_thumbnail(image[e["slice"]], labels[e["slice"]], boxes[e["frame"]])
+            picture = f'<img style="margin:0" alt="{e["phase"]} slice {e["slice"]}" src="data:image/png;base64,{data}">'
+        rows.append(f"<tr><td>{picture}</td><td>{html.escape(e['phase'])}</td><td>{e['slice']}</td>"
+                    f"<td>{e['score']:.2f}</td><td>{e['expected_error_ml']:.1f}</td>"
+                    f"<td>{html.escape(', '.join(e['structures'] + e['signals']))}</td></tr>")
+    return ("<h2>Slices most worth checking</h2><table><tr><th></th><th>Phase</th><th>Slice</th><th>Review score"
+            f"</th><th>Expected error (ml)</th><th>Why</th></tr>{''.join(rows)}</table>")
 
 
 def measures_table(measures: dict) -> str:
@@ -142,6 +181,7 @@ def write_report(
     curve: tuple | None = None,
     qc: dict | None = None,
     review: dict | None = None,
+    review_frames: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Path:
     """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
     facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
@@ -157,7 +197,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:10
 <h1>{html.escape(title)}</h1>
 {qc_box(qc) if qc is not None else ""}
 {measures_table(measures)}
-{review_table(review) if review else ""}
+{review_table(review, review_frames) if review else ""}
 <ul>{facts}</ul>
 <p class="note">Automatic segmentation for review by a physician; not a diagnosis.
 Outlines: LV blood pool red, LV myocardium green, RV blood pool yellow.</p>

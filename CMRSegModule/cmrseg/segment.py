@@ -282,4 +282,5 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
                         else (np.array([study.frame_number(i) for i in frames]), "frame"))
         curve_data = (times, [curve[i] for i in frames], rv, frames.index(ed), frames.index(es), label)
     write_report(path, f"CMRSeg report: {study.description or Path(study.source).name}",
-                 measures.get("study", {}), context, overlays, curve_data, measures["qc"], measures.get("review"))
+                 measures.get("study", {}), context, overlays, curve_data, measures["qc"], measures.get("review"),
+                 {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels})
