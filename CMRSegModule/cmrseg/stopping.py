@@ -8,8 +8,8 @@ then stops this process as Ctrl-C would (outputs are complete or absent, see :mo
 
 from __future__ import annotations
 
+import _thread
 import os
-import signal
 import sys
 import threading
 import time
@@ -25,7 +25,7 @@ def _watch(fd: int, grace_s: float) -> None:
             pass  # the caller writes nothing; anything it does write is ignored
     except OSError:
         pass
-    os.kill(os.getpid(), signal.SIGINT)  # unwinds the main thread: scratch files are removed
+    _thread.interrupt_main()  # Ctrl-C in the main thread on every platform: scratch files are removed
     time.sleep(grace_s)
     os._exit(130)  # the main thread was stuck in native code: end without waiting
 
