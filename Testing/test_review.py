@@ -164,3 +164,11 @@ def test_a_review_thumbnail_is_the_zoomed_heart_with_outlines():
     assert picture.shape[:2] == (height * zoom, width * zoom)
     red = (picture[..., 0] > 0.99) & (picture[..., 1] < 0.01) & (picture[..., 2] < 0.01)
     assert red.any()  # the LV outline in the LV colour
+
+
+def test_an_ejection_fraction_interval_stays_within_0_and_100_percent():
+    from cmrseg.review import parameter_intervals
+
+    members = [{"rv_ef_pct": v} for v in (20.0, 60.0, 95.0)]
+    interval = parameter_intervals({"rv_ef_pct": 80.0}, members, {"rv_ef_pct": 3.0})["rv_ef_pct"]
+    assert (interval["low"], interval["high"]) == (0.0, 100.0)  # 80 +- 98 % clipped to what an EF can be

@@ -274,6 +274,8 @@ def review_slices(model: ReviewModel, labels: dict[int, np.ndarray], evidence: d
 INTERVAL_PARAMETERS = ("lv_edv_ml", "lv_ef_pct", "rv_ef_pct", "lv_mass_ed_g")
 INTERVAL_FLOORS = {"lv_edv_ml": 2.0, "lv_ef_pct": 1.0, "rv_ef_pct": 2.0, "lv_mass_ed_g": 2.0}  # spread floor
 INTERVAL_LEVEL = 0.9
+INTERVAL_BOUNDS = {"lv_edv_ml": (0.0, np.inf), "lv_ef_pct": (0.0, 100.0), "rv_ef_pct": (0.0, 100.0),
+                   "lv_mass_ed_g": (0.0, np.inf)}
 
 
 def study_parameters(ed: np.ndarray, es: np.ndarray, voxel_ml: float) -> dict[str, float]:
@@ -310,8 +312,9 @@ def parameter_intervals(value: dict, members: list[dict[str, float]], factors: d
         if name not in factors or value.get(name) is None or not np.isfinite(value[name]):
             continue
         half = factors[name] * spread(members, name)
-        result[name] = {"value": round(float(value[name]), 2), "low": round(float(value[name]) - half, 2),
-                        "high": round(float(value[name]) + half, 2), "level": INTERVAL_LEVEL}
+        low, high = INTERVAL_BOUNDS[name]  # an interval never leaves what the parameter can be
+        result[name] = {"value": round(float(value[name]), 2), "low": round(max(float(value[name]) - half, low), 2),
+                        "high": round(min(float(value[name]) + half, high), 2), "level": INTERVAL_LEVEL}
     return result
 
 
