@@ -183,7 +183,7 @@ class OutputFolder:
         return self._scratch
 
     def existing(self, names: list[str]) -> list[str]:
-        """Of ``names``, those present in the folder; with the previous run's set when there is one."""
+        """Of ``names``, those already present in the folder."""
         return [name for name in names if (self.path / name).exists()]
 
     def commit(self, names: list[str]) -> list[Path]:
