@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import ring_hearts
 
 from cmrseg.cli import main
 from cmrseg.io import acdc
@@ -18,13 +19,7 @@ from cmrseg.qc import curve_flags, quality_check, structure_flags
 
 def ring_heart(slices: int = 9) -> np.ndarray:
     """A stack of LV discs in myocardial rings with an RV beside them, on every slice."""
-    y, x = np.mgrid[:64, :64]
-    r = np.hypot(y - 32, x - 28)
-    plane = np.zeros((64, 64), np.uint8)
-    plane[r < 14] = MYO
-    plane[r < 9] = LV
-    plane[(np.hypot(y - 32, x - 50) < 9) & (plane == 0)] = RV
-    return np.repeat(plane[None], slices, axis=0)
+    return ring_hearts.ring_heart(slices, 64, (32, 28), (32, 50), (9, 14, 9))
 
 
 def codes(flags) -> set[str]:

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from ring_hearts import ring_heart
 
 from cmrseg.labels import LV, MYO, RV
 from cmrseg.review import (
@@ -21,13 +22,7 @@ from cmrseg.review import (
 
 
 def heart(slices: int = 6) -> np.ndarray:
-    y, x = np.mgrid[:48, :48]
-    r = np.hypot(y - 24, x - 20)
-    plane = np.zeros((48, 48), np.uint8)
-    plane[r < 11] = MYO
-    plane[r < 7] = LV
-    plane[(np.hypot(y - 24, x - 38) < 7) & (plane == 0)] = RV
-    stack = np.repeat(plane[None], slices, axis=0)
+    stack = ring_heart(slices, 48, (24, 20), (24, 38), (7, 11, 7))
     stack[0] = 0  # no heart on the first slice
     return stack
 

@@ -13,7 +13,8 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
 - EDV below 20 ml (LV or RV): far below any adult range (lowest ACDC expert EDV 47 ml). ``fail``.
 - A gap (empty slices between slices holding the structure): ventricles are continuous. LV: ``fail``;
   RV and myocardium: ``review``.
-- LV blood pool not enclosed by myocardium (< 50 % of its rim) on a mid-ventricular slice: ``review``.
+- LV blood pool not enclosed by myocardium (< 50 % of its border touching myocardium, as the basal-slice
+  rule measures it) on a mid-ventricular slice: ``review``.
 - Outside physiological limits (not normal ranges): EDV 40-450 ml, LV ESV above 350 ml, EF 5-85 %,
   LV mass 30-350 g. ``review``.
 - LV and RV stroke volume differing by more than 50 % of the larger: regurgitation or shunts can do it, so
@@ -29,8 +30,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from cmrseg.basal import enclosed_fraction
 from cmrseg.labels import LV, MYO, RV
 
 RV_COVERAGE_MIN = 0.5
@@ -93,14 +94,12 @@ def structure_flags(labels: np.ndarray, phase: str) -> list[Flag]:
         for z in lv_slices:
             if not first + third <= z <= last - third:
                 continue
-            lv = labels[z] == LV
-            rim = ndimage.binary_dilation(lv) & ~lv
-            enclosed = float((labels[z][rim] == MYO).mean()) if rim.any() else 0.0
+            enclosed = enclosed_fraction(labels[z])
             if enclosed < ENCLOSURE_MIN:
                 flags.append(Flag(
                     "lv_not_enclosed", "review",
-                    f"On mid-ventricular slice {z} only {enclosed:.0%} of the LV blood pool's rim is myocardium "
-                    f"(expected all of it): check the myocardium there.", phase, int(z)))
+                    f"On mid-ventricular slice {z} only {enclosed:.0%} of the LV blood pool's border touches "
+                    "myocardium (expected all of it): check the myocardium there.", phase, int(z)))
     return flags
 
 

@@ -9,7 +9,7 @@ Signals per slice (phase x slice of a segmented frame), all from one run of the 
 - ``neighbour_change_share``: how much the structures' areas depart from the mean of the neighbouring
   slices, as a share of the heart volume;
 - ``edge``: the first or last slice that holds heart (basal and apical slices are the hard ones);
-- ``unenclosed``: the share of the LV blood pool's rim that is not myocardium;
+- ``unenclosed``: the share of the LV blood pool's border not touching myocardium (as the basal rule measures);
 - ``heart``: the slice's heart volume (small cross-sections are relatively harder) (ml).
 Volumes enter as ``log(1 + ml)``, shares as they are. The score is a logistic regression on the signals
 that rank best alone on the validation patients of the model's split (never the test patients), chosen and
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
+from cmrseg.basal import enclosed_fraction
 from cmrseg.errors import CMRSegError
 from cmrseg.labels import BACKGROUND, LV, MYO, NUM_CLASSES, STRUCTURES
 
@@ -59,11 +59,9 @@ def slice_entropy(probabilities: np.ndarray) -> np.ndarray:
 
 
 def _unenclosed(labels: np.ndarray) -> float:
-    lv = labels == LV
-    if not lv.any():
-        return 0.0
-    rim = ndimage.binary_dilation(lv) & ~lv
-    return float((labels[rim] != MYO).mean()) if rim.any() else 0.0
+    """The share of the LV blood pool's border not touching myocardium (0 without LV)."""
+    enclosed = enclosed_fraction(labels)
+    return 0.0 if np.isnan(enclosed) else 1.0 - enclosed
 
 
 def slice_features(evidence: FrameEvidence, labels: np.ndarray, voxel_ml: float) -> np.ndarray:

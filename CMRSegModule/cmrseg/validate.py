@@ -144,6 +144,11 @@ def slice_levels(image: np.ndarray) -> np.ndarray:
     return np.percentile(sample.reshape(sample.shape[0], sample.shape[1], -1), 99, axis=2)
 
 
+def _most_off(ratio: np.ndarray) -> int:
+    """The index of the ratio furthest from 1 (brighter or darker alike)."""
+    return int(np.argmax(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+
+
 def check_intensities(study: Study) -> None:
     """Refuse blank or constant slices and slices whose level is implausible against their neighbours."""
     image = study.image
@@ -159,7 +164,7 @@ def check_intensities(study: Study) -> None:
         for t in range(study.num_frames):
             others = np.median(np.delete(levels, t, axis=0), axis=0)  # same slice, other frames
             ratio = levels[t] / np.maximum(others, 1e-12)
-            z = int(np.argmax(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+            z = _most_off(ratio)
             if not 1 / FRAME_INTENSITY_FACTOR <= ratio[z] <= FRAME_INTENSITY_FACTOR:
                 raise CMRSegError(
                     f"{study.source}: {_where(study, t, z)} is {ratio[z]:.3g} x as bright as the same slice in the "
@@ -168,7 +173,7 @@ def check_intensities(study: Study) -> None:
                 )
     for t in range(study.num_frames):
         ratio = levels[t] / max(float(np.median(levels[t])), 1e-12)
-        z = int(np.argmax(np.abs(np.log(np.maximum(ratio, 1e-30)))))
+        z = _most_off(ratio)
         if not 1 / SLICE_INTENSITY_FACTOR <= ratio[z] <= SLICE_INTENSITY_FACTOR:
             raise CMRSegError(
                 f"{study.source}: {_where(study, t, z)} is {ratio[z]:.3g} x as bright as the other slices of its "
