@@ -146,13 +146,17 @@ class Segmenter:
 
     def frame_probabilities(self, frame: np.ndarray, spacing, center_yx=None) -> np.ndarray:
         """Class probabilities ``[z, C, y, x]`` of one native ``[z, y, x]`` frame."""
-        return self.frame_evidence(frame, spacing, center_yx)[0]
+        return self.frame_evidence(frame, spacing, center_yx, with_evidence=False)[0]
 
-    def frame_evidence(self, frame: np.ndarray, spacing, center_yx=None) -> tuple[np.ndarray, FrameEvidence]:
-        """The mean probabilities ``[z, C, y, x]`` of a native frame, and what the review score needs of it."""
+    def frame_evidence(self, frame: np.ndarray, spacing, center_yx=None, with_evidence: bool = True
+                       ) -> tuple[np.ndarray, FrameEvidence | None]:
+        """The mean probabilities ``[z, C, y, x]`` of a native frame, and (when asked: it costs one resampling
+        per member) what the review score needs of it."""
         slices, geometry = preprocess_frame(frame, spacing, self.config, center_yx)
         members = self.member_probabilities(slices)
         mean = to_native_probabilities(self.corrected(members.mean(axis=0)), geometry)
+        if not with_evidence:
+            return mean, None
         member_labels = np.stack([to_native_probabilities(self.corrected(m), geometry).argmax(axis=1)
                                   for m in members]).astype(np.uint8)
         return mean, FrameEvidence(member_labels, slice_entropy(mean), mean.argmax(axis=1).astype(np.uint8))
@@ -182,7 +186,9 @@ def segment_frames(
             raise CMRSegError(f"Frame {index} is outside the study's {study.num_frames} frames.")
     spacing = study.spacing
     # Locate the heart on the first requested frame with a centred crop.
-    first_probabilities, first_evidence = segmenter.frame_evidence(study.frame(frames[0]), spacing)
+    wanted = evidence is not None
+    first_probabilities, first_evidence = segmenter.frame_evidence(study.frame(frames[0]), spacing,
+                                                                   with_evidence=wanted)
     first = clean_labels(first_probabilities.argmax(axis=1).astype(np.uint8))
     centre = heart_center(first)
     image_centre = ((study.matrix[0] - 1) / 2, (study.matrix[1] - 1) / 2)
@@ -198,7 +204,7 @@ def segment_frames(
         if index == frames[0] and recentre is None:
             results[index], frame_evidence = first, first_evidence
         else:
-            probabilities, frame_evidence = segmenter.frame_evidence(study.frame(index), spacing, recentre)
+            probabilities, frame_evidence = segmenter.frame_evidence(study.frame(index), spacing, recentre, wanted)
             results[index] = clean_labels(probabilities.argmax(axis=1).astype(np.uint8))
         if evidence is not None:
             evidence[index] = frame_evidence

@@ -205,7 +205,8 @@ def segment_study(
     """Segment the ED/ES frames (given, from the input, or from the volume curve) and measure them."""
     frames, from_curve = frames_to_segment(study, ed, es, all_frames)
     started = time.perf_counter()
-    evidence: dict = {}
+    review_model = load_review_model(segmenter.source) if segmenter.source else None
+    evidence: dict | None = {} if review_model is not None else None  # only what the review score will use
     labels = segment_frames(study, frames, segmenter, progress, evidence=evidence)
     seconds = time.perf_counter() - started
     curve = lv_volume_curve(labels, study.voxel_volume_ml)
@@ -225,7 +226,6 @@ def segment_study(
         measures = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
     qc = quality_check(labels, ed, es, measures, curve if from_curve or all_frames else None)
     review = None
-    review_model = load_review_model(segmenter.source) if segmenter.source else None
     if review_model is not None:
         phases = {ed: "ED", es: "ES"} if ed is not None else {frame: "frame" for frame in labels}
         review = {"slices": review_slices(review_model, labels, evidence, phases, study.voxel_volume_ml),
