@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 PRESET_NAMES = ("compact", "medium", "paper")
 LOSS_NAMES = ("wce", "wce+dice")
 WEIGHTING_NAMES = ("median", "sqrt-median", "none")
-AUGMENTATION_NAMES = ("standard", "strong", "none")
+AUGMENTATION_NAMES = ("standard", "strong", "domain", "none")
 
 
 @dataclass(frozen=True)
