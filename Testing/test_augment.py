@@ -141,4 +141,3 @@ def test_domain_randomisation_keeps_labels_valid_and_is_reproducible():
     b = augment_batch(images, labels, config, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert torch.isfinite(a[0]).all() and set(a[1].unique().tolist()) <= {0, 1, 2, 3}
-

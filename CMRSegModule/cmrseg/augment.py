@@ -170,7 +170,9 @@ def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     return flat.reshape(b, c, h, w)
 
 
-def bias_fields(n: int, h: int, w: int, amplitudes: torch.Tensor, grid: int, generator: torch.Generator) -> torch.Tensor:
+def bias_fields(
+    n: int, h: int, w: int, amplitudes: torch.Tensor, grid: int, generator: torch.Generator
+) -> torch.Tensor:
     """Smooth multiplicative fields ``[n, 1, h, w]``: exp of a bicubic-upsampled random ``grid`` x ``grid``
     pattern scaled so that its largest absolute log-value is ``amplitudes[b]``."""
     coarse = torch.rand(n, 1, grid, grid, generator=generator) * 2.0 - 1.0
