@@ -16,6 +16,7 @@ import qt
 import slicer
 import vtk
 from CMRSegModuleWidgets.BackgroundRun import BackgroundRunMixin
+from CMRSegModuleWidgets.InstallProgress import InstallProgress
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -27,10 +28,12 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from cmrseg.errors import CMRSegError
+from cmrseg.shipped import default_model_path as shippedModelPath
 from CMRSegModuleLib import Dependencies, Export, ResultsTable, ReviewList, ReviewNodes, Runner
 from CMRSegModuleLib.SegmentationNodes import segmentationEditEvents
 from CMRSegModuleLib.SequenceNodes import (
     describeInputNode,
+    inputProblem,
     loadCineDicomFolder,
     numberOfFrames,
     patientFromSequence,
@@ -56,6 +59,16 @@ class CMRSegModule(ScriptedLoadableModule):
             "Trained on the ACDC dataset (Bernard et al., IEEE TMI 37(11):2514-2525, 2018). "
             "Validated on Sunnybrook Cardiac Data (Radau et al., MIDAS Journal 2009)."
         )
+        slicer.app.connect("startupCompleted()", registerTerminology)
+
+
+def registerTerminology() -> None:
+    """Load CMRSeg's terminology context into Slicer's list (no list Slicer ships has a myocardium entry), so
+    the segment editor and DICOM export show and keep the structures' names and codes."""
+    terminologies = getattr(slicer.modules, "terminologies", None)
+    path = Path(__file__).parent / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-CMRSeg.json"
+    if terminologies is None or not terminologies.logic().LoadTerminologyFromFile(str(path)):
+        logging.warning("CMRSeg: could not register the terminology %s", path)
 
 
 class Device(enum.Enum):
@@ -87,7 +100,7 @@ class CMRSegModuleParameterNode:
     esFrame: Annotated[int, WithinRange(0, 999)] = 0
     device: Device = Device.AUTO
     useShippedModel: bool = True
-    modelFile: Path
+    modelFile: Path = shippedModelPath()  # shown greyed out while the shipped model is used; never "."
     basalRule: BasalRule = BasalRule.NONE
     heightCm: Annotated[float, WithinRange(0.0, 250.0)] = 0.0
     weightKg: Annotated[float, WithinRange(0.0, 400.0)] = 0.0
@@ -116,6 +129,8 @@ class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKOb
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        # Only CMRSeg results in the results selector (label maps are hidden from the input one in the .ui).
+        self.ui.resultsTableSelector.addAttribute("vtkMRMLTableNode", ResultsTable.RESULTS_TABLE_ATTRIBUTE)
         self.logic = CMRSegModuleLogic()
         self.ui.progressBar.hide()
         self._updateTimer = qt.QTimer()
@@ -179,7 +194,7 @@ class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKOb
             return
         running = self._run is not None
         self.ui.applyButton.text = "Cancel" if running else "Apply"
-        self.ui.applyButton.enabled = running or p.inputNode is not None
+        self.ui.applyButton.enabled = running or (p.inputNode is not None and not inputProblem(p.inputNode))
         for section in INPUT_SECTIONS:  # a run's settings are fixed once it started
             getattr(self.ui, section).enabled = not running
         self.ui.inputInfoLabel.text = describeInputNode(p.inputNode)
@@ -216,7 +231,9 @@ class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKOb
 
     def onLoadDicomFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(None, "Cine short-axis DICOM folder")
-        if not folder:
+        if not folder or not self._installWithConsent(
+            lambda ask, progress: Dependencies.ensureDicomDecoders(folder, ask, progress)
+        ):
             return
         with slicer.util.tryWithErrorDisplay("Could not load the cine study.", waitCursor=True):
             p, (sequenceNode, patient) = self._parameterNode, self.logic.loadCineDicomFolder(folder)
@@ -227,12 +244,22 @@ class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKOb
         if self._run is not None:
             self._cancelRun()
             return
+        if not self._installWithConsent(self.logic.ensureDependencies):
+            return
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
-            if not self.logic.ensureDependencies(slicer.util.confirmOkCancelDisplay):
-                return
             settings = self.logic.runSettings(self._parameterNode)
             inputNode = self._parameterNode.inputNode
             self._startProcess(inputNode, *self.logic.prepareBackgroundRun(inputNode, settings))
+
+    def _installWithConsent(self, ensure) -> bool:
+        """Run ``ensure(confirm, progress)``: the question comes first (no wait cursor), then the install with
+        a progress dialog. False when the user declines or the install fails (the error is shown)."""
+        try:
+            with InstallProgress() as progress:
+                return ensure(slicer.util.confirmOkCancelDisplay, progress)
+        except Exception as exc:  # noqa: BLE001 - shown to the user; pip's output is in the Python console
+            slicer.util.errorDisplay("Could not install the Python packages CMRSeg needs.", detailedText=str(exc))
+            return False
 
     def onReload(self) -> None:
         """Reload the module's libraries too (Slicer's Reload re-imports only this file)."""
@@ -333,8 +360,8 @@ class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
             weightKg=p.weightKg or None,
         )
 
-    def ensureDependencies(self, confirm) -> bool:
-        return Dependencies.ensureDependencies(confirm)
+    def ensureDependencies(self, confirm, progress=None) -> bool:
+        return Dependencies.ensureDependencies(confirm, progress=progress)
 
     def prepareBackgroundRun(self, inputNode, settings):
         """Write the input to temporary files; returns ``(job, study, command, environment additions)``."""

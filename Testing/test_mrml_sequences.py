@@ -8,9 +8,16 @@ import vtk
 
 slicer = pytest.importorskip("slicer")
 
+from cmrseg.errors import CMRSegError  # noqa: E402
 from cmrseg.io.acdc import load_patient_study  # noqa: E402
 from cmrseg.io.study import Study  # noqa: E402
-from CMRSegModuleLib.SequenceNodes import createSequenceFromStudy, studyFromSequence  # noqa: E402
+from CMRSegModuleLib.SequenceNodes import (  # noqa: E402
+    createSequenceFromStudy,
+    describeInputNode,
+    inputProblem,
+    studyFromInputNode,
+    studyFromSequence,
+)
 from CMRSegModuleLib.VolumeNodes import volumeNodeGeometry  # noqa: E402
 
 
@@ -57,3 +64,53 @@ def test_real_acdc_cine_round_trips_through_a_sequence_file(headless_slicer, acd
     matrix = vtk.vtkMatrix4x4()
     readBack.GetNthDataNode(0).GetIJKToRASMatrix(matrix)
     assert matrix.GetElement(2, 2) == pytest.approx(10.0)  # header slice spacing, not the unit-scale affine
+
+
+def small_study(**kwargs) -> Study:
+    image = np.random.default_rng(1).normal(size=(3, 2, 5, 4)).astype(np.float32)
+    return Study(image=image, spacing=(1.5, 1.5, 8.0), origin=(0, 0, 0), direction=np.eye(3), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("unit", "values", "expected"),
+    [
+        ("ms", ["0", "40", "80"], [0.0, 40.0, 80.0]),
+        ("s", ["0", "0.04", "0.08"], [0.0, 40.0, 80.0]),  # Slicer's DICOM image-sequence loader
+        ("", ["0", "1", "2"], None),  # frame numbers: no trigger times
+        ("mm", ["0", "5", "10"], None),  # not a time
+    ],
+)
+def test_index_values_are_read_in_their_unit(headless_slicer, unit, values, expected):
+    sequence, _, _ = createSequenceFromStudy(headless_slicer.scene, small_study(frame_times_ms=[0.0, 40.0, 80.0]))
+    sequence.SetIndexUnit(unit)
+    for i, value in enumerate(values):
+        sequence.UpdateIndexValue(sequence.GetNthIndexValue(i), value)
+    study = studyFromSequence(sequence)
+    if expected is None:
+        assert not study.frame_times_known and study.frame_time_ms(1) is None
+    else:
+        assert study.frame_times_known
+        np.testing.assert_allclose(study.frame_times_ms, expected)
+
+
+def test_a_study_without_trigger_times_round_trips_without_inventing_them(headless_slicer):
+    sequence, _, _ = createSequenceFromStudy(headless_slicer.scene, small_study())
+    assert sequence.GetIndexName() == "frame" and sequence.GetIndexUnit() == ""
+    assert not studyFromSequence(sequence).frame_times_known
+
+
+def test_label_maps_and_sequences_of_other_things_are_refused(headless_slicer):
+    scene = headless_slicer.scene
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    slicer.util.updateVolumeFromArray(labelmap, np.zeros((2, 5, 4), dtype=np.uint8))
+    assert "not an image volume" in inputProblem(labelmap)
+    with pytest.raises(CMRSegError, match="not an image volume"):
+        studyFromInputNode(labelmap)
+    segmentations = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "segmentations")
+    segmentations.SetDataNodeAtValue(slicer.vtkMRMLSegmentationNode(), "0")
+    assert "vtkMRMLSegmentationNode items" in describeInputNode(segmentations)
+    with pytest.raises(CMRSegError, match="not image volumes"):
+        studyFromInputNode(segmentations)
+    assert "is empty" in inputProblem(scene.AddNewNodeByClass("vtkMRMLSequenceNode", "empty"))
+    sequence, _, _ = createSequenceFromStudy(scene, small_study())
+    assert inputProblem(sequence) == "" and describeInputNode(sequence) == "Cine with 3 frames (0 to 2)."

@@ -53,9 +53,33 @@ def test_terminology_entry_has_slicers_seven_parts():
     entry = terminology_entry(labels.BY_LABEL[labels.LV])
     parts = entry.split("~")
     assert len(parts) == 7
-    assert parts[0] == "Segmentation category and type - 3D Slicer General Anatomy list"
+    assert parts[0] == "Segmentation category and type - CMRSeg cardiac structures"
     assert parts[2] == f"SCT^{labels.BY_LABEL[labels.LV].type[0]}^{labels.BY_LABEL[labels.LV].type[1]}"
     assert parts[3] == "^^" and parts[5] == "SCT^80891009^Heart"
+
+
+def test_every_terminology_entry_is_in_the_terminology_file_the_module_registers():
+    import json
+
+    from conftest import REPO_ROOT
+
+    path = REPO_ROOT / "CMRSegModule/Resources/Terminology/SegmentationCategoryTypeModifier-CMRSeg.json"
+    context = json.loads(path.read_text())
+    listed = {
+        (category["CodeValue"], entry["CodeValue"]): (entry["CodeMeaning"], entry["3dSlicerLabel"],
+                                                      entry["recommendedDisplayRGBValue"])
+        for category in context["SegmentationCodes"]["Category"]
+        for entry in category["Type"]
+    }  # fmt: skip
+    assert len(listed) == len(labels.STRUCTURES)
+    for structure in labels.STRUCTURES:
+        context_name, category, kind = terminology_entry(structure).split("~")[:3]
+        assert context_name == context["SegmentationCategoryTypeContextName"]
+        assert category.split("^")[1] == structure.category[0]
+        meaning, label, rgb = listed[(structure.category[0], structure.type[0])]
+        assert kind == f"SCT^{structure.type[0]}^{meaning}" and label == structure.name
+        assert rgb == [round(c * 255) for c in structure.color]
+    assert ("85756007", "74281007") in listed  # myocardium: in no list Slicer ships
 
 
 def test_core_round_trip_keeps_labels_geometry_and_segments(oblique_phantom, es_labels, tmp_path):

@@ -40,3 +40,22 @@ def test_a_too_old_python_is_a_clear_error():
     Dependencies.checkPythonVersion((3, 12))
     with pytest.raises(CMRSegError, match="Slicer 5.10 or newer"):
         Dependencies.checkPythonVersion((3, 9))
+
+
+def test_consent_comes_first_then_one_package_at_a_time_with_progress():
+    events = []
+    fake = {"cmrseg_no_such_a": "cmrseg-no-such-a>=1", "torch": "torch>=2.1", "cmrseg_no_such_b": "b>=2"}
+    Dependencies.installPackages(
+        ["cmrseg_no_such_a", "torch", "cmrseg_no_such_b"], fake,
+        progress=lambda done, total, text: events.append(("progress", done, total, text)),
+        install=lambda name, requirement: events.append(("install", requirement)),
+    )  # fmt: skip
+    assert events == [
+        ("progress", 0, 3, "Installing torch>=2.1 (1 of 3)..."),
+        ("install", "torch>=2.1"),  # the longest first
+        ("progress", 1, 3, "Installing cmrseg-no-such-a>=1 (2 of 3)..."),
+        ("install", "cmrseg-no-such-a>=1"),
+        ("progress", 2, 3, "Installing b>=2 (3 of 3)..."),
+        ("install", "b>=2"),
+        ("progress", 3, 3, "Installed."),
+    ]

@@ -73,6 +73,9 @@ def test_logic_maps_the_parameters_to_run_settings(module):
     settings = module.CMRSegModuleLogic().runSettings(choices)
     assert settings.edFrame is None and settings.esFrame is None and settings.modelPath is None
     assert [m.label() for m in module.BasalRule][0] == "Keep all slices"
+    # The model field shows the shipped model (greyed out) until the user picks another, never ".".
+    default = module.CMRSegModuleParameterNode.modelFile
+    assert default.name == "cmrseg_dense_unet.pt" and default.is_file()
 
 
 def test_logic_prepares_a_background_run_from_a_sequence(module, oblique_phantom, headless_slicer):

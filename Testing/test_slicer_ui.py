@@ -57,6 +57,18 @@ def test_every_ui_name_the_module_uses_exists(ui, module_source):
     assert used - set(widgets(ui)) == set()
 
 
+def test_the_selectors_offer_only_what_the_module_can_use(ui, module_source):
+    from CMRSegModuleLib import ResultsTable
+
+    selector = next(w for w in ui.iter("widget") if w.get("name") == "inputSelector")
+    hidden = [s.text for s in selector.findall("property[@name='hideChildNodeTypes']/stringlist/string")]
+    assert hidden == ["vtkMRMLLabelMapVolumeNode"]
+    assert 'resultsTableSelector.addAttribute("vtkMRMLTableNode", ResultsTable.RESULTS_TABLE_ATTRIBUTE)' in (
+        module_source
+    )
+    assert ResultsTable.RESULTS_TABLE_ATTRIBUTE == ResultsTable.ROW_KEYS_ATTRIBUTE  # set on every results table
+
+
 def test_every_custom_widget_is_declared(ui):
     declared = {c.findtext("class") for c in ui.iter("customwidget")}
     used = set(widgets(ui).values()) - QT_CLASSES

@@ -146,7 +146,8 @@ def sunnybrook_case(sunnybrook_root):
 def test_sunnybrook_workflow_with_the_expert_contours(headless_slicer, sunnybrook_case, tmp_path):
     folder, case = sunnybrook_case
     sequence, browser, proxy = loadCineDicomFolder(headless_slicer.scene, str(folder))
-    assert sequence.GetName().startswith(SUNNYBROOK_CASE)
+    assert SUNNYBROOK_CASE not in sequence.GetName()  # no patient ID in node (and so export file) names
+    assert sequence.GetName() == case.study.description and sequence.GetIndexUnit() == "ms"
     assert sequence.GetNumberOfDataNodes() == case.study.num_frames
     study = studyFromInputNode(sequence)
     np.testing.assert_array_equal(study.image, case.study.image)

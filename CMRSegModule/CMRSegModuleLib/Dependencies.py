@@ -1,7 +1,10 @@
 """The Python packages CMRSeg needs in Slicer's Python, checked and installed on the first Apply.
 
 Nothing is installed at import time or without the user's consent: :func:`ensureDependencies` asks through
-the ``confirm`` callable it is given (the widget passes a dialog). torch is installed through the PyTorch
+the ``confirm`` callable it is given (the widget passes a dialog), then installs one package at a time and
+reports each step to ``progress(done, total, text)`` (the widget shows a progress dialog). The DICOM
+decoders for compressed cine series (JPEG Lossless, JPEG-LS, JPEG 2000) are offered the same way when a
+folder needs them (:func:`ensureDicomDecoders`). torch is installed through the PyTorch
 extension's ``PyTorchUtils`` logic when that extension is there (it picks the build matching the GPU);
 the rest through ``slicer.packaging.pip_ensure`` (``slicer.pydeps`` in Slicer 5.11-5.12), else
 ``slicer.util.pip_install``.
@@ -16,6 +19,8 @@ import sys
 from collections.abc import Callable
 
 from cmrseg.errors import CMRSegError
+
+Progress = Callable[[int, int, str], None]
 
 # Import name -> pip requirement (as in pyproject.toml; matplotlib draws the figures of the run's report).
 REQUIREMENTS = {
@@ -52,7 +57,9 @@ def installMessage(missing: list[str], requirements: dict[str, str] | None = Non
             "Download and install them now? This can take several minutes (PyTorch is large).")
 
 
-def ensureDependencies(confirm: Callable[[str], bool], requirements: dict[str, str] | None = None) -> bool:
+def ensureDependencies(
+    confirm: Callable[[str], bool], requirements: dict[str, str] | None = None, progress: Progress | None = None
+) -> bool:
     """True when every required package is importable, installing the missing ones if ``confirm`` agrees.
 
     Returns False (and installs nothing) when the user declines.
@@ -69,21 +76,85 @@ def ensureDependencies(confirm: Callable[[str], bool], requirements: dict[str, s
     if not confirm(installMessage(missing, requirements)):
         logging.info("CMRSeg: installation of %s declined.", ", ".join(missing))
         return False
-    installPackages(missing, requirements)
+    installPackages(missing, requirements, progress)
     stillMissing = missingPackages(requirements)
     if stillMissing:
         raise RuntimeError(f"Installing {', '.join(stillMissing)} failed; see the Python console for pip's output.")
     return True
 
 
-def installPackages(missing: list[str], requirements: dict[str, str] | None = None) -> None:
-    """Install the given packages into Slicer's Python (call only after the user agreed)."""
+def installPackages(
+    missing: list[str],
+    requirements: dict[str, str] | None = None,
+    progress: Progress | None = None,
+    install: Callable[[str, str], None] | None = None,
+) -> None:
+    """Install the given packages into Slicer's Python, one at a time (call only after the user agreed).
+
+    ``progress(done, total, text)`` is called before each package and once at the end; ``install(name,
+    requirement)`` does the work (default: torch through the PyTorch extension, the rest with pip).
+    """
     requirements = REQUIREMENTS if requirements is None else requirements
-    others = [requirements[name] for name in missing if name != "torch"]
-    if "torch" in missing:
-        _installTorch(requirements["torch"])
-    if others:
-        _pipEnsure(others)
+    install = install or _install
+    order = sorted(missing, key=lambda name: name != "torch")  # the longest first, so the estimate is honest
+    for done, name in enumerate(order):
+        if progress is not None:
+            progress(done, len(order), f"Installing {requirements[name]} ({done + 1} of {len(order)})...")
+        install(name, requirements[name])
+    if progress is not None:
+        progress(len(order), len(order), "Installed.")
+
+
+def missingDicomDecoders(folder: str) -> dict[str, list[str]]:
+    """Compression name -> pip requirements still needed to read the DICOM files under ``folder``."""
+    import warnings
+
+    from cmrseg.io.dicom_codecs import missing_decoders
+    from cmrseg.io.dicom_scan import scan_dicom_folder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped files are reported when the folder is read
+        try:
+            series = scan_dicom_folder(folder)
+        except CMRSegError:
+            return {}  # not a readable folder: loading it says why
+    return missing_decoders(h.transfer_syntax for s in series for h in s.instances)
+
+
+def decoderInstallMessage(missing: dict[str, list[str]]) -> str:
+    requirements = sorted({r for reqs in missing.values() for r in reqs})
+    return (
+        f"This DICOM series is compressed ({', '.join(missing)}); reading it needs {', '.join(requirements)}, "
+        "which are not installed in Slicer yet.\n\nDownload and install them now?\n\n(Alternatively, load "
+        "the series with Slicer's DICOM module, which decodes it with its own libraries, and select the "
+        "volume sequence as CMRSeg's input.)"
+    )
+
+
+def ensureDicomDecoders(folder: str, confirm: Callable[[str], bool], progress: Progress | None = None) -> bool:
+    """True when the folder's compressed images can be decoded, installing the decoders if ``confirm`` agrees.
+
+    Raises:
+        RuntimeError: the installation ran but a decoder is still missing.
+    """
+    missing = missingDicomDecoders(folder)
+    if not missing:
+        return True
+    if not confirm(decoderInstallMessage(missing)):
+        return False
+    requirements = {r.split(">")[0].split("=")[0]: r for reqs in missing.values() for r in reqs}
+    installPackages(list(requirements), requirements, progress)
+    stillMissing = missingDicomDecoders(folder)
+    if stillMissing:
+        raise RuntimeError(f"Installing the {', '.join(stillMissing)} decoder failed; see the Python console.")
+    return True
+
+
+def _install(name: str, requirement: str) -> None:
+    if name == "torch":
+        _installTorch(requirement)
+    else:
+        _pipEnsure([requirement])
 
 
 def _installTorch(requirement: str) -> None:

@@ -35,6 +35,7 @@ DECIMALS = 2
 QC_ROW = ("qc_status", "Quality check (0 pass, 1 review, 2 fail)", "")
 QC_CODES = {"pass": 0, "review": 1, "fail": 2}
 ROW_KEYS_ATTRIBUTE = "CMRSeg.RowKeys"
+RESULTS_TABLE_ATTRIBUTE = ROW_KEYS_ATTRIBUTE  # every CMRSeg results table has it; the module's selector filters on it
 AUTOMATIC_ATTRIBUTE = "CMRSeg.AutomaticMeasures"
 CORRECTED_ATTRIBUTE = "CMRSeg.CorrectedMeasures"
 PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.WeightKg"}

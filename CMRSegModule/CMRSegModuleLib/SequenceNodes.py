@@ -1,4 +1,9 @@
-"""A core cine ``Study`` <-> an MRML volume sequence with a browser (frame times as index values)."""
+"""A core cine ``Study`` <-> an MRML volume sequence with a browser (frame times as index values).
+
+The index unit says what the values are: CMRSeg writes milliseconds ("ms"); Slicer's DICOM image-sequence
+loader writes seconds ("s") for trigger times and no unit for plain frame numbers. Values without a time
+unit are taken as the frame order, with no trigger times (nothing is computed from them then).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from CMRSegModuleLib.VolumeNodes import setVolumeGeometry, studyFromVolumeNode, 
 
 # Patient data known from the source (DICOM), kept on the sequence node for BSA indexing.
 PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.PatientHeightCm", "weight_kg": "CMRSeg.PatientWeightKg"}
+# Index units that are times, and their factor to milliseconds.
+TIME_UNITS_TO_MS = {"ms": 1.0, "msec": 1.0, "millisecond": 1.0, "milliseconds": 1.0,
+                    "s": 1000.0, "sec": 1000.0, "second": 1000.0, "seconds": 1000.0}
 
 
 def createSequenceFromStudy(scene, study, name: str = "Cine"):
@@ -17,8 +25,8 @@ def createSequenceFromStudy(scene, study, name: str = "Cine"):
     Returns ``(sequenceNode, browserNode, proxyVolumeNode)``; the proxy shows the selected frame.
     """
     sequenceNode = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
-    sequenceNode.SetIndexName("time")
-    sequenceNode.SetIndexUnit("ms")
+    sequenceNode.SetIndexName("time" if study.frame_times_known else "frame")
+    sequenceNode.SetIndexUnit("ms" if study.frame_times_known else "")
     sequenceNode.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
     # Frame volumes are built outside the scene; the sequence keeps its own copies.
     frameNode = slicer.vtkMRMLScalarVolumeNode()
@@ -44,13 +52,12 @@ def loadCineDicomFolder(scene, folder: str):
     """Read a cine SAX DICOM folder with the project's reader (phases grouped by trigger time and slice
     position) into a volume sequence; returns ``(sequenceNode, browserNode, proxyVolumeNode)``."""
     import logging
-    import os
 
     from cmrseg.io.load import load_study
 
     study = load_study(folder)  # the same checks as the command line; implausible height/weight dropped
-    parts = [part for part in (study.patient.patient_id, study.description) if part]
-    name = " ".join(parts) or os.path.basename(os.path.normpath(folder))
+    # No patient identifier in node names: they become export file names and show in screenshots.
+    name = study.description or "Cine"
     nodes = createSequenceFromStudy(scene, study, name=name)
     logging.info(f"Loaded {study.num_frames} frames x {study.num_slices} slices from {folder}")
     return nodes
@@ -73,11 +80,12 @@ def studyFromSequence(sequenceNode):
 
     name = sequenceNode.GetName()
     count = sequenceNode.GetNumberOfDataNodes()
-    if count == 0:
-        raise CMRSegError(f"The sequence '{name}' is empty.")
+    problem = inputProblem(sequenceNode)
+    if problem:
+        raise CMRSegError(problem)
     nodes = [sequenceNode.GetNthDataNode(i) for i in range(count)]
-    if not all(node is not None and node.IsA("vtkMRMLScalarVolumeNode") for node in nodes):
-        raise CMRSegError(f"The sequence '{name}' does not hold image volumes; select a cine volume sequence.")
+    if not all(_isImageVolume(node) for node in nodes):
+        raise CMRSegError(f"The sequence '{name}' does not hold image volumes only; select a cine volume sequence.")
     spacing, origin, direction = volumeNodeGeometry(nodes[0])
     for index, node in enumerate(nodes[1:], start=1):
         other = volumeNodeGeometry(node)
@@ -86,9 +94,20 @@ def studyFromSequence(sequenceNode):
     frames = [frameArrayFromSequence(sequenceNode, i) for i in range(count)]
     if len({frame.shape for frame in frames}) != 1:
         raise CMRSegError(f"The frames of '{name}' differ in size; a cine needs one grid.")
-    times = [_indexValueMs(sequenceNode.GetNthIndexValue(i), i) for i in range(count)]
     return Study(image=np.stack(frames), spacing=spacing, origin=origin, direction=direction,
-                 frame_times_ms=times, patient=patientFromSequence(sequenceNode), source=name, description=name)
+                 frame_times_ms=frameTimesMs(sequenceNode), patient=patientFromSequence(sequenceNode),
+                 source=name, description=name)
+
+
+def frameTimesMs(sequenceNode) -> list[float] | None:
+    """The frame times in ms from the index values and unit, or None when they are not times (frame order)."""
+    factor = TIME_UNITS_TO_MS.get(sequenceNode.GetIndexUnit().strip().lower())
+    if factor is None or sequenceNode.GetIndexType() != slicer.vtkMRMLSequenceNode.NumericIndex:
+        return None
+    try:
+        return [float(sequenceNode.GetNthIndexValue(i)) * factor for i in range(sequenceNode.GetNumberOfDataNodes())]
+    except ValueError:
+        return None
 
 
 def patientFromSequence(sequenceNode):
@@ -108,11 +127,34 @@ def studyFromInputNode(node):
 
     if node is None:
         raise CMRSegError("Select a cine volume sequence or a volume as input, or load a cine DICOM folder.")
+    problem = inputProblem(node)
+    if problem:
+        raise CMRSegError(problem)
     if node.IsA("vtkMRMLSequenceNode"):
         return studyFromSequence(node)
-    if node.IsA("vtkMRMLScalarVolumeNode"):
-        return studyFromVolumeNode(node)
-    raise CMRSegError(f"'{node.GetName()}' is neither a volume sequence nor a volume.")
+    return studyFromVolumeNode(node)
+
+
+def inputProblem(node) -> str:
+    """Why ``node`` cannot be the module's input ("" when it can): label maps and sequences of anything but
+    image volumes (segmentations, transforms, label maps) are refused."""
+    if node is None:
+        return ""
+    name = node.GetName()
+    if node.IsA("vtkMRMLSequenceNode"):
+        if node.GetNumberOfDataNodes() == 0:
+            return f"The sequence '{name}' is empty."
+        if not _isImageVolume(node.GetNthDataNode(0)):
+            kind = node.GetDataNodeClassName() or "nothing"
+            return f"The sequence '{name}' holds {kind} items, not image volumes; select a cine volume sequence."
+        return ""
+    if not _isImageVolume(node):
+        return f"'{name}' is a {node.GetClassName()}, not an image volume; select the cine or an image volume."
+    return ""
+
+
+def _isImageVolume(node) -> bool:
+    return node is not None and node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode")
 
 
 def numberOfFrames(node) -> int:
@@ -123,18 +165,14 @@ def numberOfFrames(node) -> int:
 
 
 def describeInputNode(node) -> str:
-    """One line telling the user what the selected input gives."""
+    """One line telling the user what the selected input gives (or why it cannot be used)."""
+    problem = inputProblem(node)
+    if problem:
+        return problem
     frames = numberOfFrames(node)
     if frames < 2:
         return "One volume: volumes and mass only (no ejection fraction)." if frames else "No input selected."
     return f"Cine with {frames} frames (0 to {frames - 1})."
-
-
-def _indexValueMs(value: str, index: int) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return float(index)  # a non-numeric index (e.g. "frame 3"): frames in order
 
 
 def _sequencesLogic():

@@ -27,6 +27,7 @@ import pydicom
 from pydicom import config as dicom_config
 
 from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_codecs import decoder_advice
 from cmrseg.io.dicom_scan import (  # noqa: F401 (scan_dicom_folder: re-exported, part of this reader's API)
     TRIGGER_TOLERANCE_MS,
     DicomReadWarning,
@@ -301,7 +302,7 @@ def _read_pixels(header: InstanceHeader) -> tuple[np.ndarray, pydicom.Dataset]:
         raise CMRSegError(
             f"Cannot read the pixel data of {header.path} ({type(exc).__name__}: {_first_sentence(exc)}). The "
             "file may be truncated or compressed with a codec that is not installed; replace it or export the "
-            "series uncompressed."
+            f"series uncompressed. (Transfer syntax {header.transfer_syntax or 'not given'}.)"
         ) from exc
     if pixels.shape != (header.rows, header.columns):
         raise CMRSegError(
@@ -374,6 +375,9 @@ def read_dicom_cine_with_index(
     num_slices, num_frames = len(layout.grid), len(layout.grid[0])
     rows, columns = series.instances[0].rows, series.instances[0].columns
     check_dimensions((num_frames, num_slices, rows, columns), str(folder))
+    advice = decoder_advice(h.transfer_syntax for h in series.instances)
+    if advice:
+        raise CMRSegError(f"Cannot read the images of {folder}. {advice}")
     image = np.empty((num_frames, num_slices, rows, columns), dtype=np.float32)
     refs = []
     files = [[""] * num_slices for _ in range(num_frames)]

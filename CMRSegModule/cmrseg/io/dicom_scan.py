@@ -47,6 +47,7 @@ class InstanceHeader:
     trigger_time: float | None = None
     number_of_frames: int = 1
     modality: str = ""
+    transfer_syntax: str = ""
 
     @property
     def has_geometry(self) -> bool:
@@ -158,6 +159,7 @@ def _read_header(path: Path) -> InstanceHeader | None:
             trigger_time=_float(ds.get("TriggerTime")),
             number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
             modality=str(ds.get("Modality", "") or "").strip().upper(),
+            transfer_syntax=str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""),
         )
 
 

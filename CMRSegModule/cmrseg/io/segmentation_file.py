@@ -28,7 +28,9 @@ from cmrseg.io.study import Study
 from cmrseg.io.volume_files import read_image
 
 SEG_SUFFIX = ".seg.nrrd"
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+# CMRSeg's own terminology context (Resources/Terminology, registered with Slicer by the module): no list
+# Slicer ships has a myocardium entry.
+TERMINOLOGY_CONTEXT = "Segmentation category and type - CMRSeg cardiac structures"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 HEART = ("80891009", "Heart")  # anatomic region of every segment (SNOMED CT)
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
