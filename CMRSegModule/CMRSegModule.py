@@ -17,6 +17,7 @@ import slicer
 import vtk
 from CMRSegModuleWidgets.BackgroundRun import BackgroundRunMixin
 from CMRSegModuleWidgets.InstallProgress import InstallProgress
+from CMRSegModuleWidgets.ReviewPanel import ReviewPanelMixin
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
@@ -29,8 +30,7 @@ from slicer.util import VTKObservationMixin
 
 from cmrseg.errors import CMRSegError
 from cmrseg.shipped import default_model_path as shippedModelPath
-from CMRSegModuleLib import Dependencies, Export, ResultsTable, ReviewList, ReviewNodes, Runner
-from CMRSegModuleLib.SegmentationNodes import segmentationEditEvents
+from CMRSegModuleLib import Corrections, Dependencies, Export, ResultsTable, ReviewList, ReviewNodes, Runner
 from CMRSegModuleLib.SequenceNodes import (
     describeInputNode,
     inputProblem,
@@ -109,7 +109,7 @@ class CMRSegModuleParameterNode:
     exportFolder: Path = Path.home()
 
 
-class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Reads the parameter node, calls the logic, shows progress and results; computes nothing itself."""
 
     def __init__(self, parent=None) -> None:
@@ -141,13 +141,7 @@ class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKOb
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.loadDicomFolderButton.clicked.connect(self.onLoadDicomFolder)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
-        self.ui.updateCorrectedButton.clicked.connect(self.onUpdateCorrected)
-        self.ui.reviewListWidget.itemClicked.connect(self.onReviewEntryClicked)
-        self.ui.showEdButton.clicked.connect(lambda: self.onShowPhase("ED"))
-        self.ui.showEsButton.clicked.connect(lambda: self.onShowPhase("ES"))
-        self.ui.editEdButton.clicked.connect(lambda: self.onEditPhase("ED"))
-        self.ui.editEsButton.clicked.connect(lambda: self.onEditPhase("ES"))
-        self.ui.exportButton.clicked.connect(self.onExport)
+        self._setupReviewPanel()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -205,29 +199,14 @@ class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKOb
         self.ui.modelPathLineEdit.enabled = not p.useShippedModel
         review = self.logic.reviewOf(p.resultsTable)
         self.ui.resultsTableView.setMRMLTableNode(p.resultsTable)
-        for button in (self.ui.showEdButton, self.ui.editEdButton, self.ui.updateCorrectedButton, self.ui.exportButton):
+        for button in (self.ui.showEdButton, self.ui.editEdButton, self.ui.updateCorrectedButton,
+                       self.ui.approveButton, self.ui.exportButton):
             button.enabled = review is not None
         for button in (self.ui.showEsButton, self.ui.editEsButton):
             button.enabled = review is not None and not review.singleFrame
         corrected = [n for n in (review.edCorrected, review.esCorrected) if n] if review and p.autoUpdate else []
         self._observeSegmentations(corrected)
-        self._showReviewList(review)
-
-    def _showReviewList(self, review) -> None:
-        """The review list of the shown result, with the looked-at and edited marks."""
-        self.ui.reviewListWidget.clear()
-        self._reviewEntries = ReviewList.reviewEntries(review.table) if review is not None else []
-        if not self._reviewEntries:
-            return
-        visited, edited = ReviewList.visitedEntries(review.table), ReviewList.editedSlices(review)
-        for entry in self._reviewEntries:
-            self.ui.reviewListWidget.addItem(ReviewList.describeEntry(entry, visited, edited))
-
-    def onReviewEntryClicked(self, item) -> None:
-        entry = self._reviewEntries[self.ui.reviewListWidget.row(item)]
-        with slicer.util.tryWithErrorDisplay("Could not show that slice."):
-            self.logic.jumpToReviewEntry(self._parameterNode.resultsTable, entry)
-            self._updateGui()
+        self._showReviewState(review)
 
     def onLoadDicomFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(None, "Cine short-axis DICOM folder")
@@ -285,52 +264,6 @@ class CMRSegModuleWidget(BackgroundRunMixin, ScriptedLoadableModuleWidget, VTKOb
             self.onEditPhase("frame" if review.singleFrame else "ED")
         except Exception:  # noqa: BLE001 - onEditPhase has shown the one error dialog; the result stands
             logging.exception("CMRSeg: could not open the Segment Editor")
-
-    # ------------------------------------------------------------------ results
-    def onShowPhase(self, phase: str) -> None:
-        with slicer.util.tryWithErrorDisplay(f"Could not show {phase}."):
-            self.logic.showPhase(self._parameterNode.resultsTable, phase)
-
-    def onEditPhase(self, phase: str) -> None:
-        with slicer.util.tryWithErrorDisplay(f"Could not open the Segment Editor on {phase}."):
-            volume, corrected = self.logic.showPhase(self._parameterNode.resultsTable, phase)
-            slicer.util.selectModule("SegmentEditor")
-            editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
-            editor.setSegmentationNode(corrected)
-            setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
-            setSource(volume)
-
-    def onUpdateCorrected(self) -> None:
-        table = self._parameterNode.resultsTable if self._parameterNode else None
-        if table is not None:
-            with slicer.util.tryWithErrorDisplay("Could not update the corrected values."):
-                self.logic.updateCorrected(table)
-
-    def _observeSegmentations(self, nodes: list) -> None:
-        if [n.GetID() for n in nodes] == [n.GetID() for n in self._observedSegmentations]:
-            return
-        events = segmentationEditEvents()
-        for node in self._observedSegmentations:
-            for event in events:
-                self.removeObserver(node, event, self._onSegmentationEdited)
-        self._observedSegmentations = list(nodes)
-        for node in nodes:
-            for event in events:
-                self.addObserver(node, event, self._onSegmentationEdited)
-
-    def _onSegmentationEdited(self, caller, event) -> None:
-        self._updateTimer.start()
-
-    def onExport(self) -> None:
-        table, folder = self._parameterNode.resultsTable, str(self._parameterNode.exportFolder)
-        with slicer.util.tryWithErrorDisplay("Could not export the results.", waitCursor=True):
-            existing = self.logic.existingExportFiles(table, folder)
-            if existing and not slicer.util.confirmOkCancelDisplay(
-                "These files exist and would be replaced:\n" + "\n".join(p.name for p in existing), "CMRSeg export"
-            ):
-                return
-            written = self.logic.export(table, folder, overwrite=bool(existing))
-            self.ui.statusLabel.text = f"Exported {len(written)} files to {folder}."
 
 
 class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
@@ -424,6 +357,10 @@ class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
         slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
+
+    def approve(self, table, reviewer: str) -> dict:
+        """Record the reviewer's approval of the corrected result as it is now (cleared by any later edit)."""
+        return Corrections.approve(ReviewNodes.reviewNodesFromTable(table), reviewer)
 
     def existingExportFiles(self, table, folder) -> list[Path]:
         return Export.existingExportFiles(ReviewNodes.reviewNodesFromTable(table), folder)

@@ -41,7 +41,7 @@ def test_export_writes_files_that_read_back_equal(headless_slicer, edited, obliq
     assert names == sorted([
         "Patient_7_ED_test_ED_corrected.seg.nrrd", "Patient_7_ED_test_ED_corrected.nii.gz",
         "Patient_7_ED_test_ES_corrected.seg.nrrd", "Patient_7_ED_test_ES_corrected.nii.gz",
-        "Patient_7_ED_test_results.csv", "Patient_7_ED_test_results.json",
+        "Patient_7_ED_test_results.csv", "Patient_7_ED_test_results.json", "Patient_7_ED_test_corrections.csv",
     ])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names  # no scratch folder left
     study = oblique_phantom.study
@@ -116,6 +116,7 @@ def test_a_single_volume_exports_one_frame(headless_slicer, oblique_phantom, tmp
     review = review_from_labels(headless_slicer.scene, study, {0: oblique_phantom.labels[2]}, None, None, "Vol")
     written = exportReview(review, tmp_path)
     assert sorted(p.name for p in written) == sorted([
-        "Vol_frame_corrected.seg.nrrd", "Vol_frame_corrected.nii.gz", "Vol_results.csv", "Vol_results.json"])
+        "Vol_frame_corrected.seg.nrrd", "Vol_frame_corrected.nii.gz", "Vol_results.csv", "Vol_results.json",
+        "Vol_corrections.csv"])
     document = json.loads((tmp_path / "Vol_results.json").read_text())
     assert document["ed_frame"] is None and set(document["automatic"]) == {"lv_ml", "rv_ml", "myo_ml", "myo_mass_g"}

@@ -6,7 +6,8 @@ Files, for ``<base>`` the study name and ``<phase>`` ED and ES (``frame`` for a 
 * ``<base>_<phase>_corrected.nii.gz``: label map with the ACDC values (1 RV, 2 Myo, 3 LV), on the frame's grid;
 * ``<base>_results.csv``: the results table as shown (values rounded);
 * ``<base>_results.json``: exact automatic and corrected values, their difference, the model, the basal-slice
-  rule, the ED/ES frames and the cmrseg version.
+  rule, the ED/ES frames, the cmrseg version, the approval (or "not approved") and the correction record;
+* ``<base>_corrections.csv``: ml added and removed by the correction per phase, slice and structure.
 
 Existing files are never replaced unless ``overwrite`` is true; the files are written to a temporary folder
 first and moved into place together, so a failure leaves no partial export.
@@ -28,6 +29,7 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
+from CMRSegModuleLib.Corrections import approvalOf, correctionRecord, correctionTotals, writeCorrectionCsv
 from CMRSegModuleLib.ReviewNodes import ReviewNodes, updateCorrected
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode
@@ -48,6 +50,7 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
         paths[f"{phase}_seg"] = folder / f"{base}_{phase}_corrected.seg.nrrd"
         paths[f"{phase}_labelmap"] = folder / f"{base}_{phase}_corrected.nii.gz"
     paths["csv"] = folder / f"{base}_results.csv"
+    paths["corrections"] = folder / f"{base}_corrections.csv"
     paths["json"] = folder / f"{base}_results.json"
     return paths
 
@@ -81,7 +84,9 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
             write_seg_nrrd(labelmap, grid, scratch / paths[f"{phase}_seg"].name)
             write_frame(labelmap, grid, scratch / paths[f"{phase}_labelmap"].name)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
-        writeResultsJson(review, corrected, paths, scratch / paths["json"].name)
+        corrections = correctionRecord(review)
+        writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
+        writeResultsJson(review, corrected, corrections, paths, scratch / paths["json"].name)
         for path in paths.values():
             shutil.move(str(scratch / path.name), path)
     return list(paths.values())
@@ -100,7 +105,8 @@ def writeResultsCsv(table, path: str | Path) -> Path:
     return Path(path)
 
 
-def writeResultsJson(review: ReviewNodes, corrected: dict, paths: dict[str, Path], path: str | Path) -> Path:
+def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dict], paths: dict[str, Path],
+                     path: str | Path) -> Path:
     """Exact values, the difference and the facts of the run, as JSON (``null`` where not defined)."""
     automatic = ResultsTable.automaticMeasures(review.table)
     info = review.runInfo()
@@ -124,6 +130,8 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, paths: dict[str, Path
         "automatic": _clean(automatic),
         "corrected": _clean(corrected),
         "difference": _clean(difference),
+        "approval": approvalOf(review),
+        "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
     }
     Path(path).write_text(json.dumps(document, indent=2), encoding="utf-8")

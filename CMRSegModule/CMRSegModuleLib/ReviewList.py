@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
+from CMRSegModuleLib.Corrections import correctionRecord
 from CMRSegModuleLib.ReviewNodes import ReviewNodes, showPhase
-from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 
 REVIEW_ATTRIBUTE = "CMRSeg.Review"
 VISITED_ATTRIBUTE = "CMRSeg.ReviewVisited"
@@ -79,11 +77,7 @@ def jumpToEntry(scene, review: ReviewNodes, entry: dict):
 
 def editedSlices(review: ReviewNodes) -> set[str]:
     """``phase:slice`` of every slice where the corrected segmentation differs from the automatic one."""
-    edited = set()
-    for phase, volume, automatic, corrected in review.phases():
-        difference = labelmapFromSegmentation(automatic, volume) != labelmapFromSegmentation(corrected, volume)
-        edited |= {f"{phase}:{int(z)}" for z in np.flatnonzero(difference.any(axis=(1, 2)))}
-    return edited
+    return {f"{row['phase']}:{row['slice']}" for row in correctionRecord(review)}
 
 
 def describeEntry(entry: dict, visited: set[str], edited: set[str]) -> str:

@@ -7,6 +7,7 @@ extension build machines) the phantom's labels stand in for the network's result
 from __future__ import annotations
 
 import importlib.util
+import json
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io.segmentation_file import read_seg_nrrd
 from cmrseg.phantom import make_phantom
 from cmrseg.shipped import default_model_path
-from CMRSegModuleLib import ResultsTable, ReviewNodes, Runner
+from CMRSegModuleLib import Corrections, ResultsTable, ReviewNodes, Runner
 from CMRSegModuleLib.SequenceNodes import createSequenceFromStudy, studyFromInputNode
 
 
@@ -64,10 +65,17 @@ def workflowOnPhantom(test, scene, logic) -> None:
     row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "lv_edv_ml")
     test.assertAlmostEqual(row["difference"], -40 * voxelMl, places=2)
 
-    folder = Path(tempfile.mkdtemp(prefix="CMRSegTest-"))
-    written = logic.export(review.table, folder)
-    test.assertEqual(len(written), 6)
-    back = read_seg_nrrd(next(p for p in written if p.name.endswith("_ED_corrected.seg.nrrd")))
-    test.assertEqual(int((back.labelmap == 3).sum()), int(arrays["LV"].sum()))
-    with test.assertRaises(CMRSegError):
-        logic.export(review.table, folder)  # never overwrites silently
+    totals = Corrections.correctionTotals(Corrections.correctionRecord(review))
+    test.assertAlmostEqual(totals["ED LV"]["removed_ml"], 40 * voxelMl, places=9)
+    test.assertEqual(logic.approve(review.table, "Self Test")["status"], "approved")
+
+    with tempfile.TemporaryDirectory(prefix="CMRSegTest-") as scratch:
+        folder = Path(scratch)
+        written = logic.export(review.table, folder)
+        test.assertEqual(len(written), 7)
+        back = read_seg_nrrd(next(p for p in written if p.name.endswith("_ED_corrected.seg.nrrd")))
+        test.assertEqual(int((back.labelmap == 3).sum()), int(arrays["LV"].sum()))
+        document = json.loads(next(p for p in written if p.name.endswith("_results.json")).read_text())
+        test.assertEqual(document["approval"]["by"], "Self Test")
+        with test.assertRaises(CMRSegError):
+            logic.export(review.table, folder)  # never overwrites silently

@@ -5,7 +5,9 @@
 - ``SegmentationNodes``: ACDC label maps <-> segmentation nodes (segments, colours, terminology);
 - ``ResultsTable``: the automatic / corrected / difference table of the clinical parameters;
 - ``ReviewNodes``: the nodes of one reviewed result, found again from its table;
-- ``Export``: corrected segmentations and results to files;
+- ``ReviewList``: the slices worth checking first (review score), looked-at and edited marks;
+- ``Corrections``: what the correction changed (ml per phase, slice, structure) and the reviewer's approval;
+- ``Export``: corrected segmentations, results, correction record and approval to files;
 - ``Runner``: ``cmrseg segment`` as a background process (command, progress, results) or in-process;
 - ``Dependencies``: the Python packages the core needs, installed on the first Apply with consent.
 

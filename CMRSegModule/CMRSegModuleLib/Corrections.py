@@ -1,0 +1,130 @@
+"""What the physician changed, and who approved the corrected result.
+
+The correction record compares, per phase, slice and structure, the corrected label map with the automatic
+one: the ml added (in the corrected, not in the automatic) and removed (the reverse), on the label maps the
+measures come from (where edited segments overlap, the later of RV, Myo, LV wins).
+
+An approval (reviewer's name, UTC time) is stored on the results table together with a fingerprint of the
+corrected label maps. It holds only while they stay as approved: any later edit clears it
+(:func:`approvalOf` checks the fingerprint, so an edit made anywhere, in any module, is caught).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from cmrseg import labels
+from cmrseg.errors import CMRSegError
+from CMRSegModuleLib.ReviewNodes import ReviewNodes, voxelVolumeMl
+from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
+
+APPROVED_BY_ATTRIBUTE = "CMRSeg.ApprovedBy"
+APPROVED_AT_ATTRIBUTE = "CMRSeg.ApprovedAt"
+APPROVED_FINGERPRINT_ATTRIBUTE = "CMRSeg.ApprovedFingerprint"
+CSV_COLUMNS = ("phase", "slice", "structure", "added_ml", "removed_ml", "net_ml")
+
+
+def correctionRecord(review: ReviewNodes) -> list[dict]:
+    """One row per phase, slice and structure the correction changed: ``phase``, ``slice`` (0-based, as the
+    review list and the label maps count), ``structure`` (RV, Myo, LV), ``added_ml``, ``removed_ml``,
+    ``net_ml``; in phase, slice, structure order. Empty when nothing was changed."""
+    rows = []
+    for phase, volume, automatic, corrected in review.phases():
+        before = labelmapFromSegmentation(automatic, volume)
+        after = labelmapFromSegmentation(corrected, volume)
+        voxelMl = voxelVolumeMl(volume)
+        for z in np.flatnonzero((before != after).any(axis=(1, 2))):
+            for structure in labels.STRUCTURES:
+                was, now = before[z] == structure.label, after[z] == structure.label
+                added, removed = int(np.count_nonzero(now & ~was)), int(np.count_nonzero(was & ~now))
+                if added or removed:
+                    rows.append({"phase": phase, "slice": int(z), "structure": structure.key,
+                                 "added_ml": added * voxelMl, "removed_ml": removed * voxelMl,
+                                 "net_ml": (added - removed) * voxelMl})
+    return rows
+
+
+def correctionTotals(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """``"<phase> <structure>"`` -> summed added, removed and net ml, for the rows that changed."""
+    totals: dict[str, dict[str, float]] = {}
+    for row in rows:
+        total = totals.setdefault(f"{row['phase']} {row['structure']}", {"added_ml": 0.0, "removed_ml": 0.0,
+                                                                         "net_ml": 0.0})
+        for key in total:
+            total[key] += row[key]
+    return totals
+
+
+def writeCorrectionCsv(rows: list[dict], path: str | Path) -> Path:
+    """The correction record as CSV (ml with 3 decimals: one voxel is a few microlitres to a few tenths)."""
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([row["phase"], row["slice"], row["structure"]]
+                            + [f"{row[key]:.3f}" for key in ("added_ml", "removed_ml", "net_ml")])
+    return Path(path)
+
+
+def correctedFingerprint(review: ReviewNodes) -> str:
+    """SHA-256 of the corrected label maps and their grids: changes with any edit of any voxel."""
+    digest = hashlib.sha256()
+    for phase, volume, _, corrected in review.phases():
+        labelmap = labelmapFromSegmentation(corrected, volume)
+        digest.update(f"{phase}:{labelmap.shape}".encode())
+        digest.update(np.ascontiguousarray(labelmap).tobytes())
+    return digest.hexdigest()
+
+
+def approve(review: ReviewNodes, reviewer: str, when: datetime | None = None) -> dict:
+    """Record that ``reviewer`` approved the corrected result as it is now; returns the approval.
+
+    Raises:
+        CMRSegError: no reviewer name was given.
+    """
+    reviewer = " ".join(reviewer.split())
+    if not reviewer:
+        raise CMRSegError("Type the reviewer's name before approving.")
+    when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)  # noqa: UP017 (UTC is 3.11+)
+    table = review.table
+    table.SetAttribute(APPROVED_BY_ATTRIBUTE, reviewer)
+    table.SetAttribute(APPROVED_AT_ATTRIBUTE, when.isoformat(timespec="seconds"))
+    table.SetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE, correctedFingerprint(review))
+    return approvalOf(review)
+
+
+def approvalOf(review: ReviewNodes) -> dict:
+    """``{"status": "approved", "by", "at"}`` while the corrected result is as approved, else
+    ``{"status": "not approved"}`` (an approval made stale by a later edit is removed from the table)."""
+    table = review.table
+    fingerprint = table.GetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE)
+    if fingerprint and fingerprint == correctedFingerprint(review):
+        return {"status": "approved", "by": table.GetAttribute(APPROVED_BY_ATTRIBUTE),
+                "at": table.GetAttribute(APPROVED_AT_ATTRIBUTE)}
+    for attribute in (APPROVED_BY_ATTRIBUTE, APPROVED_AT_ATTRIBUTE, APPROVED_FINGERPRINT_ATTRIBUTE):
+        table.RemoveAttribute(attribute)
+    return {"status": "not approved"}
+
+
+def describeCorrections(rows: list[dict]) -> str:
+    """One line for the module: the edited slices per phase and the net ml per structure."""
+    if not rows:
+        return "No corrections yet."
+    parts = []
+    for phase in dict.fromkeys(row["phase"] for row in rows):
+        slices = sorted({row["slice"] for row in rows if row["phase"] == phase})
+        nets = correctionTotals([row for row in rows if row["phase"] == phase])
+        changes = ", ".join(f"{key.split()[1]} {total['net_ml']:+.2f} ml" for key, total in nets.items())
+        parts.append(f"{phase} slice{'s' if len(slices) > 1 else ''} {', '.join(map(str, slices))} ({changes})")
+    return "Edited: " + "; ".join(parts) + "."
+
+
+def describeApproval(approval: dict) -> str:
+    if approval["status"] == "approved":
+        return f"Approved by {approval['by']} at {approval['at']} (UTC)."
+    return "Not approved: the export is marked 'not approved' until a reviewer approves it."
