@@ -6,8 +6,8 @@ reports each step to ``progress(done, total, text)`` (the widget shows a progres
 decoders for compressed cine series (JPEG Lossless, JPEG-LS, JPEG 2000) are offered the same way when a
 folder needs them (:func:`ensureDicomDecoders`). torch is installed through the PyTorch
 extension's ``PyTorchUtils`` logic when that extension is there (it picks the build matching the GPU);
-the rest through ``slicer.packaging.pip_ensure`` (``slicer.pydeps`` in Slicer 5.11-5.12), else
-``slicer.util.pip_install``.
+the rest through ``slicer.packaging.pip_ensure`` (Slicer 5.12 and later), else ``slicer.util.pip_install``
+(Slicer 5.10).
 """
 
 from __future__ import annotations
@@ -171,15 +171,10 @@ def _installTorch(requirement: str) -> None:
 def _pipEnsure(requirements: list[str]) -> None:
     import slicer
 
-    for moduleName in ("slicer.packaging", "slicer.pydeps"):
-        try:
-            module = importlib.import_module(moduleName)
-        except ImportError:
-            continue
-        ensure = getattr(module, "pip_ensure", None)
-        if ensure is not None:
-            from packaging.requirements import Requirement  # what both versions of pip_ensure accept
-
-            ensure([Requirement(r) for r in requirements], prompt_install=False, requester="CMRSeg")
-            return
-    slicer.util.pip_install(" ".join(requirements))
+    try:
+        from slicer.packaging import pip_ensure  # Slicer 5.12 and later
+    except ImportError:
+        slicer.util.pip_install(" ".join(requirements))  # Slicer 5.10
+        return
+    # The user agreed already; installing Python packages needs no restart.
+    pip_ensure(requirements, prompt_install=False, prompt_restart=False, requester="CMRSeg")
