@@ -73,6 +73,7 @@ def _segment(args: argparse.Namespace) -> int:
         weight_kg=args.weight,
         overwrite=args.overwrite,
         progress=LinePrinter(),
+        report=args.report,
     )
     print(format_measures(result.measures))
     print(format_qc(result.measures["qc"]))
@@ -253,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true",
                          help="replace the previous CMRSeg outputs in --out as a whole (other files are kept)")
     segment.add_argument("--strict", action="store_true", help="exit with status 3 when the quality check fails")
+    segment.add_argument("--report", default="html", choices=("html", "none"),
+                         help="write report.html (default) or skip it")
     segment.add_argument("--stop-when-stdin-closes", action="store_true",
                          help="stop (as with Ctrl-C) when standard input closes; for callers that cannot signal")
     segment.set_defaults(run=_segment)
@@ -275,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'shipped', 'paper' (untrained paper preset) or checkpoint paths")
     bench.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
     bench.set_defaults(run=_benchmark)
+
+    from cmrseg.batch import add_batch_arguments
+
+    add_batch_arguments(commands.add_parser(
+        "batch", help="segment a cohort: many studies in one process, or on a Dask cluster (--scheduler)"))
 
     from cmrseg.train import add_train_arguments
 

@@ -25,10 +25,9 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import is_volume_file, stem, write_frame
 from cmrseg.measures import FrameMeasures, frame_measures, study_measures
-from cmrseg.outputs import locked_output, read_manifest
+from cmrseg.outputs import OutputFolder, locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
 from cmrseg.qc import quality_check
-from cmrseg.report import write_report
 from cmrseg.review import (
     load_review_model,
     member_parameters,
@@ -109,71 +108,119 @@ def run_segment(
     weight_kg: float | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    report: str = "html",
 ) -> SegmentationResult:
-    """Segment a study and write its outputs into ``out_dir`` as one complete set (see :mod:`cmrseg.outputs`)."""
-    inputs = [Path(p) for p in inputs]
+    """Segment a study and write its outputs into ``out_dir`` as one complete set (see :mod:`cmrseg.outputs`).
+
+    ``report`` is ``"html"`` (report.html) or ``"none"``.
+    """
     check_height_weight(height_cm, weight_kg)
     check_frames(ed, es)
     with locked_output(out_dir) as folder:
-        if read_manifest(folder.path) and not overwrite:
-            raise CMRSegError(
-                f"{folder.path} already holds a CMRSeg result; choose another --out or pass --overwrite.")
-        study = load_study(inputs, series_uid=series_uid, progress=progress)
-        if height_cm is not None:
-            study.patient.height_cm = height_cm
-        if weight_kg is not None:
-            study.patient.weight_kg = weight_kg
-        base, frame_files = output_names(inputs, study)
+        loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress)
+        result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
+        measures = measures_document(loaded, result, segmenter, basal_rule)
+        outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report)
+    return SegmentationResult(loaded.study, result.labels, result.ed_frame, result.es_frame, measures, outputs)
 
-        result = segment_study(study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
-        labels, ed, es = result.labels, result.ed_frame, result.es_frame
-        frames = sorted(labels)
-        measures = json_safe({
-            "cmrseg_version": __version__,
-            "model": segmenter.description,
-            "input": [str(p) for p in inputs],
-            "basal_rule": basal_rule,
-            "ed_frame": ed,
-            "es_frame": es,
-            "ed_frame_number": study.frame_number(ed) if ed is not None else None,
-            "es_frame_number": study.frame_number(es) if es is not None else None,
-            "ed_es_from": "LV volume curve" if result.from_curve else "input or user",
-            "segmentation_seconds": round(result.seconds, 3),
-            "qc": result.qc,
-            **({"review": result.review} if result.review is not None else {}),
-            "frames": {
-                str(i): {"frame_number": study.frame_number(i), "file": frame_files[i],
-                         "time_ms": study.frame_time_ms(i), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
-                         "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g}
-                for i, m in result.per_frame.items()
-            },
-            **({"study": result.study_measures} if result.study_measures is not None else {}),
-        })
 
-        targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv", "report.html"]
+@dataclass
+class LoadedStudy:
+    """A study read for a run, with the names its outputs get."""
+
+    inputs: list[Path]
+    study: Study
+    base: str  # file name base of the study-level outputs
+    frame_files: list[str]  # label-map file name of each frame
+
+
+def load_for_output(
+    folder: OutputFolder,
+    inputs: list[str | Path],
+    series_uid: str | None = None,
+    height_cm: float | None = None,
+    weight_kg: float | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> LoadedStudy:
+    """Read the study for a run into the locked output ``folder`` (refused when it holds a result already)."""
+    if read_manifest(folder.path) and not overwrite:
+        raise CMRSegError(f"{folder.path} already holds a CMRSeg result; choose another --out or pass --overwrite.")
+    inputs = [Path(p) for p in inputs]
+    study = load_study(inputs, series_uid=series_uid, progress=progress)
+    if height_cm is not None:
+        study.patient.height_cm = height_cm
+    if weight_kg is not None:
+        study.patient.weight_kg = weight_kg
+    base, frame_files = output_names(inputs, study)
+    return LoadedStudy(inputs, study, base, frame_files)
+
+
+def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter: Segmenter, basal_rule: str) -> dict:
+    """The content of measures.json (JSON-safe: no NaN)."""
+    study, ed, es = loaded.study, result.ed_frame, result.es_frame
+    return json_safe({
+        "cmrseg_version": __version__,
+        "model": segmenter.description,
+        "input": [str(p) for p in loaded.inputs],
+        "basal_rule": basal_rule,
+        "ed_frame": ed,
+        "es_frame": es,
+        "ed_frame_number": study.frame_number(ed) if ed is not None else None,
+        "es_frame_number": study.frame_number(es) if es is not None else None,
+        "ed_es_from": "LV volume curve" if result.from_curve else "input or user",
+        "segmentation_seconds": round(result.seconds, 3),
+        "qc": result.qc,
+        **({"review": result.review} if result.review is not None else {}),
+        "frames": {
+            str(i): {"frame_number": study.frame_number(i), "file": loaded.frame_files[i],
+                     "time_ms": study.frame_time_ms(i), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
+                     "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g}
+            for i, m in result.per_frame.items()
+        },
+        **({"study": result.study_measures} if result.study_measures is not None else {}),
+    })
+
+
+def write_outputs(
+    folder: OutputFolder,
+    loaded: LoadedStudy,
+    result: StudySegmentation,
+    measures: dict,
+    segmenter: Segmenter,
+    overwrite: bool = False,
+    report: str = "html",
+) -> list[Path]:
+    """Write the label maps, segmentations, measures and report into ``folder`` as one complete set."""
+    if report not in ("html", "none"):
+        raise CMRSegError(f"Unknown report kind {report!r}; choose html or none.")
+    study, labels, ed, es = loaded.study, result.labels, result.ed_frame, result.es_frame
+    base, frame_files = loaded.base, loaded.frame_files
+    frames = sorted(labels)
+    targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv"]
+    targets += ["report.html"] if report == "html" else []
+    if ed is not None and ed != es:
+        targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
+    existing = folder.existing(targets)
+    if existing and not overwrite:
+        raise CMRSegError(
+            f"{folder.path} already holds {', '.join(existing)}; choose another --out or pass --overwrite.")
+    scratch = folder.scratch()
+    try:
+        for i in frames:
+            write_frame(labels[i], study, scratch / frame_files[i])
         if ed is not None and ed != es:
-            targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
-        existing = folder.existing(targets)
-        if existing and not overwrite:
-            raise CMRSegError(
-                f"{folder.path} already holds {', '.join(existing)}; choose another --out or pass --overwrite.")
-
-        scratch = folder.scratch()
-        try:
-            for i in frames:
-                write_frame(labels[i], study, scratch / frame_files[i])
-            if ed is not None and ed != es:
-                write_seg_nrrd(labels[ed], study, scratch / f"{base}_ED.seg.nrrd")
-                write_seg_nrrd(labels[es], study, scratch / f"{base}_ES.seg.nrrd")
-            (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
-            write_measures_csv(measures, scratch / "measures.csv")
+            write_seg_nrrd(labels[ed], study, scratch / f"{base}_ED.seg.nrrd")
+            write_seg_nrrd(labels[es], study, scratch / f"{base}_ES.seg.nrrd")
+        (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
+        write_measures_csv(measures, scratch / "measures.csv")
+        if report == "html":
             write_study_report(scratch / "report.html", study, labels, measures, segmenter, ed, es, result.curve,
                                result.from_curve)
-        except OSError as exc:
-            raise CMRSegError(f"Could not write the outputs into {folder.path} ({exc.strerror or exc}); "
-                              "nothing was changed.") from exc
-        outputs = folder.commit(targets)
-    return SegmentationResult(study, labels, ed, es, measures, outputs)
+    except OSError as exc:
+        raise CMRSegError(f"Could not write the outputs into {folder.path} ({exc.strerror or exc}); "
+                          "nothing was changed.") from exc
+    return folder.commit(targets)
 
 
 @dataclass
@@ -281,6 +328,8 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
         times, label = ((study.frame_times_ms[frames], "time (ms)") if study.frame_times_known
                         else (np.array([study.frame_number(i) for i in frames]), "frame"))
         curve_data = (times, [curve[i] for i in frames], rv, frames.index(ed), frames.index(es), label)
+    from cmrseg.report import write_report  # matplotlib: only when a report is drawn
+
     write_report(path, f"CMRSeg report: {study.description or Path(study.source).name}",
                  measures.get("study", {}), context, overlays, curve_data, measures["qc"], measures.get("review"),
                  {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels})

@@ -1,0 +1,108 @@
+"""``cmrseg batch --scheduler ADDRESS``: the studies of a batch as tasks on a Dask distributed cluster.
+
+Every worker loads the model once (a worker plugin; each worker process keeps its own copy) and segments one
+study per task with the same code as a single process (:func:`cmrseg.batch.segment_one`), writing into
+``OUT/<name>/``; the client collects the rows into ``OUT/cohort.csv``. Workers therefore need the inputs and
+the output folder at the same paths (a shared filesystem): before any work, every worker is asked to find
+the inputs and to write into the output folder, and the batch is refused with the worker's address when one
+cannot. Workers need cmrseg installed in the same version; run them with ``--nthreads 1`` (torch uses the
+worker's cores for one study at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cmrseg.cohort import StudyJob, failed_row
+from cmrseg.errors import CMRSegError
+
+_SEGMENTERS: dict[tuple[str | None, str], object] = {}  # per worker process: (model, device) -> Segmenter
+
+
+def _segmenter(model: str | None, device: str):
+    key = (model, device)
+    if key not in _SEGMENTERS:
+        from cmrseg.inference import Segmenter
+
+        _SEGMENTERS[key] = Segmenter.load(model, device=device)
+    return _SEGMENTERS[key]
+
+
+def segmenter_plugin(model: str | None, device: str):
+    """A worker plugin that loads the model when a worker joins (and on workers already there)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class LoadModel(WorkerPlugin):
+        name = "cmrseg-model"
+
+        def setup(self, worker) -> None:  # noqa: ARG002 - the plugin interface
+            _segmenter(model, device)
+
+    return LoadModel()
+
+
+def check_paths(inputs: list[str], out: str) -> str | None:
+    """Run on a worker: None when it sees every input and can write into ``out``, else what is wrong."""
+    missing = [path for path in inputs if not os.path.exists(path)]
+    if missing:
+        return f"cannot see {missing[0]}" + (f" (and {len(missing) - 1} more inputs)" if len(missing) > 1 else "")
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".cmrseg-worker-check-"):
+            pass
+    except OSError as exc:
+        return f"cannot write into {out} ({exc.strerror or exc})"
+    return None
+
+
+def segment_task(job: dict, out: str, options: dict, model: str | None, device: str) -> dict:
+    """Run on a worker: one study, as in a single process."""
+    from cmrseg.batch import BatchOptions, segment_one
+
+    return segment_one(StudyJob(**job), Path(out), _segmenter(model, device), BatchOptions(**options))
+
+
+def run_on_cluster(address: str, jobs: list[StudyJob], out: Path, options, model: str | None,
+                   device: str) -> list[dict]:  # fmt: skip
+    """Run the batch's studies on the Dask scheduler at ``address``; the rows in input order."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise CMRSegError("--scheduler needs Dask: pip install 'cmrseg[cluster]' (dask and distributed).") from exc
+    from cmrseg.batch import CohortProgress
+
+    out = out.resolve()
+    model = str(Path(model).resolve()) if model else None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise CMRSegError(f"Cannot reach the Dask scheduler at {address} ({exc}).") from exc
+    with client:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if not workers:
+            raise CMRSegError(f"The Dask scheduler at {address} has no workers; start some with `dask worker`.")
+        inputs = [p for job in jobs for p in job.inputs] + ([model] if model else [])
+        problems = {w: p for w, p in client.run(check_paths, inputs, str(out)).items() if p}
+        if problems:
+            worker, problem = next(iter(problems.items()))
+            raise CMRSegError(
+                f"Dask worker {worker} {problem}. Workers need the inputs and the output folder at the same paths "
+                "(a shared filesystem)."
+            )
+        client.register_plugin(segmenter_plugin(model, device))
+        progress = CohortProgress(jobs, out)
+        todo = progress.skip_finished()
+        futures = {
+            client.submit(segment_task, job.as_dict(), str(out), options.as_dict(), model, device, pure=False,
+                          key=f"cmrseg-{job.name}"): job
+            for job in todo
+        }  # fmt: skip
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                row = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died or the task could not run: recorded
+                row = failed_row(job, f"{type(exc).__name__}: {exc}")
+            progress.record(row)
+    return progress.ordered()

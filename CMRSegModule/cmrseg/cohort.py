@@ -1,0 +1,189 @@
+"""A cohort: which studies a ``cmrseg batch`` input holds, and the ``cohort.csv`` with one row per study.
+
+Studies are found as follows (each input path, or each line of ``--list``):
+
+- a NIfTI/NRRD file is one study (a 4D cine), named by its file name without the suffix;
+- an ACDC patient folder (with ``Info.cfg``) is one study; a folder holding ACDC patient folders (an ACDC root)
+  gives one study per patient;
+- any other folder is scanned for DICOM (recursively, headers only): every cine series in it (more than one
+  slice position and more than one phase) is one study, read from the folder that holds its files. Series
+  with a single phase (localisers, late enhancement, single-shot) are skipped and listed. A study is named by
+  that folder's path below the input (``/`` becomes ``_``), with ``_s<SeriesNumber>`` added when one folder
+  holds several cine series.
+
+Inputs are recorded as absolute paths. Names are made unique (``_2``, ``_3``, ...) and used as output
+folder names; they come from file and folder names, not from the DICOM header, so no patient identifier is
+added that the paths do not already carry.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io import acdc
+from cmrseg.io.volume_files import is_volume_file, stem
+from cmrseg.measures import StudyMeasures
+
+log = logging.getLogger(__name__)
+
+PARAMETER_COLUMNS = [f.name for f in fields(StudyMeasures)]
+COLUMNS = ["name", "input", "status", "reason", "qc_status", "ed_frame", "es_frame", "ed_frame_number",
+           "es_frame_number", *PARAMETER_COLUMNS, "seconds"]  # fmt: skip
+COHORT_FILE = "cohort.csv"
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    """One study of a batch: what ``cmrseg segment`` would be given, and the name of its output folder."""
+
+    name: str
+    inputs: tuple[str, ...]
+    series_uid: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_list_file(path: str | Path) -> list[str]:
+    """The paths of a ``--list`` file: one per line; blank lines and lines starting with # are ignored.
+    Relative paths are taken relative to the list file's folder."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CMRSegError(f"Cannot read the list file {path}: {exc}.") from exc
+    entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not entries:
+        raise CMRSegError(f"The list file {path} names no study.")
+    return [str(path.parent / entry) if not os.path.isabs(entry) else entry for entry in entries]
+
+
+def find_studies(paths: list[str | Path]) -> list[StudyJob]:
+    """The studies the given paths hold (see the module docstring), in the order given.
+
+    Raises:
+        CMRSegError: a path does not exist, or no study was found at all.
+    """
+    jobs: list[StudyJob] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise CMRSegError(f"{path} does not exist.")
+        found = _studies_in(path.resolve())  # absolute: the same on every worker of a cluster
+        if not found:
+            log.warning("No study found in %s (no NIfTI/NRRD cine, ACDC patient or cine DICOM series).", path)
+        jobs += found
+    if not jobs:
+        raise CMRSegError("No study found in the inputs: give DICOM folders, ACDC patient folders or 4D cine files.")
+    return _unique_names(jobs)
+
+
+def _studies_in(path: Path) -> list[StudyJob]:
+    if path.is_file():
+        if is_volume_file(path):
+            return [StudyJob(_safe(stem(path)), (str(path),))]
+        raise CMRSegError(f"{path} is not a NIfTI/NRRD cine or a folder.")
+    if acdc.is_patient_folder(path):
+        return [StudyJob(_safe(path.name), (str(path),))]
+    patients = _acdc_patients(path)
+    if patients:
+        return [StudyJob(_safe(p.name), (str(p),)) for p in patients]
+    return _dicom_studies(path)
+
+
+def _acdc_patients(folder: Path) -> list[Path]:
+    try:
+        return acdc.list_patients(folder)
+    except CMRSegError:
+        return []
+
+
+def _dicom_studies(root: Path) -> list[StudyJob]:
+    from cmrseg.io.dicom_scan import scan_dicom_folder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable files are reported when the study itself is read
+        series = scan_dicom_folder(root)
+    cines = [s for s in series if s.num_positions > 1 and s.num_phases > 1]
+    for skipped in (s for s in series if s not in cines):
+        log.info("Skipped %s under %s: not a multi-slice cine.", skipped.describe(), root)
+    by_folder: dict[Path, list] = {}
+    for cine in cines:
+        folder = Path(os.path.commonpath([str(h.path.parent) for h in cine.instances]))
+        by_folder.setdefault(folder, []).append(cine)
+    jobs = []
+    for folder, members in by_folder.items():
+        relative = folder.relative_to(root)
+        base = _safe("_".join(relative.parts) if relative.parts else root.resolve().name)
+        for cine in members:
+            if len(members) == 1:
+                jobs.append(StudyJob(base, (str(folder),), cine.series_uid))
+            else:
+                number = cine.series_number if cine.series_number is not None else members.index(cine) + 1
+                jobs.append(StudyJob(f"{base}_s{number}", (str(folder),), cine.series_uid))
+    return jobs
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
+
+
+def _unique_names(jobs: list[StudyJob]) -> list[StudyJob]:
+    seen: dict[str, int] = {}
+    unique = []
+    for job in jobs:
+        count = seen.get(job.name, 0) + 1
+        seen[job.name] = count
+        unique.append(job if count == 1 else StudyJob(f"{job.name}_{count}", job.inputs, job.series_uid))
+    return unique
+
+
+def done_row(job: StudyJob, measures: dict, seconds: float | None) -> dict:
+    """The cohort row of a segmented study, from its ``measures.json`` document."""
+    study = measures.get("study") or {}
+    row = {"name": job.name, "input": " ".join(job.inputs), "status": "done", "reason": "",
+           "qc_status": measures["qc"]["status"], "seconds": "" if seconds is None else round(seconds, 2)}
+    for key in ("ed_frame", "es_frame", "ed_frame_number", "es_frame_number"):
+        row[key] = measures.get(key)
+    row.update({key: study.get(key) for key in PARAMETER_COLUMNS})
+    return row
+
+
+def failed_row(job: StudyJob, reason: str) -> dict:
+    return {"name": job.name, "input": " ".join(job.inputs), "status": "failed", "reason": reason}
+
+
+def finished_row(job: StudyJob, study_dir: Path) -> dict | None:
+    """The row of a study whose outputs are complete from an earlier run (resume), else None."""
+    from cmrseg.outputs import is_complete
+
+    measures_file = study_dir / "measures.json"
+    if not (is_complete(study_dir) and measures_file.is_file()):
+        return None
+    try:
+        measures = json.loads(measures_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if measures.get("input") != list(job.inputs):
+        return None  # the folder holds another study's result
+    return done_row(job, measures, None)
+
+
+def write_cohort_csv(rows: list[dict], path: Path) -> Path:
+    """Write the cohort table atomically (a reader never sees half a file)."""
+    scratch = path.with_name(f".{path.name}.tmp")
+    with open(scratch, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in COLUMNS})
+    os.replace(scratch, path)
+    return path

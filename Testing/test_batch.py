@@ -1,0 +1,124 @@
+"""``cmrseg batch``: studies found in folders and lists, one process with overlapped I/O, the cohort table,
+failures recorded, resume after interruption, and the same outputs as ``cmrseg segment``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmrseg.batch import BatchOptions, run_in_process
+from cmrseg.cohort import COHORT_FILE, COLUMNS, find_studies, read_list_file
+from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_write import write_dicom_cine
+from cmrseg.io.volume_files import read_volume_file, write_study
+from cmrseg.phantom import make_phantom
+from cmrseg.segment import run_segment
+
+
+def small_cine(seed: int):
+    return make_phantom(seed=seed, frames=3, slices=6, matrix=(120, 128)).study
+
+
+def read_cohort(out: Path) -> list[dict]:
+    with open(out / COHORT_FILE, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def label_maps(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: read_volume_file(p).image for p in sorted(folder.glob("*_seg.nii.gz"))}
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """Three phantom cines (two 4D NIfTI, one DICOM folder) and one truncated file."""
+    root = tmp_path_factory.mktemp("cohort")
+    write_study(small_cine(11), root / "a.nii.gz")
+    write_study(small_cine(12), root / "b.nii.gz")
+    write_dicom_cine(small_cine(13), root / "dicom" / "c")
+    data = (root / "a.nii.gz").read_bytes()
+    (root / "broken.nii.gz").write_bytes(data[: len(data) // 2])
+    return root
+
+
+def test_studies_are_found_in_files_dicom_roots_and_lists(cohort, tmp_path):
+    jobs = find_studies([cohort / "a.nii.gz", cohort / "dicom", cohort / "broken.nii.gz"])
+    assert [job.name for job in jobs] == ["a", "c", "broken"]
+    assert jobs[1].inputs == (str((cohort / "dicom" / "c").resolve()),) and jobs[1].series_uid
+    assert all(Path(p).is_absolute() for job in jobs for p in job.inputs)
+    listing = tmp_path / "studies.txt"
+    listing.write_text(f"# the cohort\n\n{cohort / 'b.nii.gz'}\n{cohort / 'a.nii.gz'}\n{cohort / 'a.nii.gz'}\n")
+    assert [job.name for job in find_studies(read_list_file(listing))] == ["b", "a", "a_2"]
+    with pytest.raises(CMRSegError, match="does not exist"):
+        find_studies([cohort / "missing"])
+
+
+def test_one_folder_with_two_cine_series_gives_two_studies(tmp_path):
+    write_dicom_cine(small_cine(14), tmp_path / "exam", series_number=3)
+    for path in write_dicom_cine(small_cine(15), tmp_path / "other", series_number=7):
+        path.rename(tmp_path / "exam" / f"s7_{path.name}")  # a second cine series in the same folder
+    (tmp_path / "other").rmdir()
+    single = small_cine(16).single_frame(0)  # one phase: not a cine, skipped
+    write_dicom_cine(single, tmp_path / "exam" / "scout", series_number=9)
+    jobs = find_studies([tmp_path])
+    assert sorted(job.name for job in jobs) == ["exam_s3", "exam_s7"]
+    assert len({job.series_uid for job in jobs}) == 2
+
+
+@pytest.mark.shared_data
+def test_an_acdc_root_gives_one_study_per_patient(acdc_root):
+    jobs = find_studies([acdc_root])
+    assert len(jobs) == 100 and jobs[0].name == "patient001" and jobs[-1].name == "patient100"
+
+
+def test_a_batch_writes_what_segment_writes_records_failures_and_resumes(cohort, segmenter, tmp_path):
+    jobs = find_studies([cohort / "a.nii.gz", cohort / "broken.nii.gz", cohort / "dicom", cohort / "b.nii.gz"])
+    out = tmp_path / "batch"
+    out.mkdir()
+    rows = run_in_process(jobs, out, segmenter, BatchOptions())
+    assert [(r["name"], r["status"]) for r in rows] == [("a", "done"), ("broken", "failed"), ("c", "done"),
+                                                         ("b", "done")]  # fmt: skip
+    assert "broken.nii.gz" in rows[1]["reason"]
+    table = read_cohort(out)
+    assert list(table[0]) == COLUMNS and [r["name"] for r in table] == ["a", "broken", "c", "b"]
+    # Each study's outputs are exactly what `cmrseg segment` writes.
+    for job in (jobs[0], jobs[2]):
+        single = tmp_path / f"single-{job.name}"
+        result = run_segment(list(job.inputs), single, segmenter, series_uid=job.series_uid)
+        assert sorted(p.name for p in (out / job.name).iterdir()) == sorted(p.name for p in single.iterdir())
+        batch_maps, single_maps = label_maps(out / job.name), label_maps(single)
+        assert batch_maps.keys() == single_maps.keys() and batch_maps
+        for name in batch_maps:
+            np.testing.assert_array_equal(batch_maps[name], single_maps[name])
+        measures = json.loads((out / job.name / "measures.json").read_text())
+        assert measures["study"] == result.measures["study"]
+        row = next(r for r in table if r["name"] == job.name)
+        assert float(row["lv_ef_pct"]) == pytest.approx(measures["study"]["lv_ef_pct"])
+        assert row["qc_status"] == measures["qc"]["status"]
+    assert not (out / "broken").exists()  # a failed study leaves no folder behind
+
+    # A rerun skips the finished studies (their files untouched) and retries the failed one.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "a").iterdir()}
+    (out / "b" / "measures.json").unlink()  # "b" was interrupted half-way: redone
+    rows = run_in_process(jobs, out, segmenter, BatchOptions())
+    assert {p: p.stat().st_mtime_ns for p in (out / "a").iterdir()} == stamps
+    assert [r["status"] for r in rows] == ["done", "failed", "done", "done"]
+    assert (out / "b" / "measures.json").is_file()
+
+
+def test_the_command_skips_reports_on_request_and_refuses_bad_input(cohort, tmp_path, model_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "cmrseg", "batch", str(cohort / "a.nii.gz"), "--out", str(out),
+               "--report", "none", "--model", str(model_path)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "[1/1] a: done" in done.stdout and "1 of 1 studies done" in done.stdout
+    assert (out / "a" / "measures.json").is_file() and not (out / "a" / "report.html").exists()
+    refused = subprocess.run([sys.executable, "-m", "cmrseg", "batch", "--out", str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and refused.stderr.startswith("cmrseg: error:") and "Traceback" not in refused.stderr
