@@ -49,6 +49,7 @@ def measure(model: str, precision: str, repeats: int) -> dict:
         segment_frames(study, list(range(CINE_FRAMES)), segmenter)
         cine.append(time.perf_counter() - start)
     median_ed_es = sorted(ed_es)[len(ed_es) // 2]
+    flops = flops_per_slice(segmenter)
     return {
         "model": model,
         "precision": precision,
@@ -58,7 +59,26 @@ def measure(model: str, precision: str, repeats: int) -> dict:
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "runs": repeats,
         "threads": torch.get_num_threads(),
+        "gflop_per_slice": flops / 1e9,
+        "gflops": flops * 2 * SLICES / median_ed_es / 1e9,  # network work only; the time includes the rest
     }
+
+
+def flops_per_slice(segmenter) -> float:
+    """Floating-point operations of the network(s) for one slice (a multiply-add counts 2), from torch's
+    FLOP counter on one forward pass at the network's input size."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = segmenter.config.size
+    batch = torch.zeros(1, 1, *size).to(memory_format=torch.channels_last)
+    total = 0
+    with torch.inference_mode():
+        for network in segmenter.networks:
+            with FlopCounterMode(display=False) as counter:
+                network(batch)
+            total += counter.get_total_flops()
+    return float(total)
 
 
 def check_models(models: list[str]) -> None:
@@ -90,13 +110,15 @@ def run_benchmark(models: list[str], repeats: int) -> list[dict]:
 
 def format_row(row: dict) -> str:
     return (f"| {row['model']} | {row['precision']} | {row['ms_per_slice']:.0f} | {row['ed_es_seconds']:.2f} "
-            f"| {row['cine_seconds']:.1f} | {row['peak_memory_mb']:.0f} |")
+            f"| {row['cine_seconds']:.1f} | {row['peak_memory_mb']:.0f} | {row['gflop_per_slice']:.2f} "
+            f"| {row['gflops']:.0f} |")
 
 
 def main(models: list[str], repeats: int) -> int:
     print(f"CPU: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print(f"ED+ES = 2 x {SLICES} slices; cine = {CINE_FRAMES} x {SLICES} slices; medians of {repeats} runs")
-    print("| model | precision | ms per slice | ED+ES study (s) | 25-frame cine (s) | peak memory (MB) |")
-    print("|---|---|---|---|---|---|")
+    print("| model | precision | ms per slice | ED+ES study (s) | 25-frame cine (s) | peak memory (MB) "
+          "| GFLOP per slice | GFLOP/s |")
+    print("|---|---|---|---|---|---|---|---|")
     run_benchmark(models, repeats)
     return 0

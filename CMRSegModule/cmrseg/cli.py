@@ -140,6 +140,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
+    if args.cohort:
+        from cmrseg.benchmark_cohort import main as benchmark_cohort
+
+        return benchmark_cohort(args.cohort, args.repeats, args.report)
     from cmrseg.benchmark import main as benchmark
 
     return benchmark(args.models, args.repeats)
@@ -277,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--models", nargs="+", default=["shipped", "paper"],
                        help="'shipped', 'paper' (untrained paper preset) or checkpoint paths")
     bench.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
+    bench.add_argument("--cohort", nargs="+", metavar="STUDY",
+                       help="instead: time these studies as one segment process each against one batch process")
+    bench.add_argument("--report", default="html", choices=("html", "none"), help="with --cohort (default html)")
     bench.set_defaults(run=_benchmark)
 
     from cmrseg.batch import add_batch_arguments

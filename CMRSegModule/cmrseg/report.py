@@ -51,27 +51,17 @@ def _png(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def overlay_figure(image: np.ndarray, labels: np.ndarray, title: str) -> str:
-    """Every slice of a ``[z, y, x]`` frame with the structure outlines, as base64 PNG."""
-    plt = _pyplot()
-    slices = image.shape[0]
-    columns = min(slices, 6)
-    rows = int(np.ceil(slices / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows + 0.4), squeeze=False)
-    low, high = np.percentile(image, [1, 99.5])
-    for z, axis in enumerate(axes.ravel()):
-        axis.axis("off")
-        if z >= slices:
-            continue
-        axis.imshow(image[z], cmap="gray", vmin=low, vmax=high)
-        for structure in STRUCTURES:
-            mask = labels[z] == structure.label
-            if mask.any():
-                axis.contour(mask, levels=[0.5], colors=[structure.color], linewidths=0.8)
-        axis.set_title(f"slice {z}", fontsize=8)
-    figure.suptitle(title)
-    figure.tight_layout()
-    return _png(figure)
+def overlay_grid(image: np.ndarray, labels: np.ndarray, title: str) -> str:
+    """Every slice of a ``[z, y, x]`` frame, zoomed to the heart, with the structure outlines: HTML (one small
+    PNG per slice, drawn from the arrays without a plotting library: a report costs milliseconds)."""
+    box = heart_box(labels)
+    low, high = np.percentile(image, [1, 99.5])  # one grey scale for the whole frame
+    cells = "".join(
+        f'<div class="slice"><img alt="slice {z}" src="data:image/png;base64,'
+        f'{slice_thumbnail(image[z], labels[z], box, value_range=(low, high))}"><br>slice {z}</div>'
+        for z in range(image.shape[0])
+    )
+    return f'<figure><figcaption><b>{html.escape(title)}</b></figcaption><div class="grid">{cells}</div></figure>'
 
 
 def volume_curve_figure(times_ms, lv_ml, rv_ml, ed: int, es: int, time_label: str = "time (ms)") -> str:
@@ -122,14 +112,18 @@ def heart_box(labels: np.ndarray, margin: int = 12) -> tuple[int, int, int, int]
     return max(y0, 0), min(y1, labels.shape[1]), max(x0, 0), min(x1, labels.shape[2])
 
 
-def slice_thumbnail(image: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], size: int = 160) -> str:
-    """One slice zoomed to ``box`` with the structure outlines, as base64 PNG (drawn without a figure: fast)."""
-    from matplotlib.image import imsave
+def slice_thumbnail(image: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], size: int = 160,
+                    value_range: tuple[float, float] | None = None) -> str:
+    """One slice zoomed to ``box`` with the structure outlines, as base64 PNG (drawn without a figure: fast).
+
+    ``value_range`` is the grey scale (default: the crop's 1st and 99.5th percentiles).
+    """
+    from PIL import Image
     from scipy import ndimage
 
     y0, y1, x0, x1 = box
     crop, crop_labels = image[y0:y1, x0:x1].astype(float), labels[y0:y1, x0:x1]
-    low, high = np.percentile(crop, [1, 99.5])
+    low, high = value_range if value_range is not None else np.percentile(crop, [1, 99.5])
     gray = np.clip((crop - low) / max(high - low, 1e-6), 0, 1)
     rgb = np.repeat(gray[..., None], 3, axis=2)
     for structure in STRUCTURES:
@@ -138,7 +132,7 @@ def slice_thumbnail(image: np.ndarray, labels: np.ndarray, box: tuple[int, int, 
     zoom = max(1, size // max(crop.shape))
     rgb = np.repeat(np.repeat(rgb, zoom, axis=0), zoom, axis=1)
     stream = io.BytesIO()
-    imsave(stream, rgb, format="png")
+    Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB").save(stream, format="png")
     return base64.b64encode(stream.getvalue()).decode("ascii")
 
 
@@ -185,15 +179,15 @@ def write_report(
 ) -> Path:
     """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
     facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
-    figures = [f'<img alt="{html.escape(t)}" src="data:image/png;base64,{overlay_figure(i, lab, t)}">'
-               for t, i, lab in overlays]
+    figures = [overlay_grid(i, lab, t) for t, i, lab in overlays]
     if curve is not None:
         figures.insert(0, f'<img alt="volume curve" src="data:image/png;base64,{volume_curve_figure(*curve)}">')
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:100%;display:block;margin:1em 0}}
-.note{{color:#555;font-size:90%}}</style></head><body>
+.note{{color:#555;font-size:90%}}.grid{{display:flex;flex-wrap:wrap;gap:6px}}
+.slice{{text-align:center;font-size:80%}}.slice img{{margin:0}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 {qc_box(qc) if qc is not None else ""}
 {measures_table(measures)}
