@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from cmrseg.cli import main
+from cmrseg.curves import peak_rates
 from cmrseg.io.acdc import load_frame
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.io.segmentation_file import read_seg_nrrd
@@ -61,7 +62,23 @@ def test_phantom_dicom_study_finds_ed_es_from_the_volume_curve(phantom, model_pa
     written = read_volume_file(label_files[0])
     np.testing.assert_allclose(written.origin, phantom.study.origin, atol=1e-3)
     np.testing.assert_allclose(written.direction, phantom.study.direction, atol=1e-6)
-    assert 'alt="volume curve"' in (tmp_path / "out" / "report.html").read_text()
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert 'alt="volume curve"' in report
+    # Regional wall thickness: the 16 AHA segments, shown as bull's-eyes.
+    regional = measures["regional_wall_thickness"]
+    assert [row["segment"] for row in regional] == list(range(1, 17)) and regional[0]["name"] == "basal anterior"
+    assert all(3.0 < row["ed_mm"] < 15.0 for row in regional), regional
+    assert report.count("<svg") == 2 and "ED wall thickness" in report
+    # Peak ejection and filling rates from the real trigger times, as the curve in measures.json gives them.
+    times = [measures["frames"][str(i)]["time_ms"] for i in range(frames)]
+    lv = [measures["frames"][str(i)]["lv_ml"] for i in range(frames)]
+    expected = peak_rates(times, lv, measures["ed_frame"], measures["es_frame"])
+    rates = measures["volume_curve_rates"]
+    assert (rates["lv_per_ml_s"], rates["lv_pfr_ml_s"]) == pytest.approx(expected) and min(expected) > 0
+    truth = phantom.label_volumes_ml()["LV"]  # the analytic heart's curve: the same rates within 25 %
+    true_rates = peak_rates(phantom.study.frame_times_ms, truth, phantom.study.ed_frame, phantom.study.es_frame)
+    assert rates["lv_per_ml_s"] == pytest.approx(true_rates[0], rel=0.25)
+    assert rates["lv_pfr_ml_s"] == pytest.approx(true_rates[1], rel=0.25)
 
 
 def test_existing_outputs_are_not_overwritten(phantom, model_path, tmp_path, capsys):

@@ -154,6 +154,27 @@ def review_table(review: dict, frames: dict[int, tuple[np.ndarray, np.ndarray]] 
             f"</th><th>Expected error (ml)</th><th>Why</th></tr>{''.join(rows)}</table>")
 
 
+def regional_section(rows: list[dict]) -> str:
+    """Bull's-eyes of ED wall thickness and systolic thickening (AHA segments 1-16)."""
+    from cmrseg.bullseye import bullseye_svg
+
+    thickness = {row["segment"]: row["ed_mm"] for row in rows}
+    thickening = {row["segment"]: row["thickening_pct"] for row in rows}
+    return ("<h2>Regional wall (AHA segments)</h2><div class=\"grid\">"
+            + bullseye_svg(thickness, "ED wall thickness", "mm", 0.0, 20.0)
+            + bullseye_svg(thickening, "Systolic thickening", "%", 0.0, 80.0)
+            + "</div><p class=\"note\">Thickness along rays from the LV blood-pool centroid; segments from the "
+            "anterior RV insertion point; basal, mid and apical thirds of the slices. Values per segment in "
+            "measures.json.</p>")
+
+
+def rates_line(rates: dict) -> str:
+    names = {"lv_per_ml_s": "LV peak ejection rate", "lv_pfr_ml_s": "LV peak filling rate",
+             "rv_per_ml_s": "RV peak ejection rate", "rv_pfr_ml_s": "RV peak filling rate"}
+    items = "".join(f"<li>{names[key]}: {_value(value)} ml/s</li>" for key, value in rates.items())
+    return f"<ul>{items}</ul>"
+
+
 def measures_table(measures: dict) -> str:
     rows = []
     for key, name, unit in PARAMETERS:
@@ -176,6 +197,8 @@ def write_report(
     qc: dict | None = None,
     review: dict | None = None,
     review_frames: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    regional: list[dict] | None = None,
+    rates: dict | None = None,
 ) -> Path:
     """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
     facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
@@ -192,6 +215,8 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:10
 {qc_box(qc) if qc is not None else ""}
 {measures_table(measures)}
 {review_table(review, review_frames) if review else ""}
+{regional_section(regional) if regional else ""}
+{rates_line(rates) if rates else ""}
 <ul>{facts}</ul>
 <p class="note">Automatic segmentation for review by a physician; not a diagnosis.
 Outlines: LV blood pool red, LV myocardium green, RV blood pool yellow.</p>

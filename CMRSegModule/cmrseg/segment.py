@@ -18,6 +18,7 @@ import numpy as np
 
 from cmrseg import __version__
 from cmrseg.basal import apply_basal_rule, basal_end
+from cmrseg.curves import volume_curve_rates
 from cmrseg.errors import CMRSegError
 from cmrseg.inference import Segmenter, choose_ed_es, lv_volume_curve, segment_frames
 from cmrseg.io.load import load_study
@@ -28,6 +29,7 @@ from cmrseg.measures import FrameMeasures, frame_measures, study_measures
 from cmrseg.outputs import OutputFolder, locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
 from cmrseg.qc import quality_check
+from cmrseg.regional import regional_wall_thickness
 from cmrseg.review import (
     load_review_model,
     member_parameters,
@@ -172,6 +174,8 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "segmentation_seconds": round(result.seconds, 3),
         "qc": result.qc,
         **({"review": result.review} if result.review is not None else {}),
+        **({"regional_wall_thickness": result.regional} if result.regional is not None else {}),
+        **({"volume_curve_rates": result.curve_rates} if result.curve_rates is not None else {}),
         "frames": {
             str(i): {"frame_number": study.frame_number(i), "file": loaded.frame_files[i],
                      "time_ms": study.frame_time_ms(i), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
@@ -237,6 +241,8 @@ class StudySegmentation:
     seconds: float
     qc: dict  # cmrseg.qc.quality_check
     review: dict | None = None  # cmrseg.review: per-slice scores of the ED/ES frames, when the model has a fit
+    regional: list | None = None  # cmrseg.regional: AHA segments 1-16, wall thickness at ED/ES and thickening
+    curve_rates: dict | None = None  # cmrseg.curves: peak ejection/filling rates, when every frame has a time
 
 
 def segment_study(
@@ -281,7 +287,16 @@ def segment_study(
         if factors and measures is not None and ed in evidence and es in evidence:
             members = member_parameters(evidence[ed], evidence[es], study.voxel_volume_ml)
             review["intervals"] = parameter_intervals(measures, members, factors)
-    return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc, review)
+    regional = rates = None
+    if ed is not None and ed != es:
+        regional = regional_wall_thickness(labels[ed], labels[es], study.spacing, study.direction)
+        segmented = sorted(labels)
+        if len(segmented) > 2 and study.frame_times_known:
+            rates = volume_curve_rates(study.frame_times_ms[segmented], [per_frame[i].lv_ml for i in segmented],
+                                       [per_frame[i].rv_ml for i in segmented], segmented.index(ed),
+                                       segmented.index(es))  # fmt: skip
+    return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc, review, regional,
+                             rates)
 
 
 def write_measures_csv(measures: dict, path: Path) -> None:
@@ -332,4 +347,5 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
 
     write_report(path, f"CMRSeg report: {study.description or Path(study.source).name}",
                  measures.get("study", {}), context, overlays, curve_data, measures["qc"], measures.get("review"),
-                 {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels})
+                 {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels},
+                 measures.get("regional_wall_thickness"), measures.get("volume_curve_rates"))
