@@ -74,6 +74,7 @@ def _segment(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=LinePrinter(),
         report=args.report,
+        dicom_seg=args.dicom_seg,
     )
     print(format_measures(result.measures))
     print(format_qc(result.measures["qc"]))
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--strict", action="store_true", help="exit with status 3 when the quality check fails")
     segment.add_argument("--report", default="html", choices=("html", "none"),
                          help="write report.html (default) or skip it")
+    segment.add_argument("--dicom-seg", action="store_true",
+                         help="also write ED/ES DICOM SEG files referencing the input's DICOM images (for PACS)")
     segment.add_argument("--stop-when-stdin-closes", action="store_true",
                          help="stop (as with Ctrl-C) when standard input closes; for callers that cannot signal")
     segment.set_defaults(run=_segment)

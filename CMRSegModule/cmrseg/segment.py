@@ -7,6 +7,7 @@ outputs are kept unless ``overwrite``, which replaces the previous CMRSeg set as
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import logging
 import math
@@ -111,18 +112,24 @@ def run_segment(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     report: str = "html",
+    dicom_seg: bool = False,
 ) -> SegmentationResult:
     """Segment a study and write its outputs into ``out_dir`` as one complete set (see :mod:`cmrseg.outputs`).
 
-    ``report`` is ``"html"`` (report.html) or ``"none"``.
+    ``report`` is ``"html"`` (report.html) or ``"none"``; ``dicom_seg`` adds DICOM SEG files of ED and ES
+    (DICOM inputs only).
     """
     check_height_weight(height_cm, weight_kg)
     check_frames(ed, es)
+    if dicom_seg and importlib.util.find_spec("highdicom") is None:
+        raise CMRSegError("--dicom-seg needs highdicom: pip install 'cmrseg[pacs]' (or highdicom).")
     with locked_output(out_dir) as folder:
         loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress)
+        if dicom_seg and loaded.study.slice_files is None:
+            raise CMRSegError("--dicom-seg needs a DICOM input: a DICOM SEG references the images it segments.")
         result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
         measures = measures_document(loaded, result, segmenter, basal_rule)
-        outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report)
+        outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg)
     return SegmentationResult(loaded.study, result.labels, result.ed_frame, result.es_frame, measures, outputs)
 
 
@@ -194,6 +201,7 @@ def write_outputs(
     segmenter: Segmenter,
     overwrite: bool = False,
     report: str = "html",
+    dicom_seg: bool = False,
 ) -> list[Path]:
     """Write the label maps, segmentations, measures and report into ``folder`` as one complete set."""
     if report not in ("html", "none"):
@@ -205,6 +213,7 @@ def write_outputs(
     targets += ["report.html"] if report == "html" else []
     if ed is not None and ed != es:
         targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
+        targets += [f"{base}_ED.seg.dcm", f"{base}_ES.seg.dcm"] if dicom_seg else []
     existing = folder.existing(targets)
     if existing and not overwrite:
         raise CMRSegError(
@@ -216,6 +225,12 @@ def write_outputs(
         if ed is not None and ed != es:
             write_seg_nrrd(labels[ed], study, scratch / f"{base}_ED.seg.nrrd")
             write_seg_nrrd(labels[es], study, scratch / f"{base}_ES.seg.nrrd")
+            if dicom_seg:
+                from cmrseg.io.dicom_seg import write_dicom_seg
+
+                for phase, frame in (("ED", ed), ("ES", es)):
+                    write_dicom_seg(labels[frame], study, frame, scratch / f"{base}_{phase}.seg.dcm",
+                                    segmenter.description)
         (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
         write_measures_csv(measures, scratch / "measures.csv")
         if report == "html":

@@ -388,7 +388,7 @@ def read_dicom_cine_with_index(
             image[t, z], ds = _read_pixels(header)
             first_ds = first_ds if first_ds is not None else ds
             refs.append(InstanceRef(header.path, header.instance_number, t, z))
-            files[t][z] = header.path.name
+            files[t][z] = header.path.relative_to(folder).as_posix()
             report(progress, z * num_frames + t + 1, total, "Reading DICOM images")
     study = Study(
         image=image,

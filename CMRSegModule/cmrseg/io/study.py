@@ -44,7 +44,8 @@ class Study:
     description: str = ""
     # Number that names each frame in output files (ACDC keeps its own 1-based frame numbers); default the index.
     frame_numbers: list[int] | None = None
-    # The file each [t][z] slice came from, where the reader knows it (DICOM), for messages.
+    # The file each [t][z] slice came from (relative to ``source``) where the reader knows it (DICOM): for messages
+    # and for the references of a DICOM SEG.
     slice_files: list[list[str]] | None = None
     frame_times_known: bool = True  # False: frame_times_ms are frame indices (no real trigger times)
 

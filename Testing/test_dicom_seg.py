@@ -1,0 +1,75 @@
+"""DICOM SEG of a frame's label map: read back with highdicom and pydicom, it holds the same voxels on the
+same source images, with the segments' names and codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+hd = pytest.importorskip("highdicom")
+
+from cmrseg import labels  # noqa: E402
+from cmrseg.errors import CMRSegError  # noqa: E402
+from cmrseg.io.dicom_cine import read_dicom_cine  # noqa: E402
+from cmrseg.io.dicom_seg import write_dicom_seg  # noqa: E402
+from cmrseg.io.dicom_write import write_dicom_cine  # noqa: E402
+from cmrseg.phantom import make_phantom  # noqa: E402
+
+
+@pytest.mark.parametrize("oblique", [False, True])
+def test_a_seg_round_trips_onto_its_source_images(oblique, tmp_path):
+    phantom = make_phantom(seed=5, frames=3, slices=6, matrix=(120, 128), oblique=oblique)
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    study = read_dicom_cine(tmp_path / "dicom")
+    frame = 1
+    labelmap = phantom.labels[frame]
+    path = write_dicom_seg(labelmap, study, frame, tmp_path / "ed.seg.dcm", algorithm="test")
+    seg = hd.seg.segread(path)
+    assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == [s.name for s in labels.STRUCTURES]
+    codes = [s.SegmentedPropertyTypeCodeSequence[0].CodeValue for s in seg.SegmentSequence]
+    assert codes == [s.type[0] for s in labels.STRUCTURES]
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    # Every voxel back on its source image, in the study's slice order.
+    sources = [pydicom.dcmread(tmp_path / "dicom" / name) for name in study.slice_files[frame]]
+    uids = [ds.SOPInstanceUID for ds in sources]
+    for segment in (1, 2, 3):
+        masks = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[segment])
+        np.testing.assert_array_equal(masks[..., 0].astype(bool), labelmap == segment)
+
+
+def test_a_corrected_seg_is_semi_automatic_and_non_dicom_studies_are_refused(tmp_path):
+    phantom = make_phantom(seed=6, frames=2, slices=6, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    study = read_dicom_cine(tmp_path / "dicom")
+    path = write_dicom_seg(phantom.labels[0], study, 0, tmp_path / "c.seg.dcm", "test", corrected=True)
+    assert hd.seg.segread(path).SegmentSequence[2].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    with pytest.raises(CMRSegError, match="read from DICOM"):
+        write_dicom_seg(phantom.labels[0], phantom.study, 0, tmp_path / "x.seg.dcm", "test")
+
+
+def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path):
+    from cmrseg.cli import main
+    from cmrseg.io.volume_files import read_volume_file, write_study
+
+    phantom = make_phantom(seed=7, frames=4, slices=8, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "dicom"), "--out", str(out), "--model", str(model_path), "--dicom-seg",
+                 "--report", "none"]) == 0  # fmt: skip
+    study = read_dicom_cine(tmp_path / "dicom")
+    import json
+
+    measures = json.loads((out / "measures.json").read_text())
+    for phase in ("ED", "ES"):
+        frame = measures[f"{phase.lower()}_frame"]
+        seg = hd.seg.segread(out / f"dicom_{phase}.seg.dcm")
+        uids = [pydicom.dcmread(tmp_path / "dicom" / n).SOPInstanceUID for n in study.slice_files[frame]]
+        written = read_volume_file(out / measures["frames"][str(frame)]["file"]).image[0]
+        lv = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[labels.LV])
+        np.testing.assert_array_equal(lv[..., 0].astype(bool), written == labels.LV)
+    write_study(phantom.study, tmp_path / "cine.nii.gz")
+    assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(tmp_path / "n"), "--model",
+                 str(model_path), "--dicom-seg"]) == 2  # fmt: skip
+    assert not (tmp_path / "n").exists()
