@@ -73,3 +73,25 @@ def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path):
     assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(tmp_path / "n"), "--model",
                  str(model_path), "--dicom-seg"]) == 2  # fmt: skip
     assert not (tmp_path / "n").exists()
+
+
+def test_anonymised_dates_that_do_not_parse_are_blanked_not_fatal(tmp_path):
+    phantom = make_phantom(seed=9, frames=2, slices=6, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    for path in (tmp_path / "dicom").iterdir():  # as in the Sunnybrook data
+        ds = pydicom.dcmread(path)
+        ds.PatientBirthDate = "00000000"
+        ds.save_as(path)
+    study = read_dicom_cine(tmp_path / "dicom")
+    seg = hd.seg.segread(write_dicom_seg(phantom.labels[0], study, 0, tmp_path / "a.seg.dcm", "x" * 100))
+    assert seg.PatientBirthDate == "" and seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence
+
+
+@pytest.mark.shared_data
+def test_a_study_split_by_its_anonymisation_gets_no_seg(sunnybrook_root, tmp_path):
+    """SCD0000201's 260 images each carry their own FrameOfReferenceUID: no SEG can share it."""
+    study = read_dicom_cine(sunnybrook_root / "dicoms" / "SCD0000201")
+    labelmap = np.zeros(study.image.shape[1:], dtype=np.uint8)
+    with pytest.raises(CMRSegError, match="260 FrameOfReferenceUID values"):
+        write_dicom_seg(labelmap, study, 0, tmp_path / "s.seg.dcm", "test")
+    assert not (tmp_path / "s.seg.dcm").exists()

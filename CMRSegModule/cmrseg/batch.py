@@ -56,8 +56,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--basal-rule", default="none", choices=("none", "50", "100"),
                         help="keep basal LV slices with >= 50 %% or 100 %% of the border in myocardium")
     parser.add_argument("--bsa", default="mosteller", choices=("mosteller", "dubois"), help="BSA formula")
-    parser.add_argument("--report", default="html", choices=("html", "none"),
-                        help="write each study's report.html (default) or skip it (faster for cohorts)")
+    parser.add_argument("--report", default="html", choices=("html", "pdf", "none"),
+                        help="each study's report.html (default), pdf: also report.pdf, or none (fastest)")
     parser.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786) to run the studies on")
     parser.set_defaults(run=run_batch_command)
     return parser

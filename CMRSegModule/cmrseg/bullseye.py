@@ -50,10 +50,11 @@ def bullseye_svg(values: dict[int, float | None], title: str, unit: str, low: fl
                      f'stroke="#555" stroke-width="1"><title>segment {segment}</title></path>')  # fmt: skip
         x, y = _point((inner + outer) / 2, (start + end) / 2)
         text = "-" if value is None or not math.isfinite(value) else f"{value:.0f}"
-        parts.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="middle">{text}</text>')
+        parts.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="11" fill="#000000" text-anchor="middle">'
+                     f"{text}</text>")
     cx, cy = _point(0.0, 0.0)
     parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{(SIZE / 2 - 10) * 0.25:.1f}" fill="#f4f4f4" '
                  'stroke="#555"><title>segment 17 (apex, not measured)</title></circle>')  # fmt: skip
-    parts.append(f'<text x="{SIZE / 2:.0f}" y="{SIZE + 18}" font-size="12" text-anchor="middle">'
+    parts.append(f'<text x="{SIZE / 2:.0f}" y="{SIZE + 18}" font-size="12" fill="#000000" text-anchor="middle">'
                  f"{html.escape(title)} ({html.escape(unit)})</text></svg>")  # fmt: skip
     return "".join(parts)

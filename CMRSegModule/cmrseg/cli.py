@@ -259,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--overwrite", action="store_true",
                          help="replace the previous CMRSeg outputs in --out as a whole (other files are kept)")
     segment.add_argument("--strict", action="store_true", help="exit with status 3 when the quality check fails")
-    segment.add_argument("--report", default="html", choices=("html", "none"),
-                         help="write report.html (default) or skip it")
+    segment.add_argument("--report", default="html", choices=("html", "pdf", "none"),
+                         help="report.html (default), pdf: report.html and report.pdf, or none")
     segment.add_argument("--dicom-seg", action="store_true",
                          help="also write ED/ES DICOM SEG files referencing the input's DICOM images (for PACS)")
     segment.add_argument("--stop-when-stdin-closes", action="store_true",

@@ -42,6 +42,8 @@ from cmrseg.validate import check_height_weight
 
 log = logging.getLogger(__name__)
 
+REPORT_KINDS = ("html", "pdf", "none")  # pdf: report.html and report.pdf
+
 
 @dataclass
 class SegmentationResult:
@@ -116,8 +118,8 @@ def run_segment(
 ) -> SegmentationResult:
     """Segment a study and write its outputs into ``out_dir`` as one complete set (see :mod:`cmrseg.outputs`).
 
-    ``report`` is ``"html"`` (report.html) or ``"none"``; ``dicom_seg`` adds DICOM SEG files of ED and ES
-    (DICOM inputs only).
+    ``report`` is ``"html"`` (report.html), ``"pdf"`` (report.html and report.pdf) or ``"none"``;
+    ``dicom_seg`` adds DICOM SEG files of ED and ES (DICOM inputs only).
     """
     check_height_weight(height_cm, weight_kg)
     check_frames(ed, es)
@@ -125,8 +127,12 @@ def run_segment(
         raise CMRSegError("--dicom-seg needs highdicom: pip install 'cmrseg[pacs]' (or highdicom).")
     with locked_output(out_dir) as folder:
         loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress)
-        if dicom_seg and loaded.study.slice_files is None:
-            raise CMRSegError("--dicom-seg needs a DICOM input: a DICOM SEG references the images it segments.")
+        if dicom_seg:
+            if loaded.study.slice_files is None:
+                raise CMRSegError("--dicom-seg needs a DICOM input: a DICOM SEG references the images it segments.")
+            from cmrseg.io.dicom_seg import check_seg_sources
+
+            check_seg_sources(loaded.study)  # before the work: a study that cannot have a SEG is refused
         result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
         measures = measures_document(loaded, result, segmenter, basal_rule)
         outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg)
@@ -204,13 +210,13 @@ def write_outputs(
     dicom_seg: bool = False,
 ) -> list[Path]:
     """Write the label maps, segmentations, measures and report into ``folder`` as one complete set."""
-    if report not in ("html", "none"):
-        raise CMRSegError(f"Unknown report kind {report!r}; choose html or none.")
+    if report not in REPORT_KINDS:
+        raise CMRSegError(f"Unknown report kind {report!r}; choose one of {', '.join(REPORT_KINDS)}.")
     study, labels, ed, es = loaded.study, result.labels, result.ed_frame, result.es_frame
     base, frame_files = loaded.base, loaded.frame_files
     frames = sorted(labels)
     targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv"]
-    targets += ["report.html"] if report == "html" else []
+    targets += {"html": ["report.html"], "pdf": ["report.html", "report.pdf"], "none": []}[report]
     if ed is not None and ed != es:
         targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
         targets += [f"{base}_ED.seg.dcm", f"{base}_ES.seg.dcm"] if dicom_seg else []
@@ -233,9 +239,9 @@ def write_outputs(
                                     segmenter.description)
         (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
         write_measures_csv(measures, scratch / "measures.csv")
-        if report == "html":
+        if report != "none":
             write_study_report(scratch / "report.html", study, labels, measures, segmenter, ed, es, result.curve,
-                               result.from_curve)
+                               result.from_curve, scratch / "report.pdf" if report == "pdf" else None)
     except OSError as exc:
         raise CMRSegError(f"Could not write the outputs into {folder.path} ({exc.strerror or exc}); "
                           "nothing was changed.") from exc
@@ -332,7 +338,7 @@ def write_measures_csv(measures: dict, path: Path) -> None:
                              frame["lv_ml"], frame["rv_ml"], frame["myo_ml"], frame["myo_mass_g"]])
 
 
-def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, from_curve) -> None:
+def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, from_curve, pdf_path=None) -> None:
     context = {
         "Study": study.description or study.source,
         "Model": segmenter.description,
@@ -360,7 +366,34 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
         curve_data = (times, [curve[i] for i in frames], rv, frames.index(ed), frames.index(es), label)
     from cmrseg.report import write_report  # matplotlib: only when a report is drawn
 
-    write_report(path, f"CMRSeg report: {study.description or Path(study.source).name}",
-                 measures.get("study", {}), context, overlays, curve_data, measures["qc"], measures.get("review"),
-                 {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels},
-                 measures.get("regional_wall_thickness"), measures.get("volume_curve_rates"))
+    title = f"CMRSeg report: {study.description or Path(study.source).name}"
+    review_frames = {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels}
+    write_report(path, title, measures.get("study", {}), context, overlays, curve_data, measures["qc"],
+                 measures.get("review"), review_frames, measures.get("regional_wall_thickness"),
+                 measures.get("volume_curve_rates"))
+    if pdf_path is not None:
+        write_pdf(pdf_path, title, study, measures, context, overlays, curve_data)
+
+
+def write_pdf(path, title, study, measures, context, overlays, curve_data) -> None:
+    """report.pdf: the same content as report.html, laid out for printing and filing."""
+    import base64
+
+    from cmrseg.bullseye import bullseye_svg
+    from cmrseg.report import heart_box, slice_thumbnail, volume_curve_figure
+    from cmrseg.report_pdf import write_pdf_report
+
+    patient = study.patient.as_dict() if study.patient else {}
+    identifiers = {"Patient": ", ".join(f"{k} {v}" for k, v in patient.items()) or "no patient data", **context}
+    regional = measures.get("regional_wall_thickness")
+    bullseyes = [] if not regional else [
+        bullseye_svg({r["segment"]: r["ed_mm"] for r in regional}, "ED wall thickness", "mm", 0.0, 20.0),
+        bullseye_svg({r["segment"]: r["thickening_pct"] for r in regional}, "Systolic thickening", "%", 0.0, 80.0),
+    ]  # fmt: skip
+    curve_png = base64.b64decode(volume_curve_figure(*curve_data)) if curve_data is not None else None
+    pages = []
+    for heading, image, labels in overlays:
+        box = heart_box(labels)
+        pages.append((heading, [(f"slice {z}", slice_thumbnail(image[z], labels[z], box)) for z in range(len(image))]))
+    write_pdf_report(path, title, measures.get("study", {}), identifiers, measures["qc"], bullseyes, curve_png, pages,
+                     measures.get("review"))

@@ -8,9 +8,11 @@ blood pool (segment numbers 1, 2, 3 = the ACDC labels), their SNOMED CT codes an
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
+from pydicom import config as dicom_config
 
 from cmrseg import __version__, labels
 from cmrseg.errors import CMRSegError
@@ -53,26 +55,85 @@ def _lab(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
     return float(116 * f[1] - 16), float(500 * (f[0] - f[1])), float(200 * (f[1] - f[2]))
 
 
+DATE_AND_TIME = {"PatientBirthDate": "DA", "StudyDate": "DA", "StudyTime": "TM"}  # what highdicom copies and parses
+
+
+def _with_valid_dates(dataset):
+    """The source dataset with dates and times that do not parse blanked (anonymised studies often carry
+    "00000000" as a birth date, which the SEG cannot copy); everything else as it is."""
+    from pydicom.valuerep import DA, TM
+
+    for keyword, vr in DATE_AND_TIME.items():
+        value = dataset.get(keyword)
+        if value in (None, ""):
+            continue
+        try:
+            (DA if vr == "DA" else TM)(str(value))
+        except ValueError:
+            setattr(dataset, keyword, "")
+    return dataset
+
+
+SAME_FOR_ALL = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns")
+
+
+def check_seg_sources(study: Study) -> None:
+    """Refuse a study whose images cannot be the sources of one DICOM SEG (reads headers only).
+
+    Raises:
+        CMRSegError: the study was not read from DICOM, or its files disagree on the study, series, frame of
+            reference or matrix (a SEG belongs to one study; broken anonymisation often splits one).
+    """
+    import pydicom
+
+    if study.slice_files is None:
+        raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
+    values: dict[str, set] = {keyword: set() for keyword in SAME_FOR_ALL}
+    with dicom_config.disable_value_validation():
+        for name in {n for frame in study.slice_files for n in frame}:
+            header = pydicom.dcmread(Path(study.source) / name, stop_before_pixels=True)
+            for keyword in SAME_FOR_ALL:
+                values[keyword].add(str(header.get(keyword, "")))
+    mixed = {keyword: found for keyword, found in values.items() if len(found) > 1}
+    if mixed:
+        counts = ", ".join(f"{len(found)} {keyword} values" for keyword, found in mixed.items())
+        raise CMRSegError(
+            f"The images of {study.source} carry {counts}; the sources of a DICOM SEG must share one study, "
+            "series and frame of reference (an anonymisation may have split them). No SEG can be written."
+        )
+
+
 def write_dicom_seg(labelmap: np.ndarray, study: Study, frame: int, path: str | Path, algorithm: str,
                     corrected: bool = False, series_number: int = 900) -> Path:  # fmt: skip
     """Write the ``[z, y, x]`` label map of ``frame`` as a DICOM SEG referencing that frame's DICOM files.
 
     Raises:
-        CMRSegError: the study was not read from DICOM, or the label map does not fit the frame.
+        CMRSegError: the images cannot be SEG sources (:func:`check_seg_sources`), or the label map does not
+            fit the frame.
     """
-    import highdicom as hd
     import pydicom
 
-    if study.slice_files is None:
-        raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
+    check_seg_sources(study)
     if labelmap.shape != study.image.shape[1:]:
         raise CMRSegError(f"The label map {labelmap.shape} does not fit the frame {study.image.shape[1:]}.")
-    sources = [pydicom.dcmread(Path(study.source) / name) for name in study.slice_files[frame]]
-    seg = hd.seg.Segmentation(
+    # The sources' own oddities (a one-part PatientName, a long description) are theirs, not the SEG's: quiet.
+    with dicom_config.disable_value_validation(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sources = [_with_valid_dates(pydicom.dcmread(Path(study.source) / n)) for n in study.slice_files[frame]]
+        seg = _segmentation(labelmap, sources, algorithm, corrected, series_number)
+    path = Path(path)
+    seg.save_as(path)
+    return path
+
+
+def _segmentation(labelmap: np.ndarray, sources: list, algorithm: str, corrected: bool, series_number: int):
+    import highdicom as hd
+
+    return hd.seg.Segmentation(
         source_images=sources,
         pixel_array=np.ascontiguousarray(labelmap.astype(np.uint8)),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segment_descriptions(algorithm, corrected),
+        segment_descriptions=segment_descriptions(algorithm[:64], corrected),  # AlgorithmSource is a LO
         series_instance_uid=hd.UID(),
         series_number=series_number,
         sop_instance_uid=hd.UID(),
@@ -84,6 +145,3 @@ def write_dicom_seg(labelmap: np.ndarray, study: Study, frame: int, path: str | 
         content_label="CMRSEG",
         content_description="CMRSeg LV, RV and myocardium" + (" (corrected)" if corrected else ""),
     )
-    path = Path(path)
-    seg.save_as(path)
-    return path
