@@ -12,7 +12,7 @@ hd = pytest.importorskip("highdicom")
 from cmrseg import labels  # noqa: E402
 from cmrseg.errors import CMRSegError  # noqa: E402
 from cmrseg.io.dicom_cine import read_dicom_cine  # noqa: E402
-from cmrseg.io.dicom_seg import write_dicom_seg  # noqa: E402
+from cmrseg.io.dicom_seg import check_study_for_seg, write_dicom_seg  # noqa: E402
 from cmrseg.io.dicom_write import write_dicom_cine  # noqa: E402
 from cmrseg.phantom import make_phantom  # noqa: E402
 
@@ -24,7 +24,7 @@ def test_a_seg_round_trips_onto_its_source_images(oblique, tmp_path):
     study = read_dicom_cine(tmp_path / "dicom")
     frame = 1
     labelmap = phantom.labels[frame]
-    path = write_dicom_seg(labelmap, study, frame, tmp_path / "ed.seg.dcm", algorithm="test")
+    path = write_dicom_seg(labelmap, study.source, study.slice_files[frame], tmp_path / "ed.seg.dcm", "test")
     seg = hd.seg.segread(path)
     assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
     assert [s.SegmentLabel for s in seg.SegmentSequence] == [s.name for s in labels.STRUCTURES]
@@ -43,10 +43,13 @@ def test_a_corrected_seg_is_semi_automatic_and_non_dicom_studies_are_refused(tmp
     phantom = make_phantom(seed=6, frames=2, slices=6, matrix=(120, 128))
     write_dicom_cine(phantom.study, tmp_path / "dicom")
     study = read_dicom_cine(tmp_path / "dicom")
-    path = write_dicom_seg(phantom.labels[0], study, 0, tmp_path / "c.seg.dcm", "test", corrected=True)
+    path = write_dicom_seg(phantom.labels[0], study.source, study.slice_files[0], tmp_path / "c.seg.dcm", "test",
+                           corrected=True)
     assert hd.seg.segread(path).SegmentSequence[2].SegmentAlgorithmType == "SEMIAUTOMATIC"
     with pytest.raises(CMRSegError, match="read from DICOM"):
-        write_dicom_seg(phantom.labels[0], phantom.study, 0, tmp_path / "x.seg.dcm", "test")
+        check_study_for_seg(phantom.study)
+    with pytest.raises(CMRSegError, match="does not fit"):
+        write_dicom_seg(phantom.labels[0][1:], study.source, study.slice_files[0], tmp_path / "x.seg.dcm", "t")
 
 
 def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path):
@@ -83,7 +86,8 @@ def test_anonymised_dates_that_do_not_parse_are_blanked_not_fatal(tmp_path):
         ds.PatientBirthDate = "00000000"
         ds.save_as(path)
     study = read_dicom_cine(tmp_path / "dicom")
-    seg = hd.seg.segread(write_dicom_seg(phantom.labels[0], study, 0, tmp_path / "a.seg.dcm", "x" * 100))
+    path = write_dicom_seg(phantom.labels[0], study.source, study.slice_files[0], tmp_path / "a.seg.dcm", "x" * 100)
+    seg = hd.seg.segread(path)
     assert seg.PatientBirthDate == "" and seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence
 
 
@@ -92,6 +96,8 @@ def test_a_study_split_by_its_anonymisation_gets_no_seg(sunnybrook_root, tmp_pat
     """SCD0000201's 260 images each carry their own FrameOfReferenceUID: no SEG can share it."""
     study = read_dicom_cine(sunnybrook_root / "dicoms" / "SCD0000201")
     labelmap = np.zeros(study.image.shape[1:], dtype=np.uint8)
-    with pytest.raises(CMRSegError, match="260 FrameOfReferenceUID values"):
-        write_dicom_seg(labelmap, study, 0, tmp_path / "s.seg.dcm", "test")
+    with pytest.raises(CMRSegError, match="13 FrameOfReferenceUID values"):  # the 13 slices of one frame
+        write_dicom_seg(labelmap, study.source, study.slice_files[0], tmp_path / "s.seg.dcm", "test")
+    with pytest.raises(CMRSegError, match="260 FrameOfReferenceUID values"):  # all 20 frames
+        check_study_for_seg(study)
     assert not (tmp_path / "s.seg.dcm").exists()

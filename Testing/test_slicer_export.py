@@ -120,3 +120,40 @@ def test_a_single_volume_exports_one_frame(headless_slicer, oblique_phantom, tmp
         "Vol_corrections.csv"])
     document = json.loads((tmp_path / "Vol_results.json").read_text())
     assert document["ed_frame"] is None and set(document["automatic"]) == {"lv_ml", "rv_ml", "myo_ml", "myo_mass_g"}
+
+
+def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_slicer, tmp_path):
+    hd = pytest.importorskip("highdicom")
+    import pydicom
+
+    from cmrseg.io.dicom_write import write_dicom_cine
+    from cmrseg.phantom import make_phantom
+    from CMRSegModuleLib.SequenceNodes import loadCineDicomFolder, studyFromInputNode
+
+    phantom = make_phantom(seed=3, frames=4, slices=8, matrix=(120, 128), oblique=True)
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    sequence, _, _ = loadCineDicomFolder(headless_slicer.scene, str(tmp_path / "dicom"))
+    study = studyFromInputNode(sequence)
+    ed, es = phantom.study.ed_frame, phantom.study.es_frame
+    maps = {ed: phantom.labels[ed], es: phantom.labels[es]}
+    review = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Cine")
+    corrected_es, _ = relabel_voxels(maps[es], labels.LV, labels.MYO, 40)
+    edit_segments(review.esCorrected, review.esVolume, corrected_es)
+    written = exportReview(review, tmp_path / "out")
+    assert sorted(p.name for p in written if p.name.endswith(".seg.dcm")) == [
+        "Cine_ED_corrected.seg.dcm", "Cine_ES_corrected.seg.dcm"]
+    seg = hd.seg.segread(tmp_path / "out" / "Cine_ES_corrected.seg.dcm")
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    uids = [pydicom.dcmread(tmp_path / "dicom" / name).SOPInstanceUID for name in study.slice_files[es]]
+    for label in (labels.RV, labels.MYO, labels.LV):
+        pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[label])
+        np.testing.assert_array_equal(pixels[..., 0].astype(bool), corrected_es == label)
+    assert json.loads((tmp_path / "out" / "Cine_results.json").read_text())["dicom_seg"] == "written"
+
+
+def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):
+    review, _ = edited
+    written = exportReview(review, tmp_path)
+    assert not [p for p in written if p.name.endswith(".seg.dcm")]
+    document = json.loads(next(p for p in written if p.name.endswith("_results.json")).read_text())
+    assert document["dicom_seg"] == "no DICOM source"

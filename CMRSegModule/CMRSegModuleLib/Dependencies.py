@@ -29,6 +29,7 @@ REQUIREMENTS = {
     "pydicom": "pydicom>=2.4",
     "scipy": "scipy>=1.11",
     "matplotlib": "matplotlib>=3.8",
+    "highdicom": "highdicom>=0.22",  # the corrected segmentations as DICOM SEG, back to PACS
 }
 TORCH_VERSION = ">=2.1"
 MINIMUM_PYTHON = (3, 11)  # the cmrseg core's requirement (pyproject.toml)

@@ -7,7 +7,9 @@ Files, for ``<base>`` the study name and ``<phase>`` ED and ES (``frame`` for a 
 * ``<base>_results.csv``: the results table as shown (values rounded);
 * ``<base>_results.json``: exact automatic and corrected values, their difference, the model, the basal-slice
   rule, the ED/ES frames, the cmrseg version, the approval (or "not approved") and the correction record;
-* ``<base>_corrections.csv``: ml added and removed by the correction per phase, slice and structure.
+* ``<base>_corrections.csv``: ml added and removed by the correction per phase, slice and structure;
+* ``<base>_<phase>_corrected.seg.dcm``: a DICOM SEG (semi-automatic) referencing the cine's own DICOM images,
+  when the cine was loaded from DICOM files that can be SEG sources (the JSON says why not otherwise).
 
 Existing files are never replaced unless ``overwrite`` is true; the files are written to a temporary folder
 first and moved into place together, so a failure leaves no partial export.
@@ -30,7 +32,7 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
 from CMRSegModuleLib.Corrections import approvalOf, correctionRecord, correctionTotals, writeCorrectionCsv
-from CMRSegModuleLib.ReviewNodes import ReviewNodes, updateCorrected
+from CMRSegModuleLib.ReviewNodes import SOURCE_DICOM_ATTRIBUTE, ReviewNodes, updateCorrected
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode
 
@@ -46,13 +48,21 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
     folder = Path(folder)
     base = baseName or baseNameOf(review)
     paths = {}
+    sources = dicomSources(review)
     for phase, *_ in review.phases():
         paths[f"{phase}_seg"] = folder / f"{base}_{phase}_corrected.seg.nrrd"
         paths[f"{phase}_labelmap"] = folder / f"{base}_{phase}_corrected.nii.gz"
+        if phase in sources:
+            paths[f"{phase}_dicom_seg"] = folder / f"{base}_{phase}_corrected.seg.dcm"
     paths["csv"] = folder / f"{base}_results.csv"
     paths["corrections"] = folder / f"{base}_corrections.csv"
     paths["json"] = folder / f"{base}_results.json"
     return paths
+
+
+def dicomSources(review: ReviewNodes) -> dict:
+    """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``), or ``{"problem": why}``."""
+    return json.loads(review.table.GetAttribute(SOURCE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
 
 
 def existingExportFiles(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> list[Path]:
@@ -83,6 +93,12 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
             grid = studyFromVolumeNode(volume)
             write_seg_nrrd(labelmap, grid, scratch / paths[f"{phase}_seg"].name)
             write_frame(labelmap, grid, scratch / paths[f"{phase}_labelmap"].name)
+            if f"{phase}_dicom_seg" in paths:
+                from cmrseg.io.dicom_seg import write_dicom_seg
+
+                sources = dicomSources(review)
+                write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
+                                review.runInfo()["model"], corrected=True)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
         corrections = correctionRecord(review)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
@@ -131,6 +147,7 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dic
         "corrected": _clean(corrected),
         "difference": _clean(difference),
         "approval": approvalOf(review),
+        "dicom_seg": dicomSources(review).get("problem", "written" if "ED_dicom_seg" in paths else "no DICOM source"),
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
     }

@@ -7,6 +7,7 @@ exported again from its table alone (:func:`reviewNodesFromTable`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from cmrseg import __version__
@@ -25,6 +26,7 @@ RUN_ATTRIBUTES = {
     "edEsFrom": "CMRSeg.EDESFrom",
     "version": "CMRSeg.Version",
 }
+SOURCE_DICOM_ATTRIBUTE = "CMRSeg.SourceDicom"  # {"folder", "ED": [files], "ES": [files]} or {"problem": ...}
 CREATED_ATTRIBUTE = "CMRSeg.CreatedForResult"  # on volume nodes a result made (not the user's input volume)
 
 
@@ -102,11 +104,24 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
     for key, value in facts.items():
         if value is not None and not (result.singleFrame and key in ("edFrame", "esFrame")):
             table.SetAttribute(RUN_ATTRIBUTES[key], str(value))
+    if study.slice_files is not None and not result.singleFrame:
+        table.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(dicomSources(study, result.edFrame, result.esFrame)))
     if getattr(result, "review", None):
         from CMRSegModuleLib import ReviewList
 
         ReviewList.storeReview(table, result.review)
     return review
+
+
+def dicomSources(study, edFrame: int, esFrame: int) -> dict:
+    """The DICOM files of the ED and ES frames, or the reason they cannot be the sources of a DICOM SEG."""
+    from cmrseg.io.dicom_seg import check_study_for_seg
+
+    try:
+        check_study_for_seg(study)
+    except CMRSegError as exc:
+        return {"problem": str(exc)}
+    return {"folder": study.source, "ED": study.slice_files[edFrame], "ES": study.slice_files[esFrame]}
 
 
 def reviewNodesFromTable(table) -> ReviewNodes:

@@ -7,6 +7,9 @@ unit are taken as the frame order, with no trigger times (nothing is computed fr
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import slicer
 
@@ -14,6 +17,8 @@ from CMRSegModuleLib.VolumeNodes import setVolumeGeometry, studyFromVolumeNode, 
 
 # Patient data known from the source (DICOM), kept on the sequence node for BSA indexing.
 PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.PatientHeightCm", "weight_kg": "CMRSeg.PatientWeightKg"}
+# The DICOM files each frame's slices came from ({"folder", "files": [t][z]}), for DICOM SEG export.
+SOURCE_DICOM_ATTRIBUTE = "CMRSeg.SourceDicom"
 # Index units that are times, and their factor to milliseconds.
 TIME_UNITS_TO_MS = {"ms": 1.0, "msec": 1.0, "millisecond": 1.0, "milliseconds": 1.0,
                     "s": 1000.0, "sec": 1000.0, "second": 1000.0, "seconds": 1000.0}
@@ -38,6 +43,9 @@ def createSequenceFromStudy(scene, study, name: str = "Cine"):
         value = getattr(study.patient, field, None)
         if value:
             sequenceNode.SetAttribute(attribute, repr(float(value)))
+    if study.slice_files is not None:
+        source = {"folder": str(Path(study.source).resolve()), "files": study.slice_files}
+        sequenceNode.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(source))
     browserNode = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
     browserNode.SetAndObserveMasterSequenceNodeID(sequenceNode.GetID())
     browserNode.SetSelectedItemNumber(0)
@@ -94,9 +102,13 @@ def studyFromSequence(sequenceNode):
     frames = [frameArrayFromSequence(sequenceNode, i) for i in range(count)]
     if len({frame.shape for frame in frames}) != 1:
         raise CMRSegError(f"The frames of '{name}' differ in size; a cine needs one grid.")
+    source = json.loads(sequenceNode.GetAttribute(SOURCE_DICOM_ATTRIBUTE) or "null")
+    if source is not None and len(source["files"]) != count:
+        source = None  # frames were added or removed since loading: the file list no longer fits
     return Study(image=np.stack(frames), spacing=spacing, origin=origin, direction=direction,
                  frame_times_ms=frameTimesMs(sequenceNode), patient=patientFromSequence(sequenceNode),
-                 source=name, description=name)
+                 source=source["folder"] if source else name, description=name,
+                 slice_files=source["files"] if source else None)
 
 
 def frameTimesMs(sequenceNode) -> list[float] | None:

@@ -128,11 +128,9 @@ def run_segment(
     with locked_output(out_dir) as folder:
         loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress)
         if dicom_seg:
-            if loaded.study.slice_files is None:
-                raise CMRSegError("--dicom-seg needs a DICOM input: a DICOM SEG references the images it segments.")
-            from cmrseg.io.dicom_seg import check_seg_sources
+            from cmrseg.io.dicom_seg import check_study_for_seg
 
-            check_seg_sources(loaded.study)  # before the work: a study that cannot have a SEG is refused
+            check_study_for_seg(loaded.study)  # before the work: a study that cannot have a SEG is refused
         result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
         measures = measures_document(loaded, result, segmenter, basal_rule)
         outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg)
@@ -235,8 +233,8 @@ def write_outputs(
                 from cmrseg.io.dicom_seg import write_dicom_seg
 
                 for phase, frame in (("ED", ed), ("ES", es)):
-                    write_dicom_seg(labels[frame], study, frame, scratch / f"{base}_{phase}.seg.dcm",
-                                    segmenter.description)
+                    write_dicom_seg(labels[frame], study.source, study.slice_files[frame],
+                                    scratch / f"{base}_{phase}.seg.dcm", segmenter.description)
         (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
         write_measures_csv(measures, scratch / "measures.csv")
         if report != "none":

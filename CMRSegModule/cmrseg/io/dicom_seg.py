@@ -77,49 +77,55 @@ def _with_valid_dates(dataset):
 SAME_FOR_ALL = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns")
 
 
-def check_seg_sources(study: Study) -> None:
-    """Refuse a study whose images cannot be the sources of one DICOM SEG (reads headers only).
+def check_seg_sources(folder: str | Path, files: list[str]) -> None:
+    """Refuse images that cannot be the sources of one DICOM SEG (reads headers only).
 
     Raises:
-        CMRSegError: the study was not read from DICOM, or its files disagree on the study, series, frame of
-            reference or matrix (a SEG belongs to one study; broken anonymisation often splits one).
+        CMRSegError: the files disagree on the study, series, frame of reference or matrix (a SEG belongs to
+            one study; broken anonymisation often splits one).
     """
     import pydicom
 
-    if study.slice_files is None:
-        raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
     values: dict[str, set] = {keyword: set() for keyword in SAME_FOR_ALL}
     with dicom_config.disable_value_validation():
-        for name in {n for frame in study.slice_files for n in frame}:
-            header = pydicom.dcmread(Path(study.source) / name, stop_before_pixels=True)
+        for name in sorted(set(files)):
+            header = pydicom.dcmread(Path(folder) / name, stop_before_pixels=True)
             for keyword in SAME_FOR_ALL:
                 values[keyword].add(str(header.get(keyword, "")))
     mixed = {keyword: found for keyword, found in values.items() if len(found) > 1}
     if mixed:
         counts = ", ".join(f"{len(found)} {keyword} values" for keyword, found in mixed.items())
         raise CMRSegError(
-            f"The images of {study.source} carry {counts}; the sources of a DICOM SEG must share one study, "
+            f"The images of {folder} carry {counts}; the sources of a DICOM SEG must share one study, "
             "series and frame of reference (an anonymisation may have split them). No SEG can be written."
         )
 
 
-def write_dicom_seg(labelmap: np.ndarray, study: Study, frame: int, path: str | Path, algorithm: str,
+def check_study_for_seg(study: Study) -> None:
+    """Refuse a study that cannot have DICOM SEGs: not read from DICOM, or its images split (see above)."""
+    if study.slice_files is None:
+        raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
+    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
+
+
+def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], path: str | Path, algorithm: str,
                     corrected: bool = False, series_number: int = 900) -> Path:  # fmt: skip
-    """Write the ``[z, y, x]`` label map of ``frame`` as a DICOM SEG referencing that frame's DICOM files.
+    """Write a ``[z, y, x]`` label map as a DICOM SEG referencing ``files`` (one per slice z, below ``folder``).
 
     Raises:
         CMRSegError: the images cannot be SEG sources (:func:`check_seg_sources`), or the label map does not
-            fit the frame.
+            fit them.
     """
     import pydicom
 
-    check_seg_sources(study)
-    if labelmap.shape != study.image.shape[1:]:
-        raise CMRSegError(f"The label map {labelmap.shape} does not fit the frame {study.image.shape[1:]}.")
+    check_seg_sources(folder, files)
     # The sources' own oddities (a one-part PatientName, a long description) are theirs, not the SEG's: quiet.
     with dicom_config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        sources = [_with_valid_dates(pydicom.dcmread(Path(study.source) / n)) for n in study.slice_files[frame]]
+        sources = [_with_valid_dates(pydicom.dcmread(Path(folder) / name)) for name in files]
+        shape = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+        if labelmap.shape != shape:
+            raise CMRSegError(f"The label map {labelmap.shape} does not fit its {shape[0]} source images {shape}.")
         seg = _segmentation(labelmap, sources, algorithm, corrected, series_number)
     path = Path(path)
     seg.save_as(path)
