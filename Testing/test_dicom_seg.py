@@ -60,7 +60,7 @@ def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path):
     write_dicom_cine(phantom.study, tmp_path / "dicom")
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "dicom"), "--out", str(out), "--model", str(model_path), "--dicom-seg",
-                 "--report", "none"]) == 0  # fmt: skip
+                 "--dicom-sr", "--report", "none"]) == 0  # fmt: skip
     study = read_dicom_cine(tmp_path / "dicom")
     import json
 
@@ -72,6 +72,7 @@ def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path):
         written = read_volume_file(out / measures["frames"][str(frame)]["file"]).image[0]
         lv = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[labels.LV])
         np.testing.assert_array_equal(lv[..., 0].astype(bool), written == labels.LV)
+    assert hd.sr.srread(out / "dicom_measures.sr.dcm").Modality == "SR"
     write_study(phantom.study, tmp_path / "cine.nii.gz")
     assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(tmp_path / "n"), "--model",
                  str(model_path), "--dicom-seg"]) == 2  # fmt: skip
@@ -101,3 +102,34 @@ def test_a_study_split_by_its_anonymisation_gets_no_seg(sunnybrook_root, tmp_pat
     with pytest.raises(CMRSegError, match="260 FrameOfReferenceUID values"):  # all 20 frames
         check_study_for_seg(study)
     assert not (tmp_path / "s.seg.dcm").exists()
+
+
+def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
+    from cmrseg.io.dicom_sr import MEASUREMENTS, SCHEME, write_dicom_sr
+
+    phantom = make_phantom(seed=10, frames=3, slices=6, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    study = read_dicom_cine(tmp_path / "dicom")
+    measures = {"lv_edv_ml": 151.25, "lv_esv_ml": 60.5, "lv_sv_ml": 90.75, "lv_ef_pct": 60.0, "rv_ef_pct": None}
+    path = write_dicom_sr(measures, study.source, study.slice_files[0], study.slice_files[1], tmp_path / "m.sr.dcm",
+                          "test model", "pass")  # fmt: skip
+    document = pydicom.dcmread(path)
+    assert document.Modality == "SR"
+    found = {}
+    for item in document.ContentSequence:  # TID 1500: imaging measurements -> measurement group -> numbers
+        for sub in getattr(item, "ContentSequence", []):
+            for leaf in getattr(sub, "ContentSequence", []):
+                if leaf.ValueType == "NUM":
+                    code = leaf.ConceptNameCodeSequence[0]
+                    value = leaf.MeasuredValueSequence[0]
+                    found[code.CodeValue] = (code.CodingSchemeDesignator, float(value.NumericValue),
+                                             value.MeasurementUnitsCodeSequence[0].CodeValue)  # fmt: skip
+    assert found == {
+        MEASUREMENTS["lv_edv_ml"][0]: (SCHEME, 151.25, "ml"), MEASUREMENTS["lv_esv_ml"][0]: (SCHEME, 60.5, "ml"),
+        MEASUREMENTS["lv_sv_ml"][0]: (SCHEME, 90.75, "ml"), MEASUREMENTS["lv_ef_pct"][0]: (SCHEME, 60.0, "%"),
+    }  # rv_ef_pct (null) is left out
+    evidence = document.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    uids = {ref.ReferencedSOPInstanceUID for ref in evidence.ReferencedSOPSequence}
+    files = study.slice_files[0] + study.slice_files[1]
+    assert uids == {pydicom.dcmread(tmp_path / "dicom" / name).SOPInstanceUID for name in files}
+    assert hd.sr.srread(path).SeriesDescription.startswith("CMRSeg automatic measurements")

@@ -75,6 +75,7 @@ def _segment(args: argparse.Namespace) -> int:
         progress=LinePrinter(),
         report=args.report,
         dicom_seg=args.dicom_seg,
+        dicom_sr=args.dicom_sr,
     )
     print(format_measures(result.measures))
     print(format_qc(result.measures["qc"]))
@@ -263,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="report.html (default), pdf: report.html and report.pdf, or none")
     segment.add_argument("--dicom-seg", action="store_true",
                          help="also write ED/ES DICOM SEG files referencing the input's DICOM images (for PACS)")
+    segment.add_argument("--dicom-sr", action="store_true",
+                         help="also write the parameters as a DICOM SR (TID 1500) referencing the ED/ES images")
     segment.add_argument("--stop-when-stdin-closes", action="store_true",
                          help="stop (as with Ctrl-C) when standard input closes; for callers that cannot signal")
     segment.set_defaults(run=_segment)

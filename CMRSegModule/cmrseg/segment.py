@@ -115,25 +115,26 @@ def run_segment(
     progress: ProgressCallback | None = None,
     report: str = "html",
     dicom_seg: bool = False,
+    dicom_sr: bool = False,
 ) -> SegmentationResult:
     """Segment a study and write its outputs into ``out_dir`` as one complete set (see :mod:`cmrseg.outputs`).
 
     ``report`` is ``"html"`` (report.html), ``"pdf"`` (report.html and report.pdf) or ``"none"``;
-    ``dicom_seg`` adds DICOM SEG files of ED and ES (DICOM inputs only).
+    ``dicom_seg`` adds DICOM SEG files of ED and ES, ``dicom_sr`` a DICOM SR of the parameters (DICOM inputs only).
     """
     check_height_weight(height_cm, weight_kg)
     check_frames(ed, es)
-    if dicom_seg and importlib.util.find_spec("highdicom") is None:
-        raise CMRSegError("--dicom-seg needs highdicom: pip install 'cmrseg[pacs]' (or highdicom).")
+    if (dicom_seg or dicom_sr) and importlib.util.find_spec("highdicom") is None:
+        raise CMRSegError("DICOM SEG and SR need highdicom: pip install 'cmrseg[pacs]' (or highdicom).")
     with locked_output(out_dir) as folder:
         loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress)
-        if dicom_seg:
+        if dicom_seg or dicom_sr:
             from cmrseg.io.dicom_seg import check_study_for_seg
 
             check_study_for_seg(loaded.study)  # before the work: a study that cannot have a SEG is refused
         result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
         measures = measures_document(loaded, result, segmenter, basal_rule)
-        outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg)
+        outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg, dicom_sr)
     return SegmentationResult(loaded.study, result.labels, result.ed_frame, result.es_frame, measures, outputs)
 
 
@@ -206,6 +207,7 @@ def write_outputs(
     overwrite: bool = False,
     report: str = "html",
     dicom_seg: bool = False,
+    dicom_sr: bool = False,
 ) -> list[Path]:
     """Write the label maps, segmentations, measures and report into ``folder`` as one complete set."""
     if report not in REPORT_KINDS:
@@ -218,6 +220,7 @@ def write_outputs(
     if ed is not None and ed != es:
         targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
         targets += [f"{base}_ED.seg.dcm", f"{base}_ES.seg.dcm"] if dicom_seg else []
+        targets += [f"{base}_measures.sr.dcm"] if dicom_sr else []
     existing = folder.existing(targets)
     if existing and not overwrite:
         raise CMRSegError(
@@ -235,6 +238,11 @@ def write_outputs(
                 for phase, frame in (("ED", ed), ("ES", es)):
                     write_dicom_seg(labels[frame], study.source, study.slice_files[frame],
                                     scratch / f"{base}_{phase}.seg.dcm", segmenter.description)
+            if dicom_sr:
+                from cmrseg.io.dicom_sr import write_dicom_sr
+
+                write_dicom_sr(measures["study"], study.source, study.slice_files[ed], study.slice_files[es],
+                               scratch / f"{base}_measures.sr.dcm", segmenter.description, measures["qc"]["status"])
         (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
         write_measures_csv(measures, scratch / "measures.csv")
         if report != "none":

@@ -1,0 +1,91 @@
+"""The clinical parameters as a DICOM Structured Report (TID 1500 measurement report, Comprehensive 3D SR),
+referencing the ED and ES images they were measured on, so that a PACS keeps the numbers with the study.
+
+Measurement names use a private coding scheme (``99CMRSEG``) with plain meanings ("LV end-diastolic
+volume"): a wrong standard code would be worse than an honest private one. Units are UCUM.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+from pydicom import config as dicom_config
+
+from cmrseg import __version__
+from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_seg import _with_valid_dates, check_seg_sources
+
+SCHEME = "99CMRSEG"
+# measures.json key -> (code value, meaning, UCUM unit, unit meaning)
+MEASUREMENTS = {
+    "lv_edv_ml": ("LVEDV", "LV end-diastolic volume", "ml", "milliliter"),
+    "lv_esv_ml": ("LVESV", "LV end-systolic volume", "ml", "milliliter"),
+    "lv_sv_ml": ("LVSV", "LV stroke volume", "ml", "milliliter"),
+    "lv_ef_pct": ("LVEF", "LV ejection fraction", "%", "percent"),
+    "lv_mass_ed_g": ("LVMED", "LV myocardial mass at end-diastole", "g", "gram"),
+    "lv_mass_es_g": ("LVMES", "LV myocardial mass at end-systole", "g", "gram"),
+    "rv_edv_ml": ("RVEDV", "RV end-diastolic volume", "ml", "milliliter"),
+    "rv_esv_ml": ("RVESV", "RV end-systolic volume", "ml", "milliliter"),
+    "rv_sv_ml": ("RVSV", "RV stroke volume", "ml", "milliliter"),
+    "rv_ef_pct": ("RVEF", "RV ejection fraction", "%", "percent"),
+    "lv_edv_index": ("LVEDVI", "LV end-diastolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "lv_esv_index": ("LVESVI", "LV end-systolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "lv_sv_index": ("LVSVI", "LV stroke volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "rv_edv_index": ("RVEDVI", "RV end-diastolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "rv_esv_index": ("RVESVI", "RV end-systolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "rv_sv_index": ("RVSVI", "RV stroke volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "lv_mass_ed_index": ("LVMEDI", "LV mass at end-diastole indexed to BSA", "g/m2", "gram per square meter"),
+}
+
+
+def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_files: list[str], path: str | Path,
+                   algorithm: str, qc_status: str, corrected: bool = False) -> Path:  # fmt: skip
+    """Write the study parameters of ``measures`` (measures.json's ``study``) as a TID 1500 SR referencing the
+    ED and ES images. Parameters without a value (null) are left out.
+
+    Raises:
+        CMRSegError: the images cannot be sources of one DICOM object (see :func:`check_seg_sources`).
+    """
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    check_seg_sources(folder, ed_files + es_files)
+    with dicom_config.disable_value_validation(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sources = [_with_valid_dates(pydicom.dcmread(Path(folder) / n, stop_before_pixels=True))
+                   for n in ed_files + es_files]  # fmt: skip
+        device = hd.sr.DeviceObserverIdentifyingAttributes(uid=hd.UID(), name="CMRSeg", manufacturer_name="CMRSeg",
+                                                          model_name=algorithm[:64])  # fmt: skip
+        context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device, observer_identifying_attributes=device))  # fmt: skip
+        items = [
+            hd.sr.Measurement(name=Code(code, SCHEME, meaning), value=float(measures[key]),
+                              unit=Code(unit, "UCUM", unit_meaning))  # fmt: skip
+            for key, (code, meaning, unit, unit_meaning) in MEASUREMENTS.items()
+            if measures.get(key) is not None and math.isfinite(measures[key])
+        ]
+        if not items:
+            raise CMRSegError("No clinical parameter to report (ED and ES are needed).")
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="CMRSeg ventricular function"),
+            measurements=items,
+            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+                name=Code("QC", SCHEME, "CMRSeg quality check"),
+                value=Code(qc_status.upper(), SCHEME, f"quality check {qc_status}"))],
+        )  # fmt: skip
+        report = hd.sr.MeasurementReport(observation_context=context,
+                                         procedure_reported=codes.SCT.MagneticResonanceImagingOfHeart,
+                                         imaging_measurements=[group])  # fmt: skip
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=sources, content=report, series_instance_uid=hd.UID(), series_number=901,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="CMRSeg", is_complete=True,
+            is_final=False, is_verified=False,
+        )  # fmt: skip
+        sr.SeriesDescription = f"CMRSeg {'corrected' if corrected else 'automatic'} measurements {__version__}"
+    path = Path(path)
+    sr.save_as(path)
+    return path
