@@ -41,4 +41,5 @@ def test_segment_writes_a_pdf_that_renders_with_the_reported_numbers(model_path,
     assert blue > 500, blue
     slices = np.asarray(document[1].render(scale=1).to_pil().convert("RGB")).astype(int)
     red = ((slices[..., 0] > 200) & (slices[..., 1] < 60) & (slices[..., 2] < 60)).sum()  # LV outlines
+    document.close()
     assert red > 50, red

@@ -13,6 +13,7 @@ I/O. With ``--scheduler`` the studies are tasks on a Dask cluster (:mod:`cmrseg.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -73,14 +74,19 @@ def run_batch_command(args: argparse.Namespace) -> int:
     out.mkdir(exist_ok=True)
     jobs = find_studies(paths)
     options = BatchOptions(args.all_frames, args.basal_rule, args.bsa, args.report)
-    if args.scheduler:
-        from cmrseg.cluster import run_on_cluster
+    try:
+        if args.scheduler:
+            from cmrseg.cluster import run_on_cluster
 
-        rows = run_on_cluster(args.scheduler, jobs, out, options, args.model, args.device)
-    else:
-        from cmrseg.inference import Segmenter
+            rows = run_on_cluster(args.scheduler, jobs, out, options, args.model, args.device)
+        else:
+            from cmrseg.inference import Segmenter
 
-        rows = run_in_process(jobs, out, Segmenter.load(args.model, device=args.device), options)
+            rows = run_in_process(jobs, out, Segmenter.load(args.model, device=args.device), options)
+    except KeyboardInterrupt:
+        print(f"cmrseg: interrupted; the studies finished so far are kept (see {out / COHORT_FILE}); run the same "
+              "command again to go on", file=sys.stderr)  # fmt: skip
+        return 130
     failed = [row for row in rows if row["status"] == "failed"]
     print(f"{len(rows) - len(failed)} of {len(rows)} studies done; table in {out / COHORT_FILE}")
     for row in failed:

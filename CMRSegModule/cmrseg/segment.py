@@ -246,6 +246,8 @@ def write_outputs(
         (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
         write_measures_csv(measures, scratch / "measures.csv")
         if report != "none":
+            from cmrseg.study_report import write_study_report  # the figures' libraries: only for a report
+
             write_study_report(scratch / "report.html", study, labels, measures, segmenter, ed, es, result.curve,
                                result.from_curve, scratch / "report.pdf" if report == "pdf" else None)
     except OSError as exc:
@@ -342,64 +344,3 @@ def write_measures_csv(measures: dict, path: Path) -> None:
         for index, frame in measures["frames"].items():
             writer.writerow([index, frame["frame_number"], "" if frame["time_ms"] is None else frame["time_ms"],
                              frame["lv_ml"], frame["rv_ml"], frame["myo_ml"], frame["myo_mass_g"]])
-
-
-def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, from_curve, pdf_path=None) -> None:
-    context = {
-        "Study": study.description or study.source,
-        "Model": segmenter.description,
-        "Basal-slice rule": {"none": "none (all slices kept)", "50": ">= 50 % of the LV border enclosed by myocardium",
-                             "100": "100 % of the LV border enclosed by myocardium"}[measures["basal_rule"]],
-        "ED / ES frames": (f"{study.frame_number(ed)} / {study.frame_number(es)} ({measures['ed_es_from']})"
-                           if ed is not None else "one frame only"),
-        "Slice spacing": f"{study.spacing[2]:.2f} mm (from slice positions)",
-        "cmrseg": __version__,
-    }
-    if measures.get("study", {}).get("bsa_m2"):
-        context["BSA"] = f"{measures['study']['bsa_m2']:.2f} m² ({measures['study']['bsa_method']})"
-    overlays = []
-    for index, name in ((ed, "End-diastole"), (es, "End-systole")):
-        if index is not None and index in labels:
-            overlays.append((f"{name} (frame {study.frame_number(index)})", study.frame(index), labels[index]))
-    if ed is None:
-        overlays = [(f"Frame {study.frame_number(i)}", study.frame(i), lab) for i, lab in labels.items()]
-    curve_data = None
-    if from_curve and len(curve) > 2:
-        frames = sorted(curve)
-        rv = [measures["frames"][str(i)]["rv_ml"] for i in frames]
-        times, label = ((study.frame_times_ms[frames], "time (ms)") if study.frame_times_known
-                        else (np.array([study.frame_number(i) for i in frames]), "frame"))
-        curve_data = (times, [curve[i] for i in frames], rv, frames.index(ed), frames.index(es), label)
-    from cmrseg.report import write_report  # matplotlib: only when a report is drawn
-
-    title = f"CMRSeg report: {study.description or Path(study.source).name}"
-    review_frames = {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels}
-    write_report(path, title, measures.get("study", {}), context, overlays, curve_data, measures["qc"],
-                 measures.get("review"), review_frames, measures.get("regional_wall_thickness"),
-                 measures.get("volume_curve_rates"))
-    if pdf_path is not None:
-        write_pdf(pdf_path, title, study, measures, context, overlays, curve_data)
-
-
-def write_pdf(path, title, study, measures, context, overlays, curve_data) -> None:
-    """report.pdf: the same content as report.html, laid out for printing and filing."""
-    import base64
-
-    from cmrseg.bullseye import bullseye_svg
-    from cmrseg.report import heart_box, slice_thumbnail, volume_curve_figure
-    from cmrseg.report_pdf import write_pdf_report
-
-    patient = study.patient.as_dict() if study.patient else {}
-    identifiers = {"Patient": ", ".join(f"{k} {v}" for k, v in patient.items()) or "no patient data", **context}
-    regional = measures.get("regional_wall_thickness")
-    bullseyes = [] if not regional else [
-        bullseye_svg({r["segment"]: r["ed_mm"] for r in regional}, "ED wall thickness", "mm", 0.0, 20.0),
-        bullseye_svg({r["segment"]: r["thickening_pct"] for r in regional}, "Systolic thickening", "%", 0.0, 80.0),
-    ]  # fmt: skip
-    curve_png = base64.b64decode(volume_curve_figure(*curve_data)) if curve_data is not None else None
-    pages = []
-    for heading, image, labels in overlays:
-        box = heart_box(labels)
-        pages.append((heading, [(f"slice {z}", slice_thumbnail(image[z], labels[z], box)) for z in range(len(image))]))
-    write_pdf_report(path, title, measures.get("study", {}), identifiers, measures["qc"], bullseyes, curve_png, pages,
-                     measures.get("review"))
