@@ -167,3 +167,5 @@ def test_an_ejection_fraction_interval_stays_within_0_and_100_percent():
     members = [{"rv_ef_pct": v} for v in (20.0, 60.0, 95.0)]
     interval = parameter_intervals({"rv_ef_pct": 80.0}, members, {"rv_ef_pct": 3.0})["rv_ef_pct"]
     assert (interval["low"], interval["high"]) == (0.0, 100.0)  # 80 +- 98 % clipped to what an EF can be
+    # An impossible value (ESV > EDV gives a negative EF) gets no interval that would exclude it.
+    assert parameter_intervals({"rv_ef_pct": -64.8}, members, {"rv_ef_pct": 3.0}) == {}

@@ -309,8 +309,10 @@ def parameter_intervals(value: dict, members: list[dict[str, float]], factors: d
     for name in INTERVAL_PARAMETERS:
         if name not in factors or value.get(name) is None or not np.isfinite(value[name]):
             continue
-        half = factors[name] * spread(members, name)
         low, high = INTERVAL_BOUNDS[name]  # an interval never leaves what the parameter can be
+        if not low <= value[name] <= high:
+            continue  # e.g. a negative EF: the value itself is unusable (the QC says so); no interval can hold it
+        half = factors[name] * spread(members, name)
         result[name] = {"value": round(float(value[name]), 2), "low": round(max(float(value[name]) - half, low), 2),
                         "high": round(min(float(value[name]) + half, high), 2), "level": INTERVAL_LEVEL}
     return result
