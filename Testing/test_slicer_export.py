@@ -148,7 +148,15 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
     for label in (labels.RV, labels.MYO, labels.LV):
         pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[label])
         np.testing.assert_array_equal(pixels[..., 0].astype(bool), corrected_es == label)
-    assert json.loads((tmp_path / "out" / "Cine_results.json").read_text())["dicom_seg"] == "written"
+    document = json.loads((tmp_path / "out" / "Cine_results.json").read_text())
+    assert document["dicom_seg"] == "written"
+    # The corrected parameters as an SR: the corrected LV ESV, as the JSON has it.
+    sr = pydicom.dcmread(tmp_path / "out" / "Cine_corrected_measures.sr.dcm")
+    assert sr.SeriesDescription.startswith("CMRSeg corrected measurements")
+    numbers = {leaf.ConceptNameCodeSequence[0].CodeValue: float(leaf.MeasuredValueSequence[0].NumericValue)
+               for item in sr.ContentSequence for sub in getattr(item, "ContentSequence", [])
+               for leaf in getattr(sub, "ContentSequence", []) if leaf.ValueType == "NUM"}  # fmt: skip
+    assert numbers["LVESV"] == pytest.approx(document["corrected"]["lv_esv_ml"], rel=1e-6)
 
 
 def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):

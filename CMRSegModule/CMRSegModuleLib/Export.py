@@ -9,7 +9,8 @@ Files, for ``<base>`` the study name and ``<phase>`` ED and ES (``frame`` for a 
   rule, the ED/ES frames, the cmrseg version, the approval (or "not approved") and the correction record;
 * ``<base>_corrections.csv``: ml added and removed by the correction per phase, slice and structure;
 * ``<base>_<phase>_corrected.seg.dcm``: a DICOM SEG (semi-automatic) referencing the cine's own DICOM images,
-  when the cine was loaded from DICOM files that can be SEG sources (the JSON says why not otherwise).
+  and ``<base>_corrected_measures.sr.dcm``, the corrected parameters and their quality check as a DICOM SR,
+  when the cine was loaded from DICOM files that can be their sources (the JSON says why not otherwise).
 
 Existing files are never replaced unless ``overwrite`` is true; the files are written to a temporary folder
 first and moved into place together, so a failure leaves no partial export.
@@ -54,6 +55,8 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
         paths[f"{phase}_labelmap"] = folder / f"{base}_{phase}_corrected.nii.gz"
         if phase in sources:
             paths[f"{phase}_dicom_seg"] = folder / f"{base}_{phase}_corrected.seg.dcm"
+    if "ED" in sources and "ES" in sources:
+        paths["dicom_sr"] = folder / f"{base}_corrected_measures.sr.dcm"
     paths["csv"] = folder / f"{base}_results.csv"
     paths["corrections"] = folder / f"{base}_corrections.csv"
     paths["json"] = folder / f"{base}_results.json"
@@ -99,6 +102,12 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
                 sources = dicomSources(review)
                 write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
                                 review.runInfo()["model"], corrected=True)
+        if "dicom_sr" in paths:
+            from cmrseg.io.dicom_sr import write_dicom_sr
+
+            sources = dicomSources(review)
+            write_dicom_sr(corrected, sources["folder"], sources["ED"], sources["ES"], scratch / paths["dicom_sr"].name,
+                           review.runInfo()["model"], corrected["qc"]["status"], corrected=True)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
         corrections = correctionRecord(review)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
