@@ -41,7 +41,8 @@ def _colour(value: float | None, low: float, high: float) -> str:
 
 def bullseye_svg(values: dict[int, float | None], title: str, unit: str, low: float, high: float) -> str:
     """An SVG bull's-eye of ``values`` per AHA segment (1-16), coloured from ``low`` to ``high``."""
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE + 24}" role="img" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE + 24}" '
+             f'viewBox="0 0 {SIZE} {SIZE + 24}" role="img" '
              f'aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>']  # fmt: skip
     for segment, (ring, start, end) in LAYOUT.items():
         inner, outer = RINGS[ring]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from pathlib import Path
 
 from cmrseg.errors import CMRSegError
@@ -92,6 +93,7 @@ def write_pdf_report(
     pdf.ln(2)
     top = pdf.get_y()
     for index, svg in enumerate(bullseyes[:2]):
+        svg = re.sub(r"<title>.*?</title>", "", svg)  # tooltips are for the HTML page; fpdf2 does not read them
         pdf.image(io.BytesIO(svg.encode("utf-8")), x=12 + index * 62, y=top, w=58)
     if curve_png is not None:
         pdf.image(io.BytesIO(curve_png), x=12 + 2 * 62 if bullseyes else 12, y=top, w=62 if bullseyes else 120)
