@@ -88,6 +88,7 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     if existing and not overwrite:
         raise CMRSegError(f"{folder} already holds {', '.join(existing)}; choose another folder or allow overwriting.")
     corrected = updateCorrected(review)
+    sources = dicomSources(review)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".cmrseg-export-") as scratch:
         scratch = Path(scratch)
@@ -99,13 +100,11 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
             if f"{phase}_dicom_seg" in paths:
                 from cmrseg.io.dicom_seg import write_dicom_seg
 
-                sources = dicomSources(review)
                 write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
                                 review.runInfo()["model"], corrected=True)
         if "dicom_sr" in paths:
             from cmrseg.io.dicom_sr import write_dicom_sr
 
-            sources = dicomSources(review)
             write_dicom_sr(corrected, sources["folder"], sources["ED"], sources["ES"], scratch / paths["dicom_sr"].name,
                            review.runInfo()["model"], corrected["qc"]["status"], corrected=True)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
