@@ -99,6 +99,8 @@ def test_a_batch_writes_what_segment_writes_records_failures_and_resumes(cohort,
         assert measures["study"] == result.measures["study"]
         row = next(r for r in table if r["name"] == job.name)
         assert float(row["lv_ef_pct"]) == pytest.approx(measures["study"]["lv_ef_pct"])
+        rates = measures.get("volume_curve_rates")  # cines segmented in every frame with trigger times
+        assert row["lv_pfr_ml_s"] == ("" if rates is None else str(rates["lv_pfr_ml_s"]))
         assert row["qc_status"] == measures["qc"]["status"]
     assert not (out / "broken").exists()  # a failed study leaves no folder behind
 

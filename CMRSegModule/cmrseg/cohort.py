@@ -35,8 +35,9 @@ from cmrseg.measures import StudyMeasures
 log = logging.getLogger(__name__)
 
 PARAMETER_COLUMNS = [f.name for f in fields(StudyMeasures)]
+RATE_COLUMNS = ["lv_per_ml_s", "lv_pfr_ml_s", "rv_per_ml_s", "rv_pfr_ml_s"]  # cmrseg.curves, cines with times
 COLUMNS = ["name", "input", "status", "reason", "qc_status", "ed_frame", "es_frame", "ed_frame_number",
-           "es_frame_number", *PARAMETER_COLUMNS, "seconds"]  # fmt: skip
+           "es_frame_number", *PARAMETER_COLUMNS, *RATE_COLUMNS, "seconds"]  # fmt: skip
 COHORT_FILE = "cohort.csv"
 
 
@@ -154,6 +155,8 @@ def done_row(job: StudyJob, measures: dict, seconds: float | None) -> dict:
     for key in ("ed_frame", "es_frame", "ed_frame_number", "es_frame_number"):
         row[key] = measures.get(key)
     row.update({key: study.get(key) for key in PARAMETER_COLUMNS})
+    rates = measures.get("volume_curve_rates") or {}
+    row.update({key: rates.get(key) for key in RATE_COLUMNS})
     return row
 
 
