@@ -19,6 +19,7 @@ from CMRSegModuleLib.Corrections import (  # noqa: E402
     approve,
     correctionRecord,
     correctionTotals,
+    reviewState,
 )
 from CMRSegModuleLib.Export import exportPaths, exportReview  # noqa: E402
 from CMRSegModuleLib.ReviewList import editedSlices  # noqa: E402
@@ -76,6 +77,7 @@ def test_an_approval_holds_until_the_corrected_segmentation_changes(review, obli
         "status": "approved", "by": "Dr A. Reviewer", "at": "2026-12-02T09:30:00+00:00"
     }  # fmt: skip
     assert approvalOf(nodes)["status"] == "approved"  # looking again changes nothing
+    assert reviewState(nodes) == ([], approvalOf(nodes))  # what the module shows, from one export
     study = oblique_phantom.study
     edit_segments(nodes.esCorrected, nodes.esVolume, relabel_voxels(maps[study.es_frame], labels.LV, 0, 1)[0])
     assert approvalOf(nodes) == {"status": "not approved"}  # one voxel later

@@ -33,11 +33,30 @@ def correctionRecord(review: ReviewNodes) -> list[dict]:
     """One row per phase, slice and structure the correction changed: ``phase``, ``slice`` (0-based, as the
     review list and the label maps count), ``structure`` (RV, Myo, LV), ``added_ml``, ``removed_ml``,
     ``net_ml``; in phase, slice, structure order. Empty when nothing was changed."""
+    return _record(_phaseLabelmaps(review))
+
+
+def reviewState(review: ReviewNodes) -> tuple[list[dict], dict]:
+    """The correction record and the approval, from one export of the label maps (the module shows both
+    after every edit)."""
+    maps = _phaseLabelmaps(review)
+    return _record(maps), _approval(review, _fingerprint(maps))
+
+
+def editedSliceKeys(rows: list[dict]) -> set[str]:
+    """``phase:slice`` of every slice a correction record changed."""
+    return {f"{row['phase']}:{row['slice']}" for row in rows}
+
+
+def _phaseLabelmaps(review: ReviewNodes) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """``(phase, automatic, corrected, voxel ml)`` label maps of each phase, on its volume's grid."""
+    return [(phase, labelmapFromSegmentation(automatic, volume), labelmapFromSegmentation(corrected, volume),
+             voxelVolumeMl(volume)) for phase, volume, automatic, corrected in review.phases()]  # fmt: skip
+
+
+def _record(maps: list[tuple[str, np.ndarray, np.ndarray, float]]) -> list[dict]:
     rows = []
-    for phase, volume, automatic, corrected in review.phases():
-        before = labelmapFromSegmentation(automatic, volume)
-        after = labelmapFromSegmentation(corrected, volume)
-        voxelMl = voxelVolumeMl(volume)
+    for phase, before, after, voxelMl in maps:
         for z in np.flatnonzero((before != after).any(axis=(1, 2))):
             for structure in labels.STRUCTURES:
                 was, now = before[z] == structure.label, after[z] == structure.label
@@ -73,11 +92,14 @@ def writeCorrectionCsv(rows: list[dict], path: str | Path) -> Path:
 
 def correctedFingerprint(review: ReviewNodes) -> str:
     """SHA-256 of the corrected label maps and their grids: changes with any edit of any voxel."""
+    return _fingerprint(_phaseLabelmaps(review))
+
+
+def _fingerprint(maps: list[tuple[str, np.ndarray, np.ndarray, float]]) -> str:
     digest = hashlib.sha256()
-    for phase, volume, _, corrected in review.phases():
-        labelmap = labelmapFromSegmentation(corrected, volume)
-        digest.update(f"{phase}:{labelmap.shape}".encode())
-        digest.update(np.ascontiguousarray(labelmap).tobytes())
+    for phase, _, corrected, _ in maps:
+        digest.update(f"{phase}:{corrected.shape}".encode())
+        digest.update(np.ascontiguousarray(corrected).tobytes())
     return digest.hexdigest()
 
 
@@ -95,15 +117,19 @@ def approve(review: ReviewNodes, reviewer: str, when: datetime | None = None) ->
     table.SetAttribute(APPROVED_BY_ATTRIBUTE, reviewer)
     table.SetAttribute(APPROVED_AT_ATTRIBUTE, when.isoformat(timespec="seconds"))
     table.SetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE, correctedFingerprint(review))
-    return approvalOf(review)
+    return {"status": "approved", "by": reviewer, "at": table.GetAttribute(APPROVED_AT_ATTRIBUTE)}
 
 
 def approvalOf(review: ReviewNodes) -> dict:
     """``{"status": "approved", "by", "at"}`` while the corrected result is as approved, else
     ``{"status": "not approved"}`` (an approval made stale by a later edit is removed from the table)."""
+    return _approval(review, correctedFingerprint(review))
+
+
+def _approval(review: ReviewNodes, fingerprint: str) -> dict:
     table = review.table
-    fingerprint = table.GetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE)
-    if fingerprint and fingerprint == correctedFingerprint(review):
+    approved = table.GetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE)
+    if approved and approved == fingerprint:
         return {"status": "approved", "by": table.GetAttribute(APPROVED_BY_ATTRIBUTE),
                 "at": table.GetAttribute(APPROVED_AT_ATTRIBUTE)}
     for attribute in (APPROVED_BY_ATTRIBUTE, APPROVED_AT_ATTRIBUTE, APPROVED_FINGERPRINT_ATTRIBUTE):

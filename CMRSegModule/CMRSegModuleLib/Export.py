@@ -33,7 +33,7 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
 from CMRSegModuleLib.Corrections import approvalOf, correctionRecord, correctionTotals, writeCorrectionCsv
-from CMRSegModuleLib.ReviewNodes import SOURCE_DICOM_ATTRIBUTE, ReviewNodes, updateCorrected
+from CMRSegModuleLib.ReviewNodes import PHASE_DICOM_ATTRIBUTE, ReviewNodes, updateCorrected
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode
 
@@ -49,7 +49,7 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
     folder = Path(folder)
     base = baseName or baseNameOf(review)
     paths = {}
-    sources = dicomSources(review)
+    sources = storedDicomSources(review)
     for phase, *_ in review.phases():
         paths[f"{phase}_seg"] = folder / f"{base}_{phase}_corrected.seg.nrrd"
         paths[f"{phase}_labelmap"] = folder / f"{base}_{phase}_corrected.nii.gz"
@@ -63,9 +63,9 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
     return paths
 
 
-def dicomSources(review: ReviewNodes) -> dict:
+def storedDicomSources(review: ReviewNodes) -> dict:
     """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``), or ``{"problem": why}``."""
-    return json.loads(review.table.GetAttribute(SOURCE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
+    return json.loads(review.table.GetAttribute(PHASE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
 
 
 def existingExportFiles(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> list[Path]:
@@ -88,7 +88,7 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     if existing and not overwrite:
         raise CMRSegError(f"{folder} already holds {', '.join(existing)}; choose another folder or allow overwriting.")
     corrected = updateCorrected(review)
-    sources = dicomSources(review)
+    sources = storedDicomSources(review)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".cmrseg-export-") as scratch:
         scratch = Path(scratch)
@@ -155,7 +155,7 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dic
         "corrected": _clean(corrected),
         "difference": _clean(difference),
         "approval": approvalOf(review),
-        "dicom_seg": dicomSources(review).get("problem", "written" if "ED_dicom_seg" in paths else "no DICOM source"),
+        "dicom_seg": "written" if "ED_dicom_seg" in paths else storedDicomSources(review)["problem"],
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from CMRSegModuleLib.Corrections import correctionRecord
+from CMRSegModuleLib.Corrections import correctionRecord, editedSliceKeys
 from CMRSegModuleLib.ReviewNodes import ReviewNodes, showPhase
 
 REVIEW_ATTRIBUTE = "CMRSeg.Review"
@@ -77,7 +77,7 @@ def jumpToEntry(scene, review: ReviewNodes, entry: dict):
 
 def editedSlices(review: ReviewNodes) -> set[str]:
     """``phase:slice`` of every slice where the corrected segmentation differs from the automatic one."""
-    return {f"{row['phase']}:{row['slice']}" for row in correctionRecord(review)}
+    return editedSliceKeys(correctionRecord(review))
 
 
 def describeEntry(entry: dict, visited: set[str], edited: set[str]) -> str:

@@ -26,7 +26,7 @@ RUN_ATTRIBUTES = {
     "edEsFrom": "CMRSeg.EDESFrom",
     "version": "CMRSeg.Version",
 }
-SOURCE_DICOM_ATTRIBUTE = "CMRSeg.SourceDicom"  # {"folder", "ED": [files], "ES": [files]} or {"problem": ...}
+PHASE_DICOM_ATTRIBUTE = "CMRSeg.PhaseDicomSources"  # {"folder", "ED": [files], "ES": [files]} or {"problem"}
 CREATED_ATTRIBUTE = "CMRSeg.CreatedForResult"  # on volume nodes a result made (not the user's input volume)
 
 
@@ -105,7 +105,7 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
         if value is not None and not (result.singleFrame and key in ("edFrame", "esFrame")):
             table.SetAttribute(RUN_ATTRIBUTES[key], str(value))
     if study.slice_files is not None and not result.singleFrame:
-        table.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(dicomSources(study, result.edFrame, result.esFrame)))
+        table.SetAttribute(PHASE_DICOM_ATTRIBUTE, json.dumps(phaseDicomSources(study, result.edFrame, result.esFrame)))
     if getattr(result, "review", None):
         from CMRSegModuleLib import ReviewList
 
@@ -113,7 +113,7 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
     return review
 
 
-def dicomSources(study, edFrame: int, esFrame: int) -> dict:
+def phaseDicomSources(study, edFrame: int, esFrame: int) -> dict:
     """The DICOM files of the ED and ES frames, or the reason they cannot be the sources of a DICOM SEG."""
     from cmrseg.io.dicom_seg import check_study_for_seg
 

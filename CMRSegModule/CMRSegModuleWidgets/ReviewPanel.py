@@ -33,13 +33,12 @@ class ReviewPanelMixin:
         if review is None:
             self.ui.correctionsLabel.text = self.ui.approvalLabel.text = ""
             return
-        rows = Corrections.correctionRecord(review)
-        edited = {f"{row['phase']}:{row['slice']}" for row in rows}
-        visited = ReviewList.visitedEntries(review.table)
+        rows, approval = Corrections.reviewState(review)
+        edited, visited = Corrections.editedSliceKeys(rows), ReviewList.visitedEntries(review.table)
         for entry in self._reviewEntries:
             self.ui.reviewListWidget.addItem(ReviewList.describeEntry(entry, visited, edited))
         self.ui.correctionsLabel.text = Corrections.describeCorrections(rows)
-        self.ui.approvalLabel.text = Corrections.describeApproval(Corrections.approvalOf(review))
+        self.ui.approvalLabel.text = Corrections.describeApproval(approval)
 
     def onReviewEntryClicked(self, item) -> None:
         entry = self._reviewEntries[self.ui.reviewListWidget.row(item)]

@@ -59,3 +59,12 @@ def bullseye_svg(values: dict[int, float | None], title: str, unit: str, low: fl
     parts.append(f'<text x="{SIZE / 2:.0f}" y="{SIZE + 18}" font-size="12" fill="#000000" text-anchor="middle">'
                  f"{html.escape(title)} ({html.escape(unit)})</text></svg>")  # fmt: skip
     return "".join(parts)
+
+
+def regional_bullseyes(rows: list[dict]) -> list[str]:
+    """The report's two bull's-eyes of :func:`cmrseg.regional.regional_wall_thickness` rows: ED wall thickness
+    (0-20 mm) and systolic thickening (0-80 %)."""
+    return [
+        bullseye_svg({row["segment"]: row["ed_mm"] for row in rows}, "ED wall thickness", "mm", 0.0, 20.0),
+        bullseye_svg({row["segment"]: row["thickening_pct"] for row in rows}, "Systolic thickening", "%", 0.0, 80.0),
+    ]

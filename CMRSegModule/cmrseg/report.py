@@ -156,13 +156,9 @@ def review_table(review: dict, frames: dict[int, tuple[np.ndarray, np.ndarray]] 
 
 def regional_section(rows: list[dict]) -> str:
     """Bull's-eyes of ED wall thickness and systolic thickening (AHA segments 1-16)."""
-    from cmrseg.bullseye import bullseye_svg
+    from cmrseg.bullseye import regional_bullseyes
 
-    thickness = {row["segment"]: row["ed_mm"] for row in rows}
-    thickening = {row["segment"]: row["thickening_pct"] for row in rows}
-    return ("<h2>Regional wall (AHA segments)</h2><div class=\"grid\">"
-            + bullseye_svg(thickness, "ED wall thickness", "mm", 0.0, 20.0)
-            + bullseye_svg(thickening, "Systolic thickening", "%", 0.0, 80.0)
+    return ("<h2>Regional wall (AHA segments)</h2><div class=\"grid\">" + "".join(regional_bullseyes(rows))
             + "</div><p class=\"note\">Thickness along rays from the LV blood-pool centroid; segments from the "
             "anterior RV insertion point; basal, mid and apical thirds of the slices. Values per segment in "
             "measures.json.</p>")

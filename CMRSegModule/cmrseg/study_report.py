@@ -52,17 +52,14 @@ def write_pdf(path, title, study, measures, context, overlays, curve_data) -> No
     """report.pdf: the same content as report.html, laid out for printing and filing."""
     import base64
 
-    from cmrseg.bullseye import bullseye_svg
+    from cmrseg.bullseye import regional_bullseyes
     from cmrseg.report import heart_box, slice_thumbnail, volume_curve_figure
     from cmrseg.report_pdf import write_pdf_report
 
     patient = study.patient.as_dict() if study.patient else {}
     identifiers = {"Patient": ", ".join(f"{k} {v}" for k, v in patient.items()) or "no patient data", **context}
     regional = measures.get("regional_wall_thickness")
-    bullseyes = [] if not regional else [
-        bullseye_svg({r["segment"]: r["ed_mm"] for r in regional}, "ED wall thickness", "mm", 0.0, 20.0),
-        bullseye_svg({r["segment"]: r["thickening_pct"] for r in regional}, "Systolic thickening", "%", 0.0, 80.0),
-    ]  # fmt: skip
+    bullseyes = regional_bullseyes(regional) if regional else []
     curve_png = base64.b64decode(volume_curve_figure(*curve_data)) if curve_data is not None else None
     pages = []
     for heading, image, labels in overlays:
