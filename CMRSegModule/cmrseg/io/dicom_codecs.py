@@ -20,17 +20,18 @@ class Codec:
     requirements: tuple[str, ...]  # the pip requirements that provide them
 
 
-_LIBJPEG = Codec("", ("pylibjpeg", "libjpeg"), ("pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1"))
-_OPENJPEG = Codec("", ("pylibjpeg", "openjpeg"), ("pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.3"))
+# (modules, requirements) of the two pylibjpeg plugins
+_LIBJPEG = (("pylibjpeg", "libjpeg"), ("pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1"))
+_OPENJPEG = (("pylibjpeg", "openjpeg"), ("pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.3"))
 
 # Transfer syntax UID -> the codec that decodes it (syntaxes pydicom and Pillow handle are absent).
 CODECS: dict[str, Codec] = {
-    "1.2.840.10008.1.2.4.57": Codec("JPEG Lossless", _LIBJPEG.modules, _LIBJPEG.requirements),
-    "1.2.840.10008.1.2.4.70": Codec("JPEG Lossless (first-order prediction)", _LIBJPEG.modules, _LIBJPEG.requirements),
-    "1.2.840.10008.1.2.4.80": Codec("JPEG-LS lossless", _LIBJPEG.modules, _LIBJPEG.requirements),
-    "1.2.840.10008.1.2.4.81": Codec("JPEG-LS near-lossless", _LIBJPEG.modules, _LIBJPEG.requirements),
-    "1.2.840.10008.1.2.4.90": Codec("JPEG 2000 lossless", _OPENJPEG.modules, _OPENJPEG.requirements),
-    "1.2.840.10008.1.2.4.91": Codec("JPEG 2000", _OPENJPEG.modules, _OPENJPEG.requirements),
+    "1.2.840.10008.1.2.4.57": Codec("JPEG Lossless", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.70": Codec("JPEG Lossless (first-order prediction)", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.80": Codec("JPEG-LS lossless", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.81": Codec("JPEG-LS near-lossless", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.90": Codec("JPEG 2000 lossless", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.91": Codec("JPEG 2000", *_OPENJPEG),
 }
 
 
