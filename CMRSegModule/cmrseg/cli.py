@@ -297,10 +297,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_arguments(commands.add_parser(
         "batch", help="segment a cohort: many studies in one process, or on a Dask cluster (--scheduler)"))
 
+    review = commands.add_parser("review", help="review and correct a result in the browser (the module's workflow)")
+    _add_review_arguments(review)
+    review.set_defaults(run=_review)
+
     from cmrseg.train import add_train_arguments
 
     add_train_arguments(commands.add_parser("train", help="train the dense U-Net on ACDC ED/ES frames (resumable)"))
     return parser
+
+
+def _add_review_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from CMRSegWeb.Serve import addReviewArguments
+    except ImportError:  # the browser review's packages are not installed: its help still shows
+        parser.add_argument("input", nargs="+")
+        return
+    addReviewArguments(parser)
+
+
+def _review(args: argparse.Namespace) -> int:
+    try:
+        from CMRSegWeb.Serve import serve
+    except ImportError as exc:
+        raise CMRSegError(f"The browser review needs trame-slicer: pip install 'cmrseg[review]' ({exc}).") from exc
+    return serve(args)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001

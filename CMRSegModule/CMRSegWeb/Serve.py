@@ -1,0 +1,100 @@
+"""``cmrseg review``: check the arguments, then serve the review page until Ctrl-C.
+
+STUDY is either a finished ``cmrseg segment`` output folder (reviewed as it is) or a study as ``cmrseg segment``
+takes it, which is first segmented into ``--out`` (the same outputs as ``cmrseg segment``). Exports go to
+``<run folder>/review``. Nothing names the patient in the address or in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from cmrseg.errors import CMRSegError
+from CMRSegWeb import Access
+from CMRSegWeb.RunFolder import isRunFolder, readRunFolder
+
+log = logging.getLogger("cmrseg")
+
+
+def planReview(inputs: list[str], out: str | None) -> tuple[Path, bool]:
+    """``(run folder, needs segmenting)``; refuses what cannot be reviewed before anything starts."""
+    from cmrseg.outputs import check_output_folder
+
+    if len(inputs) == 1 and isRunFolder(inputs[0]):
+        if out:
+            raise CMRSegError(f"{inputs[0]} is a finished run, reviewed where it is; leave out --out.")
+        return Path(inputs[0]), False
+    for path in inputs:
+        if not Path(path).exists():
+            raise CMRSegError(f"{path} does not exist.")
+    if not out:
+        raise CMRSegError("Give --out DIR: the study is segmented there first (as cmrseg segment does).")
+    check_output_folder(out)
+    return Path(out), True
+
+
+def serve(args) -> int:
+    """Serve the review of ``args.input`` on ``args.host:args.port``."""
+    from cmrseg.validate import check_height_weight
+
+    check_height_weight(args.height, args.weight)
+    host = Access.checkedHost(args.host)
+    runFolder, segmentFirst = planReview(args.input, args.out)
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless: no X server
+
+    def prepare(progress):
+        if segmentFirst:
+            _segment(args, runFolder, progress)
+        progress(0, 1, "Loading the study and the result")
+        study, result = readRunFolder(runFolder, args.series, args.height, args.weight, progress)
+        name = study.description or "CMRSeg"
+        return study, result, name, runFolder / "review"
+
+    from CMRSegWeb.ReviewApp import ReviewApp
+
+    app = ReviewApp(prepare)
+    token = None
+    if not Access.isLoopback(host):
+        token = Access.newToken()
+        app.server.controller.on_server_bind.add(
+            lambda webServer: webServer.app.middlewares.append(Access.tokenMiddleware(token)))
+    address = f"http://{'127.0.0.1' if host == 'localhost' else host}:{args.port}/"
+    if token:
+        print(f"CMRSeg review at {address}?token={token}\n"
+              f"(listening on {host}: other computers can connect; the address works only with this token)",
+              flush=True)
+    else:
+        print(f"CMRSeg review at {address} (this computer only; --host to serve others)", flush=True)
+    for name in ("trame", "trame_server", "trame_client", "trame_rca", "trame_slicer", "wslink", "aiohttp"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # their progress lines are not the user's business
+    # timeout=0: the server keeps the corrections when the last browser tab closes (wslink stops after 5 min)
+    app.server.start(host=host, port=args.port, open_browser=False, show_connection_info=False,
+                     disable_logging=True, timeout=0)
+    return 0
+
+
+def _segment(args, out: Path, progress) -> None:
+    from cmrseg.inference import Segmenter
+    from cmrseg.segment import run_segment
+
+    progress(0, 1, "Loading the model")
+    segmenter = Segmenter.load(args.model, device=args.device)
+    run_segment(args.input, out, segmenter, series_uid=args.series, height_cm=args.height, weight_kg=args.weight,
+                progress=progress)
+    log.info("segmented into %s", out)
+
+
+def addReviewArguments(parser) -> None:
+    parser.add_argument("input", nargs="+",
+                        help="a finished `cmrseg segment` output folder, or a study as `cmrseg segment` takes it")
+    parser.add_argument("--out", help="for a study: the folder it is segmented into first")
+    parser.add_argument("--port", type=int, default=8080, help="default 8080")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="default 127.0.0.1 (this computer only); any other address requires the access token")
+    parser.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
+    parser.add_argument("--model", help="checkpoint file (default: the shipped model)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    parser.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
+    parser.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
