@@ -221,7 +221,7 @@ class ReviewApp(TrameApp):
                 html.Div("{{ failure ? 'The review could not start: ' + failure : progress_text }}",
                          id="progress-text", classes="text-h6 mb-4")
                 v3.VProgressLinear(model_value=("progress_percent",), v_show="!failure", height=8)
-            with html.Div(v_show="ready", classes="d-flex align-center flex-wrap px-2", style="width: 100%"):
+            with html.Div(v_if="ready", classes="d-flex align-center flex-wrap px-2", style="width: 100%"):
                 with v3.VBtnToggle(v_model=("phase",), mandatory=True, density="compact", classes="mr-4",
                                    update_modelValue=(self.showPhase, "[$event]")):
                     v3.VBtn("{{ p }}", v_for="p in phases", key="p", value=("p",), id=("'phase-' + p",))

@@ -52,6 +52,8 @@ def serve(args) -> int:
         name = study.description or "CMRSeg"
         return study, result, name, runFolder / "review"
 
+    for name in ("trame", "trame_server", "trame_client", "trame_rca", "trame_slicer", "wslink", "aiohttp"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # their progress lines are not the user's business
     from CMRSegWeb.ReviewApp import ReviewApp
 
     app = ReviewApp(prepare)
@@ -67,8 +69,6 @@ def serve(args) -> int:
               flush=True)
     else:
         print(f"CMRSeg review at {address} (this computer only; --host to serve others)", flush=True)
-    for name in ("trame", "trame_server", "trame_client", "trame_rca", "trame_slicer", "wslink", "aiohttp"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # their progress lines are not the user's business
     # timeout=0: the server keeps the corrections when the last browser tab closes (wslink stops after 5 min)
     app.server.start(host=host, port=args.port, open_browser=False, show_connection_info=False,
                      disable_logging=True, timeout=0)
