@@ -8,8 +8,8 @@ Approve and Export. Every action calls the session; the page only mirrors its st
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path

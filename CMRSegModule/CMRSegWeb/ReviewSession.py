@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import slicer
+import vtk
 from trame_slicer.core import SlicerApp
 from trame_slicer.segmentation import (
     BrushDiameterMode,
@@ -45,6 +46,21 @@ def createSlicerApp() -> SlicerApp:
         tables=types.SimpleNamespace(logic=lambda: tables),
     )
     return app
+
+
+def _rotateToShortAxis(sliceNode, volume) -> None:
+    """Show the acquired (short-axis) slices: the view's normal along the volume's slice axis.
+
+    ``RotateToVolumePlane`` keeps the view's normal on the volume axis closest to it, so the view is first given
+    the standard orientation (axial, sagittal or coronal) closest to the slice axis, whose screen conventions
+    the rotated view then keeps, as in Slicer's own views.
+    """
+    directions = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASDirectionMatrix(directions)
+    sliceAxis = [abs(directions.GetElement(row, 2)) for row in range(3)]  # R, A, S components
+    closest = max(zip(sliceAxis, ("Sagittal", "Coronal", "Axial"), strict=True))[1]
+    sliceNode.SetOrientation(closest)
+    sliceNode.RotateToVolumePlane(volume)
 
 
 @dataclass
@@ -98,7 +114,7 @@ class ReviewSession:
         segmentId = self.editor.get_active_segment_id() if self.editor.active_segmentation else None
         self.phase = phase
         self.view.set_background_volume_id(volume.GetID())
-        self.view.get_view_node().RotateToVolumePlane(volume)
+        _rotateToShortAxis(self.view.get_view_node(), volume)
         self.view.fit_view_to_content()
         self.editor.set_undo_stack(UndoStack())  # activating a segmentation clears the editor's current stack
         self.editor.set_active_segmentation(corrected, volume)

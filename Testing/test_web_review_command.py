@@ -1,0 +1,131 @@
+"""`cmrseg review` without a browser: what it refuses, the access token off this computer, a finished run read back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmrseg.errors import CMRSegError
+from CMRSegWeb import Access
+from CMRSegWeb.RunFolder import readRunFolder
+
+CMRSEG = [sys.executable, "-m", "cmrseg"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A finished `cmrseg segment` run on the phantom (the study it names is beside it)."""
+    root = tmp_path_factory.mktemp("reviewrun")
+    subprocess.run([*CMRSEG, "phantom", "--out", str(root / "phantom"), "--frames", "12"], check=True,
+                   capture_output=True)
+    subprocess.run([*CMRSEG, "segment", str(root / "phantom" / "cine.nii.gz"), "--out", str(root / "run"),
+                    "--report", "none"], check=True, capture_output=True)
+    return root / "run"
+
+
+def _cmrseg(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CMRSEG, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["/no/such/study"], "does not exist"),
+    (["STUDY"], "Give --out DIR"),
+    (["RUN", "--out", "elsewhere"], "is a finished run"),
+    (["RUN", "--host", "my-laptop"], "is not an IP address"),
+    (["RUN", "--height", "-3"], "height"),
+])
+def test_mistakes_are_refused_in_one_line_before_anything_starts(run, args, message, tmp_path):
+    study = run.parent / "phantom" / "cine.nii.gz"
+    args = [str(study) if a == "STUDY" else str(run) if a == "RUN" else a for a in args]
+    result = _cmrseg("review", *args, "--port", "1")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cmrseg: error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_finished_run_reads_back_with_its_label_maps(run):
+    study, result = readRunFolder(run)
+    measures = json.loads((run / "measures.json").read_text())
+    assert (result.edFrame, result.esFrame) == (measures["ed_frame"], measures["es_frame"])
+    assert study.image.shape[0] == 12
+    ed = result.labels[result.edFrame]
+    assert ed.shape == study.image.shape[1:]
+    voxelMl = float(np.prod(study.spacing)) / 1000.0
+    assert (ed == 3).sum() * voxelMl == pytest.approx(measures["frames"][str(result.edFrame)]["lv_ml"], rel=1e-9)
+
+
+def test_a_run_whose_images_are_gone_is_refused(run, tmp_path):
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    measures = json.loads((moved / "measures.json").read_text())
+    measures["input"] = [str(tmp_path / "gone.nii.gz")]
+    (moved / "measures.json").write_text(json.dumps(measures))
+    with pytest.raises(CMRSegError, match="is gone"):
+        readRunFolder(moved)
+
+
+def test_loopback_addresses_need_no_token_and_others_do():
+    assert Access.isLoopback("127.0.0.1") and Access.isLoopback("localhost") and Access.isLoopback("::1")
+    assert not Access.isLoopback("0.0.0.0") and not Access.isLoopback("192.168.1.20")
+
+
+def _freePort() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str, cookie: str | None = None) -> tuple[int, dict, str]:
+    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode(errors="replace")
+
+
+def test_serving_other_computers_needs_the_printed_token(run):
+    port = _freePort()
+    process = subprocess.Popen([*CMRSEG, "review", str(run), "--host", "0.0.0.0", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith("CMRSeg review at")) and (line := process.stdout.readline()):
+            lines.append(line)
+        banner = lines[-1].strip()
+        assert banner.startswith(f"CMRSeg review at http://0.0.0.0:{port}/?token="), "".join(lines)
+        token = banner.split("token=")[1].split()[0]
+        assert len(token) >= 32
+        assert "the address works only with this token" in process.stdout.readline()
+        base = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _, body = _get(base + "index.html")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert status == 403 and "access token" in body
+        assert _get(base + f"index.html?token={token[:-1]}x")[0] == 403
+        status, headers, body = _get(base + f"index.html?token={token}")
+        assert status == 200 and "<html" in body.lower()
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert cookie == f"{Access.COOKIE}={token}" and "HttpOnly" in headers["Set-Cookie"]
+        assert _get(base + "index.html", cookie=cookie)[0] == 200  # the page's own requests carry the cookie
+        assert _get(base + "ws", cookie=f"{Access.COOKIE}=wrong")[0] == 403
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,0 +1,92 @@
+"""The browser review's session on the Slicer core, without a browser: the short-axis view, slices, phases, tools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import vtk
+from trame_slicer.views import ViewLayoutDefinition
+from trame_slicer.views.direct_view_factory import DirectViewFactory
+
+from cmrseg.errors import CMRSegError
+from cmrseg.phantom import make_phantom
+from CMRSegModuleLib import ReviewList, ReviewNodes, Runner
+from CMRSegWeb.ReviewSession import ReviewSession, createSlicerApp
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """The oblique phantom's truth as the result: its acquired slices are not axial, sagittal or coronal."""
+    phantom = make_phantom(seed=1, frames=8, oblique=True)
+    ed, es = phantom.study.ed_frame, phantom.study.es_frame
+    app = createSlicerApp()
+    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
+    view = app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
+    result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "truth", "none")
+    review = ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="oblique phantom")
+    return ReviewSession(app, review, view, tmp_path_factory.mktemp("export"))
+
+
+def _sliceToRas(session) -> np.ndarray:
+    matrix = session.view.get_view_node().GetSliceToRAS()
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _sliceAxis(volume) -> np.ndarray:
+    directions = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASDirectionMatrix(directions)
+    return np.array([directions.GetElement(r, 2) for r in range(3)])
+
+
+def test_the_view_shows_the_acquired_short_axis_slices(session):
+    normal = _sliceToRas(session)[:3, 2]
+    axis = _sliceAxis(session.volume)
+    assert max(abs(axis)) < 0.95, "the phantom is meant to be oblique"
+    assert abs(float(normal @ axis)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_each_slice_step_puts_the_plane_through_that_slice(session):
+    for index in (0, 3, session.viewState().slices - 1):
+        state = session.showSlice(index)
+        assert state.slice == index
+        matrix = _sliceToRas(session)
+        centre = np.array(ReviewList.sliceCenterRas(session.volume, index))
+        assert float((centre - matrix[:3, 3]) @ matrix[:3, 2]) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(CMRSegError, match="outside"):
+        session.showSlice(session.viewState().slices)
+
+
+def test_switching_phase_shows_only_that_phases_segmentations_and_edits_its_copy(session):
+    session.showPhase("ES")
+    review = session.review
+    assert review.esCorrected.GetDisplayNode().GetVisibility()
+    assert not review.edCorrected.GetDisplayNode().GetVisibility()
+    assert session.editor.active_segmentation_node is review.esCorrected
+    session.showPhase("ED")
+    assert session.editor.active_segmentation_node is review.edCorrected
+    assert abs(float(_sliceToRas(session)[:3, 2] @ _sliceAxis(review.edVolume))) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_tools_structures_and_window_level(session):
+    session.setTool("paint", "Myo", 4.0)
+    assert session.editor.get_active_segment_id() == "Myo"
+    assert session.editor.active_effect.get_brush_diameter() == pytest.approx(4.0)
+    session.setTool("none")
+    with pytest.raises(CMRSegError, match="Unknown tool"):
+        session.setTool("scalpel")
+    with pytest.raises(CMRSegError, match="Unknown structure"):
+        session.setTool("paint", "LA")
+    state = session.setWindowLevel(300, 120)
+    assert (state.window, state.level) == (300, 120)
+    assert not session.canUndo()
+
+
+def test_approve_needs_a_name_and_export_never_overwrites_silently(session):
+    with pytest.raises(CMRSegError, match="reviewer's name"):
+        session.approve("  ")
+    assert session.approve("Dr Web")["status"] == "approved"
+    written = session.export()
+    assert any(path.name.endswith("_ED_corrected.seg.nrrd") for path in written)
+    with pytest.raises(CMRSegError):
+        session.export()
+    assert session.export(overwrite=True) == written
