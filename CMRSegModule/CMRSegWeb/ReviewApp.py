@@ -133,15 +133,15 @@ class ReviewApp(TrameApp):
             self._syncResults()
 
     def _act(self, action: Callable, success: str = "") -> None:
-        """Run a page action; a user's mistake becomes the page's message, never a broken page."""
+        """Run a page action; its message (returned text or ``success``) or the user's mistake is shown."""
         if self.session is None:
             return
         try:
-            action()
+            outcome = action()
         except CMRSegError as exc:
             self.state.update(dict(message=str(exc), message_error=True))
             return
-        self.state.update(dict(message=success, message_error=False))
+        self.state.update(dict(message=outcome if isinstance(outcome, str) else success, message_error=False))
 
     # -- page actions -------------------------------------------------------------------------------------------
     def showPhase(self, phase: str) -> None:
@@ -176,23 +176,20 @@ class ReviewApp(TrameApp):
         self._act(self._syncResults)
 
     def approve(self) -> None:
-        self._act(lambda: self.session.approve(self.state.reviewer), "Approved.")
-        self._act(self._syncResults)
+        def run() -> str:
+            self.session.approve(self.state.reviewer)
+            self._syncResults()
+            return "Approved."
+
+        self._act(run)
 
     def export(self) -> None:
-        def run() -> None:
+        def run() -> str:
             written = self.session.export(overwrite=bool(self.state.export_overwrite))
-            self.state.message = f"Exported {len(written)} files to {self.session.exportFolder}."
             log.info("exported %d files to %s", len(written), self.session.exportFolder)
+            return f"Exported {len(written)} files to {self.session.exportFolder}."
 
-        message = ""
-        try:
-            run()
-            message = self.state.message
-        except CMRSegError as exc:
-            self.state.update(dict(message=str(exc), message_error=True))
-            return
-        self.state.update(dict(message=message, message_error=False))
+        self._act(run)
 
     # -- the page -----------------------------------------------------------------------------------------------
     def _buildPage(self) -> None:
