@@ -253,9 +253,15 @@ class OutputParser:
 
 def readResults(job: SegmentJob) -> RunResult:
     """The ED/ES (or single-frame) label maps and measures a finished background run wrote."""
+    return readOutputFolder(job.outDir, job.settings.basalRule)
+
+
+def readOutputFolder(outDir: str | Path, basalRule: str = "none") -> RunResult:
+    """The ED/ES (or single-frame) label maps and measures ``cmrseg segment`` wrote into ``outDir``."""
     from cmrseg.io.volume_files import read_volume_file
 
-    measuresPath = job.outDir / "measures.json"
+    outDir = Path(outDir)
+    measuresPath = outDir / "measures.json"
     if not measuresPath.is_file():
         raise CMRSegError(f"The segmentation process wrote no results ({measuresPath} is missing).")
     measures = json.loads(measuresPath.read_text())
@@ -263,9 +269,9 @@ def readResults(job: SegmentJob) -> RunResult:
     frames = [ed, es] if ed is not None and es is not None else [int(index) for index in measures["frames"]][:1]
     labels = {}
     for frame in frames:
-        path = job.outDir / job.frameFiles[frame]
+        path = outDir / measures["frames"][str(frame)]["file"]
         labels[frame] = np.ascontiguousarray(read_volume_file(path).image[0], dtype=np.uint8)
-    return RunResult(labels, ed, es, measures.get("model", ""), measures.get("basal_rule", job.settings.basalRule),
+    return RunResult(labels, ed, es, measures.get("model", ""), measures.get("basal_rule", basalRule),
                      measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"))
 
 

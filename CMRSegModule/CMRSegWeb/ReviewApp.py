@@ -117,10 +117,10 @@ class ReviewApp(TrameApp):
         session = self.session
         self.state.rows = [_displayRow(row) for row in session.tableRows()]
         self.state.qc = session.qcSummary()
-        visited, edited = session.reviewMarks()
+        rows, approval = session.corrections()  # one export of the label maps for the list marks and the record
+        edited, visited = Corrections.editedSliceKeys(rows), ReviewList.visitedEntries(session.review.table)
         self.state.entries = [{"text": ReviewList.describeEntry(entry, visited, edited), "phase": entry["phase"],
                                "slice": int(entry["slice"])} for entry in session.reviewEntries()]
-        rows, approval = session.corrections()
         self.state.corrections = Corrections.describeCorrections(rows)
         self.state.approval = Corrections.describeApproval(approval)
         self.state.can_undo, self.state.can_redo = session.canUndo(), session.canRedo()
@@ -210,7 +210,6 @@ class ReviewApp(TrameApp):
                 self._buildSidePanel()
             with page.content:
                 self._buildViewArea(page)
-        self.ui = page
 
     def _buildViewArea(self, page) -> None:
         with v3.VContainer(fluid=True, classes="pa-0 fill-height d-flex flex-column"):
@@ -283,11 +282,7 @@ class ReviewApp(TrameApp):
 
 
 def _displayRow(row: dict) -> dict:
-    def number(value) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.1f}"
-        return "" if value is None else str(value)
-
-    return {"key": row["key"], "parameter": row["parameter"], "unit": row["unit"],
-            "automatic": number(row["automatic"]), "corrected": number(row["corrected"]),
-            "difference": number(row["difference"])}
+    """A results-table row for the page: the values to one decimal, blank where not defined (NaN)."""
+    values = {column: "" if math.isnan(row[column]) else f"{row[column]:.1f}"
+              for column in ("automatic", "corrected", "difference")}
+    return {"key": row["key"], "parameter": row["parameter"], "unit": row["unit"], **values}

@@ -194,10 +194,6 @@ class ReviewSession:
     def reviewEntries(self) -> list[dict]:
         return ReviewList.reviewEntries(self.review.table)
 
-    def reviewMarks(self) -> tuple[set[str], set[str]]:
-        """``(visited, edited)`` keys of the review list."""
-        return ReviewList.visitedEntries(self.review.table), ReviewList.editedSlices(self.review)
-
     def corrections(self) -> tuple[list[dict], dict]:
         """The correction record (ml added/removed per phase, slice, structure) and the approval."""
         return Corrections.reviewState(self.review)

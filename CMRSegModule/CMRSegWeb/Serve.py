@@ -85,16 +85,3 @@ def _segment(args, out: Path, progress) -> None:
                 progress=progress)
     log.info("segmented into %s", out)
 
-
-def addReviewArguments(parser) -> None:
-    parser.add_argument("input", nargs="+",
-                        help="a finished `cmrseg segment` output folder, or a study as `cmrseg segment` takes it")
-    parser.add_argument("--out", help="for a study: the folder it is segmented into first")
-    parser.add_argument("--port", type=int, default=8080, help="default 8080")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="default 127.0.0.1 (this computer only); any other address requires the access token")
-    parser.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
-    parser.add_argument("--model", help="checkpoint file (default: the shipped model)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
-    parser.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
-    parser.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")

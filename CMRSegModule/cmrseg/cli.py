@@ -298,22 +298,23 @@ def build_parser() -> argparse.ArgumentParser:
         "batch", help="segment a cohort: many studies in one process, or on a Dask cluster (--scheduler)"))
 
     review = commands.add_parser("review", help="review and correct a result in the browser (the module's workflow)")
-    _add_review_arguments(review)
+    review.add_argument("input", nargs="+",
+                        help="a finished `cmrseg segment` output folder, or a study as `cmrseg segment` takes it")
+    review.add_argument("--out", help="for a study: the folder it is segmented into first")
+    review.add_argument("--port", type=int, default=8080, help="default 8080")
+    review.add_argument("--host", default="127.0.0.1",
+                        help="default 127.0.0.1 (this computer only); any other address requires the access token")
+    review.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
+    review.add_argument("--model", help="checkpoint file (default: the shipped model)")
+    review.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    review.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
+    review.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
     review.set_defaults(run=_review)
 
     from cmrseg.train import add_train_arguments
 
     add_train_arguments(commands.add_parser("train", help="train the dense U-Net on ACDC ED/ES frames (resumable)"))
     return parser
-
-
-def _add_review_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from CMRSegWeb.Serve import addReviewArguments
-    except ImportError:  # the browser review's packages are not installed: its help still shows
-        parser.add_argument("input", nargs="+")
-        return
-    addReviewArguments(parser)
 
 
 def _review(args: argparse.Namespace) -> int:
