@@ -50,13 +50,14 @@ def _segment(args: argparse.Namespace) -> int:
     from cmrseg.outputs import check_output_folder
     from cmrseg.progress import LinePrinter
     from cmrseg.segment import run_segment
-    from cmrseg.validate import check_height_weight
+    from cmrseg.validate import check_height_weight, check_sex_age
 
     if args.stop_when_stdin_closes:
         from cmrseg.stopping import stop_when_stdin_closes
 
         stop_when_stdin_closes()
     check_height_weight(args.height, args.weight)  # the user's mistakes first, before any work
+    check_sex_age(args.sex, args.age)
     check_output_folder(args.out)
     segmenter = Segmenter.load(args.model, device=args.device)
     result = run_segment(
@@ -76,6 +77,8 @@ def _segment(args: argparse.Namespace) -> int:
         report=args.report,
         dicom_seg=args.dicom_seg,
         dicom_sr=args.dicom_sr,
+        sex=args.sex,
+        age_years=args.age,
     )
     print(format_measures(result.measures))
     print(format_qc(result.measures["qc"]))
@@ -152,6 +155,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
 
 def format_measures(measures: dict) -> str:
+    from cmrseg.reference import applied_text, flag_text
     from cmrseg.report import INDEXED, PARAMETERS
 
     lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"]
@@ -162,11 +166,17 @@ def format_measures(measures: dict) -> str:
                          f"LV mass {frame['myo_mass_g']:.1f} g")
         return "\n".join(lines)
     lines.append(f"ED frame {measures['ed_frame']}, ES frame {measures['es_frame']} ({measures['ed_es_from']})")
+    reference = measures.get("reference", {})
+    flags = reference.get("parameters", {})
     for key, name, unit in PARAMETERS:
         indexed = study.get(INDEXED.get(key, ""))
         extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""
         value = f"{study[key]:8.1f}" if study[key] is not None else f"{'-':>8}"
-        lines.append(f"  {name:14} {value} {unit}{extra}")
+        checks = [f"{label}{flag_text(flags[k])}" for label, k in (("", key), ("indexed: ", INDEXED.get(key)))
+                  if k in flags]
+        lines.append(f"  {name:14} {value} {unit}{extra}" + (f"   {'; '.join(checks)}" if checks else ""))
+    if reference:
+        lines.append(f"Reference ranges ({reference['limits']}; sources in measures.json): {applied_text(reference)}")
     return "\n".join(lines)
 
 
@@ -256,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--bsa", default="mosteller", choices=("mosteller", "dubois"), help="BSA formula")
     segment.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
     segment.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
+    segment.add_argument("--sex", help="patient sex M, F or O (overrides the input's; picks the reference ranges)")
+    segment.add_argument("--age", type=float, help="patient age in years (overrides the input's)")
     segment.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
     segment.add_argument("--overwrite", action="store_true",
                          help="replace the previous CMRSeg outputs in --out as a whole (other files are kept)")
@@ -309,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     review.add_argument("--height", type=float, help="patient height in cm (overrides the input's)")
     review.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
+    review.add_argument("--sex", help="patient sex M, F or O (overrides the input's; picks the reference ranges)")
+    review.add_argument("--age", type=float, help="patient age in years (overrides the input's)")
     review.set_defaults(run=_review)
 
     from cmrseg.train import add_train_arguments

@@ -171,16 +171,42 @@ def rates_line(rates: dict) -> str:
     return f"<ul>{items}</ul>"
 
 
-def measures_table(measures: dict) -> str:
+def reference_cell(reference: dict | None, key: str) -> str:
+    """The value's and its indexed value's place against the reference range (HTML), empty without ranges."""
+    from cmrseg.reference import flag_text
+
+    entries = (reference or {}).get("parameters", {})
+    parts = []
+    for label, k in (("", key), ("indexed: ", INDEXED.get(key))):
+        if k in entries:
+            text = html.escape(label + flag_text(entries[k]))
+            parts.append(f"<b style=\"color:#b00\">{text}</b>" if entries[k]["flag"] in ("low", "high") else text)
+    return "<br>".join(parts)
+
+
+def reference_note(reference: dict | None) -> str:
+    """Which ranges were applied, for whom, from which sources (HTML)."""
+    from cmrseg.reference import applied_text, sources
+
+    if not reference:
+        return ""
+    items = "".join(f"<li>{html.escape(source)}</li>" for source in sources(reference))
+    return (f"<p class=\"note\">Reference ranges ({html.escape(reference['limits'])}): "
+            f"{html.escape(applied_text(reference))}" + (f"</p><ul class=\"note\">{items}</ul>" if items else "</p>"))
+
+
+def measures_table(measures: dict, reference: dict | None = None) -> str:
     rows = []
     for key, name, unit in PARAMETERS:
         indexed = measures.get(INDEXED.get(key, ""))
         index_unit = f"{unit}/m²" if indexed is not None else ""
         rows.append(
             f"<tr><td>{name}</td><td>{_value(measures.get(key))} {unit}</td>"
-            f"<td>{_value(indexed) if indexed is not None else ''} {index_unit}</td></tr>"
+            f"<td>{_value(indexed) if indexed is not None else ''} {index_unit}</td>"
+            f"<td>{reference_cell(reference, key)}</td></tr>"
         )
-    return "<table><tr><th>Parameter</th><th>Value</th><th>Indexed (BSA)</th></tr>" + "".join(rows) + "</table>"
+    return ("<table><tr><th>Parameter</th><th>Value</th><th>Indexed (BSA)</th><th>Reference range (flag, z)</th></tr>"
+            + "".join(rows) + "</table>" + reference_note(reference))
 
 
 def write_report(
@@ -195,6 +221,7 @@ def write_report(
     review_frames: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
     regional: list[dict] | None = None,
     rates: dict | None = None,
+    reference: dict | None = None,
 ) -> Path:
     """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
     facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
@@ -209,7 +236,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:10
 .slice{{text-align:center;font-size:80%}}.slice img{{margin:0}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 {qc_box(qc) if qc is not None else ""}
-{measures_table(measures)}
+{measures_table(measures, reference)}
 {review_table(review, review_frames) if review else ""}
 {regional_section(regional) if regional else ""}
 {rates_line(rates) if rates else ""}

@@ -39,6 +39,7 @@ def write_pdf_report(
     curve_png: bytes | None,
     slice_images: list[tuple[str, list[tuple[str, str]]]],
     review: dict | None = None,
+    reference: dict | None = None,
 ) -> Path:
     """Write the PDF report.
 
@@ -50,6 +51,7 @@ def write_pdf_report(
         from fpdf import FPDF
     except ImportError as exc:
         raise CMRSegError("A PDF report needs fpdf2: pip install 'cmrseg[report]' (or fpdf2).") from exc
+    from cmrseg.reference import applied_text, flag_text, sources
     from cmrseg.report import INDEXED, PARAMETERS
 
     class Report(FPDF):
@@ -81,15 +83,23 @@ def write_pdf_report(
         pdf.ln(2)
     pdf.set_font("Helvetica", size=9)
     pdf.set_fill_color(240, 240, 240)  # heading row; the QC colour must not carry over
-    with pdf.table(col_widths=(40, 25, 15, 30), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT"),
+    entries = (reference or {}).get("parameters", {})
+    with pdf.table(col_widths=(32, 20, 12, 22, 100), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "LEFT"),
                    first_row_as_headings=True, line_height=5) as table:  # fmt: skip
-        table.row(["Parameter", "Value", "Unit", "Indexed (/m2)"])
+        table.row(["Parameter", "Value", "Unit", "Indexed (/m2)", "Reference range (flag, z)"])
         for key, name, unit in PARAMETERS:
             indexed = measures.get(INDEXED.get(key, ""))
-            table.row([name, _number(measures.get(key)), unit, _number(indexed) if indexed is not None else ""])
+            checks = [label + flag_text(entries[k]) for label, k in (("", key), ("indexed: ", INDEXED.get(key)))
+                      if k in entries]
+            table.row([name, _number(measures.get(key)), unit, _number(indexed) if indexed is not None else "",
+                       _text("; ".join(checks))])
     pdf.set_font("Helvetica", size=7)
-    pdf.multi_cell(0, 4, "Reference ranges: not applied in this version (no sex- and age-matched ranges shipped).",
-                   new_x="LMARGIN", new_y="NEXT")  # fmt: skip
+    if reference:
+        lines = [f"Reference ranges ({reference['limits']}): {applied_text(reference)}"] + sources(reference)
+    else:
+        lines = ["Reference ranges: not applied (no study parameters)."]
+    for line in lines:
+        pdf.multi_cell(0, 3.5, _text(line), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     top = pdf.get_y()
     for index, svg in enumerate(bullseyes[:2]):

@@ -30,6 +30,7 @@ from cmrseg.measures import FrameMeasures, frame_measures, study_measures
 from cmrseg.outputs import OutputFolder, locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
 from cmrseg.qc import quality_check
+from cmrseg.reference import compare_with_ranges, flag_text, sex_code
 from cmrseg.regional import regional_wall_thickness
 from cmrseg.review import (
     load_review_model,
@@ -38,7 +39,7 @@ from cmrseg.review import (
     review_model_path,
     review_slices,
 )
-from cmrseg.validate import check_height_weight
+from cmrseg.validate import check_height_weight, check_sex_age
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def run_segment(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     report: str = "html",
+    sex: str | None = None,
+    age_years: float | None = None,
     dicom_seg: bool = False,
     dicom_sr: bool = False,
 ) -> SegmentationResult:
@@ -123,11 +126,12 @@ def run_segment(
     ``dicom_seg`` adds DICOM SEG files of ED and ES, ``dicom_sr`` a DICOM SR of the parameters (DICOM inputs only).
     """
     check_height_weight(height_cm, weight_kg)
+    check_sex_age(sex, age_years)
     check_frames(ed, es)
     if (dicom_seg or dicom_sr) and importlib.util.find_spec("highdicom") is None:
         raise CMRSegError("DICOM SEG and SR need highdicom: pip install 'cmrseg[pacs]' (or highdicom).")
     with locked_output(out_dir) as folder:
-        loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress)
+        loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress, sex, age_years)
         if dicom_seg or dicom_sr:
             from cmrseg.io.dicom_seg import check_study_for_seg
 
@@ -156,6 +160,8 @@ def load_for_output(
     weight_kg: float | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    sex: str | None = None,
+    age_years: float | None = None,
 ) -> LoadedStudy:
     """Read the study for a run into the locked output ``folder`` (refused when it holds a result already)."""
     if read_manifest(folder.path) and not overwrite:
@@ -166,6 +172,10 @@ def load_for_output(
         study.patient.height_cm = height_cm
     if weight_kg is not None:
         study.patient.weight_kg = weight_kg
+    if sex is not None:
+        study.patient.sex = sex_code(sex)
+    if age_years is not None:
+        study.patient.age_years = age_years
     base, frame_files = output_names(inputs, study)
     return LoadedStudy(inputs, study, base, frame_files)
 
@@ -195,6 +205,8 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
             for i, m in result.per_frame.items()
         },
         **({"study": result.study_measures} if result.study_measures is not None else {}),
+        **({"reference": compare_with_ranges(result.study_measures, study.patient.sex, study.patient.age_years)}
+           if result.study_measures is not None else {}),
     })
 
 
@@ -335,6 +347,11 @@ def write_measures_csv(measures: dict, path: Path) -> None:
         writer.writerow(["parameter", "value"])
         for key, value in measures.get("study", {}).items():
             writer.writerow([key, "" if value is None else value])
+        reference = measures.get("reference", {})
+        for key, entry in reference.get("parameters", {}).items():
+            writer.writerow([f"{key}_reference", flag_text(entry)])
+        if reference:
+            writer.writerow(["reference_note", reference["note"]])
         writer.writerow([])
         writer.writerow(["qc_status", measures["qc"]["status"]])
         for flag in measures["qc"]["flags"]:

@@ -43,7 +43,7 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
     review_frames = {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels}
     write_report(path, title, measures.get("study", {}), context, overlays, curve_data, measures["qc"],
                  measures.get("review"), review_frames, measures.get("regional_wall_thickness"),
-                 measures.get("volume_curve_rates"))
+                 measures.get("volume_curve_rates"), measures.get("reference"))
     if pdf_path is not None:
         write_pdf(pdf_path, title, study, measures, context, overlays, curve_data)
 
@@ -66,4 +66,4 @@ def write_pdf(path, title, study, measures, context, overlays, curve_data) -> No
         box = heart_box(labels)
         pages.append((heading, [(f"slice {z}", slice_thumbnail(image[z], labels[z], box)) for z in range(len(image))]))
     write_pdf_report(path, title, measures.get("study", {}), identifiers, measures["qc"], bullseyes, curve_png, pages,
-                     measures.get("review"))
+                     measures.get("review"), measures.get("reference"))

@@ -43,6 +43,7 @@ MIN_GREY_VALUES = 16
 # Patient size.
 HEIGHT_CM = (50.0, 250.0)
 WEIGHT_KG = (2.0, 400.0)
+AGE_YEARS = (0.0, 130.0)
 
 
 class InputWarning(UserWarning):
@@ -231,6 +232,15 @@ def check_height_weight(height_cm: float | None, weight_kg: float | None) -> Non
                 f"--{what} {value:g} is not a plausible {what} in {unit} ({low:g}-{high:g} {unit})."
                 + _unit_hint(value, what)
             )
+
+
+def check_sex_age(sex: str | None, age_years: float | None) -> None:
+    """Refuse a user-given sex other than M, F or O, and an implausible age in years."""
+    if sex is not None and sex.strip().upper() not in ("M", "F", "O", "MALE", "FEMALE", "OTHER"):
+        raise CMRSegError(f"--sex {sex!r} is not a sex: give M, F or O (as DICOM PatientSex).")
+    low, high = AGE_YEARS
+    if age_years is not None and not (math.isfinite(age_years) and low <= age_years <= high):
+        raise CMRSegError(f"--age {age_years:g} is not a plausible age in years ({low:g}-{high:g}).")
 
 
 def plausible_patient(patient: PatientInfo, source: str) -> PatientInfo:

@@ -20,6 +20,7 @@ import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,17 @@ def _age_years(value: object) -> float | None:
     return float(int(text[:-1])) / per_year if per_year else None
 
 
+def _age_from_dates(birth: object, study: object) -> float | None:
+    """Whole years from PatientBirthDate to StudyDate (DICOM DA, YYYYMMDD); None when either is missing or
+    not a real date (anonymisation writes dates such as 00000000)."""
+    try:
+        born, seen = (datetime.strptime(str(value or "").strip(), "%Y%m%d").date() for value in (birth, study))
+    except ValueError:
+        return None
+    years = seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+    return float(years) if years >= 0 else None
+
+
 def _patient(ds: pydicom.Dataset) -> PatientInfo:
     with dicom_config.disable_value_validation():
         size_m = _float(ds.get("PatientSize"))
@@ -337,6 +349,8 @@ def _patient(ds: pydicom.Dataset) -> PatientInfo:
         sex = str(ds.get("PatientSex", "") or "").strip().upper() or None
         patient_id = str(ds.get("PatientID", "") or "").strip() or None
         age = _age_years(ds.get("PatientAge"))
+        if age is None:
+            age = _age_from_dates(ds.get("PatientBirthDate"), ds.get("StudyDate") or ds.get("SeriesDate"))
     # PatientSize is in metres by the standard; some systems store centimetres (no adult is 3 m tall).
     height_cm = None if not size_m else size_m if size_m > 3.0 else size_m * 100.0
     return PatientInfo(
