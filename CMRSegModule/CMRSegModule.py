@@ -71,6 +71,16 @@ def registerTerminology() -> None:
         logging.warning("CMRSeg: could not register the terminology %s", path)
 
 
+class PatientSex(enum.Enum):
+    UNKNOWN = "unknown"
+    FEMALE = "F"
+    MALE = "M"
+    OTHER = "O"
+
+    def label(self) -> str:
+        return {"unknown": "Unknown (no reference ranges)", "F": "Female", "M": "Male", "O": "Other"}[self.value]
+
+
 class Device(enum.Enum):
     AUTO = "auto"
     CPU = "cpu"
@@ -104,6 +114,8 @@ class CMRSegModuleParameterNode:
     basalRule: BasalRule = BasalRule.NONE
     heightCm: Annotated[float, WithinRange(0.0, 250.0)] = 0.0
     weightKg: Annotated[float, WithinRange(0.0, 400.0)] = 0.0
+    patientSex: PatientSex = PatientSex.UNKNOWN
+    ageYears: Annotated[float, WithinRange(0.0, 130.0)] = 0.0
     resultsTable: vtkMRMLTableNode
     autoUpdate: bool = True
     exportFolder: Path = Path.home()
@@ -217,6 +229,8 @@ class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableM
         with slicer.util.tryWithErrorDisplay("Could not load the cine study.", waitCursor=True):
             p, (sequenceNode, patient) = self._parameterNode, self.logic.loadCineDicomFolder(folder)
             p.inputNode, p.heightCm, p.weightKg = sequenceNode, patient.height_cm or 0.0, patient.weight_kg or 0.0
+            p.patientSex = next((s for s in PatientSex if s.value == patient.sex), PatientSex.UNKNOWN)
+            p.ageYears = patient.age_years or 0.0
 
     # ------------------------------------------------------------------ background run
     def onApplyButton(self) -> None:
@@ -291,6 +305,8 @@ class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
             basalRule=p.basalRule.value,
             heightCm=p.heightCm or None,
             weightKg=p.weightKg or None,
+            sex=None if p.patientSex == PatientSex.UNKNOWN else p.patientSex.value,
+            ageYears=p.ageYears or None,
         )
 
     def ensureDependencies(self, confirm, progress=None) -> bool:

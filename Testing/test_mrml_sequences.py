@@ -10,11 +10,12 @@ slicer = pytest.importorskip("slicer")
 
 from cmrseg.errors import CMRSegError  # noqa: E402
 from cmrseg.io.acdc import load_patient_study  # noqa: E402
-from cmrseg.io.study import Study  # noqa: E402
+from cmrseg.io.study import PatientInfo, Study  # noqa: E402
 from CMRSegModuleLib.SequenceNodes import (  # noqa: E402
     createSequenceFromStudy,
     describeInputNode,
     inputProblem,
+    patientFromSequence,
     studyFromInputNode,
     studyFromSequence,
 )
@@ -29,8 +30,11 @@ def test_study_to_sequence_and_back_is_exact(headless_slicer):
         origin=(10.0, -20.0, 30.0),
         direction=np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=float),
         frame_times_ms=[0.0, 40.5, 81.0, 121.5],
+        patient=PatientInfo(height_cm=171.0, weight_kg=64.5, sex="F", age_years=47.0, patient_id="not kept"),
     )
     sequence, browser, proxy = createSequenceFromStudy(headless_slicer.scene, study)
+    # What the report needs of the patient travels with the sequence (the identifier does not).
+    assert patientFromSequence(sequence) == PatientInfo(height_cm=171.0, weight_kg=64.5, sex="F", age_years=47.0)
     assert sequence.GetNumberOfDataNodes() == 4
     assert [sequence.GetNthIndexValue(i) for i in range(4)] == ["0", "40.5", "81", "121.5"]
     back = studyFromSequence(sequence)

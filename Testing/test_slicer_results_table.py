@@ -87,6 +87,34 @@ def test_removing_lv_voxels_changes_corrected_edv_by_exactly_n_voxel_volumes(rev
     assert ResultsTable.correctedMeasures(review.table) == corrected
 
 
+def test_reference_columns_follow_the_patient_and_the_corrections(headless_slicer, oblique_phantom):
+    from cmrseg.reference import compare_with_ranges
+
+    study = oblique_phantom.study
+    maps = {0: oblique_phantom.labels[0], study.es_frame: oblique_phantom.labels[study.es_frame]}
+    patient = PatientInfo(height_cm=170.0, weight_kg=70.0, sex="M", age_years=60.0)
+    review = review_from_labels(headless_slicer.scene, study, maps, 0, study.es_frame, "Ref", patient=patient)
+    automatic = ResultsTable.automaticMeasures(review.table)
+    expected = compare_with_ranges(automatic, "M", 60.0)["parameters"]
+    assert automatic["reference"]["parameters"].keys() == expected.keys()
+    rows = {row["key"]: row for row in ResultsTable.readTable(review.table)}
+    ef = expected["lv_ef_pct"]  # UK Biobank men 58 +/- 5 %
+    assert rows["lv_ef_pct"]["reference"] == f"{58 - 1.96 * 5:.1f}-{58 + 1.96 * 5:.1f}"
+    assert rows["lv_ef_pct"]["automatic_flag"] == f"{ef['flag']} (z {(automatic['lv_ef_pct'] - 58) / 5:+.1f})"
+    assert rows["lv_edv_index"]["reference"] and rows["rv_ef_pct"]["reference"] == ""  # no RV EF range shipped
+    assert rows["lv_sv_ml"]["automatic_flag"] == ""
+    # Taking LV voxels away at ED lowers the corrected EF; its flag follows, the automatic one stays.
+    voxel = voxelVolumeMl(review.edVolume)
+    removed = int(0.5 * automatic["lv_edv_ml"] / voxel)
+    edited, _ = relabel_voxels(oblique_phantom.labels[0], labels.LV, labels.MYO, removed)
+    edit_segments(review.edCorrected, review.edVolume, edited)
+    corrected = updateCorrected(review)
+    rows = {row["key"]: row for row in ResultsTable.readTable(review.table)}
+    assert corrected["lv_ef_pct"] < ef["lower"] and rows["lv_ef_pct"]["corrected_flag"].startswith("low (z ")
+    assert rows["lv_ef_pct"]["automatic_flag"] == ResultsTable.flagCell(ef)
+    assert ResultsTable.tablePatient(review.table) == patient
+
+
 def test_table_finds_its_nodes_again_and_reports_deleted_ones(headless_slicer, review):
     again = reviewNodesFromTable(review.table)
     assert again.edCorrected is review.edCorrected and again.esVolume is review.esVolume

@@ -45,7 +45,7 @@ def run_job(job: SegmentJob) -> tuple[int, OutputParser, list[Progress]]:
 
 def test_command_line_for_chosen_frames_model_and_patient(oblique_phantom, tmp_path):
     settings = RunSettings(edFrame=0, esFrame=2, device="cpu", modelPath=str(tmp_path / "m.pt"), basalRule="50",
-                           heightCm=172.5, weightKg=68.0)
+                           heightCm=172.5, weightKg=68.0, sex="F", ageYears=58.0)
     (tmp_path / "m.pt").write_bytes(b"")
     job = prepareJob(oblique_phantom.study, settings, workDir=tmp_path)
     command = buildCommand(job, "/opt/python")
@@ -56,6 +56,7 @@ def test_command_line_for_chosen_frames_model_and_patient(oblique_phantom, tmp_p
     assert command[command.index("--model") + 1] == str(tmp_path / "m.pt")
     assert command[command.index("--ed") + 1] == "0" and command[command.index("--es") + 1] == "2"
     assert command[command.index("--height") + 1] == "172.5" and command[command.index("--weight") + 1] == "68"
+    assert command[command.index("--sex") + 1] == "F" and command[command.index("--age") + 1] == "58"
     job.cleanup()
     assert not job.workDir.exists()
 
@@ -63,7 +64,7 @@ def test_command_line_for_chosen_frames_model_and_patient(oblique_phantom, tmp_p
 def test_automatic_frames_and_shipped_model_add_no_options(oblique_phantom, tmp_path):
     job = prepareJob(oblique_phantom.study, RunSettings(), workDir=tmp_path)
     command = buildCommand(job)
-    for option in ("--ed", "--es", "--model", "--height", "--weight"):
+    for option in ("--ed", "--es", "--model", "--height", "--weight", "--sex", "--age"):
         assert option not in command
     assert command[0] == sys.executable or command[0].endswith("PythonSlicer")
 

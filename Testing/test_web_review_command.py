@@ -29,7 +29,7 @@ def run(tmp_path_factory) -> Path:
     subprocess.run([*CMRSEG, "phantom", "--out", str(root / "phantom"), "--frames", "12"], check=True,
                    capture_output=True)
     subprocess.run([*CMRSEG, "segment", str(root / "phantom" / "cine.nii.gz"), "--out", str(root / "run"),
-                    "--report", "none"], check=True, capture_output=True)
+                    "--report", "none", "--sex", "M", "--age", "60"], check=True, capture_output=True)
     return root / "run"
 
 
@@ -43,6 +43,7 @@ def _cmrseg(*args: str) -> subprocess.CompletedProcess:
     (["RUN", "--out", "elsewhere"], "is a finished run"),
     (["RUN", "--host", "my-laptop"], "is not an IP address"),
     (["RUN", "--height", "-3"], "height"),
+    (["RUN", "--sex", "unknown"], "is not a sex"),
 ])
 def test_mistakes_are_refused_in_one_line_before_anything_starts(run, args, message, tmp_path):
     study = run.parent / "phantom" / "cine.nii.gz"
@@ -63,6 +64,9 @@ def test_a_finished_run_reads_back_with_its_label_maps(run):
     assert ed.shape == study.image.shape[1:]
     voxelMl = float(np.prod(study.spacing)) / 1000.0
     assert (ed == 3).sum() * voxelMl == pytest.approx(measures["frames"][str(result.edFrame)]["lv_ml"], rel=1e-9)
+    # The NIfTI holds no patient data: the sex and age the run's ranges used come back from measures.json.
+    assert (study.patient.sex, study.patient.age_years) == ("M", 60.0)
+    assert readRunFolder(run, sex="F")[0].patient.sex == "F"
 
 
 def test_a_run_whose_images_are_gone_is_refused(run, tmp_path):

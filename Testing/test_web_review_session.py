@@ -90,3 +90,17 @@ def test_approve_needs_a_name_and_export_never_overwrites_silently(session):
     with pytest.raises(CMRSegError):
         session.export()
     assert session.export(overwrite=True) == written
+
+
+def test_the_page_row_shows_the_range_and_the_corrected_flag():
+    from CMRSegWeb.ReviewApp import _displayRow
+
+    row = {"key": "lv_ef_pct", "parameter": "LV EF", "unit": "%", "automatic": 55.04, "corrected": 40.0,
+           "difference": -15.04, "reference": "51.2-70.8", "automatic_flag": "normal (z -1.2)",
+           "corrected_flag": "low (z -4.2)"}
+    shown = _displayRow(row)
+    assert shown["automatic"] == "55.0" and shown["reference"] == "51.2-70.8; low (z -4.2)" and shown["flagged"]
+    unflagged = _displayRow(row | {"corrected_flag": "normal (z -1.2)"})
+    assert not unflagged["flagged"]
+    without = _displayRow(row | {"reference": "", "automatic_flag": "", "corrected_flag": ""})
+    assert without["reference"] == "" and not without["flagged"]

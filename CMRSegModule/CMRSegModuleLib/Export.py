@@ -125,7 +125,7 @@ def writeResultsCsv(table, path: str | Path) -> Path:
             writer.writerow([row["parameter"], row["unit"]] + [
                 "" if math.isnan(row[column]) else f"{row[column]:.{ResultsTable.DECIMALS}f}"
                 for column in ("automatic", "corrected", "difference")
-            ])
+            ] + [row["reference"], row["automatic_flag"], row["corrected_flag"]])
     return Path(path)
 
 

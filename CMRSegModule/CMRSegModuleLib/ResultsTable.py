@@ -1,6 +1,8 @@
 """The results table node: LV/RV EDV, ESV, SV, EF and LV mass, automatic vs corrected, and their difference.
 
-Columns ``parameter``, ``unit``, ``automatic``, ``corrected``, ``difference`` (corrected - automatic). Rows
+Columns ``parameter``, ``unit``, ``automatic``, ``corrected``, ``difference`` (corrected - automatic), then the
+reference range (:mod:`cmrseg.reference`, for the patient's sex and age) and where each column's value lies
+against it (``low (z -3.2)``; empty without a range). Rows
 follow :data:`cmrseg.report.PARAMETERS`, then the BSA-indexed values and the BSA when height and weight are
 known, and the quality check (:mod:`cmrseg.qc`) of each column as a code (0 pass, 1 review, 2 fail; its flags
 are in the exact values' ``qc``); a single-frame result has frame volumes instead. The cells show values rounded to
@@ -19,13 +21,18 @@ import vtk
 from cmrseg.io.study import PatientInfo
 from cmrseg.measures import frame_measures, study_measures
 from cmrseg.qc import quality_check
+from cmrseg.reference import compare_with_ranges
 from cmrseg.report import INDEXED, PARAMETERS
+from CMRSegModuleLib.PatientAttributes import readPatient, writePatient
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 from CMRSegModuleLib.VolumeNodes import volumeNodeGeometry
 
-COLUMNS = ("parameter", "unit", "automatic", "corrected", "difference")
+COLUMNS = ("parameter", "unit", "automatic", "corrected", "difference", "reference", "automatic_flag",
+           "corrected_flag")
+TEXT_COLUMNS = ("parameter", "unit", "reference", "automatic_flag", "corrected_flag")
 COLUMN_TITLES = {"parameter": "Parameter", "unit": "Unit", "automatic": "Automatic", "corrected": "Corrected",
-                 "difference": "Difference (corrected - automatic)"}
+                 "difference": "Difference (corrected - automatic)", "reference": "Reference range",
+                 "automatic_flag": "Automatic vs range", "corrected_flag": "Corrected vs range"}
 FRAME_PARAMETERS = (
     ("lv_ml", "LV blood pool volume", "ml"),
     ("rv_ml", "RV blood pool volume", "ml"),
@@ -38,7 +45,8 @@ ROW_KEYS_ATTRIBUTE = "CMRSeg.RowKeys"
 RESULTS_TABLE_ATTRIBUTE = ROW_KEYS_ATTRIBUTE  # every CMRSeg results table has it; the module's selector filters on it
 AUTOMATIC_ATTRIBUTE = "CMRSeg.AutomaticMeasures"
 CORRECTED_ATTRIBUTE = "CMRSeg.CorrectedMeasures"
-PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.WeightKg"}
+PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.WeightKg", "sex": "CMRSeg.Sex",
+                      "age_years": "CMRSeg.AgeYears"}
 BSA_METHOD_ATTRIBUTE = "CMRSeg.BsaMethod"
 
 
@@ -54,7 +62,8 @@ def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | No
         return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g}
     measures = study_measures(ed, frame_measures(esLabels, spacing), patient, bsaMethod).as_dict()
     qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures)
-    return {**measures, "qc": qc, "qc_status": QC_CODES[qc["status"]]}
+    reference = compare_with_ranges(measures, getattr(patient, "sex", None), getattr(patient, "age_years", None))
+    return {**measures, "qc": qc, "qc_status": QC_CODES[qc["status"]], "reference": reference}
 
 
 def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esVolume=None,
@@ -87,7 +96,7 @@ def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo |
     """A new table node with the automatic values, the corrected column equal to them, difference 0."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     for column in COLUMNS:
-        array = vtk.vtkStringArray() if column in ("parameter", "unit") else vtk.vtkDoubleArray()
+        array = vtk.vtkStringArray() if column in TEXT_COLUMNS else vtk.vtkDoubleArray()
         array.SetName(column)
         table.AddColumn(array)
         table.SetColumnTitle(column, COLUMN_TITLES[column])
@@ -100,11 +109,9 @@ def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo |
     table.SetAttribute(ROW_KEYS_ATTRIBUTE, ",".join(key for key, _, _ in rows))
     table.SetAttribute(AUTOMATIC_ATTRIBUTE, json.dumps(automatic))
     table.SetAttribute(BSA_METHOD_ATTRIBUTE, bsaMethod)
-    for field, attribute in PATIENT_ATTRIBUTES.items():
-        value = getattr(patient, field, None) if patient is not None else None
-        if value:
-            table.SetAttribute(attribute, repr(float(value)))
+    writePatient(table, patient, PATIENT_ATTRIBUTES)
     _setColumn(table, "automatic", automatic)
+    _setReferenceColumns(table, "automatic", automatic, withRange=True)
     setCorrectedMeasures(table, automatic)
     table.SetLocked(True)  # values come from the segmentations, not from typing in the table
     return table
@@ -117,6 +124,7 @@ def setCorrectedMeasures(table, corrected: dict) -> None:
     wasModifying = table.StartModify()
     _setColumn(table, "corrected", corrected)
     _setColumn(table, "difference", difference)
+    _setReferenceColumns(table, "corrected", corrected)
     table.EndModify(wasModifying)
 
 
@@ -153,10 +161,8 @@ def qcSummary(table) -> str:
 
 
 def tablePatient(table) -> PatientInfo:
-    """Height and weight the table's values are indexed with (``None`` where unknown)."""
-    values = {field: float(table.GetAttribute(attribute))
-              for field, attribute in PATIENT_ATTRIBUTES.items() if table.GetAttribute(attribute)}
-    return PatientInfo(**values)
+    """Height, weight, sex and age the table's values are indexed and compared with (``None`` where unknown)."""
+    return readPatient(table, PATIENT_ATTRIBUTES)
 
 
 def readTable(table) -> list[dict]:
@@ -166,7 +172,7 @@ def readTable(table) -> list[dict]:
     for row, key in enumerate(rowKeys(table)):
         entry = {"key": key}
         for name, array in columns.items():
-            entry[name] = array.GetValue(row) if name in ("parameter", "unit") else float(array.GetValue(row))
+            entry[name] = array.GetValue(row) if name in TEXT_COLUMNS else float(array.GetValue(row))
         rows.append(entry)
     return rows
 
@@ -179,6 +185,30 @@ def _setColumn(table, column: str, values: dict) -> None:
     array.Modified()
     table.GetTable().Modified()
     table.Modified()
+
+
+def _setReferenceColumns(table, column: str, measures: dict, withRange: bool = False) -> None:
+    """The ``{column}_flag`` text of each row (``low (z -3.2)``), and with ``withRange`` the range itself;
+    empty where the parameter has no range (see :mod:`cmrseg.reference`)."""
+    entries = measures.get("reference", {}).get("parameters", {})
+    columns = [(f"{column}_flag", flagCell)] + ([("reference", rangeCell)] if withRange else [])
+    for name, cell in columns:
+        array = table.GetTable().GetColumnByName(name)
+        for row, key in enumerate(rowKeys(table)):
+            array.SetValue(row, cell(entries.get(key)))
+        array.Modified()
+    table.GetTable().Modified()
+    table.Modified()
+
+
+def rangeCell(entry: dict | None) -> str:
+    if entry is None:
+        return ""
+    return entry["reason"] if entry["flag"] is None else f"{entry['lower']:.1f}-{entry['upper']:.1f}"
+
+
+def flagCell(entry: dict | None) -> str:
+    return "" if entry is None or entry["flag"] is None else f"{entry['flag']} (z {entry['z']:+.1f})"
 
 
 def differences(corrected: dict, automatic: dict, keys: list[str]) -> dict:

@@ -41,6 +41,8 @@ class RunSettings:
     basalRule: str = "none"  # none, 50 or 100
     heightCm: float | None = None
     weightKg: float | None = None
+    sex: str | None = None  # M, F or O as DICOM PatientSex; picks the reference ranges
+    ageYears: float | None = None
 
     def checked(self, numFrames: int) -> RunSettings:
         """These settings validated for a study of ``numFrames`` frames (ED/ES dropped for a single volume).
@@ -113,10 +115,12 @@ class Progress:
 
 
 def patientWithSettings(patient, settings: RunSettings):
-    """A copy of ``patient`` with the height and weight the user entered (where entered)."""
+    """A copy of ``patient`` with the height, weight, sex and age the user entered (where entered)."""
     patient = replace(patient)
     patient.height_cm = settings.heightCm or patient.height_cm
     patient.weight_kg = settings.weightKg or patient.weight_kg
+    patient.sex = settings.sex or patient.sex
+    patient.age_years = settings.ageYears or patient.age_years
     return patient
 
 
@@ -151,6 +155,10 @@ def buildCommand(job: SegmentJob, pythonExecutable: str | None = None) -> list[s
         command += ["--height", f"{settings.heightCm:g}"]
     if settings.weightKg:
         command += ["--weight", f"{settings.weightKg:g}"]
+    if settings.sex:
+        command += ["--sex", settings.sex]
+    if settings.ageYears:
+        command += ["--age", f"{settings.ageYears:g}"]
     return command
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import slicer
 
+from CMRSegModuleLib.PatientAttributes import readPatient, writePatient
 from CMRSegModuleLib.VolumeNodes import setVolumeGeometry, studyFromVolumeNode, volumeNodeGeometry
 
 # Patient data known from the source (DICOM), kept on the sequence node for BSA indexing.
-PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.PatientHeightCm", "weight_kg": "CMRSeg.PatientWeightKg"}
+PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.PatientHeightCm", "weight_kg": "CMRSeg.PatientWeightKg",
+                      "sex": "CMRSeg.PatientSex", "age_years": "CMRSeg.PatientAgeYears"}
 # The DICOM files each frame's slices came from ({"folder", "files": [t][z]}), for DICOM SEG export.
 SOURCE_DICOM_ATTRIBUTE = "CMRSeg.SourceDicom"
 # Index units that are times, and their factor to milliseconds.
@@ -39,10 +41,7 @@ def createSequenceFromStudy(scene, study, name: str = "Cine"):
         slicer.util.updateVolumeFromArray(frameNode, np.ascontiguousarray(study.image[index]))
         setVolumeGeometry(frameNode, study.spacing, study.origin, study.direction)
         sequenceNode.SetDataNodeAtValue(frameNode, f"{time:g}")
-    for field, attribute in PATIENT_ATTRIBUTES.items():
-        value = getattr(study.patient, field, None)
-        if value:
-            sequenceNode.SetAttribute(attribute, repr(float(value)))
+    writePatient(sequenceNode, study.patient, PATIENT_ATTRIBUTES)
     if study.slice_files is not None:
         source = {"folder": str(Path(study.source).resolve()), "files": study.slice_files}
         sequenceNode.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(source))
@@ -123,14 +122,8 @@ def frameTimesMs(sequenceNode) -> list[float] | None:
 
 
 def patientFromSequence(sequenceNode):
-    """The patient height and weight stored on a sequence node (``None`` where unknown)."""
-    from cmrseg.io.study import PatientInfo
-
-    return PatientInfo(**{
-        field: float(sequenceNode.GetAttribute(attribute))
-        for field, attribute in PATIENT_ATTRIBUTES.items()
-        if sequenceNode.GetAttribute(attribute)
-    })
+    """The patient height, weight, sex and age stored on a sequence node (``None`` where unknown)."""
+    return readPatient(sequenceNode, PATIENT_ATTRIBUTES)
 
 
 def studyFromInputNode(node):

@@ -255,7 +255,7 @@ class ReviewApp(TrameApp):
             with v3.VTable(density="compact", id="results"):
                 with html.Thead():
                     with html.Tr():
-                        for title in ("Parameter", "Unit", "Automatic", "Corrected", "Difference"):
+                        for title in ("Parameter", "Unit", "Automatic", "Corrected", "Difference", "Reference"):
                             html.Th(title)
                 with html.Tbody():
                     with html.Tr(v_for="row in rows", key="row.key", id=("'row-' + row.key",)):
@@ -264,6 +264,7 @@ class ReviewApp(TrameApp):
                         html.Td("{{ row.automatic }}", classes="automatic")
                         html.Td("{{ row.corrected }}", classes="corrected")
                         html.Td("{{ row.difference }}", classes="difference")
+                        html.Td("{{ row.reference }}", classes=("row.flagged ? 'reference text-error' : 'reference'",))
             v3.VDivider(classes="my-3")
             html.Div("Worth checking first", classes="text-subtitle-2")
             with v3.VList(density="compact", id="review-list"):
@@ -282,7 +283,11 @@ class ReviewApp(TrameApp):
 
 
 def _displayRow(row: dict) -> dict:
-    """A results-table row for the page: the values to one decimal, blank where not defined (NaN)."""
+    """A results-table row for the page: the values to one decimal, blank where not defined (NaN), and the
+    reference range with the corrected value's flag."""
     values = {column: "" if math.isnan(row[column]) else f"{row[column]:.1f}"
               for column in ("automatic", "corrected", "difference")}
-    return {"key": row["key"], "parameter": row["parameter"], "unit": row["unit"], **values}
+    flag = row["corrected_flag"]
+    reference = "; ".join(text for text in (row["reference"], flag) if text)  # the corrected value's place
+    return {"key": row["key"], "parameter": row["parameter"], "unit": row["unit"], **values, "reference": reference,
+            "flagged": flag.startswith(("low", "high"))}

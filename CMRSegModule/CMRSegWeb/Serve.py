@@ -37,9 +37,10 @@ def planReview(inputs: list[str], out: str | None) -> tuple[Path, bool]:
 
 def serve(args) -> int:
     """Serve the review of ``args.input`` on ``args.host:args.port``."""
-    from cmrseg.validate import check_height_weight
+    from cmrseg.validate import check_height_weight, check_sex_age
 
     check_height_weight(args.height, args.weight)
+    check_sex_age(args.sex, args.age)
     host = Access.checkedHost(args.host)
     runFolder, segmentFirst = planReview(args.input, args.out)
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless: no X server
@@ -48,7 +49,7 @@ def serve(args) -> int:
         if segmentFirst:
             _segment(args, runFolder, progress)
         progress(0, 1, "Loading the study and the result")
-        study, result = readRunFolder(runFolder, args.series, args.height, args.weight, progress)
+        study, result = readRunFolder(runFolder, args.series, args.height, args.weight, progress, args.sex, args.age)
         name = study.description or "CMRSeg"
         return study, result, name, runFolder / "review"
 
@@ -82,6 +83,6 @@ def _segment(args, out: Path, progress) -> None:
     progress(0, 1, "Loading the model")
     segmenter = Segmenter.load(args.model, device=args.device)
     run_segment(args.input, out, segmenter, series_uid=args.series, height_cm=args.height, weight_kg=args.weight,
-                progress=progress)
+                progress=progress, sex=args.sex, age_years=args.age)
     log.info("segmented into %s", out)
 
