@@ -102,6 +102,10 @@ def test_a_batch_writes_what_segment_writes_records_failures_and_resumes(cohort,
         rates = measures.get("volume_curve_rates")  # cines segmented in every frame with trigger times
         assert row["lv_pfr_ml_s"] == ("" if rates is None else str(rates["lv_pfr_ml_s"]))
         assert row["qc_status"] == measures["qc"]["status"]
+        flags = measures["reference"]["parameters"]
+        for key in ("lv_ef_pct", "lv_edv_ml", "rv_edv_ml"):
+            assert row[f"{key}_flag"] == (flags.get(key, {}).get("flag") or "")
+    assert any(row["lv_ef_pct_flag"] for row in table)  # the DICOM study carries sex and age: flagged
     assert not (out / "broken").exists()  # a failed study leaves no folder behind
 
     # A rerun skips the finished studies (their files untouched) and retries the failed one.

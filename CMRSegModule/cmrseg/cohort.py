@@ -31,13 +31,16 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io import acdc
 from cmrseg.io.volume_files import is_volume_file, stem
 from cmrseg.measures import StudyMeasures
+from cmrseg.reference import load_ranges
 
 log = logging.getLogger(__name__)
 
 PARAMETER_COLUMNS = [f.name for f in fields(StudyMeasures)]
 RATE_COLUMNS = ["lv_per_ml_s", "lv_pfr_ml_s", "rv_per_ml_s", "rv_pfr_ml_s"]  # cmrseg.curves, cines with times
+# low / normal / high against the reference range (cmrseg.reference), blank where none applied.
+FLAG_COLUMNS = [f"{key}_flag" for key in PARAMETER_COLUMNS if key in {r.parameter for r in load_ranges()}]
 COLUMNS = ["name", "input", "status", "reason", "qc_status", "ed_frame", "es_frame", "ed_frame_number",
-           "es_frame_number", *PARAMETER_COLUMNS, *RATE_COLUMNS, "seconds"]  # fmt: skip
+           "es_frame_number", *PARAMETER_COLUMNS, *FLAG_COLUMNS, *RATE_COLUMNS, "seconds"]  # fmt: skip
 COHORT_FILE = "cohort.csv"
 
 
@@ -155,6 +158,8 @@ def done_row(job: StudyJob, measures: dict, seconds: float | None) -> dict:
     for key in ("ed_frame", "es_frame", "ed_frame_number", "es_frame_number"):
         row[key] = measures.get(key)
     row.update({key: study.get(key) for key in PARAMETER_COLUMNS})
+    flags = (measures.get("reference") or {}).get("parameters", {})
+    row.update({f"{key}_flag": flags.get(key, {}).get("flag") for key in PARAMETER_COLUMNS})
     rates = measures.get("volume_curve_rates") or {}
     row.update({key: rates.get(key) for key in RATE_COLUMNS})
     return row
