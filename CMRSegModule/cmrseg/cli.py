@@ -309,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_arguments(commands.add_parser(
         "batch", help="segment a cohort: many studies in one process, or on a Dask cluster (--scheduler)"))
 
+    send = commands.add_parser("send", help="send DICOM SEG/SR files (or a run folder's) to a PACS with C-STORE")
+    send.add_argument("input", nargs="+", help="DICOM files, or output folders whose *.seg.dcm and *.sr.dcm are sent")
+    send.add_argument("--pacs", required=True, help="the PACS's HOST:PORT")
+    send.add_argument("--called-aet", default="ANY-SCP", help="the PACS's AE title (default ANY-SCP)")
+    send.add_argument("--calling-aet", default="CMRSEG", help="this computer's AE title, as the PACS knows it")
+    send.set_defaults(run=_send)
+
     review = commands.add_parser("review", help="review and correct a result in the browser (the module's workflow)")
     review.add_argument("input", nargs="+",
                         help="a finished `cmrseg segment` output folder, or a study as `cmrseg segment` takes it")
@@ -329,6 +336,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(commands.add_parser("train", help="train the dense U-Net on ACDC ED/ES frames (resumable)"))
     return parser
+
+
+def _send(args: argparse.Namespace) -> int:
+    from cmrseg.pacs import check_ae_title, files_to_send, parse_address, send_files
+    from cmrseg.progress import LinePrinter
+
+    host, port = parse_address(args.pacs)
+    check_ae_title(args.called_aet, "--called-aet")
+    check_ae_title(args.calling_aet, "--calling-aet")
+    files = files_to_send(args.input)  # every file read and checked before anything is sent
+    results = send_files(files, host, port, args.called_aet, args.calling_aet, LinePrinter())
+    for outgoing, result in zip(files, results, strict=True):
+        remark = f" (warning {result['warning']})" if "warning" in result else ""
+        print(f"stored {outgoing.path.name} ({outgoing.modality or 'DICOM'}, {outgoing.sop_instance_uid}){remark}")
+    print(f"{len(results)} of {len(results)} files stored on {args.called_aet} at {host}:{port}")
+    return 0
 
 
 def _review(args: argparse.Namespace) -> int:
