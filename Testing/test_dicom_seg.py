@@ -105,7 +105,7 @@ def test_a_study_split_by_its_anonymisation_gets_no_seg(sunnybrook_root, tmp_pat
 
 
 def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
-    from cmrseg.io.dicom_sr import MEASUREMENTS, SCHEME, write_dicom_sr
+    from cmrseg.io.dicom_sr import MEASUREMENTS, SCHEME, concept_name, write_dicom_sr
 
     phantom = make_phantom(seed=10, frames=3, slices=6, matrix=(120, 128))
     write_dicom_cine(phantom.study, tmp_path / "dicom")
@@ -124,10 +124,15 @@ def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
                     value = leaf.MeasuredValueSequence[0]
                     found[code.CodeValue] = (code.CodingSchemeDesignator, float(value.NumericValue),
                                              value.MeasurementUnitsCodeSequence[0].CodeValue)  # fmt: skip
-    assert found == {
-        MEASUREMENTS["lv_edv_ml"][0]: (SCHEME, 151.25, "ml"), MEASUREMENTS["lv_esv_ml"][0]: (SCHEME, 60.5, "ml"),
-        MEASUREMENTS["lv_sv_ml"][0]: (SCHEME, 90.75, "ml"), MEASUREMENTS["lv_ef_pct"][0]: (SCHEME, 60.0, "%"),
+    assert found == {  # standard LOINC concepts where DICOM has them (PS3.16), the private scheme otherwise
+        "8821-1": ("LN", 151.25, "ml"), "8823-7": ("LN", 60.5, "ml"), "8811-2": ("LN", 60.0, "%"),
+        MEASUREMENTS["lv_sv_ml"][1]: (SCHEME, 90.75, "ml"),
     }  # rv_ef_pct (null) is left out
+    expected = {"lv_mass_ed_g": ("18087-7", "LN"), "rv_edv_ml": ("8822-9", "LN"), "rv_esv_ml": ("8824-5", "LN"),
+                "rv_ef_pct": ("8818-7", "LN"), "rv_sv_ml": ("429483009", "SCT")}
+    for key, (value, scheme) in expected.items():
+        code = concept_name(key)
+        assert (code.value, code.scheme_designator) == (value, scheme), key
     evidence = document.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     uids = {ref.ReferencedSOPInstanceUID for ref in evidence.ReferencedSOPSequence}
     files = study.slice_files[0] + study.slice_files[1]

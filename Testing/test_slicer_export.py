@@ -156,7 +156,7 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
     numbers = {leaf.ConceptNameCodeSequence[0].CodeValue: float(leaf.MeasuredValueSequence[0].NumericValue)
                for item in sr.ContentSequence for sub in getattr(item, "ContentSequence", [])
                for leaf in getattr(sub, "ContentSequence", []) if leaf.ValueType == "NUM"}  # fmt: skip
-    assert numbers["LVESV"] == pytest.approx(document["corrected"]["lv_esv_ml"], rel=1e-6)
+    assert numbers["8823-7"] == pytest.approx(document["corrected"]["lv_esv_ml"], rel=1e-6)  # LOINC LV ES volume
 
 
 def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):

@@ -1,8 +1,11 @@
 """The clinical parameters as a DICOM Structured Report (TID 1500 measurement report, Comprehensive 3D SR),
 referencing the ED and ES images they were measured on, so that a PACS keeps the numbers with the study.
 
-Measurement names use a private coding scheme (``99CMRSEG``) with plain meanings ("LV end-diastolic
-volume"): a wrong standard code would be worse than an honest private one. Units are UCUM.
+Measurements with a concept of their own in the DICOM content mapping resource (PS3.16, as pydicom's code
+dictionary carries it) use it: LOINC for the LV/RV end-diastolic and end-systolic volumes, the ejection
+fractions by MR and the LV mass, SNOMED CT for the RV stroke volume. The others (LV stroke volume, the mass
+at end-systole, the indexed values) use a private coding scheme (``99CMRSEG``) with plain meanings: a wrong
+standard code would be worse than an honest private one. Units are UCUM.
 """
 
 from __future__ import annotations
@@ -18,27 +21,39 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_seg import _with_valid_dates, check_seg_sources
 
 SCHEME = "99CMRSEG"
-# measures.json key -> (code value, meaning, UCUM unit, unit meaning)
+# measures.json key -> (standard concept in pydicom's DICOM code dictionary or None, private code value,
+# meaning, UCUM unit, unit meaning)
 MEASUREMENTS = {
-    "lv_edv_ml": ("LVEDV", "LV end-diastolic volume", "ml", "milliliter"),
-    "lv_esv_ml": ("LVESV", "LV end-systolic volume", "ml", "milliliter"),
-    "lv_sv_ml": ("LVSV", "LV stroke volume", "ml", "milliliter"),
-    "lv_ef_pct": ("LVEF", "LV ejection fraction", "%", "percent"),
-    "lv_mass_ed_g": ("LVMED", "LV myocardial mass at end-diastole", "g", "gram"),
-    "lv_mass_es_g": ("LVMES", "LV myocardial mass at end-systole", "g", "gram"),
-    "rv_edv_ml": ("RVEDV", "RV end-diastolic volume", "ml", "milliliter"),
-    "rv_esv_ml": ("RVESV", "RV end-systolic volume", "ml", "milliliter"),
-    "rv_sv_ml": ("RVSV", "RV stroke volume", "ml", "milliliter"),
-    "rv_ef_pct": ("RVEF", "RV ejection fraction", "%", "percent"),
-    "lv_edv_index": ("LVEDVI", "LV end-diastolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
-    "lv_esv_index": ("LVESVI", "LV end-systolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
-    "lv_sv_index": ("LVSVI", "LV stroke volume indexed to BSA", "ml/m2", "milliliter per square meter"),
-    "rv_edv_index": ("RVEDVI", "RV end-diastolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
-    "rv_esv_index": ("RVESVI", "RV end-systolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
-    "rv_sv_index": ("RVSVI", "RV stroke volume indexed to BSA", "ml/m2", "milliliter per square meter"),
-    "lv_mass_ed_index": ("LVMEDI", "LV mass at end-diastole indexed to BSA", "g/m2", "gram per square meter"),
+    "lv_edv_ml": ("LN.LeftVentricularEDVolume", "LVEDV", "LV end-diastolic volume", "ml", "milliliter"),
+    "lv_esv_ml": ("LN.LeftVentricularESVolume", "LVESV", "LV end-systolic volume", "ml", "milliliter"),
+    "lv_sv_ml": (None, "LVSV", "LV stroke volume", "ml", "milliliter"),
+    "lv_ef_pct": ("LN.LeftVentricularEjectionFractionByMR", "LVEF", "LV ejection fraction", "%", "percent"),
+    "lv_mass_ed_g": ("LN.LeftVentricleMass", "LVMED", "LV myocardial mass at end-diastole", "g", "gram"),
+    "lv_mass_es_g": (None, "LVMES", "LV myocardial mass at end-systole", "g", "gram"),
+    "rv_edv_ml": ("LN.RightVentricularEDVolume", "RVEDV", "RV end-diastolic volume", "ml", "milliliter"),
+    "rv_esv_ml": ("LN.RightVentricularESVolume", "RVESV", "RV end-systolic volume", "ml", "milliliter"),
+    "rv_sv_ml": ("SCT.RightVentricularStrokeVolume", "RVSV", "RV stroke volume", "ml", "milliliter"),
+    "rv_ef_pct": ("LN.RightVentricularEjectionFractionByMR", "RVEF", "RV ejection fraction", "%", "percent"),
+    "lv_edv_index": (None, "LVEDVI", "LV end-diastolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "lv_esv_index": (None, "LVESVI", "LV end-systolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "lv_sv_index": (None, "LVSVI", "LV stroke volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "rv_edv_index": (None, "RVEDVI", "RV end-diastolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "rv_esv_index": (None, "RVESVI", "RV end-systolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "rv_sv_index": (None, "RVSVI", "RV stroke volume indexed to BSA", "ml/m2", "milliliter per square meter"),
+    "lv_mass_ed_index": (None, "LVMEDI", "LV mass at end-diastole indexed to BSA", "g/m2", "gram per square meter"),
 }
 
+
+def concept_name(key: str):
+    """The coded name of a measurement: its standard concept where one exists, else the private one."""
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    standard, private, meaning, _, _ = MEASUREMENTS[key]
+    if standard is None:
+        return Code(private, SCHEME, meaning)
+    scheme, name = standard.split(".")
+    return getattr(getattr(codes, scheme), name)
 
 def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_files: list[str], path: str | Path,
                    algorithm: str, qc_status: str, corrected: bool = False) -> Path:  # fmt: skip
@@ -63,9 +78,8 @@ def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_f
         context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
             observer_type=codes.DCM.Device, observer_identifying_attributes=device))  # fmt: skip
         items = [
-            hd.sr.Measurement(name=Code(code, SCHEME, meaning), value=float(measures[key]),
-                              unit=Code(unit, "UCUM", unit_meaning))  # fmt: skip
-            for key, (code, meaning, unit, unit_meaning) in MEASUREMENTS.items()
+            hd.sr.Measurement(name=concept_name(key), value=float(measures[key]), unit=Code(unit, "UCUM", unit_name))
+            for key, (_, _, _, unit, unit_name) in MEASUREMENTS.items()
             if measures.get(key) is not None and math.isfinite(measures[key])
         ]
         if not items:
