@@ -28,7 +28,7 @@ def _phantom(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cmrseg.io.dicom_write import write_dicom_cine
-    from cmrseg.io.volume_files import write_study
+    from cmrseg.io.volume_files import write_frame, write_study
     from cmrseg.phantom import make_phantom
     from cmrseg.progress import LinePrinter
 
@@ -38,10 +38,13 @@ def _phantom(args: argparse.Namespace) -> int:
     phantom = make_phantom(seed=args.seed, frames=args.frames, oblique=args.oblique)
     write_dicom_cine(phantom.study, out / "dicom", overwrite=args.overwrite, progress=LinePrinter())
     write_study(phantom.study, out / "cine.nii.gz", overwrite=args.overwrite)
+    for phase, frame in (("ED", phantom.study.ed_frame), ("ES", phantom.study.es_frame)):
+        write_frame(phantom.labels[frame], phantom.study, out / f"truth_{phase}_seg.nii.gz", overwrite=args.overwrite)
     truth = {"ed_frame": phantom.study.ed_frame, "es_frame": phantom.study.es_frame, **phantom.truth.summary()}
     (out / "truth.json").write_text(json.dumps(truth, indent=2))
     print(f"Phantom cine ({phantom.study.num_frames} frames x {phantom.study.num_slices} slices) written to {out}:")
-    print(f"  {out / 'dicom'} (DICOM series), {out / 'cine.nii.gz'} (4D NIfTI), {out / 'truth.json'} (analytic)")
+    print(f"  {out / 'dicom'} (DICOM series), {out / 'cine.nii.gz'} (4D NIfTI), {out / 'truth.json'} (analytic), "
+          f"truth_ED_seg.nii.gz and truth_ES_seg.nii.gz (true label maps)")
     return 0
 
 

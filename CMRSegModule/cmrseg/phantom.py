@@ -62,6 +62,7 @@ class PhantomShape:
     rv_ef: float
     rv_profile_power: float = 0.6  # crescent thickness W cos(pi/2 u)^power: < 1 flattens it
     rv_wall_mm: float = 3.5  # free wall (rendered, unlabelled)
+    fat_mm: float = 3.0  # epicardial fat around the heart (rendered, unlabelled)
     papillary_angles_rad: tuple[float, ...] = (0.75, 2.0)  # relative to +x in the grid frame
     papillary_radius_mm: float = 3.0
 
@@ -221,7 +222,7 @@ def _draw_shape(rng: np.random.Generator, rows: int, cols: int, spacing: tuple, 
         lv_cap_ed_mm=0.50 * length,
         long_axis_shortening=0.15,
         wall_ed_mm=8.0 + 1.0 * jitter[3],
-        apex_wall_ed_mm=0.10 * length,
+        apex_wall_ed_mm=0.06 * length,
         apex_wall_thickening=0.5,
         lv_ef=0.60 + 0.025 * jitter[4],
         rv_width_ed_mm=23.0 + 2.0 * jitter[5],

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from cmrseg.phantom import FrameShape, PhantomShape
 
 # Rendering classes (internal) and their SSFP-like intensities; the label map they give (ACDC values).
-_BG, _LV_BLOOD, _LV_MYO, _RV_BLOOD, _RV_WALL, _PAPILLARY = range(6)
-_INTENSITY = np.array([0.0, 1.0, 0.3, 0.95, 0.3, 0.33], dtype=np.float32)
+_BG, _LV_BLOOD, _LV_MYO, _RV_BLOOD, _RV_WALL, _PAPILLARY, _EPICARDIAL_FAT = range(7)
+_INTENSITY = np.array([0.0, 1.0, 0.3, 0.95, 0.3, 0.33, 0.85], dtype=np.float32)
 _LABEL_OF_CLASS = np.array(
-    [labels.BACKGROUND, labels.LV, labels.MYO, labels.RV, labels.BACKGROUND, labels.LV], dtype=np.uint8
+    [labels.BACKGROUND, labels.LV, labels.MYO, labels.RV, labels.BACKGROUND, labels.LV, labels.BACKGROUND],
+    dtype=np.uint8,
 )
 
 # Tissue intensities of the static surroundings.
@@ -27,7 +28,7 @@ AIR, FAT, SOFT_TISSUE, LUNG, BONE, CSF, AORTA, LIVER = 0.0, 0.85, 0.40, 0.05, 0.
 
 def heart_reach_mm(shape: PhantomShape, frames: list[FrameShape]) -> float:
     """Largest in-plane distance of anything of the heart from the long axis."""
-    return max(f.epi_radius + f.rv_width for f in frames) + shape.rv_wall_mm
+    return max(f.epi_radius + f.rv_width for f in frames) + shape.rv_wall_mm + shape.fat_mm
 
 
 
@@ -74,8 +75,10 @@ def _classes(shape: PhantomShape, frame: FrameShape, z: float, points: _Polar) -
     epi = frame.epi_radius * _profile(h, frame.epi_cap)
     width = frame.rv_width * _profile(h, shape.rv_cap_mm)
     rho = points.rho
+    code[rho < epi + shape.fat_mm] = _EPICARDIAL_FAT
     if width > 0:
         outer = epi + width * points.rv
+        code[(rho < outer + shape.rv_wall_mm + shape.fat_mm) & points.rv_wall] = _EPICARDIAL_FAT
         code[(rho < outer + shape.rv_wall_mm) & points.rv_wall] = _RV_WALL
         code[rho < outer] = _RV_BLOOD
     code[rho < epi] = _LV_MYO

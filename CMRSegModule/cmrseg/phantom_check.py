@@ -1,0 +1,71 @@
+"""The built-in example's check: a `cmrseg segment` run on the phantom against the phantom's truth.
+
+Dice per structure at ED and ES must reach the tolerance below; the clinical parameters are shown beside
+their analytic values. Run as ``python -m cmrseg.phantom_check PHANTOM_DIR RESULT_DIR`` (exit 1 when a Dice
+is below its tolerance).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cmrseg.io.volume_files import read_volume_file
+from cmrseg.labels import STRUCTURES
+from cmrseg.metrics import dice
+
+# The lowest per-patient Dice of the shipped model on its 15 ACDC test patients (basal rule >= 50 %,
+# `cmrseg evaluate --out DIR`, evaluation.json "cases"), rounded down to 0.05: the example must be segmented
+# at least as well as the worst real test patient.
+TOLERANCE_DICE = {
+    ("ED", "LV"): 0.95, ("ED", "Myo"): 0.80, ("ED", "RV"): 0.85,
+    ("ES", "LV"): 0.80, ("ES", "Myo"): 0.85, ("ES", "RV"): 0.70,
+}  # fmt: skip
+PARAMETERS = ("lv_edv_ml", "lv_esv_ml", "lv_ef_pct", "lv_mass_ed_g", "rv_edv_ml", "rv_esv_ml", "rv_ef_pct")
+
+
+def compare(phantom_dir: str | Path, result_dir: str | Path) -> dict:
+    """``{"ed_es": ..., "dice": [{"phase", "structure", "dice", "tolerance", "ok"}], "parameters": [...]}``."""
+    phantom_dir, result_dir = Path(phantom_dir), Path(result_dir)
+    truth = json.loads((phantom_dir / "truth.json").read_text())
+    result = json.loads((result_dir / "measures.json").read_text())
+    rows = []
+    for phase in ("ED", "ES"):
+        frame = result[f"{phase.lower()}_frame"]
+        found = read_volume_file(result_dir / result["frames"][str(frame)]["file"]).image[0]
+        true = read_volume_file(phantom_dir / f"truth_{phase}_seg.nii.gz").image[0]
+        for structure in STRUCTURES:
+            value = dice(found == structure.label, true == structure.label)
+            tolerance = TOLERANCE_DICE[(phase, structure.key)]
+            rows.append({"phase": phase, "structure": structure.key, "dice": value, "tolerance": tolerance,
+                         "ok": value >= tolerance})
+    parameters = [{"parameter": key, "cmrseg": result["study"][key], "truth": truth[key]} for key in PARAMETERS]
+    return {"ed_es": ((truth["ed_frame"], truth["es_frame"]), (result["ed_frame"], result["es_frame"])),
+            "dice": rows, "parameters": parameters}
+
+
+def format_comparison(comparison: dict) -> str:
+    (true_ed, true_es), (found_ed, found_es) = comparison["ed_es"]
+    lines = [f"Against the phantom's truth (ED frame {true_ed}, ES frame {true_es}; found {found_ed} and {found_es}):",
+             f"{'phase':5} {'structure':9} {'Dice':>6} {'tolerance':>9}"]
+    for row in comparison["dice"]:
+        verdict = "ok" if row["ok"] else "BELOW TOLERANCE"
+        tolerance = f">= {row['tolerance']:.2f}"
+        lines.append(f"{row['phase']:5} {row['structure']:9} {row['dice']:6.3f} {tolerance:>9}  {verdict}")
+    lines += ["", f"{'parameter':14} {'CMRSeg':>8} {'truth':>8}"]
+    lines += [f"{p['parameter']:14} {p['cmrseg']:8.1f} {p['truth']:8.1f}" for p in comparison["parameters"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m cmrseg.phantom_check PHANTOM_DIR RESULT_DIR", file=sys.stderr)
+        return 2
+    comparison = compare(*argv)
+    print(format_comparison(comparison))
+    return 0 if all(row["ok"] for row in comparison["dice"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,36 @@
+"""The README's first command (scripts/example): the shipped model on the built-in oblique phantom DICOM cine
+segments every structure at ED and ES within the stated Dice tolerances."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cmrseg.cli import main
+from cmrseg.phantom_check import TOLERANCE_DICE, compare
+from cmrseg.phantom_check import main as check_main
+
+
+@pytest.mark.slow
+def test_the_example_is_segmented_within_the_stated_tolerances(model_path, tmp_path, capsys):
+    out = tmp_path / "example"
+    assert main(["phantom", "--out", str(out), "--oblique"]) == 0  # what scripts/example runs
+    assert main(["segment", str(out / "dicom"), "--out", str(out / "result"), "--model", str(model_path)]) == 0
+    comparison = compare(out, out / "result")
+    (true_ed, true_es), found = comparison["ed_es"]
+    assert found == (true_ed, true_es)  # ED/ES found from the volume curve are the phantom's own
+    assert {(row["phase"], row["structure"]) for row in comparison["dice"]} == set(TOLERANCE_DICE)
+    for row in comparison["dice"]:
+        assert row["dice"] >= row["tolerance"], row
+    measures = json.loads((out / "result" / "measures.json").read_text())
+    truth = json.loads((out / "truth.json").read_text())
+    for row in comparison["parameters"]:
+        assert (row["cmrseg"], row["truth"]) == (measures["study"][row["parameter"]], truth[row["parameter"]])
+    # The ejection fractions, the clinical bottom line, within 5 points of the analytic ones.
+    assert abs(measures["study"]["lv_ef_pct"] - truth["lv_ef_pct"]) < 5
+    assert abs(measures["study"]["rv_ef_pct"] - truth["rv_ef_pct"]) < 5
+    capsys.readouterr()
+    assert check_main([str(out), str(out / "result")]) == 0
+    printed = capsys.readouterr().out
+    assert "BELOW TOLERANCE" not in printed and printed.count(" ok") == 6
