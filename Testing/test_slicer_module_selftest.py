@@ -65,10 +65,16 @@ def test_logic_maps_the_parameters_to_run_settings(module):
     choices = types.SimpleNamespace(
         autoFrames=False, edFrame=3, esFrame=9, device=module.Device.CUDA, useShippedModel=False,
         modelFile="/models/x.pt", basalRule=module.BasalRule.HALF, heightCm=0.0, weightKg=81.5,
+        patientSex=module.PatientSex.FEMALE, ageYears=0.0,
     )
     settings = module.CMRSegModuleLogic().runSettings(choices)
     assert (settings.edFrame, settings.esFrame, settings.device, settings.basalRule) == (3, 9, "cuda", "50")
     assert settings.modelPath == "/models/x.pt" and settings.heightCm is None and settings.weightKg == 81.5
+    assert settings.sex == "F" and settings.ageYears is None  # 0 years means unknown, as 0 cm does
+    choices.patientSex, choices.ageYears = module.PatientSex.UNKNOWN, 63.0
+    settings = module.CMRSegModuleLogic().runSettings(choices)
+    assert settings.sex is None and settings.ageYears == 63.0
+    assert [s.label() for s in module.PatientSex][0] == "Unknown (no reference ranges)"
     choices.autoFrames, choices.useShippedModel = True, True
     settings = module.CMRSegModuleLogic().runSettings(choices)
     assert settings.edFrame is None and settings.esFrame is None and settings.modelPath is None

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from cmrseg import __version__
+from cmrseg import __version__, printout
 from cmrseg.errors import CMRSegError
 
 
@@ -20,7 +20,7 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(format_summary(summary))
+        print(printout.format_summary(summary))
     return 0
 
 
@@ -83,10 +83,10 @@ def _segment(args: argparse.Namespace) -> int:
         sex=args.sex,
         age_years=args.age,
     )
-    print(format_measures(result.measures))
-    print(format_qc(result.measures["qc"]))
+    print(printout.format_measures(result.measures))
+    print(printout.format_qc(result.measures["qc"]))
     if "review" in result.measures:
-        print(format_review(result.measures["review"]))
+        print(printout.format_review(result.measures["review"]))
     print(f"Outputs in {args.out}: {', '.join(p.name for p in result.outputs)}")
     return 3 if args.strict and result.measures["qc"]["status"] == "fail" else 0
 
@@ -155,85 +155,6 @@ def _benchmark(args: argparse.Namespace) -> int:
     from cmrseg.benchmark import main as benchmark
 
     return benchmark(args.models, args.repeats)
-
-
-def format_measures(measures: dict) -> str:
-    from cmrseg.reference import applied_text, flag_text
-    from cmrseg.report import INDEXED, PARAMETERS
-
-    lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"]
-    study = measures.get("study")
-    if not study:
-        for index, frame in measures["frames"].items():
-            lines.append(f"frame {index}: LV {frame['lv_ml']:.1f} ml, RV {frame['rv_ml']:.1f} ml, "
-                         f"LV mass {frame['myo_mass_g']:.1f} g")
-        return "\n".join(lines)
-    lines.append(f"ED frame {measures['ed_frame']}, ES frame {measures['es_frame']} ({measures['ed_es_from']})")
-    reference = measures.get("reference", {})
-    flags = reference.get("parameters", {})
-    for key, name, unit in PARAMETERS:
-        indexed = study.get(INDEXED.get(key, ""))
-        extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""
-        value = f"{study[key]:8.1f}" if study[key] is not None else f"{'-':>8}"
-        checks = [f"{label}{flag_text(flags[k])}" for label, k in (("", key), ("indexed: ", INDEXED.get(key)))
-                  if k in flags]
-        lines.append(f"  {name:14} {value} {unit}{extra}" + (f"   {'; '.join(checks)}" if checks else ""))
-    if reference:
-        lines.append(f"Reference ranges ({reference['limits']}; sources in measures.json): {applied_text(reference)}")
-    return "\n".join(lines)
-
-
-def format_qc(qc: dict) -> str:
-    """The quality check, prominently: a status line and one line per flag."""
-    headline = {"pass": "PASS (no implausible finding)", "review": "REVIEW (check the flagged findings)",
-                "fail": "FAIL (some numbers above are not usable as they are)"}[qc["status"]]
-    lines = [f"Quality check: {headline}"]
-    for flag in qc["flags"]:
-        where = flag["phase"] or ""
-        if flag["slice"] is not None:
-            where += f" slice {flag['slice']}"
-        lines.append(f"  [{flag['severity'].upper()}] {where + ': ' if where else ''}{flag['message']}")
-    return "\n".join(lines)
-
-
-def format_review(review: dict, count: int = 5) -> str:
-    """The slices most worth checking (the review score, highest first)."""
-    lines = [f"Slices most worth checking (review score; all {len(review['slices'])} in measures.json):"]
-    for entry in review["slices"][:count]:
-        what = ", ".join(entry["structures"] + entry["signals"]) or "-"
-        lines.append(f"  {entry['phase']} slice {entry['slice']:2d}: score {entry['score']:.2f}, "
-                     f"~{entry['expected_error_ml']:.1f} ml to correct ({what})")
-    intervals = review.get("intervals", {})
-    if intervals:
-        lines.append("90 % intervals from the ensemble's spread (calibrated on validation patients):")
-        for name, interval in intervals.items():
-            lines.append(f"  {name:14} {interval['value']:8.1f}  [{interval['low']:.1f}, {interval['high']:.1f}]")
-    return "\n".join(lines)
-
-
-def format_summary(summary: dict) -> str:
-    times = summary["frame_times_ms"]
-    lines = [
-        f"Source:       {summary['source']}",
-        f"Series:       {summary['description'] or '-'}",
-        f"Frames:       {summary['frames']}",
-        f"Slices:       {summary['slices']}",
-        "Matrix:       {} x {} (rows x columns)".format(*summary["matrix_rows_cols"]),
-        "Spacing:      {} x {} mm in-plane, {} mm between slices".format(*summary["spacing_xyz_mm"]),
-        "Origin (LPS): {}".format(", ".join(f"{v:.2f}" for v in summary["origin_lps_mm"])),
-    ]
-    names = ("row direction", "column direction", "slice normal")
-    for name, axis in zip(names, summary["direction_columns_lps"], strict=True):
-        lines.append(f"  {name + ':':18}{' '.join(f'{v:+.4f}' for v in axis)}")
-    if times is None:
-        lines.append("Frame times:  unknown (the input gives no trigger times)")
-    elif len(times) > 1:
-        lines.append(f"Frame times:  {times[0]:.1f} .. {times[-1]:.1f} ms ({len(times)} frames)")
-    if summary["ed_frame"] is not None or summary["es_frame"] is not None:
-        lines.append(f"ED / ES:      frame {summary['ed_frame']} / frame {summary['es_frame']} (0-based)")
-    patient = summary["patient"]
-    lines.append("Patient:      " + (", ".join(f"{k} {v}" for k, v in patient.items()) if patient else "no data"))
-    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

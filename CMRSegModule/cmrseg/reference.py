@@ -99,6 +99,7 @@ def compare_with_ranges(measures: dict, sex: str | None, age_years: float | None
     if sex not in SEXES:
         return result | {"note": f"Sex {sex!r}: the sources give ranges for women and men only; not applied."}
     notes = [] if age_years is not None else ["Age unknown: each source's adult range is used whatever the age."]
+    missing_index = False
     for key, value in measures.items():
         if not key.endswith(PARAMETER_SUFFIXES):
             continue
@@ -107,8 +108,7 @@ def compare_with_ranges(measures: dict, sex: str | None, age_years: float | None
             result["without_range"].append(key)
             continue
         if value is None or not math.isfinite(value):
-            if key.endswith("_index") and "Height or weight unknown" not in " ".join(notes):
-                notes.append("Height or weight unknown: the BSA-indexed ranges are not applied.")
+            missing_index |= key.endswith("_index")  # no BSA: no height or weight
             continue
         row = next((r for r in rows if age_years is None or r.covers_age(age_years)), None)
         if row is None:
@@ -117,6 +117,8 @@ def compare_with_ranges(measures: dict, sex: str | None, age_years: float | None
                                          "reason": f"age {age_years:g} outside the source's {bands} years"}
             continue
         result["parameters"][key] = _entry(value, row)
+    if missing_index:
+        notes.append("Height or weight unknown: the BSA-indexed ranges are not applied.")
     result["applied"] = any(entry["flag"] is not None for entry in result["parameters"].values())
     return result | {"note": " ".join(notes)}
 
