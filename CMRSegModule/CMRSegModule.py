@@ -4,7 +4,6 @@ The module stays thin: MRML work lives in ``CMRSegModuleLib`` and the computatio
 (No ``from __future__ import annotations`` here: the parameter node wrapper reads the real type hints.)
 """
 
-import enum
 import logging
 import os
 import sys
@@ -31,6 +30,7 @@ from slicer.util import VTKObservationMixin
 from cmrseg.errors import CMRSegError
 from cmrseg.shipped import default_model_path as shippedModelPath
 from CMRSegModuleLib import Corrections, Dependencies, Export, ResultsTable, ReviewList, ReviewNodes, Runner
+from CMRSegModuleLib.Choices import BasalRule, Device, PatientSex
 from CMRSegModuleLib.SequenceNodes import (
     describeInputNode,
     inputProblem,
@@ -71,35 +71,6 @@ def registerTerminology() -> None:
         logging.warning("CMRSeg: could not register the terminology %s", path)
 
 
-class PatientSex(enum.Enum):
-    UNKNOWN = "unknown"
-    FEMALE = "F"
-    MALE = "M"
-    OTHER = "O"
-
-    def label(self) -> str:
-        return {"unknown": "Unknown (no reference ranges)", "F": "Female", "M": "Male", "O": "Other"}[self.value]
-
-
-class Device(enum.Enum):
-    AUTO = "auto"
-    CPU = "cpu"
-    CUDA = "cuda"
-
-    def label(self) -> str:
-        return {"auto": "Automatic (CUDA if available)", "cpu": "CPU", "cuda": "CUDA GPU"}[self.value]
-
-
-class BasalRule(enum.Enum):
-    NONE = "none"
-    HALF = "50"
-    FULL = "100"
-
-    def label(self) -> str:
-        return {"none": "Keep all slices", "50": "Keep if >= 50 % enclosed by myocardium",
-                "100": "Keep only if 100 % enclosed"}[self.value]
-
-
 @parameterNodeWrapper
 class CMRSegModuleParameterNode:
     """The user's choices, saved with the scene. Frames are 0-based; height/weight 0 mean unknown."""
@@ -119,6 +90,9 @@ class CMRSegModuleParameterNode:
     resultsTable: vtkMRMLTableNode
     autoUpdate: bool = True
     exportFolder: Path = Path.home()
+    pacsAddress: str = ""  # HOST:PORT
+    pacsCalledAet: str = "ANY-SCP"
+    pacsCallingAet: str = "CMRSEG"
 
 
 class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -214,6 +188,7 @@ class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableM
         for button in (self.ui.showEdButton, self.ui.editEdButton, self.ui.updateCorrectedButton,
                        self.ui.approveButton, self.ui.exportButton):
             button.enabled = review is not None
+        self.ui.sendToPacsButton.enabled = review is not None and bool(p.pacsAddress.strip())
         for button in (self.ui.showEsButton, self.ui.editEsButton):
             button.enabled = review is not None and not review.singleFrame
         corrected = [n for n in (review.edCorrected, review.esCorrected) if n] if review and p.autoUpdate else []
@@ -383,6 +358,9 @@ class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
 
     def export(self, table, folder, overwrite: bool = False) -> list[Path]:
         return Export.exportReview(ReviewNodes.reviewNodesFromTable(table), folder, overwrite=overwrite)
+
+    def sendToPacs(self, table, folder, address: str, calledAet: str, callingAet: str) -> list[dict]:
+        return Export.sendToPacs(ReviewNodes.reviewNodesFromTable(table), folder, address, calledAet, callingAet)
 
 
 class CMRSegModuleTest(ScriptedLoadableModuleTest):

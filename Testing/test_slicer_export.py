@@ -165,3 +165,51 @@ def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_pa
     assert not [p for p in written if p.name.endswith(".seg.dcm")]
     document = json.loads(next(p for p in written if p.name.endswith("_results.json")).read_text())
     assert document["dicom_seg"] == "no DICOM source"
+
+
+def test_the_exported_dicom_is_sent_to_the_pacs_only_as_it_is_on_screen(headless_slicer, tmp_path):
+    pytest.importorskip("highdicom")
+    pytest.importorskip("pynetdicom")
+    import pydicom
+
+    from cmrseg.io.dicom_write import write_dicom_cine
+    from cmrseg.phantom import make_phantom
+    from CMRSegModuleLib.Export import sendToPacs
+    from CMRSegModuleLib.SequenceNodes import loadCineDicomFolder, studyFromInputNode
+    from storage_scp import Pacs
+
+    phantom = make_phantom(seed=4, frames=4, slices=8, matrix=(120, 128), oblique=True)
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    sequence, _, _ = loadCineDicomFolder(headless_slicer.scene, str(tmp_path / "dicom"))
+    ed, es = phantom.study.ed_frame, phantom.study.es_frame
+    review = review_from_labels(headless_slicer.scene, studyFromInputNode(sequence),
+                                {ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "Cine")  # fmt: skip
+    pacs = Pacs()
+    address = f"127.0.0.1:{pacs.port}"
+    try:
+        with pytest.raises(CMRSegError, match="Export first"):
+            sendToPacs(review, tmp_path / "out", address, "TESTPACS", "CARDIO1")
+        written = exportReview(review, tmp_path / "out")
+        sent = sendToPacs(review, tmp_path / "out", address, "TESTPACS", "CARDIO1")
+        assert [r["status"] for r in sent] == ["stored"] * 3 and pacs.calling == ["CARDIO1"] * 3
+        files = sorted(p for p in written if p.name.endswith(".dcm"))
+        assert {str(pydicom.dcmread(p).SOPInstanceUID) for p in files} == {str(d.SOPInstanceUID) for d in pacs.received}
+        # One voxel edited after the export: the files no longer show what the screen shows; nothing is sent.
+        corrected_ed, _ = relabel_voxels(phantom.labels[ed], labels.LV, labels.MYO, 1)
+        edit_segments(review.edCorrected, review.edVolume, corrected_ed)
+        with pytest.raises(CMRSegError, match="changed since the export"):
+            sendToPacs(review, tmp_path / "out", address, "TESTPACS", "CARDIO1")
+        assert len(pacs.received) == 3
+        with pytest.raises(CMRSegError, match="not HOST:PORT"):
+            sendToPacs(review, tmp_path / "out", "pacs", "TESTPACS", "CARDIO1")
+    finally:
+        pacs.close()
+
+
+def test_a_result_without_dicom_sources_has_nothing_to_send(edited, tmp_path):
+    from CMRSegModuleLib.Export import sendToPacs
+
+    review, _ = edited
+    exportReview(review, tmp_path)
+    with pytest.raises(CMRSegError, match="no DICOM SEG or SR to send"):
+        sendToPacs(review, tmp_path, "127.0.0.1:11112", "PACS", "CMRSEG")

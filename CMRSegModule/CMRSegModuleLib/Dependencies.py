@@ -30,6 +30,7 @@ REQUIREMENTS = {
     "scipy": "scipy>=1.11",
     "matplotlib": "matplotlib>=3.8",
     "highdicom": "highdicom>=0.22",  # the corrected segmentations as DICOM SEG, back to PACS
+    "pynetdicom": "pynetdicom>=2.1",  # sending them to the PACS (C-STORE)
 }
 TORCH_VERSION = ">=2.1"
 MINIMUM_PYTHON = (3, 11)  # the cmrseg core's requirement (pyproject.toml)

@@ -32,7 +32,13 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
-from CMRSegModuleLib.Corrections import approvalOf, correctionRecord, correctionTotals, writeCorrectionCsv
+from CMRSegModuleLib.Corrections import (
+    approvalOf,
+    correctedFingerprint,
+    correctionRecord,
+    correctionTotals,
+    writeCorrectionCsv,
+)
 from CMRSegModuleLib.ReviewNodes import PHASE_DICOM_ATTRIBUTE, ReviewNodes, updateCorrected
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode
@@ -155,6 +161,7 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dic
         "corrected": _clean(corrected),
         "difference": _clean(difference),
         "approval": approvalOf(review),
+        "corrected_fingerprint": correctedFingerprint(review),  # what a later send checks the screen against
         "dicom_seg": "written" if "ED_dicom_seg" in paths else storedDicomSources(review)["problem"],
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
@@ -165,3 +172,34 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dic
 
 def _clean(values: dict) -> dict:
     return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in values.items()}
+
+
+DICOM_KINDS = ("ED_dicom_seg", "ES_dicom_seg", "dicom_sr")
+
+
+def sendToPacs(review: ReviewNodes, folder: str | Path, address: str, calledAet: str, callingAet: str,
+               baseName: str | None = None, progress=None) -> list[dict]:
+    """Send the exported DICOM SEG and SR of ``review`` in ``folder`` to the PACS at ``address`` (HOST:PORT).
+
+    Raises:
+        CMRSegError: no DICOM objects for this result (not loaded from DICOM), not exported yet, edited since
+            the export (the PACS would get other numbers than the screen shows), or the PACS refused (see
+            :func:`cmrseg.pacs.send_files`).
+    """
+    from cmrseg.pacs import check_ae_title, files_to_send, parse_address, send_files
+
+    host, port = parse_address(address)
+    check_ae_title(calledAet, "The PACS AE title")
+    check_ae_title(callingAet, "This computer's AE title")
+    paths = exportPaths(review, folder, baseName)
+    dicomPaths = [paths[kind] for kind in DICOM_KINDS if kind in paths]
+    if not dicomPaths:
+        why = storedDicomSources(review).get("problem", "no DICOM source")
+        raise CMRSegError(f"This result has no DICOM SEG or SR to send ({why}); load the cine from DICOM files.")
+    missing = [p.name for p in dicomPaths + [paths["json"]] if not p.exists()]
+    if missing:
+        raise CMRSegError(f"Export first: {', '.join(missing)} not found in {folder}.")
+    exported = json.loads(paths["json"].read_text(encoding="utf-8")).get("corrected_fingerprint")
+    if exported != correctedFingerprint(review):
+        raise CMRSegError("The segmentations changed since the export; export again before sending to the PACS.")
+    return send_files(files_to_send(dicomPaths), host, port, calledAet, callingAet, progress)

@@ -24,6 +24,7 @@ class ReviewPanelMixin:
         self.ui.editEsButton.clicked.connect(lambda: self.onEditPhase("ES"))
         self.ui.approveButton.clicked.connect(self.onApprove)
         self.ui.exportButton.clicked.connect(self.onExport)
+        self.ui.sendToPacsButton.clicked.connect(self.onSendToPacs)
         self.ui.reviewerNameLineEdit.text = str(qt.QSettings().value(REVIEWER_SETTING, "") or "")
 
     def _showReviewState(self, review) -> None:
@@ -99,3 +100,10 @@ class ReviewPanelMixin:
             written = self.logic.export(table, folder, overwrite=bool(existing))
             approval = Corrections.approvalOf(self.logic.reviewOf(table))["status"]
             self.ui.statusLabel.text = f"Exported {len(written)} files to {folder} ({approval})."
+
+    def onSendToPacs(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Could not send to the PACS.", waitCursor=True):
+            sent = self.logic.sendToPacs(p.resultsTable, str(p.exportFolder), p.pacsAddress.strip(),
+                                         p.pacsCalledAet.strip(), p.pacsCallingAet.strip())
+            self.ui.statusLabel.text = f"Sent {len(sent)} DICOM files to {p.pacsCalledAet} at {p.pacsAddress}."
