@@ -8,7 +8,7 @@ image; when the heart found there lies off-centre, every frame is segmented agai
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from cmrseg.io.study import Study
 from cmrseg.labels import BACKGROUND, LV
 from cmrseg.model import load_model
 from cmrseg.model.ensemble import Ensemble
+from cmrseg.orientation import to_training_orientation
 from cmrseg.postprocess import clean_labels
 from cmrseg.preprocess import PreprocessConfig, preprocess_frame, to_native_probabilities
 from cmrseg.progress import ProgressCallback, report
@@ -192,11 +193,16 @@ def segment_frames(
     for index in frames:
         if not 0 <= index < study.num_frames:
             raise CMRSegError(f"Frame {index} is outside the study's {study.num_frames} frames.")
-    spacing = study.spacing
+    # The network sees the slices in its training orientation (anterior up, patient's left to the right).
+    turn = to_training_orientation(study.direction)
+    if not turn.identity:
+        log.info("Slices %s for the network (anterior up, left right); label maps turned back.", turn.describe())
+    spacing = turn.spacing(study.spacing)
+    first = turn.apply(study.frame(frames[0]))
     # Locate the heart on the first requested frame (one network, centred crop); crop around it when it is off
     # the image centre (almost every ACDC study), so that every frame is segmented once, by every network.
-    centre = heart_center(segmenter.heart_labels(study.frame(frames[0]), spacing))
-    image_centre = ((study.matrix[0] - 1) / 2, (study.matrix[1] - 1) / 2)
+    centre = heart_center(segmenter.heart_labels(first, spacing))
+    image_centre = ((first.shape[1] - 1) / 2, (first.shape[2] - 1) / 2)
     recentre = None
     if centre is not None:
         shift_mm = np.hypot((centre[0] - image_centre[0]) * spacing[1], (centre[1] - image_centre[1]) * spacing[0])
@@ -207,10 +213,11 @@ def segment_frames(
     results: dict[int, np.ndarray] = {}
     for done, index in enumerate(frames):
         report(progress, done, len(frames), "Segmenting frames")
-        probabilities, frame_evidence = segmenter.frame_evidence(study.frame(index), spacing, recentre, wanted)
-        results[index] = clean_labels(probabilities.argmax(axis=1).astype(np.uint8))
+        probabilities, found = segmenter.frame_evidence(turn.apply(study.frame(index)), spacing, recentre, wanted)
+        results[index] = turn.undo(clean_labels(probabilities.argmax(axis=1).astype(np.uint8)))
         if evidence is not None:
-            evidence[index] = frame_evidence
+            evidence[index] = replace(found, member_labels=turn.undo(found.member_labels),
+                                      raw_labels=turn.undo(found.raw_labels))
     report(progress, len(frames), len(frames), "Segmenting frames")
     lv_ml = max(float((labels == LV).sum()) * study.voxel_volume_ml for labels in results.values())
     if lv_ml < MIN_LV_ML:

@@ -1,0 +1,60 @@
+"""The network's in-plane orientation: a study stored flipped or turned is shown to the network as ACDC's are
+(anterior up, patient's left to the right), and its label maps come back on its own grid."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cmrseg.inference import segment_frames
+from cmrseg.orientation import ALL_TRANSFORMS, InPlaneTransform, to_training_orientation
+from cmrseg.phantom import _oblique_direction
+
+
+def stored_as(direction: np.ndarray, transform: InPlaneTransform) -> np.ndarray:
+    """The direction cosines of ``transform.undo(array)`` for an ``array`` with ``direction``: the same
+    patient, stored flipped or turned."""
+    m = transform.vector_matrix()  # (y, x) steps of the stored array -> (y, x) steps of the displayed one
+    dx, dy = direction[:, 0], direction[:, 1]
+    stored = direction.copy()
+    stored[:, 0] = m[0, 1] * dy + m[1, 1] * dx
+    stored[:, 1] = m[0, 0] * dy + m[1, 0] * dx
+    return stored
+
+
+def test_every_flip_and_turn_undoes_itself_and_moves_vectors_as_it_moves_pixels():
+    rng = np.random.default_rng(0)
+    array = rng.normal(size=(2, 5, 7))
+    for transform in ALL_TRANSFORMS:
+        assert np.array_equal(transform.undo(transform.apply(array)), array)
+        moved = transform.apply(array)
+        m = transform.vector_matrix()
+        # the pixel one step right of (2, 3) lands one step along m @ (0, 1) from where (2, 3) lands
+        marker = np.zeros((5, 7))
+        marker[2, 3], marker[2, 4] = 1, 2
+        start, end = (np.argwhere(transform.apply(marker) == v)[0] for v in (1, 2))
+        assert np.array_equal(end - start, m @ np.array([0, 1]))
+        assert moved.shape[-2:] == ((7, 5) if transform.spacing((1, 2, 3))[0] == 2 else (5, 7))
+
+
+@pytest.mark.parametrize("transform", ALL_TRANSFORMS, ids=str)
+def test_a_study_stored_flipped_or_turned_is_turned_back(transform):
+    for displayed in (np.eye(3), _oblique_direction()):  # both have anterior up and left right
+        assert to_training_orientation(displayed).identity
+        assert to_training_orientation(stored_as(displayed, transform)) == transform
+
+
+@pytest.mark.slow
+def test_the_label_maps_of_a_turned_study_are_those_of_the_displayed_one_turned(oblique_phantom, segmenter):
+    study = oblique_phantom.study
+    frames = [study.ed_frame, study.es_frame]
+    displayed = segment_frames(study, frames, segmenter)
+    turn = InPlaneTransform(transpose=True, quarter_turns=1)  # a mirror: the hardest to get back
+    stored = replace(study, image=turn.undo(study.image), direction=stored_as(study.direction, turn),
+                     spacing=turn.spacing(study.spacing))
+    found = segment_frames(stored, frames, segmenter)
+    for frame in frames:
+        assert found[frame].shape == stored.image.shape[1:]
+        assert np.array_equal(turn.apply(found[frame]), displayed[frame])  # the same network input, exactly
