@@ -58,3 +58,15 @@ def test_the_label_maps_of_a_turned_study_are_those_of_the_displayed_one_turned(
     for frame in frames:
         assert found[frame].shape == stored.image.shape[1:]
         assert np.array_equal(turn.apply(found[frame]), displayed[frame])  # the same network input, exactly
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_every_acdc_study_is_already_in_the_training_orientation(acdc_root):
+    from cmrseg.io.acdc import load_frame
+
+    patients = sorted(p for p in acdc_root.iterdir() if p.name.startswith("patient"))
+    assert len(patients) == 100
+    for patient in patients:
+        frame = load_frame(patient, "ED")
+        assert to_training_orientation(frame.study.direction).identity, patient.name
