@@ -19,7 +19,8 @@ import numpy as np
 # LPS patient axes: +x is the patient's left, +y posterior, +z superior.
 ANTERIOR = np.array([0.0, -1.0, 0.0])
 LEFT = np.array([1.0, 0.0, 0.0])
-UP, RIGHT = np.array([0.0, -1.0]), np.array([1.0, 0.0])  # as displayed: (x along columns, y down the rows)
+# As displayed, in (y, x) array index steps: y down the rows, x along the columns.
+UP, RIGHT = np.array([-1.0, 0.0]), np.array([0.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,8 @@ def to_training_orientation(direction: np.ndarray) -> InPlaneTransform:
     with the patient's anterior up and left to the right. Ties (a slice plane that holds neither direction)
     keep the identity."""
     direction = np.asarray(direction, dtype=float)
-    wanted = []
-    for patient, display in ((ANTERIOR, UP), (LEFT, RIGHT)):
-        projected = np.array([direction[:, 1] @ patient, direction[:, 0] @ patient])  # (y, x) in index steps
-        wanted.append((projected, np.array([display[1], display[0]])))
+    wanted = [(np.array([direction[:, 1] @ patient, direction[:, 0] @ patient]), display)  # projected (y, x)
+              for patient, display in ((ANTERIOR, UP), (LEFT, RIGHT))]
     best, best_score = InPlaneTransform(), -np.inf
     for transform in ALL_TRANSFORMS:
         matrix = transform.vector_matrix()
