@@ -115,6 +115,16 @@ def test_reference_columns_follow_the_patient_and_the_corrections(headless_slice
     assert ResultsTable.tablePatient(review.table) == patient
 
 
+def test_a_table_saved_before_the_reference_columns_still_updates(review, oblique_phantom):
+    for name in ("reference", "automatic_flag", "corrected_flag"):  # as a scene saved by an earlier CMRSeg
+        review.table.RemoveColumn(review.table.GetColumnIndex(name))
+    edited, _ = relabel_voxels(oblique_phantom.labels[oblique_phantom.study.ed_frame], labels.LV, labels.MYO, 20)
+    edit_segments(review.edCorrected, review.edVolume, edited)
+    corrected = updateCorrected(review)
+    row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "lv_edv_ml")
+    assert row["corrected"] == round(corrected["lv_edv_ml"], ResultsTable.DECIMALS) and row["corrected_flag"] == ""
+
+
 def test_table_finds_its_nodes_again_and_reports_deleted_ones(headless_slicer, review):
     again = reviewNodesFromTable(review.table)
     assert again.edCorrected is review.edCorrected and again.esVolume is review.esVolume

@@ -172,7 +172,10 @@ def readTable(table) -> list[dict]:
     for row, key in enumerate(rowKeys(table)):
         entry = {"key": key}
         for name, array in columns.items():
-            entry[name] = array.GetValue(row) if name in TEXT_COLUMNS else float(array.GetValue(row))
+            if array is None:  # a table saved by a CMRSeg without reference ranges
+                entry[name] = ""
+            else:
+                entry[name] = array.GetValue(row) if name in TEXT_COLUMNS else float(array.GetValue(row))
         rows.append(entry)
     return rows
 
@@ -194,6 +197,8 @@ def _setReferenceColumns(table, column: str, measures: dict, withRange: bool = F
     columns = [(f"{column}_flag", flagCell)] + ([("reference", rangeCell)] if withRange else [])
     for name, cell in columns:
         array = table.GetTable().GetColumnByName(name)
+        if array is None:  # a table saved by a CMRSeg without reference ranges
+            continue
         for row, key in enumerate(rowKeys(table)):
             array.SetValue(row, cell(entries.get(key)))
         array.Modified()
