@@ -81,9 +81,20 @@ def test_expert_masks_of_the_shared_acdc_patients_pass(acdc_root):
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_the_missed_rv_of_sunnybrook_scd0000101_fails(sunnybrook_root, model_path, tmp_path, capsys):
+def test_a_missed_rv_fails_the_quality_check(sunnybrook_root, model_path, tmp_path, capsys):
+    """SCD0000101 is stored with its RV below the LV; written as a NIfTI without its orientation (identity
+    direction cosines), it cannot be turned to the network's orientation and the network misses its RV."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from cmrseg.io.load import load_study
+    from cmrseg.io.volume_files import write_study
+
+    study = load_study([sunnybrook_root / "dicoms" / "SCD0000101"])
+    write_study(replace(study, direction=np.eye(3)), tmp_path / "no_orientation.nii.gz")
     out = tmp_path / "out"
-    assert main(["segment", str(sunnybrook_root / "dicoms" / "SCD0000101"), "--out", str(out),
+    assert main(["segment", str(tmp_path / "no_orientation.nii.gz"), "--out", str(out),
                  "--model", str(model_path), "--strict"]) == 3
     printed = capsys.readouterr().out
     assert "Quality check: FAIL" in printed
