@@ -34,10 +34,11 @@ def draw_slice(axis, volume, automatic, corrected, z: int, title: str) -> None:
 
 def draw_table(axis, table) -> None:
     rows = ResultsTable.readTable(table)
-    cells = [[r["parameter"], r["unit"], f"{r['automatic']:.1f}", f"{r['corrected']:.1f}", f"{r['difference']:+.1f}"]
-             for r in rows]
-    shown = axis.table(cellText=cells, colLabels=["Parameter", "Unit", "Automatic", "Corrected", "Difference"],
-                       loc="center", cellLoc="left", colWidths=[0.4, 0.09, 0.17, 0.17, 0.17])
+    cells = [[r["parameter"], r["unit"], f"{r['automatic']:.1f}", f"{r['corrected']:.1f}", f"{r['difference']:+.1f}",
+              r["reference"], r["corrected_flag"]] for r in rows]
+    shown = axis.table(cellText=cells, colLabels=["Parameter", "Unit", "Automatic", "Corrected", "Difference",
+                                                  "Reference", "Corrected vs range"],
+                       loc="center", cellLoc="left", colWidths=[0.3, 0.08, 0.11, 0.11, 0.11, 0.13, 0.18])
     shown.auto_set_font_size(False)
     shown.set_fontsize(8)
     axis.axis("off")
@@ -49,7 +50,8 @@ def main(folder: Path) -> None:
     phantom = make_phantom(seed=0, frames=12, oblique=True)
     study = phantom.study
     ed, es = study.ed_frame, study.es_frame
-    settings = Runner.RunSettings(edFrame=ed, esFrame=es, device="cpu", heightCm=172.0, weightKg=74.0)
+    settings = Runner.RunSettings(edFrame=ed, esFrame=es, device="cpu", heightCm=172.0, weightKg=74.0, sex="F",
+                                  ageYears=52.0)
     result = Runner.runInProcess(study, settings, Segmenter.load(device="cpu"))
     review = ReviewNodes.createReviewNodes(headless.scene, study, result, "Phantom cine",
                                            patient=Runner.patientWithSettings(study.patient, settings))
