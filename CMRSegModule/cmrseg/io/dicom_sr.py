@@ -100,6 +100,11 @@ def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_f
             is_final=False, is_verified=False,
         )  # fmt: skip
         sr.SeriesDescription = f"CMRSeg {'corrected' if corrected else 'automatic'} measurements {__version__}"
+        scheme = pydicom.Dataset()  # a private coding scheme is declared in the object that uses it
+        scheme.CodingSchemeDesignator = SCHEME
+        scheme.CodingSchemeName = "CMRSeg measurements"
+        scheme.CodingSchemeResponsibleOrganization = "CMRSeg"
+        sr.CodingSchemeIdentificationSequence = [*sr.get("CodingSchemeIdentificationSequence", []), scheme]
     path = Path(path)
     sr.save_as(path)
     return path

@@ -170,6 +170,10 @@ def _series_dataset(
     ds.SequenceVariant = "SS"
     ds.ScanOptions = "CG"
     ds.MRAcquisitionType = "2D"
+    # Type 2 (present, empty when unknown): nothing here was acquired, so no sequence timing is claimed.
+    ds.RepetitionTime = ds.EchoTime = ds.EchoTrainLength = None
+    ds.PatientPosition = "HFS"
+    ds.BodyPartExamined = "HEART"  # unpaired: no Laterality
     ds.SpacingBetweenSlices = _ds(study.spacing[2])
     times = study.frame_times_ms
     if study.num_frames > 1:
