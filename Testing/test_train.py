@@ -30,7 +30,7 @@ from cmrseg.training.config import (
 from cmrseg.training.data import epoch_order, load_slices
 from cmrseg.training.loop import Runtime
 from cmrseg.training.schedule import lr_factor
-from cmrseg.training.split import make_split, read_split, write_split
+from cmrseg.training.split import make_fold_splits, make_split, read_split, write_split
 from cmrseg.training.state import load_state
 
 
@@ -90,6 +90,23 @@ def test_split_is_stratified_70_15_15_and_seeded(acdc_root, tmp_path):
         assert set(counts.values()) == {per_group}, (part, counts)
     assert make_split(acdc_root, seed=0) == split and make_split(acdc_root, seed=1) != split
     assert read_split(write_split(split, tmp_path / "split.json")) == split
+
+
+@pytest.mark.shared_data
+def test_five_folds_test_every_patient_once_and_never_choose_with_it(acdc_root, tmp_path):
+    folds = make_fold_splits(acdc_root, folds=5, seed=0)
+    groups = {p.name: read_info(p)["Group"] for p in list_patients(acdc_root)}
+    tested = [name for split in folds for name in split["test"]]
+    assert sorted(tested) == sorted(groups)  # every patient once
+    for split in folds:
+        assert (len(split["train"]), len(split["val"]), len(split["test"])) == (65, 15, 20)
+        parts = [set(split[part]) for part in ("train", "val", "test")]
+        assert sum(len(p) for p in parts) == len(set().union(*parts)) == 100  # no patient in two parts
+        for part, per_group in (("train", 13), ("val", 3), ("test", 4)):
+            counts = {g: sum(groups[p] == g for p in split[part]) for g in set(groups.values())}
+            assert set(counts.values()) == {per_group}, (part, counts)
+        assert read_split(write_split(split, tmp_path / "fold.json")) == split  # what cmrseg train --split reads
+    assert make_fold_splits(acdc_root, folds=5, seed=0) == folds and make_fold_splits(acdc_root, 5, seed=1) != folds
 
 
 @pytest.mark.slow
