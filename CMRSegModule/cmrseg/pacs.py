@@ -42,16 +42,16 @@ def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (a name or an IPv4 address; ``[v6]:PORT`` for IPv6) as ``(host, port)``."""
     match = re.fullmatch(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<port>\d+)|(?P<host>[A-Za-z0-9.-]+):(?P<port2>\d+)", text)
     if not match:
-        raise CMRSegError(f"--pacs {text!r} is not HOST:PORT (for example pacs.hospital.org:104 or 10.0.0.5:11112).")
+        raise CMRSegError(f"The PACS address {text!r} is not HOST:PORT (e.g. pacs.hospital.org:104 or 10.0.0.5:11112).")
     host = match["v6"] or match["host"]
     if match["v6"]:
         try:
             ipaddress.IPv6Address(host)
         except ValueError as exc:
-            raise CMRSegError(f"--pacs {text!r}: {host} is not an IPv6 address.") from exc
+            raise CMRSegError(f"The PACS address {text!r}: {host} is not an IPv6 address.") from exc
     port = int(match["port"] or match["port2"])
     if not 1 <= port <= 65535:
-        raise CMRSegError(f"--pacs port {port} is outside 1-65535.")
+        raise CMRSegError(f"The PACS port {port} is outside 1-65535.")
     return host, port
 
 
@@ -105,8 +105,8 @@ def send_files(files: list[Outgoing], host: str, port: int, called_aet: str = "A
         from pynetdicom import AE
     except ImportError as exc:
         raise CMRSegError("Sending to a PACS needs pynetdicom: pip install 'cmrseg[pacs]' (or pynetdicom).") from exc
-    check_ae_title(called_aet, "--called-aet")
-    check_ae_title(calling_aet, "--calling-aet")
+    check_ae_title(called_aet, "The PACS AE title")
+    check_ae_title(calling_aet, "The calling AE title")
     if not log.isEnabledFor(logging.DEBUG):  # its association log is for -v; the user gets one line per file
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     ae = AE(ae_title=calling_aet)
