@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def format_measures(measures: dict) -> str:
-    from cmrseg.reference import applied_text, flag_text
+    from cmrseg.reference import applied_text, value_checks
     from cmrseg.report import INDEXED, PARAMETERS
 
     lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"]
@@ -17,14 +17,12 @@ def format_measures(measures: dict) -> str:
         return "\n".join(lines)
     lines.append(f"ED frame {measures['ed_frame']}, ES frame {measures['es_frame']} ({measures['ed_es_from']})")
     reference = measures.get("reference", {})
-    flags = reference.get("parameters", {})
     for key, name, unit in PARAMETERS:
         indexed = study.get(INDEXED.get(key, ""))
         extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""
         value = f"{study[key]:8.1f}" if study[key] is not None else f"{'-':>8}"
-        checks = [f"{label}{flag_text(flags[k])}" for label, k in (("", key), ("indexed: ", INDEXED.get(key)))
-                  if k in flags]
-        lines.append(f"  {name:14} {value} {unit}{extra}" + (f"   {'; '.join(checks)}" if checks else ""))
+        checks = "; ".join(text for text, _ in value_checks(reference, key, INDEXED.get(key)))
+        lines.append(f"  {name:14} {value} {unit}{extra}" + (f"   {checks}" if checks else ""))
     if reference:
         lines.append(f"Reference ranges ({reference['limits']}; sources in measures.json): {applied_text(reference)}")
     return "\n".join(lines)

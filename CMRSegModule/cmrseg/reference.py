@@ -144,6 +144,14 @@ def flag_text(entry: dict | None) -> str:
     return f"{entry['flag']} ({entry['lower']:.1f}-{entry['upper']:.1f} {entry['unit']}, z {entry['z']:+.1f})"
 
 
+def value_checks(reference: dict | None, key: str, indexed_key: str | None) -> list[tuple[str, dict]]:
+    """``(text, entry)`` for a parameter and its BSA-indexed value where each has a range entry: the text is
+    :func:`flag_text`, prefixed ``indexed: `` for the indexed value (one wording for every report)."""
+    entries = (reference or {}).get("parameters", {})
+    return [(label + flag_text(entries[k]), entries[k]) for label, k in (("", key), ("indexed: ", indexed_key))
+            if k in entries]
+
+
 def applied_text(reference: dict) -> str:
     """``applied for F, 50 years`` or ``not applied``, then the note (what was missing)."""
     if reference["applied"]:

@@ -173,15 +173,10 @@ def rates_line(rates: dict) -> str:
 
 def reference_cell(reference: dict | None, key: str) -> str:
     """The value's and its indexed value's place against the reference range (HTML), empty without ranges."""
-    from cmrseg.reference import flag_text
+    from cmrseg.reference import value_checks
 
-    entries = (reference or {}).get("parameters", {})
-    parts = []
-    for label, k in (("", key), ("indexed: ", INDEXED.get(key))):
-        if k in entries:
-            text = html.escape(label + flag_text(entries[k]))
-            parts.append(f"<b style=\"color:#b00\">{text}</b>" if entries[k]["flag"] in ("low", "high") else text)
-    return "<br>".join(parts)
+    return "<br>".join(f"<b style=\"color:#b00\">{html.escape(text)}</b>" if entry["flag"] in ("low", "high")
+                       else html.escape(text) for text, entry in value_checks(reference, key, INDEXED.get(key)))
 
 
 def reference_note(reference: dict | None) -> str:

@@ -51,7 +51,7 @@ def write_pdf_report(
         from fpdf import FPDF
     except ImportError as exc:
         raise CMRSegError("A PDF report needs fpdf2: pip install 'cmrseg[report]' (or fpdf2).") from exc
-    from cmrseg.reference import applied_text, flag_text, sources
+    from cmrseg.reference import applied_text, sources, value_checks
     from cmrseg.report import INDEXED, PARAMETERS
 
     class Report(FPDF):
@@ -83,16 +83,14 @@ def write_pdf_report(
         pdf.ln(2)
     pdf.set_font("Helvetica", size=9)
     pdf.set_fill_color(240, 240, 240)  # heading row; the QC colour must not carry over
-    entries = (reference or {}).get("parameters", {})
     with pdf.table(col_widths=(32, 20, 12, 22, 100), text_align=("LEFT", "RIGHT", "LEFT", "RIGHT", "LEFT"),
                    first_row_as_headings=True, line_height=5) as table:  # fmt: skip
         table.row(["Parameter", "Value", "Unit", "Indexed (/m2)", "Reference range (flag, z)"])
         for key, name, unit in PARAMETERS:
             indexed = measures.get(INDEXED.get(key, ""))
-            checks = [label + flag_text(entries[k]) for label, k in (("", key), ("indexed: ", INDEXED.get(key)))
-                      if k in entries]
+            checks = "; ".join(text for text, _ in value_checks(reference, key, INDEXED.get(key)))
             table.row([name, _number(measures.get(key)), unit, _number(indexed) if indexed is not None else "",
-                       _text("; ".join(checks))])
+                       _text(checks)])
     pdf.set_font("Helvetica", size=7)
     if reference:
         lines = [f"Reference ranges ({reference['limits']}): {applied_text(reference)}"] + sources(reference)
