@@ -213,3 +213,17 @@ def test_a_result_without_dicom_sources_has_nothing_to_send(edited, tmp_path):
     exportReview(review, tmp_path)
     with pytest.raises(CMRSegError, match="no DICOM SEG or SR to send"):
         sendToPacs(review, tmp_path, "127.0.0.1:11112", "PACS", "CMRSEG")
+
+
+def test_the_export_holds_the_regional_wall_of_both_results(edited, oblique_phantom, tmp_path):
+    from cmrseg.regional import regional_wall_thickness
+
+    review, corrected_ed = edited
+    study = oblique_phantom.study
+    ed, es = oblique_phantom.labels[study.ed_frame], oblique_phantom.labels[study.es_frame]
+    document = json.loads(next(p for p in exportReview(review, tmp_path) if p.name.endswith(".json")).read_text())
+    regional = document["regional_wall_thickness"]
+    assert regional["automatic"] == regional_wall_thickness(ed, es, study.spacing, study.direction)
+    assert regional["corrected"] == regional_wall_thickness(corrected_ed, es, study.spacing, study.direction)
+    assert [row["segment"] for row in regional["corrected"]] == list(range(1, 17))
+    assert regional["corrected"] != regional["automatic"]  # the 50 voxels moved into the wall show

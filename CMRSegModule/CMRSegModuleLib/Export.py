@@ -6,7 +6,8 @@ Files, for ``<base>`` the study name and ``<phase>`` ED and ES (``frame`` for a 
 * ``<base>_<phase>_corrected.nii.gz``: label map with the ACDC values (1 RV, 2 Myo, 3 LV), on the frame's grid;
 * ``<base>_results.csv``: the results table as shown (values rounded);
 * ``<base>_results.json``: exact automatic and corrected values, their difference, the model, the basal-slice
-  rule, the ED/ES frames, the cmrseg version, the approval (or "not approved") and the correction record;
+  rule, the ED/ES frames, the cmrseg version, the approval (or "not approved"), the correction record and the
+  regional wall (AHA segments) of the automatic and the corrected result;
 * ``<base>_corrections.csv``: ml added and removed by the correction per phase, slice and structure;
 * ``<base>_<phase>_corrected.seg.dcm``: a DICOM SEG (semi-automatic) referencing the cine's own DICOM images,
   and ``<base>_corrected_measures.sr.dcm``, the corrected parameters and their quality check as a DICOM SR,
@@ -41,7 +42,7 @@ from CMRSegModuleLib.Corrections import (
 )
 from CMRSegModuleLib.ReviewNodes import PHASE_DICOM_ATTRIBUTE, ReviewNodes, updateCorrected
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
-from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode
+from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode, volumeNodeGeometry
 
 
 def baseNameOf(review: ReviewNodes) -> str:
@@ -122,6 +123,22 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     return list(paths.values())
 
 
+def regionalWall(review: ReviewNodes) -> dict | None:
+    """The AHA-segment wall thickness and thickening (:mod:`cmrseg.regional`) of the automatic and the
+    corrected ED/ES segmentations; None for a single volume."""
+    from cmrseg.regional import regional_wall_thickness
+
+    if review.singleFrame:
+        return None
+    spacing, _, direction = volumeNodeGeometry(review.edVolume)
+    found = {}
+    for kind in ("automatic", "corrected"):
+        ed, es = (labelmapFromSegmentation(getattr(review, f"{phase}{kind.title()}"), getattr(review, f"{phase}Volume"))
+                  for phase in ("ed", "es"))  # fmt: skip
+        found[kind] = regional_wall_thickness(ed, es, spacing, direction)
+    return found
+
+
 def writeResultsCsv(table, path: str | Path) -> Path:
     """The results table as shown: one row per parameter, values with the table's decimals."""
     with open(path, "w", newline="", encoding="utf-8") as stream:
@@ -164,6 +181,7 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dic
         "corrected_fingerprint": correctedFingerprint(review),  # what a later send checks the screen against
         "dicom_seg": "written" if "ED_dicom_seg" in paths else storedDicomSources(review)["problem"],
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
+        "regional_wall_thickness": regionalWall(review),
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
     }
     Path(path).write_text(json.dumps(document, indent=2), encoding="utf-8")
