@@ -33,13 +33,13 @@ def correctionRecord(review: ReviewNodes) -> list[dict]:
     """One row per phase, slice and structure the correction changed: ``phase``, ``slice`` (0-based, as the
     review list and the label maps count), ``structure`` (RV, Myo, LV), ``added_ml``, ``removed_ml``,
     ``net_ml``; in phase, slice, structure order. Empty when nothing was changed."""
-    return _record(_phaseLabelmaps(review))
+    return _record(phaseLabelmaps(review))
 
 
-def reviewState(review: ReviewNodes) -> tuple[list[dict], dict]:
+def reviewState(review: ReviewNodes, maps: list | None = None) -> tuple[list[dict], dict]:
     """The correction record and the approval, from one export of the label maps (the module shows both
-    after every edit)."""
-    maps = _phaseLabelmaps(review)
+    after every edit); ``maps`` (:func:`phaseLabelmaps`) when the caller has them already."""
+    maps = phaseLabelmaps(review) if maps is None else maps
     return _record(maps), _approval(review, _fingerprint(maps))
 
 
@@ -48,7 +48,7 @@ def editedSliceKeys(rows: list[dict]) -> set[str]:
     return {f"{row['phase']}:{row['slice']}" for row in rows}
 
 
-def _phaseLabelmaps(review: ReviewNodes) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+def phaseLabelmaps(review: ReviewNodes) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
     """``(phase, automatic, corrected, voxel ml)`` label maps of each phase, on its volume's grid."""
     return [(phase, labelmapFromSegmentation(automatic, volume), labelmapFromSegmentation(corrected, volume),
              voxelVolumeMl(volume)) for phase, volume, automatic, corrected in review.phases()]  # fmt: skip
@@ -90,9 +90,9 @@ def writeCorrectionCsv(rows: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
-def correctedFingerprint(review: ReviewNodes) -> str:
+def correctedFingerprint(review: ReviewNodes, maps: list | None = None) -> str:
     """SHA-256 of the corrected label maps and their grids: changes with any edit of any voxel."""
-    return _fingerprint(_phaseLabelmaps(review))
+    return _fingerprint(phaseLabelmaps(review) if maps is None else maps)
 
 
 def _fingerprint(maps: list[tuple[str, np.ndarray, np.ndarray, float]]) -> str:

@@ -34,14 +34,13 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
 from CMRSegModuleLib.Corrections import (
-    approvalOf,
     correctedFingerprint,
-    correctionRecord,
     correctionTotals,
+    phaseLabelmaps,
+    reviewState,
     writeCorrectionCsv,
 )
 from CMRSegModuleLib.ReviewNodes import PHASE_DICOM_ATTRIBUTE, ReviewNodes, updateCorrected
-from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 from CMRSegModuleLib.VolumeNodes import studyFromVolumeNode, volumeNodeGeometry
 
 
@@ -95,12 +94,12 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     if existing and not overwrite:
         raise CMRSegError(f"{folder} already holds {', '.join(existing)}; choose another folder or allow overwriting.")
     corrected = updateCorrected(review)
+    maps = phaseLabelmaps(review)  # one export of the label maps for the files, the record and the JSON
     sources = storedDicomSources(review)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".cmrseg-export-") as scratch:
         scratch = Path(scratch)
-        for phase, volume, _, correctedNode in review.phases():
-            labelmap = labelmapFromSegmentation(correctedNode, volume)
+        for (phase, volume, _, _), (_, _, labelmap, _) in zip(review.phases(), maps, strict=True):
             grid = studyFromVolumeNode(volume)
             write_seg_nrrd(labelmap, grid, scratch / paths[f"{phase}_seg"].name)
             write_frame(labelmap, grid, scratch / paths[f"{phase}_labelmap"].name)
@@ -115,28 +114,25 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
             write_dicom_sr(corrected, sources["folder"], sources["ED"], sources["ES"], scratch / paths["dicom_sr"].name,
                            review.runInfo()["model"], corrected["qc"]["status"], corrected=True)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
-        corrections = correctionRecord(review)
+        corrections, approval = reviewState(review, maps)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
-        writeResultsJson(review, corrected, corrections, paths, scratch / paths["json"].name)
+        writeResultsJson(review, corrected, maps, corrections, approval, paths, scratch / paths["json"].name)
         for path in paths.values():
             shutil.move(str(scratch / path.name), path)
     return list(paths.values())
 
 
-def regionalWall(review: ReviewNodes) -> dict | None:
+def regionalWall(review: ReviewNodes, maps: list) -> dict | None:
     """The AHA-segment wall thickness and thickening (:mod:`cmrseg.regional`) of the automatic and the
-    corrected ED/ES segmentations; None for a single volume."""
+    corrected ED/ES label maps (``maps``: :func:`phaseLabelmaps`); None for a single volume."""
     from cmrseg.regional import regional_wall_thickness
 
     if review.singleFrame:
         return None
     spacing, _, direction = volumeNodeGeometry(review.edVolume)
-    found = {}
-    for kind in ("automatic", "corrected"):
-        ed, es = (labelmapFromSegmentation(getattr(review, f"{phase}{kind.title()}"), getattr(review, f"{phase}Volume"))
-                  for phase in ("ed", "es"))  # fmt: skip
-        found[kind] = regional_wall_thickness(ed, es, spacing, direction)
-    return found
+    byPhase = {phase: (automatic, corrected) for phase, automatic, corrected, _ in maps}
+    return {kind: regional_wall_thickness(byPhase["ED"][index], byPhase["ES"][index], spacing, direction)
+            for index, kind in enumerate(("automatic", "corrected"))}
 
 
 def writeResultsCsv(table, path: str | Path) -> Path:
@@ -152,8 +148,8 @@ def writeResultsCsv(table, path: str | Path) -> Path:
     return Path(path)
 
 
-def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dict], paths: dict[str, Path],
-                     path: str | Path) -> Path:
+def writeResultsJson(review: ReviewNodes, corrected: dict, maps: list, corrections: list[dict], approval: dict,
+                     paths: dict[str, Path], path: str | Path) -> Path:
     """Exact values, the difference and the facts of the run, as JSON (``null`` where not defined)."""
     automatic = ResultsTable.automaticMeasures(review.table)
     info = review.runInfo()
@@ -177,11 +173,11 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, corrections: list[dic
         "automatic": _clean(automatic),
         "corrected": _clean(corrected),
         "difference": _clean(difference),
-        "approval": approvalOf(review),
-        "corrected_fingerprint": correctedFingerprint(review),  # what a later send checks the screen against
+        "approval": approval,
+        "corrected_fingerprint": correctedFingerprint(review, maps),  # what a later send checks the screen against
         "dicom_seg": "written" if "ED_dicom_seg" in paths else storedDicomSources(review)["problem"],
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
-        "regional_wall_thickness": regionalWall(review),
+        "regional_wall_thickness": regionalWall(review, maps),
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
     }
     Path(path).write_text(json.dumps(document, indent=2), encoding="utf-8")
@@ -204,11 +200,9 @@ def sendToPacs(review: ReviewNodes, folder: str | Path, address: str, calledAet:
             the export (the PACS would get other numbers than the screen shows), or the PACS refused (see
             :func:`cmrseg.pacs.send_files`).
     """
-    from cmrseg.pacs import check_ae_title, files_to_send, parse_address, send_files
+    from cmrseg.pacs import files_to_send, parse_address, send_files
 
     host, port = parse_address(address)
-    check_ae_title(calledAet, "The PACS AE title")
-    check_ae_title(callingAet, "This computer's AE title")
     paths = exportPaths(review, folder, baseName)
     dicomPaths = [paths[kind] for kind in DICOM_KINDS if kind in paths]
     if not dicomPaths:

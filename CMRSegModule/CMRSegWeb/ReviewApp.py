@@ -123,7 +123,10 @@ class ReviewApp(TrameApp):
                                "slice": int(entry["slice"])} for entry in session.reviewEntries()]
         self.state.corrections = Corrections.describeCorrections(rows)
         self.state.approval = Corrections.describeApproval(approval)
-        self.state.can_undo, self.state.can_redo = session.canUndo(), session.canRedo()
+        self._syncUndo()
+
+    def _syncUndo(self) -> None:
+        self.state.can_undo, self.state.can_redo = self.session.canUndo(), self.session.canRedo()
 
     def _onEdited(self, *_) -> None:
         if self.session is None:
@@ -146,7 +149,7 @@ class ReviewApp(TrameApp):
     # -- page actions -------------------------------------------------------------------------------------------
     def showPhase(self, phase: str) -> None:
         self._act(lambda: self._syncView(self.session.showPhase(phase)))
-        self._act(self._syncResults)
+        self._act(self._syncUndo)  # each phase has its own undo history; the results do not change
 
     def showSlice(self, sliceIndex) -> None:
         self._act(lambda: self._syncView(self.session.showSlice(int(sliceIndex))))

@@ -17,7 +17,8 @@ def readRunFolder(folder: str | Path, seriesUid: str | None = None, heightCm: fl
                   weightKg: float | None = None, progress=None, sex: str | None = None, ageYears: float | None = None):
     """``(study, RunResult)`` of a finished run: the study read again from the run's inputs, the label maps
     from the folder. The inputs are looked up as the run named them, then relative to the folder's parent.
-    The sex and age the run's reference ranges used are kept unless others are given."""
+    The height, weight, sex and age the run used (``measures.json``'s ``patient``) are kept unless others are
+    given: a NIfTI input does not carry them."""
     from dataclasses import replace
 
     from cmrseg.io.load import load_study
@@ -33,9 +34,9 @@ def readRunFolder(folder: str | Path, seriesUid: str | None = None, heightCm: fl
     if singleFrame:
         raise CMRSegError(f"{folder} holds a single-frame result; the review needs ED and ES.")
     study = load_study(inputs, series_uid=seriesUid, progress=progress)
-    used = measures.get("reference", {})
-    settings = RunSettings(heightCm=heightCm, weightKg=weightKg, sex=sex or used.get("sex"),
-                           ageYears=ageYears or used.get("age_years"))
+    used = measures.get("patient", {})
+    settings = RunSettings(heightCm=heightCm or used.get("height_cm"), weightKg=weightKg or used.get("weight_kg"),
+                           sex=sex or used.get("sex"), ageYears=ageYears or used.get("age_years"))
     study = replace(study, patient=patientWithSettings(study.patient, settings))
     for frame, labels in result.labels.items():
         if labels.shape != study.image.shape[1:]:

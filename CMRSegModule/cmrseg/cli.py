@@ -263,12 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from cmrseg.pacs import check_ae_title, files_to_send, parse_address, send_files
+    from cmrseg.pacs import files_to_send, parse_address, send_files
     from cmrseg.progress import LinePrinter
 
     host, port = parse_address(args.pacs)
-    check_ae_title(args.called_aet, "--called-aet")
-    check_ae_title(args.calling_aet, "--calling-aet")
     files = files_to_send(args.input)  # every file read and checked before anything is sent
     results = send_files(files, host, port, args.called_aet, args.calling_aet, LinePrinter())
     for outgoing, result in zip(files, results, strict=True):

@@ -187,6 +187,9 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "cmrseg_version": __version__,
         "model": segmenter.description,
         "input": [str(p) for p in loaded.inputs],
+        # what the indexing and the reference ranges used (given or read); never an identifier
+        "patient": {key: value for key, value in study.patient.as_dict().items()
+                    if key in ("height_cm", "weight_kg", "sex", "age_years")},
         "basal_rule": basal_rule,
         "ed_frame": ed,
         "es_frame": es,
