@@ -199,3 +199,33 @@ def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_
     with torch.no_grad():
         assert model(torch.rand(1, 1, 64, 64)).shape == (1, 4, 64, 64)
     assert (tmp_path / "run" / "best.pt").stat().st_size < 10_000_000  # weights only
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_fine_tuning_starts_from_a_shipped_network_and_only_on_its_split(acdc_root, tmp_path, capsys):
+    from cmrseg.shipped import default_model_path
+    from cmrseg.training.split import file_sha256
+
+    shipped = default_model_path()
+    shipped_split = shipped.with_name("cmrseg_dense_unet.split.json")
+    tiny = ["--data", str(acdc_root), "--max-patients", "1", "--batch-size", "4", "--iterations-per-epoch", "1",
+            "--epochs", "1", "--lr", "1e-12", "--loss", "wce+dice", "--class-weighting", "none"]
+    assert _train(tmp_path / "no_member", *tiny, "--split", str(shipped_split), "--init", str(shipped)) == 2
+    assert "ensemble of 3 networks; choose one with --init-member 0..2" in capsys.readouterr().err
+    # A new split would put some of the shipped network's training patients among validation and test.
+    assert _train(tmp_path / "other_split", *tiny, "--init", str(shipped), "--init-member", "1") == 2
+    assert "trained on another split" in capsys.readouterr().err
+
+    out = tmp_path / "tuned"
+    assert _train(out, *tiny, "--split", str(shipped_split), "--init", str(shipped), "--init-member", "1") == 0
+    assert "Started from the weights of" in capsys.readouterr().out
+    tuned, meta = load_model(out / "best.pt")
+    ensemble, _ = load_model(shipped)
+    tuned_weights = dict(tuned.named_parameters())  # (batch-norm statistics move with the one training step)
+    for name, tensor in ensemble.members[1].named_parameters():
+        assert torch.allclose(tuned_weights[name].float(), tensor.float(), atol=1e-3), name
+    # A fresh network scores near 0 after one step; the shipped one segments its validation patient.
+    assert meta["metrics"]["validation"]["dice_mean"] > 0.8
+    assert meta["training"]["init_sha256"] == file_sha256(shipped)
+    assert "--init-member 1" in meta["training"]["command"]

@@ -43,6 +43,8 @@ class TrainConfig:
     jitter_px: int = 32  # random crop offset around the heart during training (48 mm at 1.5 mm)
     precision: str = "bf16"
     augmentation: str = "standard"
+    init: str | None = None  # checkpoint whose weights start the run (fine-tuning)
+    init_member: int | None = None  # which network of an ensemble checkpoint
 
     def preprocess(self) -> PreprocessConfig:
         from cmrseg.preprocess import PreprocessConfig

@@ -81,6 +81,7 @@ def checkpoint_metadata(
             "config": asdict(config),
             "parameters": n_parameters,
             "command": reproducing_command(config),
+            **({"init_sha256": file_sha256(config.init)} if config.init else {}),
             "argv": sys.argv,
             "wall_seconds": round(wall_seconds, 1),
             "machine": machine_description(device),

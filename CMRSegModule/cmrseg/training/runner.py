@@ -25,6 +25,7 @@ from cmrseg.training.record import checkpoint_metadata
 from cmrseg.training.schedule import make_scheduler
 from cmrseg.training.split import make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
+from cmrseg.training.warm_start import initial_weights
 
 
 def prepare_split(out: Path, config: TrainConfig, split_file: str | None) -> tuple[dict[str, Any], Path]:
@@ -81,7 +82,10 @@ def run_training(args: argparse.Namespace) -> int:
     loss_fn = SegmentationLoss(config.loss, weights).to(device)
 
     torch.manual_seed(config.seed)
-    model = build_model(config.preset, **config.model_args()).to(device)
+    model = build_model(config.preset, **config.model_args())
+    if state is None and config.init:
+        load_weights(model, initial_weights(config.init, config.init_member, split_path), config.init)
+    model = model.to(device)
     runtime = Runtime(device, config.precision, channels_last=True)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -108,7 +112,8 @@ def run_training(args: argparse.Namespace) -> int:
         f"{len(train.volumes)} frames, validating on {len(val.volumes)} frames; {iterations} batches of "
         f"{config.batch_size} per epoch; {device}, {config.precision}, {torch.get_num_threads()} threads; "
         f"class weights {[round(float(w), 3) for w in weights]}; "
-        + (f"resuming at epoch {start_epoch}." if state else f"{config.epochs} epochs."),
+        + (f"resuming at epoch {start_epoch}." if state else f"{config.epochs} epochs.")
+        + (f" Started from the weights of {config.init} (network {config.init_member or 0})." if config.init else ""),
         flush=True,
     )
     if start_epoch > config.epochs:

@@ -1,0 +1,37 @@
+"""Starting a run from a trained network's weights (fine-tuning), kept to the split that network was trained on.
+
+A network fine-tuned on another split would have seen some of the new run's validation or test patients in
+its first training, and their numbers would no longer be held out: that is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cmrseg.errors import CMRSegError
+from cmrseg.model.checkpoint import build_from_metadata, load_weights, read_checkpoint
+from cmrseg.model.ensemble import Ensemble
+from cmrseg.training.split import file_sha256
+
+
+def initial_weights(path: str | Path, member: int | None, split_path: Path) -> dict[str, torch.Tensor]:
+    """The float32 weights of the network in checkpoint ``path`` (member ``member`` of an ensemble)."""
+    metadata, state = read_checkpoint(path)
+    network = build_from_metadata(metadata, state)
+    load_weights(network, state, str(path))
+    if isinstance(network, Ensemble):
+        count = len(network.members)
+        if member is None or not 0 <= member < count:
+            raise CMRSegError(f"{path} is an ensemble of {count} networks; choose one with --init-member 0..{count - 1}.")
+        network = network.members[member]
+    elif member not in (None, 0):
+        raise CMRSegError(f"{path} holds one network; --init-member {member} does not exist.")
+    trained_on = metadata.get("training", {}).get("split_sha256")
+    if trained_on != file_sha256(split_path):
+        raise CMRSegError(
+            f"{path} was trained on another split than {split_path}: fine-tuning it here would put patients it "
+            "was trained on among this run's validation or test patients. Give its split with --split."
+        )
+    return {name: tensor.float() for name, tensor in network.state_dict().items()}
