@@ -1,9 +1,9 @@
 """A model on another vendor and site: the Sunnybrook cine studies against their expert contours.
 
-For each study: LV Dice at ED and ES on the slices the experts contoured, myocardium Dice at ED on the slices
-with an epicardial contour, the myocardial area found over the expert's there (below 1: the wall is read
-thinner), and the RV, which Sunnybrook does not contour, held to plausibility: its volumes, EF and the quality
-check. LV volumes are those of the contoured slices. Run as ``python -m cmrseg.external_check SUNNYBROOK_ROOT [--model PATH] [--json OUT]``.
+For each study: LV Dice at ED and ES on the slices the experts contoured, myocardium Dice at ED on the
+slices with an epicardial contour, the myocardial area found over the expert's there (below 1: the wall is
+read thinner), and the RV, which Sunnybrook does not contour, held to plausibility: its volumes, EF and the
+quality check. LV volumes are those of the contoured slices. Run as ``python -m cmrseg.external_check SUNNYBROOK_ROOT [--model PATH] [--json OUT]``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from cmrseg.errors import CMRSegError
 from cmrseg.inference import Segmenter, segment_frames

@@ -46,6 +46,7 @@ def checkpoint_metadata(
     wall_seconds: float,
     device: torch.device,
     n_parameters: int,
+    init_sha256: str | None = None,
 ) -> dict[str, Any]:
     """What ``best.pt`` says about itself besides the architecture."""
     preprocessing = config.preprocess().as_dict()
@@ -81,7 +82,7 @@ def checkpoint_metadata(
             "config": asdict(config),
             "parameters": n_parameters,
             "command": reproducing_command(config),
-            **({"init_sha256": file_sha256(config.init)} if config.init else {}),
+            **({"init_sha256": init_sha256} if init_sha256 else {}),
             "argv": sys.argv,
             "wall_seconds": round(wall_seconds, 1),
             "machine": machine_description(device),

@@ -23,7 +23,7 @@ from cmrseg.training.data import load_slices
 from cmrseg.training.loop import Runtime, evaluate, train_epoch
 from cmrseg.training.record import checkpoint_metadata
 from cmrseg.training.schedule import make_scheduler
-from cmrseg.training.split import make_split, read_split, write_split
+from cmrseg.training.split import file_sha256, make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
 from cmrseg.training.warm_start import initial_weights
 
@@ -83,8 +83,10 @@ def run_training(args: argparse.Namespace) -> int:
 
     torch.manual_seed(config.seed)
     model = build_model(config.preset, **config.model_args())
+    init_sha256 = state.get("init_sha256") if state else None
     if state is None and config.init:
         load_weights(model, initial_weights(config.init, config.init_member, split_path), config.init)
+        init_sha256 = file_sha256(config.init)
     model = model.to(device)
     runtime = Runtime(device, config.precision, channels_last=True)
     model = model.to(memory_format=torch.channels_last)
@@ -137,13 +139,14 @@ def run_training(args: argparse.Namespace) -> int:
         if improved:
             best = dict(row)
             meta = checkpoint_metadata(
-                config, split_path, train, val, weights, augmentation, history, best, wall, device, n_parameters
+                config, split_path, train, val, weights, augmentation, history, best, wall, device, n_parameters,
+                init_sha256,
             )
             save_checkpoint(best_path, model, meta, preset=config.preset)
         write_history(out, history)
         save_state(
             last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, config=asdict(config),
-            history=history, best=best, class_weights=weights, wall_seconds=wall,
+            history=history, best=best, class_weights=weights, wall_seconds=wall, init_sha256=init_sha256,
         )  # fmt: skip
         print(format_row(row, config.epochs, best, improved), flush=True)
     print(f"Done: best mean validation Dice {best['dice_mean']:.4f} at epoch {best['epoch']}; {best_path}", flush=True)

@@ -24,7 +24,9 @@ def initial_weights(path: str | Path, member: int | None, split_path: Path) -> d
     if isinstance(network, Ensemble):
         count = len(network.members)
         if member is None or not 0 <= member < count:
-            raise CMRSegError(f"{path} is an ensemble of {count} networks; choose one with --init-member 0..{count - 1}.")
+            raise CMRSegError(
+                f"{path} is an ensemble of {count} networks; choose one with --init-member 0..{count - 1}."
+            )
         network = network.members[member]
     elif member not in (None, 0):
         raise CMRSegError(f"{path} holds one network; --init-member {member} does not exist.")
