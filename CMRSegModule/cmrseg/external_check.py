@@ -3,7 +3,9 @@
 For each study: LV Dice at ED and ES on the slices the experts contoured, myocardium Dice at ED on the
 slices with an epicardial contour, the myocardial area found over the expert's there (below 1: the wall is
 read thinner), and the RV, which Sunnybrook does not contour, held to plausibility: its volumes, EF and the
-quality check. LV volumes are those of the contoured slices. Run as ``python -m cmrseg.external_check SUNNYBROOK_ROOT [--model PATH] [--json OUT]``.
+quality check. LV volumes are those of the contoured slices.
+
+Run as ``python -m cmrseg.external_check SUNNYBROOK_ROOT [--model PATH] [--json OUT]``.
 """
 
 from __future__ import annotations
