@@ -18,6 +18,7 @@ from cmrseg.io.acdc import list_patients, read_info
 from cmrseg.losses import LOSSES, WEIGHTINGS, SegmentationLoss
 from cmrseg.model import PRESETS, build_model, load_model
 from cmrseg.preprocess import PreprocessConfig
+from cmrseg.shipped import default_model_path
 from cmrseg.training.config import (
     AUGMENTATION_NAMES,
     LOSS_NAMES,
@@ -30,7 +31,7 @@ from cmrseg.training.config import (
 from cmrseg.training.data import epoch_order, load_slices
 from cmrseg.training.loop import Runtime
 from cmrseg.training.schedule import lr_factor
-from cmrseg.training.split import make_fold_splits, make_split, read_split, write_split
+from cmrseg.training.split import file_sha256, make_fold_splits, make_split, read_split, write_split
 from cmrseg.training.state import load_state
 
 
@@ -204,9 +205,6 @@ def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_fine_tuning_starts_from_a_shipped_network_and_only_on_its_split(acdc_root, tmp_path, capsys):
-    from cmrseg.shipped import default_model_path
-    from cmrseg.training.split import file_sha256
-
     shipped = default_model_path()
     shipped_split = shipped.with_name("cmrseg_dense_unet.split.json")
     tiny = ["--data", str(acdc_root), "--max-patients", "1", "--batch-size", "4", "--iterations-per-epoch", "1",

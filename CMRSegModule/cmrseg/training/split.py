@@ -15,21 +15,30 @@ RATIOS = (0.70, 0.15, 0.15)
 PARTS = ("train", "val", "test")
 
 
+def shuffled_groups(data_root: str | Path, seed: int) -> dict[str, list[str]]:
+    """The patient folder names of each pathology group (``Info.cfg``), groups in name order, each group's
+    names sorted and then shuffled by one ``random.Random(seed)`` in that order."""
+    by_group: dict[str, list[str]] = {}
+    for folder in list_patients(data_root):
+        by_group.setdefault(read_info(folder).get("Group", "unknown"), []).append(folder.name)
+    rng = random.Random(seed)
+    shuffled = {}
+    for group in sorted(by_group):
+        names = sorted(by_group[group])
+        rng.shuffle(names)
+        shuffled[group] = names
+    return shuffled
+
+
 def make_split(data_root: str | Path, seed: int = 0, ratios: tuple[float, float, float] = RATIOS) -> dict[str, Any]:
     """Split the patients of an ACDC root: within each group, shuffled by ``seed``, then cut by ``ratios``.
 
     Per group of ``n`` patients: ``round(n * ratios[1])`` validation, ``round(n * ratios[2])`` test, the
     rest training (ACDC's 20 per group give 14 / 3 / 3, in all 70 / 15 / 15).
     """
-    by_group: dict[str, list[str]] = {}
-    for folder in list_patients(data_root):
-        group = read_info(folder).get("Group", "unknown")
-        by_group.setdefault(group, []).append(folder.name)
-    rng = random.Random(seed)
+    by_group = shuffled_groups(data_root, seed)
     split: dict[str, list[str]] = {part: [] for part in PARTS}
-    for group in sorted(by_group):
-        names = sorted(by_group[group])
-        rng.shuffle(names)
+    for names in by_group.values():
         n_val, n_test = round(len(names) * ratios[1]), round(len(names) * ratios[2])
         split["val"] += names[:n_val]
         split["test"] += names[n_val : n_val + n_test]
@@ -40,7 +49,7 @@ def make_split(data_root: str | Path, seed: int = 0, ratios: tuple[float, float,
         "seed": seed,
         "ratios": list(ratios),
         "stratified_by": "Group (Info.cfg)",
-        "groups": {g: len(v) for g, v in sorted(by_group.items())},
+        "groups": {g: len(v) for g, v in by_group.items()},
         **{part: sorted(split[part]) for part in PARTS},
     }
 
@@ -56,19 +65,11 @@ def make_fold_splits(
     """
     if folds < 2:
         raise CMRSegError(f"Cross-validation needs at least 2 folds; got {folds}.")
-    by_group: dict[str, list[str]] = {}
-    for folder in list_patients(data_root):
-        by_group.setdefault(read_info(folder).get("Group", "unknown"), []).append(folder.name)
-    rng = random.Random(seed)
-    dealt = {}
-    for group in sorted(by_group):
-        names = sorted(by_group[group])
-        rng.shuffle(names)
-        dealt[group] = names
+    by_group = shuffled_groups(data_root, seed)
     splits = []
     for fold in range(folds):
         parts: dict[str, list[str]] = {part: [] for part in PARTS}
-        for names in dealt.values():
+        for names in by_group.values():
             test = names[fold::folds]
             rest = [n for n in names if n not in test]
             parts["test"] += test
@@ -80,7 +81,7 @@ def make_fold_splits(
             "seed": seed,
             "scheme": f"{folds}-fold cross-validation, fold {fold}",
             "stratified_by": "Group (Info.cfg)",
-            "groups": {g: len(v) for g, v in sorted(by_group.items())},
+            "groups": {g: len(v) for g, v in by_group.items()},
             **{part: sorted(parts[part]) for part in PARTS},
         })
     return splits

@@ -11,16 +11,14 @@ from pathlib import Path
 import torch
 
 from cmrseg.errors import CMRSegError
-from cmrseg.model.checkpoint import build_from_metadata, load_weights, read_checkpoint
+from cmrseg.model.checkpoint import load_model
 from cmrseg.model.ensemble import Ensemble
 from cmrseg.training.split import file_sha256
 
 
 def initial_weights(path: str | Path, member: int | None, split_path: Path) -> dict[str, torch.Tensor]:
     """The float32 weights of the network in checkpoint ``path`` (member ``member`` of an ensemble)."""
-    metadata, state = read_checkpoint(path)
-    network = build_from_metadata(metadata, state)
-    load_weights(network, state, str(path))
+    network, metadata = load_model(path)
     if isinstance(network, Ensemble):
         count = len(network.members)
         if member is None or not 0 <= member < count:
