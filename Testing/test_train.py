@@ -30,6 +30,7 @@ from cmrseg.training.config import (
 )
 from cmrseg.training.data import epoch_order, load_slices
 from cmrseg.training.loop import Runtime
+from cmrseg.training.sampling import parse_oversample, slice_weights, weighted_order
 from cmrseg.training.schedule import lr_factor
 from cmrseg.training.split import file_sha256, make_fold_splits, make_split, read_split, write_split
 from cmrseg.training.state import load_state
@@ -46,6 +47,32 @@ def test_epoch_order_visits_every_slice_before_repeating():
     order = epoch_order(10, 4, 5, torch.Generator().manual_seed(0))
     assert order.shape == (5, 4)
     assert sorted(order.flatten()[:10].tolist()) == list(range(10))
+
+
+def test_oversampling_is_parsed_strictly_and_refused_with_a_clear_error(capsys):
+    assert parse_oversample("es=2, HCM=1.5") == {"ES": 2.0, "HCM": 1.5}
+    for bad in ("ES", "ES=0", "ES=-1", "ES=two", "ES=nan", "XX=2", "ES=2,ES=3", ""):
+        with pytest.raises(CMRSegError, match="--oversample"):
+            parse_oversample(bad)
+    assert train_module.main(["--out", "x", "--data", "d", "--oversample", "HCM=two"]) == 2
+    assert capsys.readouterr().err.startswith("cmrseg train: error: --oversample 'HCM=two'")
+
+
+@pytest.mark.shared_data
+def test_oversampling_draws_the_named_phases_and_groups_in_proportion(acdc_root):
+    groups = {read_info(p)["Group"]: p.name for p in list_patients(acdc_root)}
+    data = load_slices(acdc_root, [groups["HCM"], groups["NOR"]], PreprocessConfig(size=(32, 32)))
+    weights = slice_weights(data, acdc_root, "ES=2,HCM=3")
+    expected = {"HCM_ED": 3.0, "HCM_ES": 6.0, "NOR_ED": 1.0, "NOR_ES": 2.0}
+    volumes = {name.replace(groups["HCM"], "HCM").replace(groups["NOR"], "NOR"): (first, count)
+               for name, first, count in data.volumes}
+    for name, (first, count) in volumes.items():
+        assert weights[first : first + count].tolist() == [expected[name]] * count
+    order = weighted_order(weights, 50, 400, torch.Generator().manual_seed(0))
+    drawn = torch.bincount(order.flatten(), minlength=len(data)).double() / order.numel()
+    for name, (first, count) in volumes.items():
+        share = expected[name] * count / float(weights.sum())
+        assert float(drawn[first : first + count].sum()) == pytest.approx(share, abs=0.01)
 
 
 def test_command_line_choices_match_the_implementations():

@@ -50,6 +50,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument(
         "--no-augment", dest="augmentation", action="store_const", const="none", help="same as --augmentation none"
     )
+    parser.add_argument(
+        "--oversample", metavar="NAME=FACTOR,...",
+        help="draw slices of a phase (ED, ES) or ACDC group (NOR, MINF, DCM, HCM, RV) FACTOR times as often",
+    )
     parser.add_argument("--init", help="start from this checkpoint's weights (fine-tuning; same split required)")
     parser.add_argument("--init-member", type=int, help="which network of an ensemble --init checkpoint (0-based)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")

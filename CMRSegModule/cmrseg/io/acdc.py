@@ -12,6 +12,7 @@ from cmrseg.io.study import PatientInfo, Study
 from cmrseg.io.volume_files import read_volume_file
 
 GROUPS = ("NOR", "MINF", "DCM", "HCM", "RV")
+PHASES = ("ED", "ES")  # the annotated frames of every patient
 
 
 @dataclass
@@ -42,7 +43,7 @@ def read_info(folder: Path) -> dict[str, str]:
         if ":" in line:
             key, value = line.split(":", 1)
             info[key.strip()] = value.strip()
-    for key in ("ED", "ES"):
+    for key in PHASES:
         value = info.get(key)
         if value is None:
             raise CMRSegError(f"{info_path} has no {key} entry.")

@@ -45,6 +45,7 @@ class TrainConfig:
     augmentation: str = "standard"
     init: str | None = None  # checkpoint whose weights start the run (fine-tuning)
     init_member: int | None = None  # which network of an ensemble checkpoint
+    oversample: str | None = None  # draw some slices more often, e.g. "ES=2,HCM=2" (cmrseg.training.sampling)
 
     def preprocess(self) -> PreprocessConfig:
         from cmrseg.preprocess import PreprocessConfig
@@ -91,6 +92,10 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> T
         raise CMRSegError(f"--size {config.size}: the network input size must be a multiple of 16.")
     if config.epochs < 1 or config.batch_size < 1:
         raise CMRSegError("--epochs and --batch-size must be at least 1.")
+    if config.oversample is not None:
+        from cmrseg.training.sampling import parse_oversample
+
+        parse_oversample(config.oversample)
     return config
 
 

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import torch
 
-from cmrseg.io.acdc import load_frame
+from cmrseg.io.acdc import PHASES, load_frame
 from cmrseg.preprocess import PreprocessConfig, label_centroid, plan_crop, preprocess_frame, resample_labels
 from cmrseg.progress import ProgressCallback, report
-
-PHASES = ("ED", "ES")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from cmrseg.labels import STRUCTURES
 from cmrseg.metrics import dice
 from cmrseg.progress import ProgressCallback, report
 from cmrseg.training.data import SliceSet, epoch_order
+from cmrseg.training.sampling import weighted_order
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,15 @@ def train_epoch(
     iterations: int,
     progress: ProgressCallback | None = None,
     what: str = "Training",
+    weights: torch.Tensor | None = None,
 ) -> float:
-    """Train on ``iterations`` random batches drawn with ``generator``; the mean training loss."""
+    """Train on ``iterations`` random batches drawn with ``generator`` (in proportion to the slices' sampling
+    ``weights`` when given, else permutations of all slices); the mean training loss."""
     model.train()
-    order = epoch_order(len(data), batch_size, iterations, generator)
+    if weights is None:
+        order = epoch_order(len(data), batch_size, iterations, generator)
+    else:
+        order = weighted_order(weights, batch_size, iterations, generator)
     total = torch.zeros((), dtype=torch.float64, device=runtime.device)
     for step, indices in enumerate(order, start=1):
         images, labels = data.crops(indices, generator)

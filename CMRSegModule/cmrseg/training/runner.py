@@ -22,6 +22,7 @@ from cmrseg.training.config import TrainConfig, resolve_config
 from cmrseg.training.data import load_slices
 from cmrseg.training.loop import Runtime, evaluate, train_epoch
 from cmrseg.training.record import checkpoint_metadata
+from cmrseg.training.sampling import slice_weights
 from cmrseg.training.schedule import make_scheduler
 from cmrseg.training.split import file_sha256, make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
@@ -74,6 +75,7 @@ def run_training(args: argparse.Namespace) -> int:
     preprocess = config.preprocess()
     train = load_slices(config.data, train_patients, preprocess, config.jitter_px, progress, "Loading training data")
     val = load_slices(config.data, val_patients, preprocess, 0, progress, "Loading validation data")
+    sampling = slice_weights(train, config.data, config.oversample) if config.oversample else None
     if state is not None:
         weights = state["class_weights"]
     else:
@@ -115,7 +117,8 @@ def run_training(args: argparse.Namespace) -> int:
         f"{config.batch_size} per epoch; {device}, {config.precision}, {torch.get_num_threads()} threads; "
         f"class weights {[round(float(w), 3) for w in weights]}; "
         + (f"resuming at epoch {start_epoch}." if state else f"{config.epochs} epochs.")
-        + (f" Started from the weights of {config.init} (network {config.init_member or 0})." if config.init else ""),
+        + (f" Started from the weights of {config.init} (network {config.init_member or 0})." if config.init else "")
+        + (f" Oversampling {config.oversample}." if config.oversample else ""),
         flush=True,
     )
     if start_epoch > config.epochs:
@@ -128,7 +131,7 @@ def run_training(args: argparse.Namespace) -> int:
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_epoch(
             model, train, loss_fn, optimizer, scheduler, runtime, augmentation, generator,
-            config.batch_size, iterations, progress, f"epoch {epoch}/{config.epochs}",
+            config.batch_size, iterations, progress, f"epoch {epoch}/{config.epochs}", sampling,
         )  # fmt: skip
         metrics = evaluate(model, val, loss_fn, runtime)
         seconds = time.perf_counter() - started
