@@ -106,7 +106,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not args.pred:
             raise CMRSegError("--corrected needs --pred (the automatic label maps to compare it with).")
         folders["FCN+corr"] = Path(args.corrected)
-    if args.ref:
+    if args.cross_validation:
+        if folders or args.ref or args.split or args.model:
+            raise CMRSegError("--cross-validation takes each fold's model and split from its run folder; "
+                              "leave out --model, --split, --pred, --corrected and --ref.")
+        from cmrseg.cross_validation import cross_validation_cases
+        from cmrseg.inference import Segmenter
+
+        def load(path):
+            return Segmenter.load(path, device=args.device, bf16=False if args.fp32 else None)
+
+        cases = list(cross_validation_cases(args.cross_validation, args.data, load))
+    elif args.ref:
         if not folders:
             raise CMRSegError("--ref compares label-map folders: give --pred (and optionally --corrected).")
         cases = list(evaluate.folder_cases(Path(args.ref), folders))
@@ -217,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--pred", help="folder of predicted label maps instead of running the model")
     evaluation.add_argument("--corrected", help="second folder (e.g. physician-corrected) reported as FCN+corr")
     evaluation.add_argument("--ref", help="folder of reference label maps (instead of an ACDC split)")
+    evaluation.add_argument("--cross-validation", nargs="+", metavar="RUN",
+                            help="fold runs of cmrseg train (best.pt, split.json): each network segments its own "
+                                 "test patients, one table for all")
     evaluation.set_defaults(run=_evaluate)
 
     bench = commands.add_parser("benchmark", help="time segmentation (ms per slice, study, cine) and peak memory")
