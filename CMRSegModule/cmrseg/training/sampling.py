@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from cmrseg.errors import CMRSegError
-from cmrseg.io.acdc import GROUPS, PHASES, read_info
+from cmrseg.io.acdc import GROUPS, PHASES, patient_folder, read_info
 from cmrseg.training.data import SliceSet
 
 
@@ -42,13 +42,10 @@ def parse_oversample(spec: str) -> dict[str, float]:
 def slice_weights(data: SliceSet, data_root: str | Path, spec: str) -> torch.Tensor:
     """Sampling weight ``[N]`` of every slice of ``data`` (loaded from ``data_root``) under ``spec``."""
     factors = parse_oversample(spec)
-    root = Path(data_root)
-    if (root / "training").is_dir():
-        root = root / "training"
     weights = torch.ones(len(data), dtype=torch.float64)
     for name, first, count in data.volumes:
         patient, phase = name.rsplit("_", 1)
-        group = read_info(root / patient).get("Group", "")
+        group = read_info(patient_folder(data_root, patient)).get("Group", "")
         weights[first : first + count] = factors.get(phase, 1.0) * factors.get(group, 1.0)
     return weights
 
