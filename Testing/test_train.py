@@ -137,6 +137,24 @@ def test_five_folds_test_every_patient_once_and_never_choose_with_it(acdc_root, 
     assert make_fold_splits(acdc_root, folds=5, seed=0) == folds and make_fold_splits(acdc_root, 5, seed=1) != folds
 
 
+@pytest.mark.shared_data
+def test_folds_around_one_validation_part_test_everyone_else_once_and_never_train_on_it(acdc_root):
+    validation = make_split(acdc_root, seed=0)["val"]
+    folds = make_fold_splits(acdc_root, folds=5, seed=0, validation=validation)
+    groups = {p.name: read_info(p)["Group"] for p in list_patients(acdc_root)}
+    tested = [name for split in folds for name in split["test"]]
+    assert sorted(tested) == sorted(set(groups) - set(validation))  # everyone else once
+    for split in folds:
+        assert split["val"] == sorted(validation)
+        assert (len(split["train"]), len(split["val"]), len(split["test"])) == (68, 15, 17)
+        parts = [set(split[part]) for part in ("train", "val", "test")]
+        assert sum(len(p) for p in parts) == len(set().union(*parts)) == 100
+        counts = {g: sum(groups[p] == g for p in split["test"]) for g in set(groups.values())}
+        assert set(counts.values()) <= {3, 4}, counts  # 17 per group outside validation, spread over 5 folds
+    with pytest.raises(CMRSegError, match="patient999"):
+        make_fold_splits(acdc_root, folds=5, validation=[*validation, "patient999"])
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_compact_network_overfits_a_fixed_real_batch(acdc_root):
