@@ -153,6 +153,8 @@ def test_folds_around_one_validation_part_test_everyone_else_once_and_never_trai
         assert set(counts.values()) <= {3, 4}, counts  # 17 per group outside validation, spread over 5 folds
     with pytest.raises(CMRSegError, match="patient999"):
         make_fold_splits(acdc_root, folds=5, validation=[*validation, "patient999"])
+    with pytest.raises(CMRSegError, match="validation part is empty"):
+        make_fold_splits(acdc_root, folds=5, validation=[])
 
 
 @pytest.mark.slow

@@ -77,6 +77,8 @@ def make_fold_splits(
     by_group = shuffled_groups(data_root, seed)
     everyone = {name for names in by_group.values() for name in names}
     unknown = sorted(set(validation or []) - everyone)
+    if validation is not None and not validation:
+        raise CMRSegError("The validation part is empty; every fold needs patients to choose its best epoch.")
     if unknown:
         raise CMRSegError(f"Validation patients not in {data_root}: {', '.join(unknown[:5])}.")
     held = set(validation or [])
