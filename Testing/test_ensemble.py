@@ -10,6 +10,7 @@ from cmrseg.errors import CMRSegError
 from cmrseg.inference import Segmenter
 from cmrseg.model import Ensemble, build_model, load_model, save_checkpoint
 from cmrseg.model.checkpoint import combine_checkpoints
+from cmrseg.training.split import ensemble_split, file_sha256, write_split
 
 LABELS = {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}
 PREPROCESSING = {"target_spacing_mm": 1.5, "size": [96, 96]}
@@ -84,6 +85,27 @@ def test_members_must_share_labels_preprocessing_and_split(tmp_path):
     nested = save_checkpoint(tmp_path / "ens.pt", ensemble, metadata)
     with pytest.raises(CMRSegError, match="not a single dense U-Net"):
         combine_checkpoints([good, nested])
+
+
+def test_fold_networks_combine_only_with_the_split_they_stand_on_together(tmp_path):
+    folds = [{"dataset": "ACDC", "data": "acdc", "train": ["p1", "p2"], "val": ["p5"], "test": ["p3", "p4"]},
+             {"dataset": "ACDC", "data": "acdc", "train": ["p1", "p3"], "val": ["p5"], "test": ["p2", "p4"]}]
+    split = ensemble_split(folds)
+    # Trained on what any fold trained on; p4, tested by both, is the one patient neither has seen.
+    assert (split["train"], split["val"], split["test"]) == (["p1", "p2", "p3"], ["p5"], ["p4"])
+    assert split["data"] == "acdc" and "around one validation part" in split["scheme"]
+    assert ensemble_split([folds[0], folds[0]]) == folds[0]
+    with pytest.raises(CMRSegError, match="validated on different patients"):
+        ensemble_split([folds[0], {**folds[1], "val": ["p4"], "test": ["p2", "p5"]}])
+
+    path = write_split(split, tmp_path / "split.json")
+    members = [_checkpoint(tmp_path, 1, split="sha-of-fold0"), _checkpoint(tmp_path, 2, split="sha-of-fold1")]
+    with pytest.raises(CMRSegError, match="another split"):
+        combine_checkpoints(members)
+    _, metadata = combine_checkpoints(members, split_path=path)
+    assert metadata["training"]["split_file"] == "split.json"
+    assert metadata["training"]["split_sha256"] == file_sha256(path)
+    assert [m["split_sha256"] for m in metadata["training"]["members"]] == ["sha-of-fold0", "sha-of-fold1"]
 
 
 def test_segmenter_runs_an_ensemble_checkpoint(tmp_path):

@@ -32,7 +32,7 @@ from cmrseg.training.data import epoch_order, load_slices
 from cmrseg.training.loop import Runtime
 from cmrseg.training.sampling import parse_oversample, slice_weights, weighted_order
 from cmrseg.training.schedule import lr_factor
-from cmrseg.training.split import file_sha256, make_fold_splits, make_split, read_split, write_split
+from cmrseg.training.split import ensemble_split, file_sha256, make_fold_splits, make_split, read_split, write_split
 from cmrseg.training.state import load_state
 
 
@@ -155,6 +155,11 @@ def test_folds_around_one_validation_part_test_everyone_else_once_and_never_trai
         make_fold_splits(acdc_root, folds=5, validation=[*validation, "patient999"])
     with pytest.raises(CMRSegError, match="validation part is empty"):
         make_fold_splits(acdc_root, folds=5, validation=[])
+    # All five networks together: trained on the 85, chosen and calibrated on the 15, no patient left to test.
+    together = ensemble_split(folds)
+    assert (len(together["train"]), together["val"], together["test"]) == (85, sorted(validation), [])
+    with pytest.raises(CMRSegError, match="validated on different patients"):
+        ensemble_split(make_fold_splits(acdc_root, folds=5, seed=0))
 
 
 @pytest.mark.slow

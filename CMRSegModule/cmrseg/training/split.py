@@ -105,6 +105,29 @@ def make_fold_splits(
     return splits
 
 
+def ensemble_split(splits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The split that networks trained on ``splits`` stand on as one ensemble: trained on every patient any of
+    them was trained on, validated on the validation part they all share, tested on the patients none of them
+    saw (none, for cross-validation folds). Refused when their validation parts differ: then no patient is
+    unseen by all of them to choose and calibrate the ensemble on."""
+    first = splits[0]
+    if all(split == first for split in splits):
+        return first
+    if any(sorted(split["val"]) != sorted(first["val"]) for split in splits):
+        raise CMRSegError("The networks were validated on different patients, so none is unseen by all of them "
+                          "to choose and calibrate their ensemble on; train them around one validation part "
+                          "(scripts/make-folds --validation-from).")
+    trained = set().union(*(split["train"] for split in splits))
+    named = set().union(*(set(split["train"]) | set(split["val"]) | set(split.get("test", [])) for split in splits))
+    return {
+        **{key: value for key, value in first.items() if key not in (*PARTS, "scheme")},
+        "scheme": f"ensemble of {len(splits)} networks trained on different splits around one validation part",
+        "train": sorted(trained),
+        "val": sorted(first["val"]),
+        "test": sorted(named - trained - set(first["val"])),
+    }
+
+
 def write_split(split: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
