@@ -102,7 +102,8 @@ def test_fold_networks_combine_only_with_the_split_they_stand_on_together(tmp_pa
     members = [_checkpoint(tmp_path, 1, split="sha-of-fold0"), _checkpoint(tmp_path, 2, split="sha-of-fold1")]
     with pytest.raises(CMRSegError, match="another split"):
         combine_checkpoints(members)
-    _, metadata = combine_checkpoints(members, split_path=path)
+    _, metadata = combine_checkpoints(members, split_record={"split_file": path.name,
+                                                            "split_sha256": file_sha256(path)})
     assert metadata["training"]["split_file"] == "split.json"
     assert metadata["training"]["split_sha256"] == file_sha256(path)
     assert [m["split_sha256"] for m in metadata["training"]["members"]] == ["sha-of-fold0", "sha-of-fold1"]

@@ -190,14 +190,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return model.to(device).eval(), metadata
 
 
-def combine_checkpoints(paths: list[str | Path], split_path: str | Path | None = None
+def combine_checkpoints(paths: list[str | Path], split_record: dict[str, str] | None = None
                         ) -> tuple[nn.Module, dict[str, Any]]:
     """An :class:`Ensemble` of the dense U-Nets in ``paths`` and its metadata.
 
     The members must share labels, pre-processing and training split (they are evaluated as one model);
     their training records are kept, in order, under ``training["members"]``. Networks of different splits
-    (cross-validation folds) combine only with ``split_path``: the split they stand on together, from
-    :func:`cmrseg.training.split.ensemble_split`, which the ensemble then records as its own.
+    (cross-validation folds) combine only with ``split_record`` (``split_file`` and ``split_sha256`` of the
+    split they stand on together, from :func:`cmrseg.training.split.ensemble_split`), which the ensemble then
+    records as its own.
     """
     networks, records = [], []
     for path in paths:
@@ -212,14 +213,11 @@ def combine_checkpoints(paths: list[str | Path], split_path: str | Path | None =
             if metadata.get(key) != first.get(key):
                 raise CMRSegError(f"{path} has other {what} than {paths[0]}; ensemble members must share them.")
         same_split = metadata.get("training", {}).get("split_sha256") == first.get("training", {}).get("split_sha256")
-        if not same_split and split_path is None:
+        if not same_split and split_record is None:
             raise CMRSegError(f"{path} was trained on another split than {paths[0]}.")
     training = {key: first["training"][key] for key in ("dataset", "data", "split_file", "split_sha256")
                 if key in first.get("training", {})}
-    if split_path is not None:
-        from cmrseg.training.split import file_sha256
-
-        training.update(split_file=Path(split_path).name, split_sha256=file_sha256(split_path))
+    training.update(split_record or {})
     training["epochs_trained"] = [m.get("training", {}).get("epochs_trained") for m in records]
     training["members"] = [dict(m.get("training", {}), source=str(p)) for m, p in zip(records, paths, strict=True)]
     metadata = {"labels": first.get("labels"), "preprocessing": first.get("preprocessing"), "training": training}

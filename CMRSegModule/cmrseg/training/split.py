@@ -76,9 +76,9 @@ def make_fold_splits(
         raise CMRSegError(f"Cross-validation needs at least 2 folds; got {folds}.")
     by_group = shuffled_groups(data_root, seed)
     everyone = {name for names in by_group.values() for name in names}
-    unknown = sorted(set(validation or []) - everyone)
     if validation is not None and not validation:
         raise CMRSegError("The validation part is empty; every fold needs patients to choose its best epoch.")
+    unknown = sorted(set(validation or []) - everyone)
     if unknown:
         raise CMRSegError(f"Validation patients not in {data_root}: {', '.join(unknown[:5])}.")
     held = set(validation or [])
@@ -86,10 +86,12 @@ def make_fold_splits(
     splits = []
     for fold in range(folds):
         test = set(dealt[fold::folds])
-        val = list(validation or [])
-        if validation is None:
+        if validation is None:  # the first val_per_group of each group outside the test part
+            val = []
             for names in by_group.values():
                 val += [name for name in names if name not in test][:val_per_group]
+        else:
+            val = list(validation)
         splits.append({
             "dataset": "ACDC",
             "data": str(Path(data_root)),
