@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from ring_hearts import ring_heart
 
+from cmrseg.errors import CMRSegError
 from cmrseg.labels import LV, MYO, RV
 from cmrseg.review import (
     FEATURES,
@@ -86,6 +87,9 @@ def test_the_fit_recovers_a_known_relation_and_generalises():
     assert np.corrcoef(model.expected_error_ml(features[400:]), error[400:])[0, 1] > 0.95
     again = type(model).from_dict(json.loads(json.dumps(model.as_dict())))
     np.testing.assert_allclose(again.score(features), model.score(features))
+    older = {key: value for key, value in model.as_dict().items() if key != "transform"}  # shares untransformed
+    with pytest.raises(CMRSegError, match="differently transformed signals.*refit it"):
+        type(model).from_dict(older)
 
 
 @pytest.mark.shared_data
@@ -169,3 +173,49 @@ def test_an_ejection_fraction_interval_stays_within_0_and_100_percent():
     assert (interval["low"], interval["high"]) == (0.0, 100.0)  # 80 +- 98 % clipped to what an EF can be
     # An impossible value (ESV > EDV gives a negative EF) gets no interval that would exclude it.
     assert parameter_intervals({"rv_ef_pct": -64.8}, members, {"rv_ef_pct": 3.0}) == {}
+
+
+def synthetic_frames(patients: int, seed: int = 0) -> list:
+    """ED and ES frames of ring hearts where the network lost the LV on some slices, and exactly there one of
+    three members disagrees: the disagreement signal alone tells the slices that need correction."""
+    from cmrseg.review_eval import SegmentedFrame
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for p in range(patients):
+        for phase, cavity in (("ED", 9), ("ES", 6)):
+            truth = ring_heart(8, 48, (24, 20), (24, 38), (cavity, cavity + 4, 7))
+            labels = truth.copy()
+            members = np.repeat(truth[None], 3, axis=0).copy()
+            for z in rng.choice(8, size=2, replace=False):
+                labels[z][truth[z] == LV] = MYO
+                members[2, z][truth[z] == LV] = MYO
+            evidence = FrameEvidence(members, np.zeros(8), labels.copy())
+            frames.append(SegmentedFrame(f"p{p}", phase, labels, evidence, truth, 0.02))
+    return frames
+
+
+def test_leaving_each_patient_out_measures_a_score_it_never_fitted_on():
+    from cmrseg.review import INTERVAL_PARAMETERS
+    from cmrseg.review_eval import held_out_scores, leave_one_patient_out, slice_set
+
+    frames = synthetic_frames(patients=6)
+    metrics = leave_one_patient_out(frames)
+    slices = slice_set(frames)
+    score = metrics["review score"]
+    assert score["all"]["slices"] == len(slices.needs) == 6 * 2 * 8
+    assert score["all"]["needing_correction"] == int(slices.needs.sum()) == 6 * 2 * 2
+    assert score["all"]["auc"] == score["ED"]["auc"] == score["ES"]["auc"] == 1.0  # disagreement tells them all
+    assert score["all"]["top20_recall"] == round(19 / 24, 4)  # the top 20 % of 96 slices: 19 of the 24 needing it
+    assert set(metrics["interval_coverage"]) == set(INTERVAL_PARAMETERS)
+    assert all(0.0 <= share <= 1.0 for share in metrics["interval_coverage"].values())
+    # A patient's own truth never reaches its scores: flipping it leaves them as they were, and moves the others'.
+    scores, expected = held_out_scores(slices)
+    flipped = slices.subset(np.ones(len(slices.needs), bool))
+    own = flipped.patient == "p0"
+    flipped.needs[own] = ~flipped.needs[own]
+    flipped.error_ml[own] = 10 * flipped.error_ml[own] + 1.0
+    again, again_expected = held_out_scores(flipped)
+    np.testing.assert_array_equal(again[own], scores[own])
+    np.testing.assert_array_equal(again_expected[own], expected[own])
+    assert not np.allclose(again[~own], scores[~own])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -27,19 +28,33 @@ def test_shipped_model_is_small_self_describing_and_ships_its_split():
     assert metadata["labels"] == {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}
     assert metadata["training"]["split_file"] == path.with_suffix(".split.json").name
     split = json.loads(path.with_suffix(".split.json").read_text())
-    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (70, 15, 15)
+    assert not set(split["val"]) & (set(split["train"]) | set(split["test"]))
     assert not set(split["test"]) & set(split["train"])
     card = path.with_suffix(".md").read_text()
-    assert "Bernard et al." in card and "## Test patients" in card
+    assert "Bernard et al." in card
+    if split["test"]:
+        assert (len(split["train"]), len(split["val"]), len(split["test"])) == (70, 15, 15)
+        assert "## Test patients" in card
+    else:  # cross-validation folds: every training patient is the test patient of exactly one member
+        tested = [p for part in split["member_test"] for p in part]
+        assert sorted(tested) == sorted(split["train"])
+        assert len(split["member_test"]) == len(architecture["args"]["members"])
+        assert (len(split["train"]), len(split["val"])) == (85, 15)
+        assert "## Cross-validated estimate" in card and "cross_validation" in metadata["metrics"]
 
 
 @pytest.mark.shared_data
 @pytest.mark.slow
+@pytest.mark.parametrize("part", ["validation_cases", "test_cases", "cross_validation_cases"])
 @pytest.mark.parametrize("patient", ["first", "last"])
-def test_a_test_patient_is_segmented_as_the_model_card_says(acdc_root, segmenter, patient):
-    metadata = segmenter.metadata
-    cases = metadata["metrics"]["test_cases"]
+def test_a_patient_is_segmented_as_the_model_card_says(acdc_root, segmenter, part, patient):
+    cases = segmenter.metadata["metrics"].get(part)
+    if cases is None:
+        pytest.skip(f"the shipped model's card has no {part.replace('_', ' ')}")
     name = cases[0]["patient"] if patient == "first" else cases[-1]["patient"]
+    if part == "cross_validation_cases":  # segmented by the one member not trained on the patient
+        member = next(c["member"] for c in cases if c["patient"] == name)
+        segmenter = dataclasses.replace(segmenter, model=segmenter.networks[member])
     for phase in ("ED", "ES"):
         frame = load_frame(acdc_root / name, phase)
         labels = segment_frames(frame.study, [0], segmenter)[0]

@@ -158,6 +158,7 @@ def test_folds_around_one_validation_part_test_everyone_else_once_and_never_trai
     # All five networks together: trained on the 85, chosen and calibrated on the 15, no patient left to test.
     together = ensemble_split(folds)
     assert (len(together["train"]), together["val"], together["test"]) == (85, sorted(validation), [])
+    assert together["member_test"] == [sorted(split["test"]) for split in folds]  # who tested whom, for the card
     with pytest.raises(CMRSegError, match="validated on different patients"):
         ensemble_split(make_fold_splits(acdc_root, folds=5, seed=0))
 

@@ -1,20 +1,34 @@
 """Fitting and measuring the review score on ACDC patients (``scripts/fit-review``, ``cmrseg evaluate``).
 
 The score is fitted on the validation patients of the model's split and measured on its test patients, the way
-it is judged: the AUC of the score for "slice needs correction", the share of those slices among the top-scored
-20 % of slices, and the share of the total error volume those slices hold; each per phase too, beside two
-trivial rankings (smallest predicted heart area first; edge slices first).
+it is judged (for an ensemble of cross-validation folds, whose members together saw every patient outside the
+validation part: each validation patient left out of the fit in turn). Measured: the AUC of the score for
+"slice needs correction", the share of those slices among the top-scored 20 % of slices, and the share of the
+total error volume those slices hold; each per phase too, beside two trivial rankings (smallest predicted heart
+area first; edge slices first).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from cmrseg.progress import ProgressCallback, report
-from cmrseg.review import FEATURES, FrameEvidence, ReviewModel, auc, slice_errors, slice_features, top_share
+from cmrseg.review import (
+    FEATURES,
+    FrameEvidence,
+    ReviewModel,
+    auc,
+    calibrate_factors,
+    fit_review_model,
+    slice_errors,
+    slice_features,
+    top_share,
+)
+
+SCORE_SIGNALS = 2  # how many signals enter the score: the best alone; see cmrseg.review
 
 
 @dataclass
@@ -26,6 +40,9 @@ class SliceSet:
     error_ml: np.ndarray  # [n]
     phase: np.ndarray  # [n] "ED" / "ES"
     patient: np.ndarray  # [n]
+
+    def subset(self, mask: np.ndarray) -> SliceSet:
+        return SliceSet(**{field.name: getattr(self, field.name)[mask] for field in fields(self)})
 
 
 @dataclass
@@ -98,14 +115,49 @@ def signal_aucs(slices: SliceSet) -> dict[str, float]:
     return {name: round(auc(slices.features[:, i], slices.needs), 3) for i, name in enumerate(FEATURES)}
 
 
+def fit(slices: SliceSet, record: dict | None = None) -> ReviewModel:
+    """The review score on the signals that rank best alone on ``slices``, fitted there."""
+    alone = signal_aucs(slices)
+    signals = sorted(alone, key=alone.get, reverse=True)[:SCORE_SIGNALS]
+    return fit_review_model(slices.features, slices.needs, slices.error_ml, signals, record=record)
+
+
 def measure(model: ReviewModel, slices: SliceSet) -> dict:
     """The score's ranking metrics next to the baselines'; the expected error's correlation with the truth."""
-    result = {"review score": ranking_metrics(model.score(slices.features), slices)}
-    for name, scores in baseline_scores(slices).items():
-        result[name] = ranking_metrics(scores, slices)
-    expected = model.expected_error_ml(slices.features)
-    result["expected_error_correlation"] = round(float(np.corrcoef(expected, slices.error_ml)[0, 1]), 4)
+    return measure_scores(model.score(slices.features), model.expected_error_ml(slices.features), slices)
+
+
+def measure_scores(scores: np.ndarray, expected_ml: np.ndarray, slices: SliceSet) -> dict:
+    result = {"review score": ranking_metrics(scores, slices)}
+    for name, baseline in baseline_scores(slices).items():
+        result[name] = ranking_metrics(baseline, slices)
+    result["expected_error_correlation"] = round(float(np.corrcoef(expected_ml, slices.error_ml)[0, 1]), 4)
     return result
+
+
+def held_out_scores(slices: SliceSet) -> tuple[np.ndarray, np.ndarray]:
+    """Each patient's slices scored, and their error volume expected, by a fit on the other patients only."""
+    scores, expected = np.empty(len(slices.needs)), np.empty(len(slices.needs))
+    for patient in np.unique(slices.patient):
+        held = slices.patient == patient
+        model = fit(slices.subset(~held))
+        scores[held] = model.score(slices.features[held])
+        expected[held] = model.expected_error_ml(slices.features[held])
+    return scores, expected
+
+
+def leave_one_patient_out(frames: list[SegmentedFrame]) -> dict:
+    """Held-out metrics where no test patient is left: each patient's slices scored, and its parameter intervals
+    calibrated, by a fit (signals chosen too) on the other patients only; the metrics are of the pooled scores."""
+    slices = slice_set(frames)
+    covered: dict[str, list[float]] = {}
+    for patient in np.unique(slices.patient):
+        factors = calibrate_factors(interval_errors([f for f in frames if f.patient != patient])[0])
+        for name, share in interval_coverage([f for f in frames if f.patient == patient], factors).items():
+            covered.setdefault(name, []).append(share)
+    metrics = measure_scores(*held_out_scores(slices), slices)
+    metrics["interval_coverage"] = {name: round(float(np.mean(shares)), 3) for name, shares in covered.items()}
+    return metrics
 
 
 def format_metrics(metrics: dict) -> str:

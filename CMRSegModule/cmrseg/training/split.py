@@ -110,8 +110,9 @@ def make_fold_splits(
 def ensemble_split(splits: list[dict[str, Any]]) -> dict[str, Any]:
     """The split that networks trained on ``splits`` stand on as one ensemble: trained on every patient any of
     them was trained on, validated on the validation part they all share, tested on the patients none of them
-    saw (none, for cross-validation folds). Refused when their validation parts differ: then no patient is
-    unseen by all of them to choose and calibrate the ensemble on."""
+    saw (none, for cross-validation folds), with each network's own test patients in ``member_test``. Refused
+    when their validation parts differ: then no patient is unseen by all of them to choose and calibrate the
+    ensemble on."""
     first = splits[0]
     if all(split == first for split in splits):
         return first
@@ -127,6 +128,7 @@ def ensemble_split(splits: list[dict[str, Any]]) -> dict[str, Any]:
         "train": sorted(trained),
         "val": sorted(first["val"]),
         "test": sorted(named - trained - set(first["val"])),
+        "member_test": [sorted(split.get("test", [])) for split in splits],  # each network's own test patients
     }
 
 
