@@ -65,3 +65,13 @@ def test_each_fold_network_scores_only_its_own_test_patients(acdc_root, tmp_path
     err = capsys.readouterr().err
     assert "test patient of both" in err and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_fold_ensemble_has_no_test_part_and_the_error_says_what_to_run(tmp_path, capsys):
+    split = write_split({"train": ["a", "b"], "val": ["c"], "test": [], "member_test": [["a"], ["b"]]},
+                        tmp_path / "split.json")
+    assert main(["evaluate", "--split", str(split), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cmrseg: error:") and err.count("\n") == 1
+    assert "--part val" in err and "--cross-validation" in err
+    assert not (tmp_path / "out").exists()

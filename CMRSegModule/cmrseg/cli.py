@@ -125,6 +125,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         split_path = Path(args.split) if args.split else default_model_path().with_suffix(".split.json")
         split = read_split(split_path)
         patients = split.get(args.part, [])
+        if not patients and "member_test" in split:  # an ensemble of cross-validation folds saw all the others
+            raise CMRSegError(f"{split_path} has no '{args.part}' patients: its networks are cross-validation folds "
+                              "that together trained on every patient outside the validation part. Use --part val, "
+                              "or --cross-validation with the fold runs for the held-out tables.")
         if not patients:
             raise CMRSegError(f"{split_path} has no '{args.part}' patients.")
         data = Path(args.data or split.get("data", ""))
