@@ -125,12 +125,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         split_path = Path(args.split) if args.split else default_model_path().with_suffix(".split.json")
         split = read_split(split_path)
         patients = split.get(args.part, [])
-        if not patients and "member_test" in split:  # an ensemble of cross-validation folds saw all the others
-            raise CMRSegError(f"{split_path} has no '{args.part}' patients: its networks are cross-validation folds "
-                              "that together trained on every patient outside the validation part. Use --part val, "
-                              "or --cross-validation with the fold runs for the held-out tables.")
         if not patients:
-            raise CMRSegError(f"{split_path} has no '{args.part}' patients.")
+            why = (": its networks are cross-validation folds that together trained on every patient outside the "
+                   "validation part. Use --part val, or --cross-validation with the fold runs for the held-out "
+                   "tables" if "member_test" in split else "")
+            raise CMRSegError(f"{split_path} has no '{args.part}' patients{why}.")
         data = Path(args.data or split.get("data", ""))
         if not args.data and not data.is_absolute():  # shipped splits name the data relative to the repository
             data = Path(__file__).resolve().parents[2] / data
