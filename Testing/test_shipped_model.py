@@ -65,3 +65,18 @@ def test_a_patient_is_segmented_as_the_model_card_says(acdc_root, segmenter, par
             label = BY_KEY[case["structure"]].label
             # Same data, weights and code as the card's evaluation: the same Dice up to CPU rounding.
             assert dice(labels == label, reference == label) == pytest.approx(case["dice"], abs=0.005)
+
+
+def test_the_levers_table_names_the_shipped_model_with_its_own_validation_dice():
+    """scripts/model_levers.md (the card's 'Levers measured') must be brought up to date when a model ships."""
+    levers = default_model_path().parents[3] / "scripts" / "model_levers.md"
+    rows = [[cell.strip() for cell in line.strip("|\n ").split("|")]
+            for line in levers.read_text().splitlines() if line.startswith("| ")]
+    header, *rows = rows
+    shipped = [row for row in rows if row[header.index("kept")] == "shipped"]
+    assert len(shipped) == 1, "exactly one lever row is the shipped model"
+    metadata, _ = read_checkpoint(default_model_path())
+    correction = str(metadata.get("inference", {}).get("prior_correction", False))
+    dice_values = metadata["metrics"]["validation_dice"][correction]
+    expected = " / ".join(f"{dice_values[s]:.3f}" for s in ("LV", "RV", "Myo"))
+    assert shipped[0][header.index("validation")] == expected

@@ -17,6 +17,7 @@ from cmrseg.training.split import file_sha256, make_fold_splits, read_split
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "acdc"
 FOLD_VALIDATION = "CMRSegModule/Resources/Models/cmrseg_dense_unet.split.json"  # the validation part of the folds
+LEVERS = Path(__file__).with_name("model_levers.md")  # every lever measured, kept or not (kept by hand)
 CITATION = ("Bernard et al., \"Deep Learning Techniques for Automatic MRI Cardiac Multi-Structures Segmentation "
             "and Diagnosis: Is the Problem Solved?\", IEEE TMI 37(11):2514-2525, 2018")
 
@@ -295,5 +296,5 @@ def card(shipped: dict, others: list[dict]) -> str:
                      f"| {scores['LV']:.3f} | {scores['RV']:.3f} | {scores['Myo']:.3f} | {which} "
                      f"| {sunnybrook_text(item['sunnybrook'])} |")
     lines += ["", f"Chosen, evaluated and written by `scripts/ship-model {' '.join(sys.argv[1:])}`. "
-              + reproduce_line(shipped), ""]
+              + reproduce_line(shipped), "", "## Levers measured", "", LEVERS.read_text().rstrip(), ""]
     return "\n".join(lines)
