@@ -67,6 +67,8 @@ def test_combined_checkpoint_round_trips_in_half_the_size(tmp_path):
     assert meta["architecture"]["name"] == "ensemble" and meta["labels"] == LABELS
     assert meta["training"]["epochs_trained"] == [11, 12]
     assert [m["source"] for m in meta["training"]["members"]] == [str(p) for p in paths]
+    # which weights each member is, so that a rewritten run file is never taken for it
+    assert [m["source_sha256"] for m in meta["training"]["members"]] == [file_sha256(p) for p in paths]
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
     x = torch.rand(2, 1, 96, 96)
     with torch.no_grad():

@@ -68,7 +68,10 @@ def test_missing_prediction_is_a_clear_error(phantom, tmp_path, capsys):
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_model_on_acdc_patients_reproduces_both_tables(acdc_root, model_path, tmp_path):
-    split = {"train": [], "val": [], "test": ["patient003", "patient024", "patient045"], "data": str(acdc_root)}
+    from cmrseg.review import load_review_model
+
+    fitted = load_review_model(model_path).record["fitted_patients"][0]  # the review score's measure is in-sample
+    split = {"train": [], "val": [], "test": ["patient003", "patient024", fitted], "data": str(acdc_root)}
     (tmp_path / "split.json").write_text(json.dumps(split))
     code = main(["evaluate", "--split", str(tmp_path / "split.json"), "--model", str(model_path),
                  "--out", str(tmp_path / "eval")])
@@ -84,3 +87,6 @@ def test_model_on_acdc_patients_reproduces_both_tables(acdc_root, model_path, tm
     assert score["all"]["slices"] == score["ED"]["slices"] + score["ES"]["slices"] > 0
     assert 0 <= score["all"]["auc"] <= 1
     assert set(review["interval_coverage"]) == {"lv_edv_ml", "lv_ef_pct", "rv_ef_pct", "lv_mass_ed_g"}
+    assert review["in_sample_patients"] == [fitted]
+    assert (tmp_path / "eval" / "review.md").read_text().startswith(
+        "In-sample: the review score was fitted on 1 of these 3 patients")

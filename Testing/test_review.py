@@ -92,6 +92,37 @@ def test_the_fit_recovers_a_known_relation_and_generalises():
         type(model).from_dict(older)
 
 
+def test_a_review_fit_is_used_only_with_the_weights_it_was_fitted_for(tmp_path):
+    from cmrseg.review import load_review_model, review_model_path
+    from cmrseg.training.split import file_sha256
+
+    rng = np.random.default_rng(2)
+    features = np.abs(rng.normal(1.0, 1.0, (200, len(FEATURES))))
+    model = fit_review_model(features, features[:, 2] > 1.2, features[:, 2], signals=["entropy_share"])
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"the weights the score was fitted for")
+    review_model_path(weights).write_text(json.dumps(dict(model.as_dict(), model_sha256=file_sha256(weights))))
+    assert load_review_model(weights).signals == ["entropy_share"]
+    weights.write_bytes(b"other weights, shipped later under the same name")
+    with pytest.raises(CMRSegError, match="fitted for other weights than model.pt; refit it"):
+        load_review_model(weights)
+    review_model_path(weights).write_text(json.dumps(model.as_dict()))  # a fit that does not say for which
+    with pytest.raises(CMRSegError, match="fitted for other weights"):
+        load_review_model(weights)
+    review_model_path(weights).unlink()
+    assert load_review_model(weights) is None  # no fit: segmenting goes on without a review score
+
+
+def test_the_shipped_model_has_a_review_fit_of_its_own_weights():
+    from cmrseg.inference import default_model_path
+    from cmrseg.review import load_review_model
+
+    review = load_review_model(default_model_path())  # refused if fitted for other weights
+    assert review is not None, "after shipping a model, fit its review score: scripts/fit-review"
+    assert review.record["fitted_patients"] == sorted(
+        json.loads(default_model_path().with_suffix(".split.json").read_text())["val"])
+
+
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_a_run_lists_every_ed_and_es_slice_by_score(acdc_root, model_path, tmp_path):

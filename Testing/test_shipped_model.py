@@ -13,6 +13,7 @@ from cmrseg.io.acdc import load_frame
 from cmrseg.labels import BY_KEY
 from cmrseg.metrics import dice
 from cmrseg.model import read_checkpoint
+from cmrseg.training.split import file_sha256, make_fold_splits, write_split
 
 
 def test_shipped_model_is_small_self_describing_and_ships_its_split():
@@ -41,6 +42,26 @@ def test_shipped_model_is_small_self_describing_and_ships_its_split():
         assert len(split["member_test"]) == len(architecture["args"]["members"])
         assert (len(split["train"]), len(split["val"])) == (85, 15)
         assert "## Cross-validated estimate" in card and "cross_validation" in metadata["metrics"]
+        cases = metadata["metrics"]["cross_validation_cases"]  # each by the one member not trained on it
+        assert {case["patient"] for case in cases} == set(split["train"])
+        assert all(case["patient"] in split["member_test"][case["member"]] for case in cases)
+
+
+@pytest.mark.shared_data
+def test_each_fold_member_was_trained_on_the_fold_that_leaves_out_its_test_patients(acdc_root, tmp_path,
+                                                                                       monkeypatch):
+    path = default_model_path()
+    split = json.loads(path.with_suffix(".split.json").read_text())
+    if "member_test" not in split:
+        pytest.skip("the shipped model is not an ensemble of cross-validation folds")
+    metadata, _ = read_checkpoint(path)
+    monkeypatch.chdir(path.parents[3])  # the split names the data relative to the repository, as make-folds did
+    folds = make_fold_splits(split["data"], folds=len(split["member_test"]), seed=split["seed"],
+                             validation=split["val"])
+    by_sha256 = {file_sha256(write_split(fold, tmp_path / f"fold{k}.json")): fold for k, fold in enumerate(folds)}
+    for member, tested in zip(metadata["training"]["members"], split["member_test"], strict=True):
+        fold = by_sha256[member["split_sha256"]]  # the file make-folds writes, byte for byte
+        assert sorted(fold["test"]) == tested and not set(fold["train"]) & set(tested)
 
 
 @pytest.mark.shared_data

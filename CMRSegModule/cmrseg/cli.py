@@ -100,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cmrseg.training.split import read_split
 
     segmented: list = []  # the model's frames with their review evidence, when the model is run
-    segmenter = None
+    review_model = None
     folders = {"FCN": Path(args.pred)} if args.pred else {}
     if args.corrected:
         if not args.pred:
@@ -137,26 +137,31 @@ def _evaluate(args: argparse.Namespace) -> int:
             cases = evaluate.acdc_folder_cases(data, patients, folders)
         else:
             from cmrseg.inference import Segmenter
+            from cmrseg.review import load_review_model
 
             segmenter = Segmenter.load(args.model, device=args.device, bf16=False if args.fp32 else None)
+            review_model = load_review_model(segmenter.source)  # before the long part: a stale fit is refused
             cases = evaluate.acdc_model_cases(data, patients, segmenter, segmented)
         cases = list(cases)
     results = evaluate.evaluate_cases(cases, args.out, len(cases), LinePrinter())
     print(evaluate.table1_markdown([r for r in results["table1"] if r["phase"] == "ED+ES"]))
     print(evaluate.table3_markdown(results["table3"]))
-    if segmenter is not None and segmented:
-        from cmrseg.review import load_review_model
+    if review_model is not None and segmented:
         from cmrseg.review_eval import format_metrics, interval_coverage, measure, slice_set
 
-        review_model = load_review_model(segmenter.source)
-        if review_model is not None:
-            metrics = measure(review_model, slice_set(segmented))
-            factors = review_model.record.get("interval_factors")
-            if factors:
-                metrics["interval_coverage"] = interval_coverage(segmented, factors)
-            (Path(args.out) / "review.md").write_text(format_metrics(metrics) + "\n")
-            (Path(args.out) / "review.json").write_text(json.dumps(metrics, indent=1))
-            print(format_metrics(metrics))
+        metrics = measure(review_model, slice_set(segmented))
+        factors = review_model.record.get("interval_factors")
+        if factors:
+            metrics["interval_coverage"] = interval_coverage(segmented, factors)
+        text = format_metrics(metrics)
+        fitted_on = sorted(set(patients) & set(review_model.record.get("fitted_patients", [])))
+        if fitted_on:  # not a held-out measure: say so where it is read
+            metrics["in_sample_patients"] = fitted_on
+            text = (f"In-sample: the review score was fitted on {len(fitted_on)} of these {len(patients)} patients, "
+                    "so this measures the fit, not a held-out result.\n\n" + text)
+        (Path(args.out) / "review.md").write_text(text + "\n")
+        (Path(args.out) / "review.json").write_text(json.dumps(metrics, indent=1))
+        print(text)
     print(f"Tables, per-case results and plots in {args.out}")
     return 0
 

@@ -37,6 +37,7 @@ import numpy as np
 from cmrseg.basal import enclosed_fraction
 from cmrseg.errors import CMRSegError
 from cmrseg.labels import BACKGROUND, LV, MYO, NUM_CLASSES, STRUCTURES
+from cmrseg.training.split import file_sha256
 
 FEATURES = ("disagreement", "disagreement_share", "entropy_share", "removed", "neighbour_change_share", "edge",
             "unenclosed", "heart")
@@ -188,9 +189,17 @@ def review_model_path(model_path: str | Path) -> Path:
 
 
 def load_review_model(model_path: str | Path) -> ReviewModel | None:
-    """The review model fitted for a checkpoint, or None when it has none."""
+    """The review model fitted for a checkpoint, or None when it has none. One fitted for other weights (its
+    recorded ``model_sha256`` is not the checkpoint's) is refused: its coefficients and interval factors were
+    calibrated on that model's members and errors."""
     path = review_model_path(model_path)
-    return ReviewModel.from_dict(json.loads(path.read_text())) if path.is_file() else None
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("model_sha256") != file_sha256(model_path):
+        raise CMRSegError(f"{path.name} was fitted for other weights than {Path(model_path).name}; refit it "
+                          f"(scripts/fit-review {model_path}).")
+    return ReviewModel.from_dict(data)
 
 
 def fit_review_model(features: np.ndarray, needs: np.ndarray, error_ml: np.ndarray,

@@ -30,6 +30,7 @@ from cmrseg import __version__
 from cmrseg.errors import CMRSegError
 from cmrseg.model.dense_unet import DenseUNet
 from cmrseg.model.ensemble import Ensemble
+from cmrseg.training.split import file_sha256
 
 FORMAT = "cmrseg-checkpoint"
 VERSION = 1
@@ -219,6 +220,7 @@ def combine_checkpoints(paths: list[str | Path], split_record: dict[str, str] | 
                 if key in first.get("training", {})}
     training.update(split_record or {})
     training["epochs_trained"] = [m.get("training", {}).get("epochs_trained") for m in records]
-    training["members"] = [dict(m.get("training", {}), source=str(p)) for m, p in zip(records, paths, strict=True)]
+    training["members"] = [dict(m.get("training", {}), source=str(p), source_sha256=file_sha256(p))
+                           for m, p in zip(records, paths, strict=True)]
     metadata = {"labels": first.get("labels"), "preprocessing": first.get("preprocessing"), "training": training}
     return Ensemble.of(networks).eval(), metadata
