@@ -16,7 +16,7 @@ from cmrseg.augment import AUGMENTATIONS, NO_AUGMENTATION
 from cmrseg.errors import CMRSegError
 from cmrseg.io.acdc import list_patients, read_info
 from cmrseg.losses import LOSSES, WEIGHTINGS, SegmentationLoss
-from cmrseg.model import PRESETS, build_model, load_model
+from cmrseg.model import PRESETS, build_model, load_model, read_checkpoint
 from cmrseg.preprocess import PreprocessConfig
 from cmrseg.shipped import default_model_path
 from cmrseg.training.config import (
@@ -263,7 +263,8 @@ def test_fine_tuning_starts_from_a_shipped_network_and_only_on_its_split(acdc_ro
     tiny = ["--data", str(acdc_root), "--max-patients", "1", "--batch-size", "4", "--iterations-per-epoch", "1",
             "--epochs", "1", "--lr", "1e-12", "--loss", "wce+dice", "--class-weighting", "none"]
     assert _train(tmp_path / "no_member", *tiny, "--split", str(shipped_split), "--init", str(shipped)) == 2
-    assert "ensemble of 3 networks; choose one with --init-member 0..2" in capsys.readouterr().err
+    members = len(read_checkpoint(shipped)[0]["architecture"]["args"]["members"])
+    assert f"ensemble of {members} networks; choose one with --init-member 0..{members - 1}" in capsys.readouterr().err
     # A new split would put some of the shipped network's training patients among validation and test.
     assert _train(tmp_path / "other_split", *tiny, "--init", str(shipped), "--init-member", "1") == 2
     assert "trained on another split" in capsys.readouterr().err
