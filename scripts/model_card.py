@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cmrseg import phantom_check
 from cmrseg.inference import default_model_path
 from cmrseg.model.checkpoint import read_checkpoint
 from cmrseg.training.split import file_sha256, make_fold_splits, read_split
@@ -33,6 +34,16 @@ def sunnybrook_text(results: dict | None) -> str:
         return "-"
     return "; ".join(f"{r['lv_dice_ed']:.3f} / {r['lv_dice_es']:.3f} / {r['myo_dice_ed']:.3f}, "
                      f"RV EF {r['rv_ef_pct']:.0f} % {r['qc']}" for r in results.values())
+
+
+def example_text(result: dict) -> str:
+    """LV and RV EF on the built-in example against the analytic ones, and whether it passed (scripts/example)."""
+    if "error" in result:
+        return "not segmented"
+    ef = {r["parameter"]: r for r in result["parameters"]}
+    verdict = "pass" if phantom_check.passed(result) else "fail"
+    return (f"EF {ef['lv_ef_pct']['cmrseg']:.1f} / {ef['rv_ef_pct']['cmrseg']:.1f} % "
+            f"(truth {ef['lv_ef_pct']['truth']:.1f} / {ef['rv_ef_pct']['truth']:.1f}), {verdict}")
 
 
 def best_validation_epoch(run: Path) -> dict:
@@ -275,7 +286,9 @@ def card(shipped: dict, others: list[dict]) -> str:
         "",
         *held_out_sections(shipped),
         "", "## Candidates compared (Dice ED+ES, basal rule >= 50 %)", "",
-        "The shipped candidate is the one with the highest mean validation Dice; every candidate's validation "
+        "The shipped candidate is the one with the highest mean validation Dice among those that pass the "
+        "built-in example (`scripts/example`: Dice per structure and phase within the stated tolerances, LV and "
+        "RV EF within 5 points of the analytic ones; its last column); every candidate's validation "
         "patients are the same, and none of its networks was trained on them. The held-out columns are each "
         "candidate's own held-out patients (named in the last but one column), so they compare only where those "
         "are the same.", "",
@@ -285,8 +298,8 @@ def card(shipped: dict, others: list[dict]) -> str:
         "Network time grows with the number of networks: 167 ms per slice for 3, 282 ms for 5 (fp32 on a 2-core "
         "AVX2 CPU, `cmrseg benchmark`).", "",
         "| candidate | networks | loss | augmentation | correction | val. LV / RV / Myo (off) | val. (on) "
-        "| held-out LV | RV | Myo | held-out patients | Sunnybrook |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| held-out LV | RV | Myo | held-out patients | Sunnybrook | built-in example LV / RV |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for item in [shipped, *others]:
         results, which = held_out(item)
@@ -303,7 +316,7 @@ def card(shipped: dict, others: list[dict]) -> str:
         lines.append(f"| {item['run'].name} | {networks(item)} | {loss} | {augmentation} | {choice} "
                      f"| {off['LV']:.3f} / {off['RV']:.3f} / {off['Myo']:.3f} | {on_text} "
                      f"| {scores['LV']:.3f} | {scores['RV']:.3f} | {scores['Myo']:.3f} | {which} "
-                     f"| {sunnybrook_text(item['sunnybrook'])} |")
+                     f"| {sunnybrook_text(item['sunnybrook'])} | {example_text(item['example'])} |")
     arguments = " ".join(word for word in sys.argv[1:] if word != "--dry-run")
     lines += ["", f"Chosen, evaluated and written by `scripts/ship-model {arguments}`. "
               + reproduce_line(shipped), "", "## Levers measured", "", LEVERS.read_text().rstrip(), ""]
