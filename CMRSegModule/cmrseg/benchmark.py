@@ -70,11 +70,13 @@ def flops_per_slice(segmenter) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from cmrseg.neighbours import context_of
+
     size = segmenter.config.size
-    batch = torch.zeros(1, 1, *size).to(memory_format=torch.channels_last)
     total = 0
     with torch.inference_mode():
         for network in segmenter.networks:
+            batch = torch.zeros(1, 2 * context_of(network) + 1, *size).to(memory_format=torch.channels_last)
             with FlopCounterMode(display=False) as counter:
                 network(batch)
             total += counter.get_total_flops()

@@ -19,6 +19,7 @@ from cmrseg.io.study import Study
 from cmrseg.labels import BACKGROUND, LV
 from cmrseg.model import load_model
 from cmrseg.model.ensemble import Ensemble
+from cmrseg.neighbours import context_of, with_neighbours
 from cmrseg.orientation import to_training_orientation
 from cmrseg.postprocess import clean_labels
 from cmrseg.preprocess import PreprocessConfig, preprocess_frame, to_native_probabilities
@@ -109,19 +110,23 @@ class Segmenter:
 
     @torch.inference_mode()
     def member_probabilities(self, slices: np.ndarray, networks: list[torch.nn.Module] | None = None) -> np.ndarray:
-        """Softmax probabilities ``[m, n, C, h, w]`` of each of the ``m`` networks for slices ``[n, h, w]``.
+        """Softmax probabilities ``[m, n, C, h, w]`` of each of the ``m`` networks for the slices ``[n, h, w]``
+        of one stack (a 2.5-D network reads each with its neighbours in it).
 
         Their mean is the model's output; their disagreement is evidence for the review score.
         """
         networks = networks or self.networks
+        inputs = {k: with_neighbours(slices, k) for k in {context_of(net) for net in networks}}
         outputs = []
         for start in range(0, len(slices), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(slices[start : start + self.batch_size]))
-            batch = batch[:, None].float().to(self.device)
-            if self.device.type == "cpu":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            outputs.append(torch.stack([self._forward(net, batch) for net in networks]).cpu().numpy())
+            outputs.append(torch.stack([self._forward(net, self._batch(inputs[context_of(net)], start))
+                                        for net in networks]).cpu().numpy())
         return np.concatenate(outputs, axis=1)
+
+    def _batch(self, inputs: np.ndarray, start: int) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(inputs[start : start + self.batch_size])).float()
+        batch = batch.to(self.device)
+        return batch.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else batch
 
     def corrected(self, probabilities: np.ndarray) -> np.ndarray:
         """Probabilities ``[..., C, h, w]`` with the checkpoint's class-weight prior correction, when it asks."""

@@ -56,6 +56,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     parser.add_argument("--init", help="start from this checkpoint's weights (fine-tuning; same split required)")
     parser.add_argument("--init-member", type=int, help="which network of an ensemble --init checkpoint (0-based)")
+    parser.add_argument("--neighbour-slices", type=int, metavar="K",
+                        help="2.5-D input: each slice with its K neighbours on either side as channels (default "
+                             f"{d.neighbour_slices}); with --init, the neighbours' weights start at zero")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.set_defaults(run=run_train)

@@ -46,6 +46,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint whose weights start the run (fine-tuning)
     init_member: int | None = None  # which network of an ensemble checkpoint
     oversample: str | None = None  # draw some slices more often, e.g. "ES=2,HCM=2" (cmrseg.training.sampling)
+    neighbour_slices: int = 0  # 2.5-D input: this many neighbours on each side as channels (cmrseg.neighbours)
 
     def preprocess(self) -> PreprocessConfig:
         from cmrseg.preprocess import PreprocessConfig
@@ -53,7 +54,8 @@ class TrainConfig:
         return PreprocessConfig(target_spacing_mm=self.spacing_mm, size=(self.size, self.size))
 
     def model_args(self) -> dict[str, int]:
-        return {"base_filters": self.base_filters} if self.base_filters else {}
+        args = {"in_channels": 2 * self.neighbour_slices + 1}
+        return {**args, "base_filters": self.base_filters} if self.base_filters else args
 
 
 # Settings a resumed run may change; any other explicit difference from last.pt is an error.
@@ -92,6 +94,8 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> T
         raise CMRSegError(f"--size {config.size}: the network input size must be a multiple of 16.")
     if config.epochs < 1 or config.batch_size < 1:
         raise CMRSegError("--epochs and --batch-size must be at least 1.")
+    if not 0 <= config.neighbour_slices <= 3:
+        raise CMRSegError(f"--neighbour-slices {config.neighbour_slices}: give 0 (one slice) to 3 on each side.")
     if config.oversample is not None:
         from cmrseg.training.sampling import parse_oversample
 

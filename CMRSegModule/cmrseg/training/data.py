@@ -4,16 +4,21 @@ Training frames are resampled to the network's pixel spacing on a canvas of ``si
 centred on the centroid of the expert labels; each batch takes a ``size`` crop at a random offset of up to
 ``jitter`` pixels from the centre (the heart is not always at the crop centre at inference). Validation
 frames are cropped at ``size`` centred on the label centroid (segmentation quality given localisation).
+With ``context`` K > 0, each slice comes with its K neighbours on either side as channels
+(:mod:`cmrseg.neighbours`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cmrseg.io.acdc import PHASES, load_frame
+from cmrseg.neighbours import neighbour_indices, neighbour_order
 from cmrseg.preprocess import PreprocessConfig, label_centroid, plan_crop, preprocess_frame, resample_labels
 from cmrseg.progress import ProgressCallback, report
 
@@ -29,6 +34,7 @@ class SliceSet:
     labels: torch.Tensor
     volumes: list[tuple[str, int, int]]
     margin: int  # canvas pixels on each side beyond the crop size
+    context: int = 0  # neighbour slices on each side given as extra channels (2.5-D input)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -45,9 +51,11 @@ class SliceSet:
     def crops(
         self, indices: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``[B, 1, h, w]`` (float32) and labels ``[B, h, w]`` (int64) of the slices ``indices``.
+        """Images ``[B, 2 K + 1, h, w]`` (float32: each slice with its ``context`` K neighbours on either side)
+        and labels ``[B, h, w]`` (int64) of the slices ``indices``.
 
-        With a ``generator``, each crop is shifted by a random offset of up to ``margin`` pixels.
+        With a ``generator``, each crop is shifted by a random offset of up to ``margin`` pixels, and the
+        neighbours come in either order at random.
         """
         m, (h, w) = self.margin, self.crop_size
         if generator is not None and m > 0:
@@ -55,9 +63,18 @@ class SliceSet:
         else:
             offsets = [(m, m)] * len(indices)
         windows = [(i, slice(y, y + h), slice(x, x + w)) for i, (y, x) in zip(indices.tolist(), offsets, strict=True)]
-        images = torch.stack([self.images[i, ys, xs] for i, ys, xs in windows])
+        stacks = torch.from_numpy(self.neighbours[indices.numpy()])
+        images = torch.stack([self.images[stack, ys, xs] for stack, (_, ys, xs) in zip(stacks, windows, strict=True)])
         labels = torch.stack([self.labels[i, ys, xs] for i, ys, xs in windows])
-        return images[:, None].float(), labels.long()
+        images = images.float()
+        if self.context and generator is not None:
+            images = neighbour_order(images, generator)
+        return images, labels.long()
+
+    @cached_property
+    def neighbours(self) -> np.ndarray:
+        """``[N, 2 K + 1]``: each slice's index and its neighbours' in its own stack (clamped at the ends)."""
+        return np.concatenate([neighbour_indices(first, count, self.context) for _, first, count in self.volumes])
 
 
 def load_slices(
@@ -67,6 +84,7 @@ def load_slices(
     margin: int = 0,
     progress: ProgressCallback | None = None,
     what: str = "Pre-processing",
+    context: int = 0,
 ) -> SliceSet:
     """ED and ES frames of ``patients`` (ACDC folder names under ``data_root``) as pre-processed slices."""
     root = Path(data_root)
@@ -90,7 +108,7 @@ def load_slices(
         volumes.append((f"{patient}_{phase}", start, image.shape[0]))
         start += image.shape[0]
         report(progress, done, total, what)
-    return SliceSet(torch.cat(images), torch.cat(labels), volumes, margin)
+    return SliceSet(torch.cat(images), torch.cat(labels), volumes, margin, context)
 
 
 def epoch_order(n_slices: int, batch_size: int, iterations: int, generator: torch.Generator) -> torch.Tensor:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,19 @@ from cmrseg.training.schedule import make_scheduler
 from cmrseg.training.split import file_sha256, make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
 from cmrseg.training.warm_start import initial_weights
+
+
+@contextmanager
+def removed_if_refused(out: Path) -> Iterator[None]:
+    """Create ``out``, and remove it again if it was new and setting the run up fails with a user error."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except CMRSegError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def prepare_split(out: Path, config: TrainConfig, split_file: str | None) -> tuple[dict[str, Any], Path]:
@@ -64,31 +80,33 @@ def run_training(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    out.mkdir(parents=True, exist_ok=True)
-    split, split_path = prepare_split(out, config, args.split)
-    limit = config.max_patients
-    train_patients, val_patients = split["train"][:limit], split["val"][:limit]
-    if not train_patients or not val_patients:
-        raise CMRSegError(f"The split {split_path} needs at least one training and one validation patient.")
+    with removed_if_refused(out):  # a run refused before its first epoch leaves nothing behind
+        split, split_path = prepare_split(out, config, args.split)
+        limit = config.max_patients
+        train_patients, val_patients = split["train"][:limit], split["val"][:limit]
+        if not train_patients or not val_patients:
+            raise CMRSegError(f"The split {split_path} needs at least one training and one validation patient.")
 
-    progress = LinePrinter(min_interval=5.0)
-    preprocess = config.preprocess()
-    train = load_slices(config.data, train_patients, preprocess, config.jitter_px, progress, "Loading training data")
-    val = load_slices(config.data, val_patients, preprocess, 0, progress, "Loading validation data")
-    sampling = slice_weights(train, config.data, config.oversample) if config.oversample else None
-    if state is not None:
-        weights = state["class_weights"]
-    else:
-        frequencies = class_frequencies(train.central_labels().numpy())
-        weights = torch.from_numpy(class_weights(frequencies, config.class_weighting)).float()
-    loss_fn = SegmentationLoss(config.loss, weights).to(device)
+        progress = LinePrinter(min_interval=5.0)
+        preprocess = config.preprocess()
+        context = config.neighbour_slices
+        train = load_slices(config.data, train_patients, preprocess, config.jitter_px, progress,
+                            "Loading training data", context)
+        val = load_slices(config.data, val_patients, preprocess, 0, progress, "Loading validation data", context)
+        sampling = slice_weights(train, config.data, config.oversample) if config.oversample else None
+        if state is not None:
+            weights = state["class_weights"]
+        else:
+            frequencies = class_frequencies(train.central_labels().numpy())
+            weights = torch.from_numpy(class_weights(frequencies, config.class_weighting)).float()
+        loss_fn = SegmentationLoss(config.loss, weights).to(device)
 
-    torch.manual_seed(config.seed)
-    model = build_model(config.preset, **config.model_args())
-    init_sha256 = state.get("init_sha256") if state else None
-    if state is None and config.init:
-        load_weights(model, initial_weights(config.init, config.init_member, split_path), config.init)
-        init_sha256 = file_sha256(config.init)
+        torch.manual_seed(config.seed)
+        model = build_model(config.preset, **config.model_args())
+        init_sha256 = state.get("init_sha256") if state else None
+        if state is None and config.init:
+            load_weights(model, initial_weights(config.init, config.init_member, split_path, context), config.init)
+            init_sha256 = file_sha256(config.init)
     model = model.to(device)
     runtime = Runtime(device, config.precision, channels_last=True)
     model = model.to(memory_format=torch.channels_last)
@@ -112,7 +130,8 @@ def run_training(args: argparse.Namespace) -> int:
         start_epoch = state["epoch"] + 1
     n_parameters = count_parameters(model)
     print(
-        f"Training {config.preset} dense U-Net ({n_parameters:,} parameters) on {len(train)} slices of "
+        f"Training {config.preset} dense U-Net ({n_parameters:,} parameters"
+        + (f", {context} neighbour slices on each side" if context else "") + f") on {len(train)} slices of "
         f"{len(train.volumes)} frames, validating on {len(val.volumes)} frames; {iterations} batches of "
         f"{config.batch_size} per epoch; {device}, {config.precision}, {torch.get_num_threads()} threads; "
         f"class weights {[round(float(w), 3) for w in weights]}; "
