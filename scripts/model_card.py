@@ -79,13 +79,22 @@ def augmentation_name(training: dict) -> str:
     return ", ".join(words)
 
 
+def input_text(configs: list[dict]) -> str:
+    """The network input, with the neighbour slices of 2.5-D networks (``--neighbour-slices``)."""
+    contexts = sorted({config.get("neighbour_slices", 0) for config in configs})
+    if contexts == [0]:
+        return "input 176 x 176 pixels at 1.5 mm"
+    return ("input 176 x 176 pixels at 1.5 mm, each slice with " + " or ".join(map(str, contexts))
+            + " neighbour slices on each side as channels (2.5-D)")
+
+
 def training_lines(item: dict) -> list[str]:
     """How the shipped network(s) were trained: one run, or a table of the ensemble's members."""
     if not is_ensemble(item):
         training, history = item["metadata"]["training"], best_validation_epoch(item["run"])
         return [
             f"- Architecture: dense U-Net, preset `{item['metadata']['architecture']['preset']}` "
-            f"({training['parameters']:,} parameters); input 176 x 176 pixels at 1.5 mm, 4 classes.",
+            f"({training['parameters']:,} parameters); {input_text([training['config']])}, 4 classes.",
             f"- Loss: {training['loss']}; class weights {training['class_weighting']}; "
             f"augmentation {augmentation_name(training)}; {training['optimizer']}; {training['schedule']}; "
             f"{training['precision']}.",
@@ -100,7 +109,7 @@ def training_lines(item: dict) -> list[str]:
     lines = [
         f"- Architecture: an ensemble of {len(members)} dense U-Nets, preset `{first['config']['preset']}` "
         f"({first['parameters']:,} parameters each); the mean of their class probabilities is the output. "
-        "Input 176 x 176 pixels at 1.5 mm, 4 classes; weights stored as float16.",
+        f"{input_text([m['config'] for m in members]).capitalize()}, 4 classes; weights stored as float16.",
         f"- Every member: {first['optimizer']}; {first['schedule']}; {first['precision']}; trained on a "
         f"{first['machine']['cpu_count']}-core CPU ({first['machine']['processor']}, "
         f"torch {first['machine']['torch']}) with the torch threads given in the table.",
