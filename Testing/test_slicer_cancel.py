@@ -14,10 +14,12 @@ import pytest
 from CMRSegModuleLib.Runner import RunSettings, buildCommand, killProcessTree, prepareJob, processEnvironment
 
 # A stand-in for the launcher: starts the command as a child with the same stdin, prints the child's pid,
-# ignores SIGTERM and forwards nothing, and waits.
+# ignores SIGTERM and forwards nothing, and waits. It also ignores SIGINT, which its child inherits (as any
+# process started from a background shell job or under nohup does): the run must stop all the same.
 LAUNCHER = textwrap.dedent("""
     import signal, subprocess, sys
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     child = subprocess.Popen(sys.argv[1:])
     print(f"CHILD {child.pid}", flush=True)
     child.wait()

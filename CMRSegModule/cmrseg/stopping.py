@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import sys
 import threading
 import time
@@ -31,9 +32,15 @@ def _watch(fd: int, grace_s: float) -> None:
 
 
 def stop_when_stdin_closes(grace_s: float = GRACE_SECONDS) -> threading.Thread:
-    """Start a daemon thread that interrupts this process when its standard input reaches end of file."""
+    """Start a daemon thread that interrupts this process when its standard input reaches end of file.
+
+    Call it from the main thread: a process started with SIGINT ignored (by a background shell job, nohup or a
+    launcher; children inherit it) would otherwise drop the interrupt, so Ctrl-C is made to interrupt again.
+    """
     if sys.stdin is None:
         raise RuntimeError("no standard input to watch")
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     thread = threading.Thread(target=_watch, args=(sys.stdin.fileno(), grace_s), name="cmrseg-stdin-watch",
                               daemon=True)
     thread.start()
