@@ -46,6 +46,7 @@ class ReviewApp(TrameApp):
             "sax", Layout(LayoutDirection.Vertical, [ViewLayoutDefinition.slice_view("Axial", label="SAX")]))
         self.layoutManager.set_layout("sax")
         self.session: ReviewSession | None = None
+        self._replaying = False  # inside an undo or redo: the page is brought up to date once, after it
         self._prepare = prepare
         self._initState()
         self._buildPage()
@@ -129,7 +130,7 @@ class ReviewApp(TrameApp):
         self.state.can_undo, self.state.can_redo = self.session.canUndo(), self.session.canRedo()
 
     def _onEdited(self, *_) -> None:
-        if self.session is None:
+        if self.session is None or self._replaying:
             return
         self.session.updateCorrected()
         with self.state:
@@ -166,11 +167,20 @@ class ReviewApp(TrameApp):
         self._act(lambda: self.session.setTool(tool, structure, float(brushMm)))
 
     def undo(self) -> None:
-        self._act(self.session.undo)
-        self._onEdited()
+        self._replay(self.session.undo)
 
     def redo(self) -> None:
-        self._act(self.session.redo)
+        self._replay(self.session.redo)
+
+    def _replay(self, action: Callable) -> None:
+        """Undo or redo, then one update of the results and the undo buttons together: the segmentation's own
+        modified signal fires midway, before the undo history has moved, and would show the restored results
+        with a disabled Redo."""
+        self._replaying = True
+        try:
+            self._act(action)
+        finally:
+            self._replaying = False
         self._onEdited()
 
     def jumpTo(self, phase: str, sliceIndex: int) -> None:
