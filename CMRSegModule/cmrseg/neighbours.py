@@ -15,8 +15,7 @@ import torch
 
 def context_of(network: torch.nn.Module) -> int:
     """``K``, the neighbours on each side that a network reads (0 for one slice)."""
-    channels = int(getattr(network, "args", {}).get("in_channels", 1))
-    return (channels - 1) // 2
+    return (network.args["in_channels"] - 1) // 2
 
 
 def neighbour_indices(first: int, count: int, context: int) -> np.ndarray:

@@ -50,18 +50,16 @@ def compare(phantom_dir: str | Path, result_dir: str | Path) -> dict:
             tolerance = TOLERANCE_DICE[(phase, structure.key)]
             rows.append({"phase": phase, "structure": structure.key, "dice": value, "tolerance": tolerance,
                          "ok": value >= tolerance})
-    parameters = [{"parameter": key, "cmrseg": result["study"][key], "truth": truth[key], "ok": None}
-                  for key in PARAMETERS]
-    for row in parameters:
-        if row["parameter"] in EJECTION_FRACTIONS:
-            row["ok"] = abs(row["cmrseg"] - row["truth"]) < EF_TOLERANCE_POINTS
+    parameters = [{"parameter": key, "cmrseg": result["study"][key], "truth": truth[key],
+                   "ok": abs(result["study"][key] - truth[key]) < EF_TOLERANCE_POINTS if key in EJECTION_FRACTIONS
+                   else None} for key in PARAMETERS]
     return {"ed_es": ((truth["ed_frame"], truth["es_frame"]), (result["ed_frame"], result["es_frame"])),
             "dice": rows, "parameters": parameters}
 
 
 def passed(comparison: dict) -> bool:
     """Every Dice and every ejection fraction within its tolerance."""
-    return all(row["ok"] is not False for row in comparison["dice"] + comparison["parameters"])
+    return not failures(comparison)
 
 
 def failures(comparison: dict) -> list[str]:
