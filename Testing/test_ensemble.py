@@ -56,6 +56,13 @@ def test_an_ensemble_of_one_network_decides_as_that_network():
         Ensemble([])
 
 
+def test_an_ensemble_of_mixed_input_widths_refuses_one_input_for_all():
+    wide = build_model("compact", in_channels=3)
+    ensemble = Ensemble.of([_network(4), wide]).eval()
+    with torch.no_grad(), pytest.raises(CMRSegError, match=r"\[1, 3\] input channels"):
+        ensemble(torch.rand(1, 1, 96, 96))
+
+
 def test_combined_checkpoint_round_trips_in_half_the_size(tmp_path):
     paths = [_checkpoint(tmp_path, 1), _checkpoint(tmp_path, 2)]
     ensemble, metadata = combine_checkpoints(paths)

@@ -35,5 +35,10 @@ class Ensemble(nn.Module):
         return ensemble
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        widths = {m.args.get("in_channels", 1) for m in self.members}
+        if widths != {x.shape[1]}:
+            # 2.5-D members read their own neighbour slices: Segmenter.member_probabilities builds each input.
+            raise CMRSegError(f"This ensemble's networks read {sorted(widths)} input channels; "
+                              f"one input of {x.shape[1]} cannot serve them all.")
         mean = torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(dim=0)
         return torch.log(mean.clamp_min(torch.finfo(mean.dtype).tiny))
