@@ -10,7 +10,7 @@ import torch
 import cmrseg.train as train_module
 from cmrseg.inference import Segmenter
 from cmrseg.io.acdc import load_frame
-from cmrseg.model import build_model, load_model, read_checkpoint
+from cmrseg.model import Ensemble, build_model, load_model, read_checkpoint
 from cmrseg.neighbours import context_of, neighbour_indices, with_neighbours
 from cmrseg.preprocess import preprocess_frame
 from cmrseg.shipped import default_model_path
@@ -74,6 +74,12 @@ def test_a_widened_network_starts_as_itself_and_inference_reads_each_slices_neig
     shifted = three.member_probabilities(slices)[0]
     np.testing.assert_allclose(shifted[1:], expected[:-1], atol=1e-4)
     np.testing.assert_allclose(shifted[0], expected[0], atol=1e-4)
+
+    # In one ensemble with the one-slice member, each network still gets its own input.
+    mixed = Segmenter(Ensemble.of([member, widened]).eval(), metadata, torch.device("cpu"), one.config)
+    both = mixed.member_probabilities(slices)
+    np.testing.assert_allclose(both[0], expected, atol=1e-4)
+    np.testing.assert_allclose(both[1], shifted, atol=1e-4)
 
 
 @pytest.mark.slow

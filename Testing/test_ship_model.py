@@ -43,7 +43,7 @@ def test_an_ensemble_of_some_of_the_folds_is_refused(tmp_path):
         runs.append(tmp_path / f"fold{k}")
     with pytest.raises(CMRSegError, match="test 8 of the 20 patients they were trained on together"):
         ship_model.make_ensemble(runs)
-    assert not (tmp_path / "ensemble" / "best.pt").exists()
+    assert not (tmp_path / "ensemble_fold0+fold1" / "best.pt").exists()
 
 
 def test_an_evaluation_is_reused_only_for_the_weights_it_was_made_with(tmp_path):
