@@ -129,3 +129,16 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(compact, tmp_path)
     torch.save(raw, path)
     with pytest.raises(CMRSegError, match="Unknown network architecture"):
         load_model(path)
+
+
+def test_an_even_number_of_input_channels_is_refused(compact, tmp_path):
+    # A network reads one slice or one with as many neighbours on either side: 2 channels has no centre slice.
+    path = save_checkpoint(tmp_path / "m.pt", compact, {})
+    raw = torch.load(path, weights_only=True)
+    meta = json.loads(raw["metadata"])
+    meta["architecture"]["args"]["in_channels"] = 2
+    raw["metadata"] = json.dumps(meta)
+    torch.save(raw, path)
+    with pytest.raises(CMRSegError, match="2 channels"):
+        load_model(path)
+    assert build_model("compact", in_channels=3).args["in_channels"] == 3

@@ -254,6 +254,32 @@ def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_
         assert model(torch.rand(1, 1, 64, 64)).shape == (1, 4, 64, 64)
     assert (tmp_path / "run" / "best.pt").stat().st_size < 10_000_000  # weights only
 
+    # Stopped after last.pt and before best.pt of epoch 1: the resumed run writes that best.pt, and ends as the
+    # uninterrupted one did.
+    real_save = runner.save_checkpoint
+
+    def killed_before_best(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "save_checkpoint", killed_before_best)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "run2", *data)
+    monkeypatch.setattr(runner, "save_checkpoint", real_save)
+    assert load_state(tmp_path / "run2" / "last.pt")["epoch"] == 1 and not (tmp_path / "run2" / "best.pt").exists()
+    assert _train(tmp_path / "run2", "--resume") == 0
+    ref_best, run_best = read_checkpoint(tmp_path / "ref" / "best.pt"), read_checkpoint(tmp_path / "run2" / "best.pt")
+    assert run_best[0]["training"]["best_epoch"] == ref_best[0]["training"]["best_epoch"]
+    for name, tensor in ref_best[1].items():
+        assert torch.equal(run_best[1][name], tensor), name
+
+    # More epochs for a finished run: the cosine is re-planned over the new total from the next step on.
+    capsys.readouterr()
+    assert _train(tmp_path / "run", "--resume", "--epochs", "4") == 0
+    assert "now spans 4 epochs (was 3)" in capsys.readouterr().out
+    steps = 2  # FAST's --iterations-per-epoch
+    lr = load_state(tmp_path / "run" / "last.pt")["history"][3]["lr"]
+    assert lr == pytest.approx(1e-3 * lr_factor(3 * steps, 4 * steps, 2 * steps))  # the 3-epoch plan had 1e-5
+
 
 @pytest.mark.slow
 @pytest.mark.shared_data

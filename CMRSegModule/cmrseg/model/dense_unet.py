@@ -95,6 +95,9 @@ class DenseUNet(nn.Module):
                 f"Invalid dense U-Net arguments: depth {depth}, base_filters {base_filters}, "
                 f"dense_layers {dense_layers}, growth_divisor {growth_divisor}."
             )
+        if in_channels < 1 or in_channels % 2 == 0:  # one slice, or one with K neighbours on either side
+            raise CMRSegError(f"Invalid dense U-Net input: {in_channels} channels; a network reads one slice or "
+                              "one with as many neighbours on either side (1, 3, 5 or 7 channels).")
         self.args = {
             "in_channels": in_channels,
             "num_classes": num_classes,

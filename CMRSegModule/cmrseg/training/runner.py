@@ -18,7 +18,7 @@ from cmrseg.errors import CMRSegError
 from cmrseg.inference import resolve_device
 from cmrseg.labels import STRUCTURES
 from cmrseg.losses import SegmentationLoss, class_frequencies, class_weights
-from cmrseg.model.checkpoint import load_weights, save_checkpoint
+from cmrseg.model.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from cmrseg.model.dense_unet import build_model, count_parameters
 from cmrseg.progress import LinePrinter
 from cmrseg.training.config import TrainConfig, resolve_config
@@ -26,7 +26,7 @@ from cmrseg.training.data import load_slices
 from cmrseg.training.loop import Runtime, evaluate, train_epoch
 from cmrseg.training.record import checkpoint_metadata
 from cmrseg.training.sampling import slice_weights
-from cmrseg.training.schedule import make_scheduler
+from cmrseg.training.schedule import make_scheduler, set_scheduled_rate
 from cmrseg.training.split import file_sha256, make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
 from cmrseg.training.warm_start import initial_weights
@@ -128,7 +128,21 @@ def run_training(args: argparse.Namespace) -> int:
         restore_rng(state["rng"])
         history, best, wall = state["history"], state["best"], state["wall_seconds"]
         start_epoch = state["epoch"] + 1
+        if config.epochs != state["config"]["epochs"]:  # the cosine now spans the new total, from this step on
+            set_scheduled_rate(scheduler)
+            print(f"The learning-rate schedule now spans {config.epochs} epochs (was {state['config']['epochs']}); "
+                  f"epoch {start_epoch} continues at {optimizer.param_groups[0]['lr']:.2e}.", flush=True)
     n_parameters = count_parameters(model)
+
+    def save_best() -> None:
+        meta = checkpoint_metadata(
+            config, split_path, train, val, weights, augmentation, history, best, wall, device, n_parameters,
+            init_sha256,
+        )
+        save_checkpoint(best_path, model, meta, preset=config.preset)
+
+    if state is not None and best.get("epoch") == state["epoch"] and saved_epoch(best_path) != best["epoch"]:
+        save_best()  # stopped after last.pt and before best.pt: last.pt holds the best network
     print(
         f"Training {config.preset} dense U-Net ({n_parameters:,} parameters"
         + (f", {context} neighbour slices on each side" if context else "") + f") on {len(train)} slices of "
@@ -160,19 +174,25 @@ def run_training(args: argparse.Namespace) -> int:
         improved = not best or row["dice_mean"] > best["dice_mean"]
         if improved:
             best = dict(row)
-            meta = checkpoint_metadata(
-                config, split_path, train, val, weights, augmentation, history, best, wall, device, n_parameters,
-                init_sha256,
-            )
-            save_checkpoint(best_path, model, meta, preset=config.preset)
         write_history(out, history)
+        # last.pt first: a run stopped before best.pt is written resumes from it and writes best.pt then.
         save_state(
             last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, config=asdict(config),
             history=history, best=best, class_weights=weights, wall_seconds=wall, init_sha256=init_sha256,
         )  # fmt: skip
+        if improved:
+            save_best()
         print(format_row(row, config.epochs, best, improved), flush=True)
     print(f"Done: best mean validation Dice {best['dice_mean']:.4f} at epoch {best['epoch']}; {best_path}", flush=True)
     return 0
+
+
+def saved_epoch(best_path: Path) -> int | None:
+    """The epoch whose network ``best.pt`` holds (None when there is no readable one)."""
+    try:
+        return read_checkpoint(best_path)[0]["training"]["best_epoch"]
+    except (CMRSegError, KeyError):
+        return None
 
 
 def format_row(row: dict[str, Any], epochs: int, best: dict[str, Any], improved: bool) -> str:

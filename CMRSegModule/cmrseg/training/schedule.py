@@ -25,3 +25,11 @@ def make_scheduler(
     """A per-step scheduler (call ``step()`` after every optimiser step)."""
     factor = functools.partial(lr_factor, total_steps=total_steps, warmup_steps=warmup_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def set_scheduled_rate(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Give the optimiser the rate of the scheduler's current step, as its own ``step()`` would have (for a
+    resumed run whose total, and so whose schedule, changed)."""
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas,
+                                   strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)

@@ -88,8 +88,9 @@ def load_state(path: str | Path) -> dict[str, Any]:
 
 def restore_rng(rng: dict[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    if "cuda" in rng and torch.cuda.is_available():  # on as many GPUs as there are now
+        for device, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
 
 
 def _atomic_text(path: Path, text: str) -> None:
