@@ -1,6 +1,6 @@
 """scripts/ship-model's refusals: an unfinished network, an incomplete set of cross-validation folds and a
-network that fails the built-in example are never shipped, and evaluations are reused only for the weights
-they were made with."""
+network that fails the built-in example are never shipped, and evaluations are reused only for the weights,
+code and settings they were made with."""
 
 from __future__ import annotations
 
@@ -46,13 +46,39 @@ def test_an_ensemble_of_some_of_the_folds_is_refused(tmp_path):
     assert not (tmp_path / "ensemble_fold0+fold1" / "best.pt").exists()
 
 
-def test_an_evaluation_is_reused_only_for_the_weights_it_was_made_with(tmp_path):
+def test_an_evaluation_is_reused_only_for_the_weights_code_and_settings_it_was_made_with(tmp_path, monkeypatch):
     result = tmp_path / "evaluation.json"
     result.write_text('{"table1": []}')
-    assert ship_model.cached(result, "a" * 64) is None  # made by an earlier version: no record of its weights
-    ship_model.remember(result, "a" * 64)
-    assert ship_model.cached(result, "a" * 64) == {"table1": []}
-    assert ship_model.cached(result, "b" * 64) is None
+    made = ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)
+    assert ship_model.cached(result, made) is None  # made by an earlier version: no record of what made it
+    ship_model.remember(result, made)
+    assert ship_model.cached(result, ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)) \
+        == {"table1": []}
+    for other in (ship_model.made_with("b" * 64, patients=["p1", "p2"], prior_correction=False),
+                  ship_model.made_with("a" * 64, patients=["p1", "p3"], prior_correction=False),
+                  ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=True)):
+        assert ship_model.cached(result, other) is None
+    # Other code (a changed metric, tolerance or post-processing) never reuses it either.
+    monkeypatch.setattr(ship_model, "code_sha256", lambda: "c" * 64)
+    assert ship_model.cached(result, ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)) \
+        is None
+
+
+
+def test_the_code_hash_changes_with_any_python_file_of_the_package(tmp_path, monkeypatch):
+    assert (ship_model.PACKAGE / "metrics.py").is_file()  # the real package is what is hashed
+    (tmp_path / "io").mkdir()
+    (tmp_path / "metrics.py").write_text("A = 1\n")
+    (tmp_path / "io" / "reader.py").write_text("B = 1\n")
+    monkeypatch.setattr(ship_model, "PACKAGE", tmp_path)
+    hashes = []
+    for change in (None, ("metrics.py", "A = 2\n"), ("io/reader.py", "B = 2\n")):
+        if change:
+            (tmp_path / change[0]).write_text(change[1])
+        ship_model.code_sha256.cache_clear()
+        hashes.append(ship_model.code_sha256())
+    ship_model.code_sha256.cache_clear()
+    assert len(set(hashes)) == 3
 
 
 @pytest.mark.slow
@@ -77,4 +103,41 @@ def test_a_candidate_that_fails_the_built_in_example_is_never_eligible(model_pat
     assert {r["parameter"] for r in passed["parameters"] if r["ok"] is not None} == {"lv_ef_pct", "rv_ef_pct"}
     # The result is kept for these weights, so a rerun does not segment the example again.
     kept = shipped / f"example_prior_{own_correction}.json"
-    assert ship_model.cached(kept, file_sha256(shipped / "best.pt")) == passed
+    assert ship_model.cached(kept, ship_model.made_with(file_sha256(shipped / "best.pt"),
+                                                        prior_correction=own_correction)) == passed
+
+
+def test_a_stored_example_result_is_judged_by_the_tolerances_of_today():
+    # Stored when the ED LV tolerance was 0.80 (marked ok then); today's is higher, so it fails.
+    stored = {"dice": [{"phase": "ED", "structure": "LV", "dice": 0.90, "tolerance": 0.80, "ok": True}],
+              "parameters": [{"parameter": "rv_ef_pct", "cmrseg": 60.0, "truth": 53.4, "ok": True},
+                             {"parameter": "lv_edv_ml", "cmrseg": 200.0, "truth": 100.0, "ok": None}]}
+    assert phantom_check.TOLERANCE_DICE[("ED", "LV")] > 0.90
+    assert phantom_check.failures(stored) == [
+        f"ED LV Dice 0.900 below {phantom_check.TOLERANCE_DICE[('ED', 'LV')]:.2f}",
+        "rv_ef_pct 60.0 against the analytic 53.4 (5 points or more off)"]
+    assert not ship_model.eligible([{"run": Path("old"), "example": stored}])
+
+
+def test_a_shipped_single_network_is_a_candidate_with_its_history(tmp_path, monkeypatch):
+    models = tmp_path / "Models"
+    split = {"train": ["p1"], "val": ["p2"], "test": ["p3"], "seed": 0}
+    target = save_checkpoint(models / "cmrseg_dense_unet.pt", build_model("compact"), {"training": {"epochs": 2}},
+                             preset="compact")
+    write_split(split, target.with_suffix(".split.json"))
+    target.with_suffix(".history.csv").write_text("run,epoch,dice_mean\nnet,1,0.5\nnet,2,0.6\n")
+    monkeypatch.setattr(ship_model, "default_model_path", lambda: target)
+    previous = ship_model.shipped_candidate(split, tmp_path / "runs")
+    assert previous == tmp_path / "runs" / "previous_shipped"
+    ship_model.finished(previous, {"epochs": 2})  # all its epochs are on record: no refusal
+
+
+def test_a_run_whose_split_file_is_not_the_one_it_was_trained_on_is_refused(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    write_split({"train": ["p1"], "val": ["p2"], "test": ["p3"], "seed": 0}, run / "split.json")
+    trained_on = {"training": {"split_sha256": file_sha256(run / "split.json")}}
+    save_checkpoint(run / "best.pt", build_model("compact"), trained_on, preset="compact")
+    write_split({"train": ["p3"], "val": ["p2"], "test": ["p1"], "seed": 0}, run / "split.json")  # rewritten
+    monkeypatch.setattr(sys, "argv", ["ship-model", str(run), "--dry-run"])
+    with pytest.raises(CMRSegError, match=f"{run / 'best.pt'} was not trained on {run / 'split.json'}"):
+        ship_model.main()  # before anything is evaluated: p1 would count as held out

@@ -118,6 +118,10 @@ def test_split_is_stratified_70_15_15_and_seeded(acdc_root, tmp_path):
         assert set(counts.values()) == {per_group}, (part, counts)
     assert make_split(acdc_root, seed=0) == split and make_split(acdc_root, seed=1) != split
     assert read_split(write_split(split, tmp_path / "split.json")) == split
+    for part in ("val", "test"):  # a patient in two parts is refused: it would not be held out
+        overlapping = dict(split, **{part: split[part] + [split["train" if part == "val" else "val"][0]]})
+        with pytest.raises(CMRSegError, match="in more than one part"):
+            read_split(write_split(overlapping, tmp_path / "overlap.json"))
 
 
 @pytest.mark.shared_data

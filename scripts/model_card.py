@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from cmrseg import phantom_check
+from cmrseg.evaluate import distance_cell
 from cmrseg.inference import default_model_path
 from cmrseg.model.checkpoint import read_checkpoint
 from cmrseg.training.split import file_sha256, make_fold_splits, read_split
@@ -226,8 +227,8 @@ def dice_table(table1: list[dict]) -> list[str]:
         for structure in ("LV", "RV", "Myo"):
             r = rows[(phase, structure)]
             lines.append(f"| {phase} | {structure} | {r['dice_mean']:.3f} +- {r['dice_sd']:.3f} "
-                         f"| {r['hd_median_mm']:.1f} | {r['hd_2d_median_mm']:.1f} | {r['hd95_median_mm']:.1f} "
-                         f"| {r['sensitivity_mean']:.3f} |")
+                         f"| {distance_cell(r, 'hd_median_mm')} | {r['hd_2d_median_mm']:.1f} "
+                         f"| {distance_cell(r, 'hd95_median_mm')} | {r['sensitivity_mean']:.3f} |")
     return lines
 
 

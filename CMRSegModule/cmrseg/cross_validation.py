@@ -14,7 +14,7 @@ from pathlib import Path
 from cmrseg.errors import CMRSegError
 from cmrseg.evaluate import Case, acdc_model_cases
 from cmrseg.model.checkpoint import read_checkpoint
-from cmrseg.training.split import file_sha256, read_split
+from cmrseg.training.split import check_trained_on, read_split
 
 
 def fold_runs(runs: Iterable[str | Path]) -> list[tuple[Path, dict]]:
@@ -26,8 +26,7 @@ def fold_runs(runs: Iterable[str | Path]) -> list[tuple[Path, dict]]:
             raise CMRSegError(f"{run} is not a training run folder: best.pt and split.json are needed.")
         split = read_split(split_path)
         metadata, _ = read_checkpoint(checkpoint)
-        if metadata.get("training", {}).get("split_sha256") != file_sha256(split_path):
-            raise CMRSegError(f"{checkpoint} was not trained on {split_path}: its recorded split differs.")
+        check_trained_on(checkpoint, metadata, split_path)
         test = split.get("test") or []
         if not test:
             raise CMRSegError(f"{split_path} has no test patients.")

@@ -123,14 +123,21 @@ def table3(volumes: list[dict], methods: Iterable[str], plot_dir: Path | None = 
     return summary
 
 
+def distance_cell(row: dict, key: str) -> str:
+    """A median distance over the finite cases, with how many were infinite (the structure missing on one side:
+    a failure the median alone would hide)."""
+    infinite = row.get("hd_infinite", 0)
+    return f"{row[key]:.1f}" + (f" (+{infinite} inf)" if infinite else "")
+
+
 def table1_markdown(summary: list[dict]) -> str:
     lines = ["| method | basal rule | phase | structure | n | Dice | HD 3D median (mm) | HD 2D median (mm) "
              "| HD95 median (mm) | Se |", "|" + "---|" * 10]
     for r in summary:
         lines.append(
             f"| {r['method']} | >= {r['criterion']} % | {r['phase']} | {r['structure']} | {r['n']} "
-            f"| {r['dice_mean']:.3f} +- {r['dice_sd']:.3f} | {r['hd_median_mm']:.1f} | {r['hd_2d_median_mm']:.1f} "
-            f"| {r['hd95_median_mm']:.1f} | {r['sensitivity_mean']:.3f} |"
+            f"| {r['dice_mean']:.3f} +- {r['dice_sd']:.3f} | {distance_cell(r, 'hd_median_mm')} "
+            f"| {r['hd_2d_median_mm']:.1f} | {distance_cell(r, 'hd95_median_mm')} | {r['sensitivity_mean']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -147,7 +147,8 @@ def read_split(path: str | Path) -> dict[str, Any]:
         raise CMRSegError(f"Cannot read the split file {path}: {exc}.") from exc
     if not isinstance(split, dict) or not all(isinstance(split.get(p), list) for p in ("train", "val")):
         raise CMRSegError(f"{path} is not a split file (it needs 'train' and 'val' lists of patient names).")
-    overlap = set(split["train"]) & set(split["val"]) | set(split["train"]) & set(split.get("test", []))
+    train, val, test = set(split["train"]), set(split["val"]), set(split.get("test", []))
+    overlap = train & val | train & test | val & test
     if overlap:
         raise CMRSegError(f"{path} puts patients in more than one part: {', '.join(sorted(overlap)[:5])}.")
     return split
@@ -155,3 +156,10 @@ def read_split(path: str | Path) -> dict[str, Any]:
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_trained_on(checkpoint: str | Path, metadata: dict[str, Any], split_path: str | Path) -> None:
+    """Refuse a network whose recorded training split is not the file ``split_path`` (its held-out patients
+    would not be the ones that file names)."""
+    if metadata.get("training", {}).get("split_sha256") != file_sha256(split_path):
+        raise CMRSegError(f"{checkpoint} was not trained on {split_path}: its recorded split differs.")
