@@ -45,6 +45,15 @@ def test_rules_remove_only_the_failing_basal_slices(rule, removed):
     np.testing.assert_array_equal(result == MYO, labels == MYO)
 
 
+def test_the_rule_never_reaches_past_the_basal_third():
+    # Nine slices, the first six only 30 % enclosed (a segmentation that lost the myocardium): the rule removes
+    # the basal third (3 slices) and leaves the rest for the quality check, instead of emptying the ventricle.
+    labels = np.stack([lv_slice(0.3, radius=16 - k) for k in range(6)] + [lv_slice(1.0, radius=r) for r in (9, 8, 7)])
+    result, removed = apply_basal_rule(labels, "50")
+    assert removed == [0, 1, 2]
+    assert all((result[z] == LV).sum() == (labels[z] == LV).sum() for z in range(3, 9))
+
+
 def test_basal_end_is_found_when_the_base_is_the_last_slice():
     labels = synthetic_lv()[::-1]
     _, removed = apply_basal_rule(labels, "100")

@@ -14,7 +14,7 @@ from cmrseg.cli import main
 from cmrseg.io import acdc
 from cmrseg.labels import LV, MYO, RV
 from cmrseg.measures import frame_measures, study_measures
-from cmrseg.qc import curve_flags, quality_check, structure_flags
+from cmrseg.qc import curve_flags, measure_flags, quality_check, structure_flags
 
 
 def ring_heart(slices: int = 9) -> np.ndarray:
@@ -57,11 +57,34 @@ def test_a_single_frame_jump_in_the_volume_curve_is_flagged():
     assert [f.message.split(":")[0] for f in curve_flags(curve)] == ["Frame 7"]
 
 
-def test_swapped_phases_fail_with_a_hint():
+def test_swapped_phases_fail_with_a_hint_and_report_no_stroke_volume_or_ef():
     ed, es = frame_measures(ring_heart(), (1.5, 1.5, 8)), frame_measures(ring_heart(6), (1.5, 1.5, 8))
-    qc = quality_check({}, None, None, study_measures(es, ed).as_dict())
+    swapped = study_measures(es, ed)
+    qc = quality_check({}, None, None, swapped.as_dict())
     assert qc["status"] == "fail"
     assert any(f["code"] == "lv_sv_not_positive" and "reversed" in f["message"] for f in qc["flags"])
+    # A negative SV and EF would only look like measurements: they are left undefined (printed "-").
+    assert swapped.lv_esv_ml > swapped.lv_edv_ml
+    assert np.isnan(swapped.lv_sv_ml) and np.isnan(swapped.lv_ef_pct) and np.isnan(swapped.rv_ef_pct)
+    assert study_measures(ed, es).lv_ef_pct > 0
+
+
+def test_one_frame_as_ed_and_es_is_checked_as_ed():
+    labels = ring_heart()
+    labels[labels == RV] = 0
+    qc = quality_check({3: labels}, 3, 3, None)
+    assert qc["status"] == "fail" and {f["code"] for f in qc["flags"]} == {"rv_coverage"}
+    assert {f["phase"] for f in qc["flags"]} == {"ED"}
+
+
+def test_a_value_on_a_limit_as_printed_is_not_called_outside_it():
+    ed, es = frame_measures(ring_heart(), (1.5, 1.5, 8)), frame_measures(ring_heart(), (1.5, 1.5, 8))
+    study = study_measures(ed, es).as_dict()
+    study.update(lv_edv_ml=39.96, lv_esv_ml=15.0, rv_edv_ml=120.0, rv_esv_ml=50.0, lv_ef_pct=62.5, rv_ef_pct=58.3,
+                 lv_sv_ml=24.96, rv_sv_ml=70.0, lv_mass_ed_g=100.0, lv_mass_es_g=100.0)
+    assert "lv_edv_range" not in {f.code for f in measure_flags(study)}  # "40.0 ml" is inside 40-450 ml
+    study["lv_edv_ml"] = 39.94  # shown as 39.9
+    assert "lv_edv_range" in {f.code for f in measure_flags(study)}
 
 
 @pytest.mark.shared_data
@@ -105,11 +128,17 @@ def test_a_missed_rv_fails_the_quality_check(sunnybrook_root, model_path, tmp_pa
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_swapped_ed_and_es_on_acdc_fail_and_outputs_keep_acdc_frame_numbers(acdc_root, model_path, tmp_path):
+def test_swapped_ed_and_es_on_acdc_fail_and_outputs_keep_acdc_frame_numbers(acdc_root, model_path, tmp_path,
+                                                                          capsys):
     out = tmp_path / "out"
     assert main(["segment", str(acdc_root / "patient001"), "--out", str(out), "--model", str(model_path),
                  "--ed", "1", "--es", "0"]) == 0
     measures = json.loads((out / "measures.json").read_text())
+    printed = capsys.readouterr().out
+    assert "ED frame 12, ES frame 1 (input or user)" in printed  # the numbers of the files, as in the report
+    # ESV above EDV: no stroke volume or EF is given as if it were measured (null in measures.json, "-" printed)
+    assert measures["study"]["lv_sv_ml"] is None and measures["study"]["lv_ef_pct"] is None
+    assert [line.split()[-2:] for line in printed.splitlines() if line.strip().startswith("LV EF")] == [["-", "%"]]
     assert measures["qc"]["status"] == "fail"
     assert "lv_sv_not_positive" in {f["code"] for f in measures["qc"]["flags"]}
     # ACDC's own numbers: frame01 is ED (Info.cfg ED: 1), frame12 is ES; no trigger times are known.

@@ -15,8 +15,11 @@ from cmrseg.cli import main
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_cine import _age_from_dates, read_dicom_cine
 from cmrseg.io.dicom_write import write_dicom_cine
+from cmrseg.io.volume_files import read_volume_file
+from cmrseg.labels import LV
 from cmrseg.measures import StudyMeasures
 from cmrseg.phantom import make_phantom
+from cmrseg.printout import basal_removed_text
 from cmrseg.reference import RANGES_FILE, compare_with_ranges, flag_text, load_ranges
 
 MEASURE_FIELDS = {f.name for f in dataclasses.fields(StudyMeasures)}
@@ -60,6 +63,11 @@ def test_flags_and_z_scores_by_hand():
     assert high["flag"] == "high"
     edge = compare_with_ranges({"lv_ef_pct": 51.2}, "F", 50)["parameters"]["lv_ef_pct"]
     assert edge["flag"] == "normal"  # the limits belong to the range
+    # Judged as printed: 51.18 shows as 51.2, the lower limit itself, so it is not called low ...
+    shown_at_limit = compare_with_ranges({"lv_ef_pct": 51.18}, "F", 50)["parameters"]["lv_ef_pct"]
+    assert shown_at_limit["flag"] == "normal" and shown_at_limit["value"] == 51.18  # the value is kept as measured
+    # ... while 51.14 shows as 51.1, below it.
+    assert compare_with_ranges({"lv_ef_pct": 51.14}, "F", 50)["parameters"]["lv_ef_pct"]["flag"] == "low"
 
 
 def test_no_sex_or_another_sex_applies_no_range():
@@ -121,9 +129,19 @@ def test_segment_reports_the_ranges_everywhere(model_path, tmp_path, capsys):
     write_dicom_cine(phantom.study, tmp_path / "dicom")
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "dicom"), "--out", str(out), "--model", str(model_path), "--report", "pdf",
-                 "--height", "175", "--weight", "70", "--sex", "F", "--age", "52"]) == 0  # fmt: skip
+                 "--height", "175", "--weight", "70", "--sex", "F", "--age", "52",
+                 "--basal-rule", "100"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     measures = json.loads((out / "measures.json").read_text())
+    # The basal rule's work is on record for every segmented frame and named for ED and ES.
+    removed = measures["basal_rule_removed_slices"]
+    assert set(removed) == set(measures["frames"])
+    for frame in (str(measures["ed_frame"]), str(measures["es_frame"])):
+        labels = read_volume_file(out / measures["frames"][frame]["file"]).image[0]
+        assert all(not (labels[z] == LV).any() for z in removed[frame])
+    assert f"Basal-slice rule: 100 ({basal_removed_text(measures)})" in printed
+    assert basal_removed_text(measures).startswith("LV blood pool removed: ED ")
+    assert "(from slice positions)" in (out / "report.html").read_text()  # DICOM: spacing from the positions
     reference = measures["reference"]
     assert reference["applied"] and reference["sex"] == "F" and reference["age_years"] == 52
     expected = compare_with_ranges(measures["study"], "F", 52)

@@ -49,6 +49,8 @@ def plot_agreement(method, reference, title: str, unit: str, path: str | Path) -
 
     method, reference = np.asarray(method, float), np.asarray(reference, float)
     result = agreement(method, reference)
+    both = np.isfinite(method) & np.isfinite(reference)  # the pairs the statistics use
+    method, reference = method[both], reference[both]
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
     low, high = min(method.min(), reference.min()), max(method.max(), reference.max())
     left.scatter(reference, method, s=14)

@@ -92,8 +92,15 @@ class StudyMeasures:
         return asdict(self)
 
 
+def stroke_volume(edv: float, esv: float) -> float:
+    """EDV - ESV; undefined (NaN) when the ESV exceeds the EDV: no ventricle ejects a negative volume, so the
+    number would only look like a measurement (the quality check fails such a study)."""
+    return edv - esv if esv <= edv else float("nan")
+
+
 def ejection_fraction(edv: float, esv: float) -> float:
-    return 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
+    """100 SV / EDV; undefined (NaN) without a blood pool at ED or with a negative stroke volume."""
+    return 100.0 * (edv - esv) / edv if 0 < edv and esv <= edv else float("nan")
 
 
 def study_measures(
@@ -103,11 +110,11 @@ def study_measures(
     result = StudyMeasures(
         lv_edv_ml=ed.lv_ml,
         lv_esv_ml=es.lv_ml,
-        lv_sv_ml=ed.lv_ml - es.lv_ml,
+        lv_sv_ml=stroke_volume(ed.lv_ml, es.lv_ml),
         lv_ef_pct=ejection_fraction(ed.lv_ml, es.lv_ml),
         rv_edv_ml=ed.rv_ml,
         rv_esv_ml=es.rv_ml,
-        rv_sv_ml=ed.rv_ml - es.rv_ml,
+        rv_sv_ml=stroke_volume(ed.rv_ml, es.rv_ml),
         rv_ef_pct=ejection_fraction(ed.rv_ml, es.rv_ml),
         lv_mass_ed_g=ed.myo_mass_g,
         lv_mass_es_g=es.myo_mass_g,

@@ -4,18 +4,37 @@ worth checking first, and the summary of ``cmrseg info``."""
 from __future__ import annotations
 
 
+def basal_removed_text(measures: dict) -> str:
+    """Which slices lost their LV blood pool to the basal-slice rule, at ED and ES (every frame without them);
+    empty when no rule was applied."""
+    removed = measures.get("basal_rule_removed_slices")
+    if measures["basal_rule"] == "none" or removed is None:
+        return ""
+    if measures.get("ed_frame") is not None:
+        named = [("ED", measures["ed_frame"]), ("ES", measures["es_frame"])]
+    else:
+        named = [(f"frame {index}", index) for index in sorted(map(int, removed))]
+    parts = [f"{name} " + (f"slice(s) {', '.join(map(str, removed.get(str(index), [])))}"
+                           if removed.get(str(index)) else "none") for name, index in named]
+    return "LV blood pool removed: " + "; ".join(parts)
+
+
 def format_measures(measures: dict) -> str:
     from cmrseg.reference import applied_text, value_checks
     from cmrseg.report import INDEXED, PARAMETERS
 
-    lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"]
+    removed = basal_removed_text(measures)
+    lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"
+             + (f" ({removed})" if removed else "")]
     study = measures.get("study")
     if not study:
         for index, frame in measures["frames"].items():
             lines.append(f"frame {index}: LV {frame['lv_ml']:.1f} ml, RV {frame['rv_ml']:.1f} ml, "
                          f"LV mass {frame['myo_mass_g']:.1f} g")
         return "\n".join(lines)
-    lines.append(f"ED frame {measures['ed_frame']}, ES frame {measures['es_frame']} ({measures['ed_es_from']})")
+    # the numbers that name the frames in the output files and the report, not the 0-based indices
+    lines.append(f"ED frame {measures['ed_frame_number']}, ES frame {measures['es_frame_number']} "
+                 f"({measures['ed_es_from']})")
     reference = measures.get("reference", {})
     for key, name, unit in PARAMETERS:
         indexed = study.get(INDEXED.get(key, ""))

@@ -110,8 +110,11 @@ def _outside(value: float, low: float, high: float) -> bool:
 def measure_flags(study: dict) -> list[Flag]:
     """Checks on the study parameters (``StudyMeasures.as_dict()``)."""
     flags = []
+    # Values are judged as the messages show them (one decimal), so that a message never names a value inside
+    # the limits it says it is outside.
     for side in ("lv", "rv"):
-        edv, esv, sv, ef = (study[f"{side}_{key}"] for key in ("edv_ml", "esv_ml", "sv_ml", "ef_pct"))
+        edv, esv, ef = (round(study[f"{side}_{key}"], 1) for key in ("edv_ml", "esv_ml", "ef_pct"))
+        sv = edv - esv  # the study's SV and EF are left undefined when it is negative
         name = side.upper()
         if edv < EDV_FAIL_ML:
             flags.append(Flag(f"{side}_edv_implausible", "fail",
@@ -121,7 +124,7 @@ def measure_flags(study: dict) -> list[Flag]:
             hint = " ED and ES look reversed." if side == "lv" else ""
             flags.append(Flag(f"{side}_sv_not_positive", "fail",
                               f"{name} stroke volume {sv:.1f} ml (ESV {esv:.1f} >= EDV {edv:.1f} ml) is "
-                              f"impossible;{hint} {name} SV and EF are not usable."))
+                              f"impossible;{hint} {name} SV and EF are not reported."))
         else:
             if _outside(edv, *EDV_RANGE_ML):
                 flags.append(Flag(f"{side}_edv_range", "review",
@@ -130,10 +133,10 @@ def measure_flags(study: dict) -> list[Flag]:
             if _outside(ef, *EF_RANGE_PCT):
                 flags.append(Flag(f"{side}_ef_range", "review",
                                   f"{name} EF {ef:.1f} % is outside {EF_RANGE_PCT[0]:g}-{EF_RANGE_PCT[1]:g} %."))
-    if study["lv_esv_ml"] > LV_ESV_MAX_ML:
+    if round(study["lv_esv_ml"], 1) > LV_ESV_MAX_ML:
         flags.append(Flag("lv_esv_range", "review",
                           f"LV ESV {study['lv_esv_ml']:.1f} ml is above {LV_ESV_MAX_ML:g} ml.", "ES"))
-    mass = study["lv_mass_ed_g"]
+    mass = round(study["lv_mass_ed_g"], 1)
     if _outside(mass, *MASS_RANGE_G):
         flags.append(Flag("lv_mass_range", "review",
                           f"LV mass {mass:.1f} g at ED is outside {MASS_RANGE_G[0]:g}-{MASS_RANGE_G[1]:g} g.", "ED"))
@@ -187,7 +190,7 @@ def quality_check(
 ) -> dict:
     """The ``qc`` entry of measures.json: ``{"status": ..., "flags": [...]}``."""
     flags: list[Flag] = []
-    phases = {ed: "ED", es: "ES"} if ed is not None else {}
+    phases = {es: "ES", ed: "ED"} if ed is not None else {}  # ED and ES one frame: checked as ED (RV coverage)
     for index, phase in phases.items():
         if index in labels:
             flags += structure_flags(labels[index], phase)

@@ -125,7 +125,9 @@ def compare_with_ranges(measures: dict, sex: str | None, age_years: float | None
 
 def _entry(value: float, row: ReferenceRange) -> dict:
     z = (value - row.mean) / row.sd
-    flag = "low" if value < row.lower else "high" if value > row.upper else "normal"
+    # judged as shown (one decimal), so that a flag never contradicts the printed value and limits
+    shown, lower, upper = (round(x, 1) for x in (value, row.lower, row.upper))
+    flag = "low" if shown < lower else "high" if shown > upper else "normal"
     entry = {"value": value, "mean": row.mean, "sd": row.sd, "lower": row.lower, "upper": row.upper, "z": z,
              "flag": flag, "unit": row.unit, "age_band": [row.age_min, row.age_max],
              "papillary_muscles": row.papillary_muscles, "source": row.source, "where": row.where}

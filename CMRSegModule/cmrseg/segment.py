@@ -191,6 +191,8 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "patient": {key: value for key, value in study.patient.as_dict().items()
                     if key in ("height_cm", "weight_kg", "sex", "age_years")},
         "basal_rule": basal_rule,
+        # per frame index: the slices (indices along the slice axis) whose LV blood pool the rule removed
+        "basal_rule_removed_slices": {str(i): slices for i, slices in (result.basal_removed or {}).items()},
         "ed_frame": ed,
         "es_frame": es,
         "ed_frame_number": study.frame_number(ed) if ed is not None else None,
@@ -287,6 +289,7 @@ class StudySegmentation:
     review: dict | None = None  # cmrseg.review: per-slice scores of the ED/ES frames, when the model has a fit
     regional: list | None = None  # cmrseg.regional: AHA segments 1-16, wall thickness at ED/ES and thickening
     curve_rates: dict | None = None  # cmrseg.curves: peak ejection/filling rates, when every frame has a time
+    basal_removed: dict[int, list[int]] | None = None  # frame index -> slices whose LV pool the basal rule removed
 
 
 def segment_study(
@@ -316,7 +319,8 @@ def segment_study(
         ed = es = None  # a single frame: volumes only
         log.warning("One frame only: volumes are reported, but no ED/ES, stroke volume or ejection fraction.")
     base_index = basal_end(labels[ed]) if ed is not None else None
-    labels = {i: apply_basal_rule(lab, basal_rule, base_index)[0] for i, lab in labels.items()}
+    ruled = {i: apply_basal_rule(lab, basal_rule, base_index) for i, lab in labels.items()}
+    labels = {i: kept for i, (kept, _) in ruled.items()}
     per_frame = {i: frame_measures(lab, study.spacing) for i, lab in labels.items()}
     measures = None
     if ed is not None and ed != es:
@@ -340,7 +344,7 @@ def segment_study(
                                        [per_frame[i].rv_ml for i in segmented], segmented.index(ed),
                                        segmented.index(es))  # fmt: skip
     return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc, review, regional,
-                             rates)
+                             rates, {i: removed for i, (_, removed) in ruled.items()})
 
 
 def write_measures_csv(measures: dict, path: Path) -> None:

@@ -9,17 +9,21 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg import __version__
+from cmrseg.printout import basal_removed_text
 
 
 def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, from_curve, pdf_path=None) -> None:
+    rule = {"none": "none (all slices kept)", "50": ">= 50 % of the LV border enclosed by myocardium",
+            "100": "100 % of the LV border enclosed by myocardium"}[measures["basal_rule"]]
+    removed = basal_removed_text(measures)
     context = {
         "Study": study.description or study.source,
         "Model": segmenter.description,
-        "Basal-slice rule": {"none": "none (all slices kept)", "50": ">= 50 % of the LV border enclosed by myocardium",
-                             "100": "100 % of the LV border enclosed by myocardium"}[measures["basal_rule"]],
+        "Basal-slice rule": rule + (f"; {removed}" if removed else ""),
         "ED / ES frames": (f"{study.frame_number(ed)} / {study.frame_number(es)} ({measures['ed_es_from']})"
                            if ed is not None else "one frame only"),
-        "Slice spacing": f"{study.spacing[2]:.2f} mm (from slice positions)",
+        "Slice spacing": f"{study.spacing[2]:.2f} mm "
+                         + ("(from slice positions)" if study.slice_files is not None else "(from the file header)"),
         "cmrseg": __version__,
     }
     if measures.get("study", {}).get("bsa_m2"):
@@ -33,10 +37,11 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
     curve_data = None
     if from_curve and len(curve) > 2:
         frames = sorted(curve)
-        rv = [measures["frames"][str(i)]["rv_ml"] for i in frames]
+        # the volumes of the table (after the basal rule), so that the curve at ED and ES reads as EDV and ESV
+        lv, rv = ([measures["frames"][str(i)][key] for i in frames] for key in ("lv_ml", "rv_ml"))
         times, label = ((study.frame_times_ms[frames], "time (ms)") if study.frame_times_known
                         else (np.array([study.frame_number(i) for i in frames]), "frame"))
-        curve_data = (times, [curve[i] for i in frames], rv, frames.index(ed), frames.index(es), label)
+        curve_data = (times, lv, rv, frames.index(ed), frames.index(es), label)
     from cmrseg.report import write_report  # matplotlib: only when a report is drawn
 
     title = f"CMRSeg report: {study.description or Path(study.source).name}"
