@@ -46,6 +46,9 @@ def test_acdc_frames_give_one_label_map_per_input_on_its_grid(acdc_root, model_p
     assert report.count("<img") >= 2
     assert "(from the file header)" in report  # NIfTI: the slice spacing is the header's, not measured
     seg = read_seg_nrrd(tmp_path / "patient014_frame01_ED.seg.nrrd")
+    # each phase's segmentation is named after its own frame's file
+    assert read_seg_nrrd(tmp_path / f"patient014_frame{es.frame_number:02d}_ES.seg.nrrd").segments
+    assert not (tmp_path / "patient014_frame01_ES.seg.nrrd").exists()
     assert [s.name for s in seg.segments] == ["RV blood pool", "LV myocardium", "LV blood pool"]
 
 

@@ -72,10 +72,21 @@ def output_names(inputs: list[Path], study: Study) -> tuple[str, list[str]]:
 
     Frames of a cine are named by the input's own frame numbers (ACDC's 1-based numbers), else by index.
     """
-    if len(inputs) == study.num_frames and all(is_volume_file(p) for p in inputs):  # 3D frame files
+    if frames_as_files(inputs, study):
         return stem(inputs[0]), [f"{stem(p)}_seg.nii.gz" for p in inputs]
     base = stem(inputs[0]) if is_volume_file(inputs[0]) else (inputs[0].resolve().name or "study")
     return base, [f"{base}_frame{study.frame_number(index):02d}_seg.nii.gz" for index in range(study.num_frames)]
+
+
+def frames_as_files(inputs: list[Path], study: Study) -> bool:
+    """Whether each frame came as its own 3D file (e.g. ACDC's ED and ES files)."""
+    return len(inputs) == study.num_frames and all(is_volume_file(p) for p in inputs)
+
+
+def phase_files_base(loaded: LoadedStudy, frame: int) -> str:
+    """Name base of the ED or ES segmentation file: the frame's own input file when each frame came as one (so
+    that the ES file is not named after the ED frame's), else the study's."""
+    return stem(loaded.inputs[frame]) if frames_as_files(loaded.inputs, loaded.study) else loaded.base
 
 
 def check_frames(ed: int | None, es: int | None) -> None:
@@ -235,7 +246,9 @@ def write_outputs(
     targets = [frame_files[i] for i in frames] + ["measures.json", "measures.csv"]
     targets += {"html": ["report.html"], "pdf": ["report.html", "report.pdf"], "none": []}[report]
     if ed is not None and ed != es:
-        targets += [f"{base}_ED.seg.nrrd", f"{base}_ES.seg.nrrd"]
+        seg_files = {phase: f"{phase_files_base(loaded, frame)}_{phase}.seg.nrrd"
+                     for phase, frame in (("ED", ed), ("ES", es))}
+        targets += list(seg_files.values())
         targets += [f"{base}_ED.seg.dcm", f"{base}_ES.seg.dcm"] if dicom_seg else []
         targets += [f"{base}_measures.sr.dcm"] if dicom_sr else []
     existing = folder.existing(targets)
@@ -247,8 +260,8 @@ def write_outputs(
         for i in frames:
             write_frame(labels[i], study, scratch / frame_files[i])
         if ed is not None and ed != es:
-            write_seg_nrrd(labels[ed], study, scratch / f"{base}_ED.seg.nrrd")
-            write_seg_nrrd(labels[es], study, scratch / f"{base}_ES.seg.nrrd")
+            write_seg_nrrd(labels[ed], study, scratch / seg_files["ED"])
+            write_seg_nrrd(labels[es], study, scratch / seg_files["ES"])
             if dicom_seg:
                 from cmrseg.io.dicom_seg import write_dicom_seg
 
