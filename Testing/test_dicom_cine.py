@@ -260,6 +260,17 @@ def test_two_series_picks_the_cine_and_uid_selects(small: Path, caplog: pytest.L
         read_dicom_cine(small, series_uid="9.9")
 
 
+def test_a_stack_split_over_two_series_is_refused_unless_one_is_named(small: Path) -> None:
+    # Slices 3-4 exported as a second series: reading the first alone would measure part of the heart.
+    for block in (3, 4):
+        for phase in range(1, PHASES + 1):
+            edit(small / f"{block * 20 + phase}.dcm", SeriesInstanceUID="1.2.3.5", SeriesNumber=301)
+    with pytest.raises(CMRSegError, match=r"(?s)split over several series: series 300 .*series 301.*--series"):
+        read_dicom_cine(small)
+    named = read_dicom_cine(small, series_uid="1.2.3.5")  # the user's choice stands
+    assert named.image.shape == (PHASES, 2, 256, 256)
+
+
 def test_missing_trigger_time_orders_by_instance_number(small: Path) -> None:
     reference = read_dicom_cine(small)
     for path in small.glob("*.dcm"):

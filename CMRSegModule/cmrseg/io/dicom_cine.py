@@ -30,6 +30,7 @@ from pydicom import config as dicom_config
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_codecs import decoder_advice
 from cmrseg.io.dicom_scan import (  # noqa: F401 (scan_dicom_folder: re-exported, part of this reader's API)
+    POSITION_TOLERANCE_MM,
     TRIGGER_TOLERANCE_MS,
     DicomReadWarning,
     InstanceHeader,
@@ -93,6 +94,15 @@ def _choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesS
             f"Series found:\n{_listing(series)}\nChoose a folder with a short-axis stack."
         )
     best = max(candidates, key=lambda s: (s.num_phases > 1, s.num_positions * s.num_phases, s.num_instances))
+    continuing = [s for s in candidates if s is not best and _continues_stack(best, s)]
+    if continuing:
+        raise CMRSegError(
+            f"The short-axis stack in {folder} is split over several series: "
+            + ", ".join(s.describe() for s in [best, *continuing])
+            + " are parallel, with the same phases, at other slice positions. One series would cover only part of "
+            "the heart, and its volumes would look right but be too small. Put the stack into one folder or "
+            "series, or name the series to read with --series (its SeriesInstanceUID) if it alone covers the heart."
+        )
     if len(series) > 1:
         kind = "multi-phase" if best.num_phases > 1 else "single-phase"
         logger.info(
@@ -106,6 +116,20 @@ def _choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesS
             _listing(series),
         )
     return best
+
+
+def _continues_stack(stack: SeriesSummary, other: SeriesSummary) -> bool:
+    """Whether ``other`` looks like more slices of ``stack``: the same phases, slices parallel to its slices,
+    and none at a position that ``stack`` has."""
+    own, more = _position_clusters(stack.instances), _position_clusters(other.instances)
+    if other.num_phases != stack.num_phases or not own or not more:
+        return False
+    normal = _slice_normal(own[0][0].orientation)
+    if abs(float(np.dot(normal, _slice_normal(more[0][0].orientation)))) < 1 - GEOMETRY_TOLERANCE:
+        return False
+    positions = [float(np.dot(normal, cluster[0].position)) for cluster in own]
+    return all(min(abs(float(np.dot(normal, cluster[0].position)) - p) for p in positions) > POSITION_TOLERANCE_MM
+               for cluster in more)
 
 
 # ---------------------------------------------------------------------------------------- layout
