@@ -271,6 +271,21 @@ def test_a_stack_split_over_two_series_is_refused_unless_one_is_named(small: Pat
     assert named.image.shape == (PHASES, 2, 256, 256)
 
 
+def test_slices_shifted_in_plane_are_all_named_in_one_warning(small: Path) -> None:
+    reference = read_dicom_cine(small)
+    for block, shift_mm in ((1, 3.0), (3, 4.0)):  # along the rows: in the slice plane
+        for phase in range(1, PHASES + 1):
+            path = small / f"{block * 20 + phase}.dcm"
+            ds = dcmread(path)
+            row = np.array(ds.ImageOrientationPatient[:3], float)
+            moved = np.array(ds.ImagePositionPatient, float) + shift_mm * row
+            edit(path, ImagePositionPatient=[float(v) for v in moved])
+    with pytest.warns(DicomReadWarning, match=r"2 slice\(s\) are shifted in-plane .* up to 4\.00 mm") as caught:
+        study = read_dicom_cine(small)
+    assert len([w for w in caught if "in-plane" in str(w.message)]) == 1
+    np.testing.assert_array_equal(study.image, reference.image)  # the same voxels, on the first slice's grid
+
+
 def test_missing_trigger_time_orders_by_instance_number(small: Path) -> None:
     reference = read_dicom_cine(small)
     for path in small.glob("*.dcm"):

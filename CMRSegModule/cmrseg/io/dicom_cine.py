@@ -297,17 +297,20 @@ def _layout(series: SeriesSummary, scan: _Scan) -> _Layout:
         )
     origin = np.asarray(grid[0][0].position)
     row_spacing, col_spacing = first.pixel_spacing
+    shifts = {}  # slice number -> in-plane shift (mm) from the first slice, where over half a pixel
     for z, members in enumerate(grid):
         offset = np.asarray(members[0].position) - origin
-        in_plane = offset - np.dot(offset, normal) * normal
-        if np.linalg.norm(in_plane) > 0.5 * min(row_spacing, col_spacing):
-            warnings.warn(
-                f"Slice {z + 1} ({members[0].path.name}) is shifted {np.linalg.norm(in_plane):.2f} mm in-plane "
-                "from the first slice; the stack is read on the first slice's grid.",
-                DicomReadWarning,
-                stacklevel=4,
-            )
-            break
+        shift = float(np.linalg.norm(offset - np.dot(offset, normal) * normal))
+        if shift > 0.5 * min(row_spacing, col_spacing):
+            shifts[z + 1] = shift
+    if shifts:  # volumes are unaffected; the label maps place those slices as if they were not shifted
+        warnings.warn(
+            f"{len(shifts)} slice(s) are shifted in-plane from the first slice (slice {', '.join(map(str, shifts))}; "
+            f"up to {max(shifts.values()):.2f} mm); the stack is read on the first slice's grid, so the label maps "
+            "place those slices that far from where the images show them.",
+            DicomReadWarning,
+            stacklevel=4,
+        )
     direction = np.column_stack([first.orientation[:3], first.orientation[3:], normal])
     times = np.median([[h.trigger_time for h in members] for members in grid], axis=0) if by_time else None
     return _Layout(grid, (col_spacing, row_spacing, slice_spacing), tuple(origin), direction, times)
