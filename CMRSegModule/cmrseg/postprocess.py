@@ -1,6 +1,9 @@
 """Anatomical clean-up of a predicted ``[z, y, x]`` label map.
 
-1. Each structure keeps its largest 3D connected component (one LV, one RV, one myocardium).
+1. Each structure keeps its largest 3D connected component (one LV, one RV, one myocardium), and any part
+   that continues it beyond one or two empty slices (a slice the network missed): such a part lies on other
+   slices, next to it, over the same place in-plane, and is not small. Dropping it would make the volume look
+   right but too small; kept, the empty slice is a gap that the quality check flags.
 2. In every slice, holes inside the LV blood pool (e.g. papillary muscles predicted as myocardium) become
    LV blood pool, as in the ACDC convention where papillary muscles belong to the cavity.
 """
@@ -15,13 +18,41 @@ from cmrseg.labels import BACKGROUND, LV, STRUCTURES
 _CONNECTIVITY_3D = ndimage.generate_binary_structure(3, 3)
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
+MAX_GAP_SLICES = 2  # empty slices a structure may continue across
+MIN_CONTINUATION = 0.1  # of the largest component's volume
+MIN_FOOTPRINT_OVERLAP = 0.5  # of the part's facing slice area, inside the largest component's facing slice
+
+
+def main_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 3D connected component of ``mask`` and the parts that continue it across missed slices."""
     components, count = ndimage.label(mask, structure=_CONNECTIVITY_3D)
     if count <= 1:
         return mask
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    return components == sizes.argmax()
+    largest = components == sizes.argmax()
+    kept = largest.copy()
+    for label in np.flatnonzero(sizes >= MIN_CONTINUATION * sizes.max()):
+        part = components == label
+        if label != sizes.argmax() and continues(largest, part):
+            kept |= part
+    return kept
+
+
+def continues(main: np.ndarray, part: np.ndarray) -> bool:
+    """Whether ``part`` lies on slices of its own within :data:`MAX_GAP_SLICES` empty slices of ``main``, over
+    the same place in-plane (its facing slice mostly inside ``main``'s facing slice)."""
+    main_slices, part_slices = (np.flatnonzero(m.any(axis=(1, 2))) for m in (main, part))
+    if part_slices[0] > main_slices[-1]:
+        facing_main, facing_part = main_slices[-1], part_slices[0]
+    elif part_slices[-1] < main_slices[0]:
+        facing_main, facing_part = main_slices[0], part_slices[-1]
+    else:
+        return False  # beside the main part on a shared slice: a separate blob
+    if abs(facing_part - facing_main) - 1 > MAX_GAP_SLICES:
+        return False
+    footprint = part[facing_part]
+    return (footprint & main[facing_main]).sum() >= MIN_FOOTPRINT_OVERLAP * footprint.sum()
 
 
 def fill_lv_holes(labels: np.ndarray) -> np.ndarray:
@@ -36,5 +67,5 @@ def fill_lv_holes(labels: np.ndarray) -> np.ndarray:
 def clean_labels(labels: np.ndarray) -> np.ndarray:
     result = np.full_like(labels, BACKGROUND)
     for structure in STRUCTURES:
-        result[largest_component(labels == structure.label)] = structure.label
+        result[main_component(labels == structure.label)] = structure.label
     return fill_lv_holes(result)
