@@ -92,6 +92,37 @@ def test_anonymised_dates_that_do_not_parse_are_blanked_not_fatal(tmp_path):
     assert seg.PatientBirthDate == "" and seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence
 
 
+def test_sources_without_patient_and_study_attributes_get_a_seg_and_an_sr_without_thickness_a_clear_refusal(
+        tmp_path):
+    from cmrseg.io.dicom_sr import write_dicom_sr
+
+    phantom = make_phantom(seed=9, frames=2, slices=6, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    stripped = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                "AccessionNumber")
+    for path in (tmp_path / "dicom").iterdir():  # a converter that left out the type 2 attributes
+        ds = pydicom.dcmread(path)
+        for keyword in stripped:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path)
+    study = read_dicom_cine(tmp_path / "dicom")
+    seg = hd.seg.segread(write_dicom_seg(phantom.labels[0], study.source, study.slice_files[0],
+                                         tmp_path / "a.seg.dcm", "test"))
+    assert seg.PatientID == "" and seg.StudyDate == ""  # unknown, as the sources say by leaving them out
+    assert write_dicom_sr({"lv_edv_ml": 100.0}, study.source, study.slice_files[0], study.slice_files[1],
+                          tmp_path / "m.sr.dcm", "test", "pass").is_file()
+    for path in (tmp_path / "dicom").iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.SliceThickness
+        ds.save_as(path)
+    for write in (lambda: check_study_for_seg(study), lambda: write_dicom_seg(
+            phantom.labels[0], study.source, study.slice_files[0], tmp_path / "b.seg.dcm", "test")):
+        with pytest.raises(CMRSegError, match="no SliceThickness, which a DICOM SEG must state"):
+            write()
+    assert not (tmp_path / "b.seg.dcm").exists()
+
+
 @pytest.mark.shared_data
 def test_a_study_split_by_its_anonymisation_gets_no_seg(sunnybrook_root, tmp_path):
     """SCD0000201's 260 images each carry their own FrameOfReferenceUID: no SEG can share it."""

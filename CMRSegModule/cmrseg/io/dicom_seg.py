@@ -56,13 +56,20 @@ def _lab(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
 
 
 DATE_AND_TIME = {"PatientBirthDate": "DA", "StudyDate": "DA", "StudyTime": "TM"}  # what highdicom copies and parses
+# Type 2 attributes of the Patient and General Study modules that highdicom copies from the sources.
+COPIED_TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                 "AccessionNumber", "ReferringPhysicianName")
 
 
-def _with_valid_dates(dataset):
-    """The source dataset with dates and times that do not parse blanked (anonymised studies often carry
-    "00000000" as a birth date, which the SEG cannot copy); everything else as it is."""
+def _as_source(dataset):
+    """The source dataset as a SEG or SR can copy it: dates and times that do not parse blanked (anonymised
+    studies often carry "00000000" as a birth date) and missing patient and study attributes added empty
+    (they are type 2: empty means unknown); everything else as it is."""
     from pydicom.valuerep import DA, TM
 
+    for keyword in COPIED_TYPE_2:
+        if keyword not in dataset:
+            setattr(dataset, keyword, "")
     for keyword, vr in DATE_AND_TIME.items():
         value = dataset.get(keyword)
         if value in (None, ""):
@@ -105,7 +112,21 @@ def check_study_for_seg(study: Study) -> None:
     """Refuse a study that cannot have DICOM SEGs: not read from DICOM, or its images split (see above)."""
     if study.slice_files is None:
         raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
+    import pydicom
+
     check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
+    with dicom_config.disable_value_validation():
+        first = study.slice_files[0][0]
+        refuse_without_thickness({first: pydicom.dcmread(Path(study.source) / first, stop_before_pixels=True)})
+
+
+def refuse_without_thickness(headers: dict) -> None:
+    """A SEG states its sources' slice thickness (pixel measures): refuse sources that do not give one."""
+    missing = [name for name, header in headers.items() if not header.get("SliceThickness")]
+    if missing:
+        named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise CMRSegError(f"{named}: no SliceThickness, which a DICOM SEG must state for its slices; no SEG can be "
+                          "written from these images.")
 
 
 def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], path: str | Path, algorithm: str,
@@ -122,7 +143,8 @@ def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], 
     # The sources' own oddities (a one-part PatientName, a long description) are theirs, not the SEG's: quiet.
     with dicom_config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        sources = [_with_valid_dates(pydicom.dcmread(Path(folder) / name)) for name in files]
+        sources = [_as_source(pydicom.dcmread(Path(folder) / name)) for name in files]
+        refuse_without_thickness(dict(zip(files, sources, strict=True)))
         shape = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
         if labelmap.shape != shape:
             raise CMRSegError(f"The label map {labelmap.shape} does not fit its {shape[0]} source images {shape}.")

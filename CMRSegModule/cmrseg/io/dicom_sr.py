@@ -18,7 +18,7 @@ from pydicom import config as dicom_config
 
 from cmrseg import __version__
 from cmrseg.errors import CMRSegError
-from cmrseg.io.dicom_seg import _with_valid_dates, check_seg_sources
+from cmrseg.io.dicom_seg import _as_source, check_seg_sources
 
 SCHEME = "99CMRSEG"
 # measures.json key -> (standard concept in pydicom's DICOM code dictionary or None, private code value,
@@ -71,7 +71,7 @@ def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_f
     check_seg_sources(folder, ed_files + es_files)
     with dicom_config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        sources = [_with_valid_dates(pydicom.dcmread(Path(folder) / n, stop_before_pixels=True))
+        sources = [_as_source(pydicom.dcmread(Path(folder) / n, stop_before_pixels=True))
                    for n in ed_files + es_files]  # fmt: skip
         device = hd.sr.DeviceObserverIdentifyingAttributes(uid=hd.UID(), name="CMRSeg", manufacturer_name="CMRSeg",
                                                           model_name=algorithm[:64])  # fmt: skip
