@@ -16,6 +16,7 @@ import pytest
 
 from cmrseg.cli import main
 from cmrseg.errors import CMRSegError
+from cmrseg.io.acdc import load_frame
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.io.load import load_study
 from cmrseg.io.study import Study
@@ -191,6 +192,29 @@ def test_a_malformed_info_cfg_is_refused(acdc_root, tmp_path, capsys):
     assert "1-based frame number" in segment_refused(capsys, tmp_path, patient)
     (patient / "Info.cfg").write_text("ED: 1\nES: 12\nHeight: tall\n")
     assert "Height" in segment_refused(capsys, tmp_path, patient)
+
+
+def test_acdc_frames_or_masks_off_each_others_grid_are_refused(acdc_root, tmp_path, capsys):
+    sitk = pytest.importorskip("SimpleITK")
+    patient = tmp_path / "patient002"
+    shutil.copytree(acdc_root / "patient002", patient)
+
+    def moved(name: str, **change) -> None:  # the same voxels, placed elsewhere
+        image = sitk.ReadImage(str(patient / name))
+        if "origin" in change:
+            image.SetOrigin(tuple(o + d for o, d in zip(image.GetOrigin(), change["origin"], strict=True)))
+        if "spacing" in change:
+            image.SetSpacing(change["spacing"])
+        sitk.WriteImage(image, str(patient / name))
+
+    for name in ("patient002_frame12.nii.gz", "patient002_frame12_gt.nii.gz"):
+        moved(name, origin=(0.0, 0.0, 10.0))  # ES, with its mask, one slice off ED
+    assert "are not on one grid" in segment_refused(capsys, tmp_path, patient)
+    moved("patient002_frame12_gt.nii.gz", origin=(0.0, 0.0, -10.0))  # the mask back, its image still off
+    assert "patient002_frame12_gt.nii.gz does not match its image's grid" in segment_refused(capsys, tmp_path, patient)
+    moved("patient002_frame01_gt.nii.gz", spacing=(1.0, 1.0, 10.0))
+    with pytest.raises(CMRSegError, match="does not match its image's grid"):
+        load_frame(patient, "ED")
 
 
 def test_the_same_file_twice_is_refused(acdc_root, tmp_path, capsys):

@@ -86,8 +86,8 @@ def load_frame(folder: str | Path, phase: str) -> AcdcFrame:
     study.description = f"ACDC {folder.name} {phase} (frame {number})"
     mask_study = read_volume_file(f"{base}_gt.nii.gz")
     mask = mask_study.image[0].astype(np.uint8)
-    if mask.shape != study.image.shape[1:]:
-        raise CMRSegError(f"{base}_gt.nii.gz does not match its image grid.")
+    if not mask_study.on_grid_of(study):
+        raise CMRSegError(f"{base}_gt.nii.gz does not match its image's grid (matrix, spacing, origin or direction).")
     return AcdcFrame(folder.name, phase, number, study, mask)
 
 
@@ -106,6 +106,9 @@ def load_patient_study(folder: str | Path) -> Study:
         study.frame_numbers = list(range(1, study.num_frames + 1))  # ACDC numbers frames from 1
     else:
         ed_frame, es_frame = load_frame(folder, "ED"), load_frame(folder, "ES")
+        if not es_frame.study.on_grid_of(ed_frame.study):
+            raise CMRSegError(f"The ED and ES frames of {folder} are not on one grid (matrix, spacing, origin or "
+                              "direction); they cannot be measured as one heart.")
         study = ed_frame.study
         study.image = np.stack([ed_frame.image, es_frame.image])
         study.frame_times_ms = np.array([ed - 1, es - 1], dtype=float)

@@ -74,13 +74,7 @@ def stack_frames(frames: list[Study]) -> Study:
     for frame in frames:
         if frame.num_frames != 1:
             raise CMRSegError(f"{frame.source} is already a cine ({frame.num_frames} frames); give 3D frames.")
-        same_grid = (
-            frame.image.shape == first.image.shape
-            and np.allclose(frame.spacing, first.spacing, atol=1e-3)
-            and np.allclose(frame.origin, first.origin, atol=1e-2)
-            and np.allclose(frame.direction, first.direction, atol=1e-4)
-        )
-        if not same_grid:
+        if not frame.on_grid_of(first):
             raise CMRSegError(f"{frame.source} is not on the same grid as {first.source}; frames must match.")
     return Study(
         image=np.concatenate([f.image for f in frames]),

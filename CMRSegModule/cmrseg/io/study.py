@@ -103,6 +103,14 @@ class Study:
         """One frame as ``[z, y, x]``."""
         return self.image[index]
 
+    def on_grid_of(self, other: Study) -> bool:
+        """Whether a frame of this study lies voxel for voxel where one of ``other`` does: the same matrix,
+        spacing, origin and direction (within what file formats round)."""
+        return (self.image.shape[1:] == other.image.shape[1:]
+                and np.allclose(self.spacing, other.spacing, atol=1e-3)
+                and np.allclose(self.origin, other.origin, atol=1e-2)
+                and np.allclose(self.direction, other.direction, atol=1e-4))
+
     def single_frame(self, index: int) -> Study:
         """A one-frame study holding frame ``index`` (same geometry and patient data)."""
         return replace(
