@@ -13,9 +13,11 @@ def basal_removed_text(measures: dict) -> str:
     if measures.get("ed_frame") is not None:
         named = [("ED", measures["ed_frame"]), ("ES", measures["es_frame"])]
     else:
-        named = [(f"frame {index}", index) for index in sorted(map(int, removed))]
-    parts = [f"{name} " + (f"slice(s) {', '.join(map(str, removed.get(str(index), [])))}"
-                           if removed.get(str(index)) else "none") for name, index in named]
+        named = [(f"frame {measures['frames'][key]['frame_number']}", int(key)) for key in removed]
+    parts = []
+    for name, index in named:
+        slices = removed.get(str(index), [])
+        parts.append(f"{name} " + (f"slice(s) {', '.join(map(str, slices))}" if slices else "none"))
     return "LV blood pool removed: " + "; ".join(parts)
 
 
