@@ -115,30 +115,25 @@ def test_wrong_format_version_is_refused(compact, tmp_path):
         load_model(path)
 
 
+def with_architecture(path, **changes):
+    """The checkpoint at ``path`` rewritten with its architecture metadata changed."""
+    raw = torch.load(path, weights_only=True)
+    meta = json.loads(raw["metadata"])
+    meta["architecture"].update(changes.pop("architecture", {}))
+    meta["architecture"]["args"].update(changes)
+    raw["metadata"] = json.dumps(meta)
+    torch.save(raw, path)
+    return path
+
+
 def test_weights_that_do_not_fit_the_architecture_are_refused(compact, tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", compact, {})
-    raw = torch.load(path, weights_only=True)
-    meta = json.loads(raw["metadata"])
-    meta["architecture"]["args"]["base_filters"] = 8
-    raw["metadata"] = json.dumps(meta)
-    torch.save(raw, path)
     with pytest.raises(CMRSegError, match="do not match the network"):
-        load_model(path)
-    meta["architecture"]["name"] = "transformer"
-    raw["metadata"] = json.dumps(meta)
-    torch.save(raw, path)
+        load_model(with_architecture(path, base_filters=8))
     with pytest.raises(CMRSegError, match="Unknown network architecture"):
-        load_model(path)
-
-
-def test_an_even_number_of_input_channels_is_refused(compact, tmp_path):
+        load_model(with_architecture(path, architecture={"name": "transformer"}))
     # A network reads one slice or one with as many neighbours on either side: 2 channels has no centre slice.
-    path = save_checkpoint(tmp_path / "m.pt", compact, {})
-    raw = torch.load(path, weights_only=True)
-    meta = json.loads(raw["metadata"])
-    meta["architecture"]["args"]["in_channels"] = 2
-    raw["metadata"] = json.dumps(meta)
-    torch.save(raw, path)
+    path = save_checkpoint(tmp_path / "m2.pt", compact, {})
     with pytest.raises(CMRSegError, match="2 channels"):
-        load_model(path)
+        load_model(with_architecture(path, in_channels=2))
     assert build_model("compact", in_channels=3).args["in_channels"] == 3
