@@ -10,13 +10,12 @@ the lowest projection on the normal; direction columns the row cosine, the colum
 ``row x column`` (slices are sorted ascending along it).
 
 Problems a user can cause raise :class:`CMRSegError`; files that are skipped, a missing ``TriggerTime``
-and single-phase series are reported with :class:`DicomReadWarning`. The choice among several series is
-logged at INFO level on the ``cmrseg.io.dicom_cine`` logger.
+and single-phase series are reported with :class:`DicomReadWarning`. The choice among several series
+(:mod:`cmrseg.io.dicom_series`) is logged at INFO level on the ``cmrseg.io.dicom_cine`` logger.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -30,13 +29,12 @@ from pydicom import config as dicom_config
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_codecs import decoder_advice
 from cmrseg.io.dicom_scan import (  # noqa: F401 (scan_dicom_folder: re-exported, part of this reader's API)
-    POSITION_TOLERANCE_MM,
+    GEOMETRY_TOLERANCE,
     TRIGGER_TOLERANCE_MS,
     DicomReadWarning,
     InstanceHeader,
     SeriesSummary,
     _float,
-    _group_series,
     _names,
     _position_clusters,
     _Scan,
@@ -44,15 +42,13 @@ from cmrseg.io.dicom_scan import (  # noqa: F401 (scan_dicom_folder: re-exported
     _slice_normal,
     scan_dicom_folder,
 )
+from cmrseg.io.dicom_series import choose_series
 from cmrseg.io.study import PatientInfo, Study
 from cmrseg.progress import ProgressCallback, report
 from cmrseg.validate import check_dimensions
 
-logger = logging.getLogger(__name__)
-
 SPACING_TOLERANCE = 0.01  # relative deviation of a slice gap from the median gap that is accepted ...
 SPACING_TOLERANCE_MM = 0.05  # ... or this absolute deviation, whichever is larger
-GEOMETRY_TOLERANCE = 1e-4  # on direction cosines and (relatively) on pixel spacing
 
 
 @dataclass(frozen=True)
@@ -63,73 +59,6 @@ class InstanceRef:
     instance_number: int | None
     frame: int  # t
     slice: int  # z
-
-
-# ---------------------------------------------------------------------------------------- choosing
-
-
-def _listing(series: list[SeriesSummary]) -> str:
-    return "\n".join(f"  - {s.describe()}" for s in series)
-
-
-def _choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSummary:
-    series = _group_series(scan.headers)
-    if not series:
-        raise CMRSegError(
-            f"No DICOM images in {folder} ({len(scan.non_dicom)} non-DICOM and {len(scan.unreadable)} "
-            "unreadable files). Choose the folder that holds the cine short-axis DICOM series." + scan.skipped_note()
-        )
-    if series_uid is not None:
-        for summary in series:
-            if summary.series_uid == series_uid:
-                return summary
-        raise CMRSegError(
-            f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found:\n"
-            + _listing(series)
-        )
-    candidates = [s for s in series if s.num_positions >= 2]
-    if not candidates:
-        raise CMRSegError(
-            f"No cine short-axis series in {folder}: no series has images at several slice positions. "
-            f"Series found:\n{_listing(series)}\nChoose a folder with a short-axis stack."
-        )
-    best = max(candidates, key=lambda s: (s.num_phases > 1, s.num_positions * s.num_phases, s.num_instances))
-    continuing = [s for s in candidates if s is not best and _continues_stack(best, s)]
-    if continuing:
-        raise CMRSegError(
-            f"The short-axis stack in {folder} is split over several series: "
-            + ", ".join(s.describe() for s in [best, *continuing])
-            + " are parallel, with the same phases, at other slice positions. One series would cover only part of "
-            "the heart, and its volumes would look right but be too small. Put the stack into one folder or "
-            "series, or name the series to read with --series (its SeriesInstanceUID) if it alone covers the heart."
-        )
-    if len(series) > 1:
-        kind = "multi-phase" if best.num_phases > 1 else "single-phase"
-        logger.info(
-            "Chose %s among %d series in %s: %s, with the most slices x phases of the %d stacked series. "
-            "Name another with series_uid.\n%s",
-            best.describe(),
-            len(series),
-            folder,
-            kind,
-            len(candidates),
-            _listing(series),
-        )
-    return best
-
-
-def _continues_stack(stack: SeriesSummary, other: SeriesSummary) -> bool:
-    """Whether ``other`` looks like more slices of ``stack``: the same phases, slices parallel to its slices,
-    and none at a position that ``stack`` has."""
-    own, more = _position_clusters(stack.instances), _position_clusters(other.instances)
-    if other.num_phases != stack.num_phases or not own or not more:
-        return False
-    normal = _slice_normal(own[0][0].orientation)
-    if abs(float(np.dot(normal, _slice_normal(more[0][0].orientation)))) < 1 - GEOMETRY_TOLERANCE:
-        return False
-    positions = [float(np.dot(normal, cluster[0].position)) for cluster in own]
-    return all(min(abs(float(np.dot(normal, cluster[0].position)) - p) for p in positions) > POSITION_TOLERANCE_MM
-               for cluster in more)
 
 
 # ---------------------------------------------------------------------------------------- layout
@@ -411,7 +340,7 @@ def read_dicom_cine_with_index(
     """
     folder = Path(folder)
     scan = _scan_folder(folder, progress)
-    series = _choose_series(folder, scan, series_uid)
+    series = choose_series(folder, scan, series_uid)
     layout = _layout(series, scan)
     num_slices, num_frames = len(layout.grid), len(layout.grid[0])
     rows, columns = series.instances[0].rows, series.instances[0].columns

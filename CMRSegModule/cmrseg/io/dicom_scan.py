@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 POSITION_TOLERANCE_MM = 0.05  # instances closer than this along the normal share a slice position
 TRIGGER_TOLERANCE_MS = 0.5  # two instances of one position closer in time than this are duplicates
+GEOMETRY_TOLERANCE = 1e-4  # on direction cosines and (relatively) on pixel spacing
 MAX_NAMES = 5  # file names quoted in one message
 
 
