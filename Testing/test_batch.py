@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmrseg.batch import BatchOptions, run_in_process
+from cmrseg.batch import BatchOptions, batch_lock, run_in_process
 from cmrseg.cohort import COHORT_FILE, COLUMNS, find_studies, read_list_file
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.io.volume_files import read_volume_file, write_study
+from cmrseg.outputs import JOURNAL_NAME, MANIFEST_NAME
 from cmrseg.phantom import make_phantom
 from cmrseg.segment import run_segment
 
@@ -53,9 +54,20 @@ def test_studies_are_found_in_files_dicom_roots_and_lists(cohort, tmp_path):
     assert all(Path(p).is_absolute() for job in jobs for p in job.inputs)
     listing = tmp_path / "studies.txt"
     listing.write_text(f"# the cohort\n\n{cohort / 'b.nii.gz'}\n{cohort / 'a.nii.gz'}\n{cohort / 'a.nii.gz'}\n")
-    assert [job.name for job in find_studies(read_list_file(listing))] == ["b", "a", "a_2"]
+    assert [job.name for job in find_studies(read_list_file(listing))] == ["b", "a"]  # a study given twice: once
     with pytest.raises(CMRSegError, match="does not exist"):
         find_studies([cohort / "missing"])
+
+
+def test_studies_of_one_name_get_names_no_other_study_has(cohort, tmp_path):
+    data = (cohort / "a.nii.gz").read_bytes()
+    paths = [tmp_path / "r1" / "exam.nii.gz", tmp_path / "r1" / "exam_2.nii.gz", tmp_path / "r2" / "exam.nii.gz",
+             tmp_path / "r3" / "Exam.nii.gz"]  # fmt: skip
+    for path in paths:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+    # exam_2 is taken by a study of its own; Exam is exam on a case-insensitive filesystem
+    assert [job.name for job in find_studies(paths)] == ["exam", "exam_2", "exam_3", "Exam_4"]
 
 
 def test_one_folder_with_two_cine_series_gives_two_studies(tmp_path):
@@ -108,13 +120,25 @@ def test_a_batch_writes_what_segment_writes_records_failures_and_resumes(cohort,
     assert any(row["lv_ef_pct_flag"] for row in table)  # the DICOM study carries sex and age: flagged
     assert not (out / "broken").exists()  # a failed study leaves no folder behind
 
-    # A rerun skips the finished studies (their files untouched) and retries the failed one.
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "a").iterdir()}
-    (out / "b" / "measures.json").unlink()  # "b" was interrupted half-way: redone
+    # A rerun skips the finished studies (their files untouched), retries the failed one and redoes one whose
+    # commit was killed half-way (its journal is rolled back). A folder with a file gone is left as it is.
+    stamps = {name: {p: p.stat().st_mtime_ns for p in (out / name).iterdir()} for name in ("a", "c")}
+    written = json.loads((out / "b" / MANIFEST_NAME).read_text())["files"]
+    (out / "b" / JOURNAL_NAME).write_text(json.dumps({"scratch": ".cmrseg-run-killed", "old": [],
+                                                      "new": [*written, MANIFEST_NAME]}))  # fmt: skip
+    (out / "b" / "measures.json").unlink()  # the killed commit had not moved it in yet
+    (out / "c" / "report.html").unlink()
+    del stamps["c"][out / "c" / "report.html"]
     rows = run_in_process(jobs, out, segmenter, BatchOptions())
-    assert {p: p.stat().st_mtime_ns for p in (out / "a").iterdir()} == stamps
-    assert [r["status"] for r in rows] == ["done", "failed", "done", "done"]
-    assert (out / "b" / "measures.json").is_file()
+    assert {name: {p: p.stat().st_mtime_ns for p in (out / name).iterdir()} for name in ("a", "c")} == stamps
+    assert [r["status"] for r in rows] == ["done", "failed", "failed", "done"]
+    assert "files missing (report.html)" in rows[2]["reason"]
+    assert (out / "b" / "measures.json").is_file() and not (out / "b" / JOURNAL_NAME).exists()
+    # A result made with other settings is not reused, nor replaced.
+    rows = run_in_process(jobs, out, segmenter, BatchOptions(basal_rule="50"))
+    assert [r["status"] for r in rows] == ["failed"] * 4
+    assert "other settings (basal_rule none, not 50)" in rows[0]["reason"]
+    assert {p: p.stat().st_mtime_ns for p in (out / "a").iterdir()} == stamps["a"]
 
 
 def test_the_command_skips_reports_on_request_and_refuses_bad_input(cohort, tmp_path, model_path):
@@ -125,6 +149,18 @@ def test_the_command_skips_reports_on_request_and_refuses_bad_input(cohort, tmp_
     assert done.returncode == 0, done.stderr
     assert "[1/1] a: done" in done.stdout and "1 of 1 studies done" in done.stdout
     assert (out / "a" / "measures.json").is_file() and not (out / "a" / "report.html").exists()
+    # A study that fails makes the exit status 1; the finished one is reused.
+    with_broken = [*command[:5], str(cohort / "broken.nii.gz"), *command[5:]]
+    failed = subprocess.run(with_broken, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1 and "1 of 2 studies done" in failed.stdout and "failed: broken" in failed.stdout
+    # The table covers one cohort: a batch that leaves out studies the folder's table lists is refused.
+    other = subprocess.run([*command[:4], str(cohort / "b.nii.gz"), *command[5:]], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert other.returncode == 2 and "lists 2 studies this batch does not name (a, broken)" in other.stderr
+    assert not (out / "b").exists()
+    with batch_lock(out):  # another batch is writing to the folder
+        busy = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert busy.returncode == 2 and "Another cmrseg run is writing to" in busy.stderr
     refused = subprocess.run([sys.executable, "-m", "cmrseg", "batch", "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and refused.stderr.startswith("cmrseg: error:") and "Traceback" not in refused.stderr

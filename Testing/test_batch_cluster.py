@@ -62,7 +62,19 @@ def test_a_local_cluster_of_two_worker_processes_gives_the_same_outputs(studies,
                       dashboard_address=None) as cluster:  # fmt: skip
         rows = run_on_cluster(cluster.scheduler_address, studies, tmp_path, BatchOptions(report="none"),
                               str(model_path), "cpu")  # fmt: skip
-    assert_same_outputs(tmp_path, rows, reference)
+        assert_same_outputs(tmp_path, rows, reference)
+        # Another client holds tasks named after the same studies (another user's batch): this batch still
+        # runs its own (a scheduler hands the result of a key it holds to any client that submits that key).
+        from distributed import Client
+
+        with Client(cluster.scheduler_address) as other:
+            held = [other.submit(dict, name=job.name, status="failed", key=f"cmrseg-{job.name}") for job in studies]
+            other.gather(held)
+            again = tmp_path / "again"
+            again.mkdir()
+            rows = run_on_cluster(cluster.scheduler_address, studies, again, BatchOptions(report="none"),
+                                  str(model_path), "cpu")  # fmt: skip
+            assert_same_outputs(again, rows, reference)
 
 
 def test_dask_scheduler_and_worker_processes_on_localhost(studies, reference, model_path, tmp_path):

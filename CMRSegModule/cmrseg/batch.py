@@ -2,8 +2,11 @@
 
 Each study's outputs go to ``OUT/<name>/``, exactly what ``cmrseg segment`` writes there (the same functions
 write them), and ``OUT/cohort.csv`` gets one row per study (rewritten after every study, so an interrupted
-batch keeps what it finished). A study that fails is recorded with its reason and the batch goes on. A rerun
-skips the studies whose outputs are complete.
+batch keeps what it finished). A study that fails is recorded with its reason and the batch goes on; the
+command exits with status 1 when any did. A rerun skips the studies whose outputs are complete and were made
+with the same model and settings; a folder holding anything else is left as it is and its study fails with
+the reason (a batch never replaces files). One batch at a time writes to an output folder, and its table
+covers one cohort: an output folder whose table lists studies the batch does not name is refused.
 
 In one process, reading the next study and writing the last one run in two helper threads while the network
 segments the current one (torch, NumPy, SimpleITK and file I/O release the GIL), so the CPU is not idle during
@@ -13,10 +16,13 @@ I/O. With ``--scheduler`` the studies are tasks on a Dask cluster (:mod:`cmrseg.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from cmrseg.cohort import (
     find_studies,
     finished_row,
     read_list_file,
+    studies_of_other_batches,
     write_cohort_csv,
 )
 from cmrseg.errors import CMRSegError
@@ -44,6 +51,11 @@ class BatchOptions:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def settings(self, model_sha256: str) -> dict:
+        """What a reused result must have been made with, as measures.json records it."""
+        return {"model_sha256": model_sha256, "basal_rule": self.basal_rule, "bsa_method": self.bsa_method,
+                "all_frames": self.all_frames}
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -74,16 +86,16 @@ def run_batch_command(args: argparse.Namespace) -> int:
     out.mkdir(exist_ok=True)
     jobs = find_studies(paths)
     options = BatchOptions(args.all_frames, args.basal_rule, args.bsa, args.report)
-    try:
-        if args.scheduler:
-            from cmrseg.cluster import run_on_cluster
-
-            rows = run_on_cluster(args.scheduler, jobs, out, options, args.model, args.device)
-        else:
-            from cmrseg.inference import Segmenter
-
-            rows = run_in_process(jobs, out, Segmenter.load(args.model, device=args.device), options)
-    except KeyboardInterrupt:
+    with batch_lock(out):
+        others = studies_of_other_batches(out, jobs)
+        if others:
+            raise CMRSegError(
+                f"{out / COHORT_FILE} lists {len(others)} studies this batch does not name ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}); one table covers one cohort: name them too (finished ones "
+                "are kept), or choose another --out."
+            )
+        rows = _run(jobs, out, options, args)
+    if rows is None:
         print(f"cmrseg: interrupted; the studies finished so far are kept (see {out / COHORT_FILE}); run the same "
               "command again to go on", file=sys.stderr)  # fmt: skip
         return 130
@@ -91,14 +103,42 @@ def run_batch_command(args: argparse.Namespace) -> int:
     print(f"{len(rows) - len(failed)} of {len(rows)} studies done; table in {out / COHORT_FILE}")
     for row in failed:
         print(f"  failed: {row['name']}: {row['reason']}")
-    return 0
+    return 1 if failed else 0
+
+
+def _run(jobs: list[StudyJob], out: Path, options: BatchOptions, args: argparse.Namespace) -> list[dict] | None:
+    """The rows of the batch, or None when it was interrupted."""
+    try:
+        if args.scheduler:
+            from cmrseg.cluster import run_on_cluster
+
+            return run_on_cluster(args.scheduler, jobs, out, options, args.model, args.device)
+        from cmrseg.inference import Segmenter
+
+        return run_in_process(jobs, out, Segmenter.load(args.model, device=args.device), options)
+    except KeyboardInterrupt:
+        return None
+
+
+@contextmanager
+def batch_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this batch (two batches writing one cohort.csv would each drop the other's rows)."""
+    handle = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise CMRSegError(f"Another cmrseg run is writing to {out}; wait for it or choose another --out.") from exc
+        yield
+    finally:
+        os.close(handle)  # closing releases the flock
 
 
 class CohortProgress:
     """Keeps the rows in input order, rewrites cohort.csv after each study and prints progress with an ETA."""
 
-    def __init__(self, jobs: list[StudyJob], out: Path) -> None:
-        self.jobs, self.out = jobs, out
+    def __init__(self, jobs: list[StudyJob], out: Path, settings: dict) -> None:
+        self.jobs, self.out, self.settings = jobs, out, settings
         self.rows: dict[str, dict] = {}
         self.started = time.perf_counter()
         self.resumed = 0
@@ -107,14 +147,18 @@ class CohortProgress:
         """Record the studies an earlier run finished; return the ones still to do."""
         todo = []
         for job in self.jobs:
-            row = finished_row(job, self.out / job.name)
+            row = finished_row(job, self.out / job.name, self.settings)
             if row is None:
                 todo.append(job)
             else:
                 self.rows[job.name] = row
         self.resumed = len(self.rows)
-        if self.resumed:
-            print(f"{self.resumed} of {len(self.jobs)} studies already done in {self.out}; skipping them.", flush=True)
+        done = sum(row["status"] == "done" for row in self.rows.values())
+        if done:
+            print(f"{done} of {len(self.jobs)} studies already done in {self.out}; skipping them.", flush=True)
+        for row in self.rows.values():
+            if row["status"] == "failed":
+                print(f"{row['name']}: failed: {row['reason']}", flush=True)
         self._write()
         return todo
 
@@ -140,14 +184,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _interrupted(study_dir: Path) -> bool:
-    """Whether ``study_dir`` holds an incomplete CMRSeg set (an earlier batch stopped while writing it): it is
-    replaced. A complete set that is not this study's is left alone (the study fails with the reason)."""
-    from cmrseg.outputs import MANIFEST_NAME, is_complete
-
-    return (study_dir / MANIFEST_NAME).is_file() and not is_complete(study_dir)
-
-
 def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, CMRSegError) else f"{type(exc).__name__}: {exc}"
 
@@ -160,8 +196,7 @@ def segment_one(job: StudyJob, out: Path, segmenter, options: BatchOptions) -> d
     try:
         result = run_segment(list(job.inputs), out / job.name, segmenter, all_frames=options.all_frames,
                              basal_rule=options.basal_rule, bsa_method=options.bsa_method,
-                             series_uid=job.series_uid, report=options.report,
-                             overwrite=_interrupted(out / job.name))  # fmt: skip
+                             series_uid=job.series_uid, report=options.report)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - one bad study is recorded and the batch goes on
@@ -176,14 +211,13 @@ class _Loaded:
     folder: object
     loaded: object
     started: float
-    overwrite: bool
 
 
 def run_in_process(jobs: list[StudyJob], out: Path, segmenter, options: BatchOptions) -> list[dict]:
     """Segment the studies one after another with reading and writing overlapped (see the module docstring)."""
     from cmrseg.segment import load_for_output, measures_document, segment_study, write_outputs
 
-    progress = CohortProgress(jobs, out)
+    progress = CohortProgress(jobs, out, options.settings(segmenter.model_sha256))
     todo = progress.skip_finished()
 
     def load(job: StudyJob) -> _Loaded:
@@ -193,17 +227,17 @@ def run_in_process(jobs: list[StudyJob], out: Path, segmenter, options: BatchOpt
             from cmrseg.outputs import locked_output
 
             folder = stack.enter_context(locked_output(out / job.name))
-            overwrite = _interrupted(folder.path)
-            loaded = load_for_output(folder, list(job.inputs), series_uid=job.series_uid, overwrite=overwrite)
+            loaded = load_for_output(folder, list(job.inputs), series_uid=job.series_uid)
         except BaseException:
             stack.close()
             raise
-        return _Loaded(job, stack, folder, loaded, started, overwrite)
+        return _Loaded(job, stack, folder, loaded, started)
 
     def write(item: _Loaded, result) -> dict:
         with item.stack:
-            measures = measures_document(item.loaded, result, segmenter, options.basal_rule)
-            write_outputs(item.folder, item.loaded, result, measures, segmenter, item.overwrite, options.report)
+            measures = measures_document(item.loaded, result, segmenter, options.basal_rule, options.bsa_method,
+                                         options.all_frames)  # fmt: skip
+            write_outputs(item.folder, item.loaded, result, measures, segmenter, report=options.report)
         return done_row(item.job, measures, time.perf_counter() - item.started)
 
     with ThreadPoolExecutor(1, "cmrseg-read") as reader, ThreadPoolExecutor(1, "cmrseg-write") as writer:

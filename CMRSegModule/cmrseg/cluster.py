@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 from cmrseg.cohort import StudyJob, failed_row
 from cmrseg.errors import CMRSegError
+from cmrseg.shipped import default_model_path
+from cmrseg.training.split import file_sha256
 
 _SEGMENTERS: dict[tuple[str | None, str], object] = {}  # per worker process: (model, device) -> Segmenter
 
@@ -76,8 +79,9 @@ def run_on_cluster(address: str, jobs: list[StudyJob], out: Path, options, model
     model = str(Path(model).resolve()) if model else None
     try:
         client = Client(address, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        raise CMRSegError(f"Cannot reach the Dask scheduler at {address} ({exc}).") from exc
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: not an address (a dashboard URL, no port)
+        raise CMRSegError(f"Cannot reach the Dask scheduler at {address} ({exc}); give its address as "
+                          "tcp://host:8786.") from exc
     with client:
         workers = client.scheduler_info(n_workers=-1)["workers"]
         if not workers:
@@ -91,11 +95,12 @@ def run_on_cluster(address: str, jobs: list[StudyJob], out: Path, options, model
                 "(a shared filesystem)."
             )
         client.register_plugin(segmenter_plugin(model, device))
-        progress = CohortProgress(jobs, out)
+        progress = CohortProgress(jobs, out, options.settings(file_sha256(model or default_model_path())))
         todo = progress.skip_finished()
+        run = uuid.uuid4().hex  # task keys of their own: a scheduler hands a known key's result to any client
         futures = {
             client.submit(segment_task, job.as_dict(), str(out), options.as_dict(), model, device, pure=False,
-                          key=f"cmrseg-{job.name}"): job
+                          key=f"cmrseg-{run}-{job.name}"): job
             for job in todo
         }  # fmt: skip
         for future in as_completed(futures):

@@ -11,9 +11,9 @@ Studies are found as follows (each input path, or each line of ``--list``):
   that folder's path below the input (``/`` becomes ``_``), with ``_s<SeriesNumber>`` added when one folder
   holds several cine series.
 
-Inputs are recorded as absolute paths. Names are made unique (``_2``, ``_3``, ...) and used as output
-folder names; they come from file and folder names, not from the DICOM header, so no patient identifier is
-added that the paths do not already carry.
+Inputs are recorded as absolute paths; a study given twice is segmented once. Names are made unique
+(``_2``, ``_3``, ...) and used as output folder names; they come from file and folder names, not from the
+DICOM header, so no patient identifier is added that the paths do not already carry.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def find_studies(paths: list[str | Path]) -> list[StudyJob]:
         jobs += found
     if not jobs:
         raise CMRSegError("No study found in the inputs: give DICOM folders, ACDC patient folders or 4D cine files.")
-    return _unique_names(jobs)
+    return _unique_names(_without_repeats(jobs))
 
 
 def _studies_in(path: Path) -> list[StudyJob]:
@@ -140,13 +140,32 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "study"
 
 
+def _without_repeats(jobs: list[StudyJob]) -> list[StudyJob]:
+    """Each study once: one given twice (a root and a folder in it, a path also in ``--list``) would otherwise
+    be segmented twice and weigh twice in the cohort's statistics."""
+    seen, kept = set(), []
+    for job in jobs:
+        if (job.inputs, job.series_uid) in seen:
+            log.warning("%s is given more than once; it is segmented once.", " ".join(job.inputs))
+            continue
+        seen.add((job.inputs, job.series_uid))
+        kept.append(job)
+    return kept
+
+
 def _unique_names(jobs: list[StudyJob]) -> list[StudyJob]:
-    seen: dict[str, int] = {}
+    """A repeated name gets the first ``_2``, ``_3``, ... that no study is named, compared case-insensitively
+    (output folders on a case-insensitive filesystem are the same folder)."""
+    given = {job.name.lower() for job in jobs}
+    taken: set[str] = set()
     unique = []
     for job in jobs:
-        count = seen.get(job.name, 0) + 1
-        seen[job.name] = count
-        unique.append(job if count == 1 else StudyJob(f"{job.name}_{count}", job.inputs, job.series_uid))
+        name, number = job.name, 1
+        while name.lower() in taken or (number > 1 and name.lower() in given):
+            number += 1
+            name = f"{job.name}_{number}"
+        taken.add(name.lower())
+        unique.append(job if name == job.name else StudyJob(name, job.inputs, job.series_uid))
     return unique
 
 
@@ -169,20 +188,47 @@ def failed_row(job: StudyJob, reason: str) -> dict:
     return {"name": job.name, "input": " ".join(job.inputs), "status": "failed", "reason": reason}
 
 
-def finished_row(job: StudyJob, study_dir: Path) -> dict | None:
-    """The row of a study whose outputs are complete from an earlier run (resume), else None."""
-    from cmrseg.outputs import is_complete
+def finished_row(job: StudyJob, study_dir: Path, settings: dict) -> dict | None:
+    """What an earlier run left in ``study_dir`` (resume): the done row of a complete result of this study made
+    with these ``settings`` (measures.json's model_sha256, basal_rule, bsa_method, all_frames); a failed row
+    naming why, when the folder holds a result that is not that (left as it is: a batch never replaces
+    files); None when it holds none (a run stopped before its commit leaves none)."""
+    from cmrseg.outputs import JOURNAL_NAME, is_complete, read_manifest
 
-    measures_file = study_dir / "measures.json"
-    if not (is_complete(study_dir) and measures_file.is_file()):
-        return None
+    if (study_dir / JOURNAL_NAME).exists() or not read_manifest(study_dir):
+        return None  # nothing committed (the run on it rolls a half-done commit back)
+    if not is_complete(study_dir):
+        missing = [name for name in read_manifest(study_dir) if not (study_dir / name).is_file()]
+        return failed_row(job, f"{study_dir} holds an earlier result with files missing ({', '.join(missing)}); "
+                               "it is left as it is: move the folder away to segment this study again")  # fmt: skip
     try:
-        measures = json.loads(measures_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        measures = json.loads((study_dir / "measures.json").read_text())
+    except (OSError, ValueError) as exc:
+        return failed_row(job, f"{study_dir} holds an earlier result whose measures.json cannot be read ({exc}); "
+                               "it is left as it is")  # fmt: skip
     if measures.get("input") != list(job.inputs):
-        return None  # the folder holds another study's result
+        other = " ".join(measures.get("input") or [])
+        return failed_row(job, f"{study_dir} holds the result of another input ({other}); it is left as it is")
+    changed = [f"{key} {measures.get(key, 'not recorded')}, not {value}" for key, value in settings.items()
+               if measures.get(key) != value]
+    if changed:
+        return failed_row(job, f"{study_dir} holds a result made with other settings ({'; '.join(changed)}); it is "
+                               "left as it is: move the folder away to segment this study again")  # fmt: skip
     return done_row(job, measures, None)
+
+
+def studies_of_other_batches(out: Path, jobs: list[StudyJob]) -> list[str]:
+    """The studies ``out``'s cohort.csv lists that ``jobs`` does not name (one table is one cohort)."""
+    path = out / COHORT_FILE
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            listed = [row.get("name") for row in csv.DictReader(stream)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CMRSegError(f"Cannot read {path} ({exc}); choose another --out.") from exc
+    names = {job.name for job in jobs}
+    return [name for name in listed if name not in names]
 
 
 def write_cohort_csv(rows: list[dict], path: Path) -> Path:

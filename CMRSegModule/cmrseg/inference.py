@@ -7,6 +7,7 @@ image; when the heart found there lies off-centre, every frame is segmented agai
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from cmrseg.preprocess import PreprocessConfig, preprocess_frame, to_native_prob
 from cmrseg.progress import ProgressCallback, report
 from cmrseg.review import FrameEvidence, slice_entropy
 from cmrseg.shipped import default_model_path
+from cmrseg.training.split import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,11 @@ class Segmenter:
         if options.get("bf16") is None:
             options["bf16"] = torch_device.type == "cpu" and cpu_has_fast_bf16()
         return cls(model, metadata, torch_device, config, source=str(path), **options)
+
+    @functools.cached_property
+    def model_sha256(self) -> str:
+        """The checkpoint file's sha256 (recorded with every result: which weights made it)."""
+        return file_sha256(self.source) if self.source else ""
 
     @property
     def description(self) -> str:

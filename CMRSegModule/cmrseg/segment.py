@@ -148,7 +148,7 @@ def run_segment(
 
             check_study_for_seg(loaded.study)  # before the work: a study that cannot have a SEG is refused
         result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
-        measures = measures_document(loaded, result, segmenter, basal_rule)
+        measures = measures_document(loaded, result, segmenter, basal_rule, bsa_method, all_frames)
         outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg, dicom_sr)
     return SegmentationResult(loaded.study, result.labels, result.ed_frame, result.es_frame, measures, outputs)
 
@@ -191,17 +191,22 @@ def load_for_output(
     return LoadedStudy(inputs, study, base, frame_files)
 
 
-def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter: Segmenter, basal_rule: str) -> dict:
-    """The content of measures.json (JSON-safe: no NaN)."""
+def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter: Segmenter, basal_rule: str,
+                      bsa_method: str, all_frames: bool) -> dict:
+    """The content of measures.json (JSON-safe: no NaN), with the settings that made it (a resumed batch
+    reuses a result only when they are the batch's)."""
     study, ed, es = loaded.study, result.ed_frame, result.es_frame
     return json_safe({
         "cmrseg_version": __version__,
         "model": segmenter.description,
+        "model_sha256": segmenter.model_sha256,
         "input": [str(p) for p in loaded.inputs],
         # what the indexing and the reference ranges used (given or read); never an identifier
         "patient": {key: value for key, value in study.patient.as_dict().items()
                     if key in ("height_cm", "weight_kg", "sex", "age_years")},
         "basal_rule": basal_rule,
+        "bsa_method": bsa_method,
+        "all_frames": all_frames,
         # per frame index: the slices (indices along the slice axis) whose LV blood pool the rule removed
         "basal_rule_removed_slices": {str(i): slices for i, slices in (result.basal_removed or {}).items()},
         "ed_frame": ed,
