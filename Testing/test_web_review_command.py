@@ -79,6 +79,24 @@ def test_a_run_whose_images_are_gone_is_refused(run, tmp_path):
         readRunFolder(moved)
 
 
+def test_a_run_whose_images_were_replaced_is_refused(run, tmp_path):
+    """The same file name and matrix, other pixels (another patient's study in its place): the review would
+    draw corrections over images the run did not segment."""
+    from cmrseg.io.volume_files import read_volume_file, write_study
+
+    study = read_volume_file(run.parent / "phantom" / "cine.nii.gz")
+    study.image[0, 0, 0, 0] += 1
+    write_study(study, tmp_path / "cine.nii.gz")
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    measures = json.loads((moved / "measures.json").read_text())
+    assert measures["input"] == [str((run.parent / "phantom" / "cine.nii.gz").resolve())]  # where it was read
+    measures["input"] = [str(tmp_path / "cine.nii.gz")]
+    (moved / "measures.json").write_text(json.dumps(measures))
+    with pytest.raises(CMRSegError, match="are not the ones the run .* segmented"):
+        readRunFolder(moved)
+
+
 def test_loopback_addresses_need_no_token_and_others_do():
     assert Access.isLoopback("127.0.0.1") and Access.isLoopback("localhost") and Access.isLoopback("::1")
     assert not Access.isLoopback("0.0.0.0") and not Access.isLoopback("192.168.1.20")

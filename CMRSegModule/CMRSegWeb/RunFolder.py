@@ -16,7 +16,9 @@ def isRunFolder(path: str | Path) -> bool:
 def readRunFolder(folder: str | Path, seriesUid: str | None = None, heightCm: float | None = None,
                   weightKg: float | None = None, progress=None, sex: str | None = None, ageYears: float | None = None):
     """``(study, RunResult)`` of a finished run: the study read again from the run's inputs, the label maps
-    from the folder. The inputs are looked up as the run named them, then relative to the folder's parent.
+    from the folder. The inputs are looked up where the run read them (absolute paths), then beside the run
+    folder (moved together); the images read must be those the run segmented (its ``image_sha256``), from the
+    series it read.
     The height, weight, sex and age the run used (``measures.json``'s ``patient``) are kept unless others are
     given: a NIfTI input does not carry them."""
     from dataclasses import replace
@@ -33,7 +35,13 @@ def readRunFolder(folder: str | Path, seriesUid: str | None = None, heightCm: fl
         raise CMRSegError(f"{folder} is not a complete CMRSeg result ({exc}).") from exc
     if singleFrame:
         raise CMRSegError(f"{folder} holds a single-frame result; the review needs ED and ES.")
-    study = load_study(inputs, series_uid=seriesUid, progress=progress)
+    ranSeries = measures.get("series_uid")
+    if seriesUid is not None and ranSeries is not None and seriesUid != ranSeries:
+        raise CMRSegError(f"The run segmented series {ranSeries}, not {seriesUid}; review it without --series.")
+    study = load_study(inputs, series_uid=seriesUid or ranSeries, progress=progress)
+    if measures.get("image_sha256") not in (None, study.image_sha256()):
+        raise CMRSegError(f"The images read from {', '.join(map(str, inputs))} are not the ones the run in {folder} "
+                          "segmented (changed or replaced since, or another series); the review needs those.")
     used = measures.get("patient", {})
     settings = RunSettings(heightCm=heightCm or used.get("height_cm"), weightKg=weightKg or used.get("weight_kg"),
                            sex=sex or used.get("sex"), ageYears=ageYears or used.get("age_years"))
@@ -46,7 +54,8 @@ def readRunFolder(folder: str | Path, seriesUid: str | None = None, heightCm: fl
 
 
 def _existingInput(path: Path, folder: Path) -> Path:
-    for candidate in (path, folder.parent / path, folder / path):
+    # relative paths: runs of earlier versions, which recorded the inputs as typed (from an unknown folder)
+    for candidate in (folder.parent / path, folder / path, path, folder.parent / path.name):
         if candidate.exists():
             return candidate
     raise CMRSegError(f"The run's input {path} is gone; the review needs the images it segmented.")

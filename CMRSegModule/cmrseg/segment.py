@@ -161,6 +161,7 @@ class LoadedStudy:
     study: Study
     base: str  # file name base of the study-level outputs
     frame_files: list[str]  # label-map file name of each frame
+    series_uid: str | None = None  # the DICOM series asked for (None: the reader's choice)
 
 
 def load_for_output(
@@ -188,7 +189,7 @@ def load_for_output(
     if age_years is not None:
         study.patient.age_years = age_years
     base, frame_files = output_names(inputs, study)
-    return LoadedStudy(inputs, study, base, frame_files)
+    return LoadedStudy(inputs, study, base, frame_files, series_uid)
 
 
 def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter: Segmenter, basal_rule: str,
@@ -200,7 +201,9 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "cmrseg_version": __version__,
         "model": segmenter.description,
         "model_sha256": segmenter.model_sha256,
-        "input": [str(p) for p in loaded.inputs],
+        "input": [str(p.resolve()) for p in loaded.inputs],
+        "series_uid": loaded.series_uid,
+        "image_sha256": study.image_sha256(),
         # what the indexing and the reference ranges used (given or read); never an identifier
         "patient": {key: value for key, value in study.patient.as_dict().items()
                     if key in ("height_cm", "weight_kg", "sex", "age_years")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -102,6 +103,11 @@ class Study:
     def frame(self, index: int) -> np.ndarray:
         """One frame as ``[z, y, x]``."""
         return self.image[index]
+
+    def image_sha256(self) -> str:
+        """A fingerprint of the pixel data as read (a run records it; a review re-reading the inputs checks
+        that they still give the images the run segmented)."""
+        return hashlib.sha256(np.ascontiguousarray(self.image).tobytes()).hexdigest()
 
     def on_grid_of(self, other: Study) -> bool:
         """Whether a frame of this study lies voxel for voxel where one of ``other`` does: the same matrix,
