@@ -56,8 +56,9 @@ def served(tmp_path_factory):
     lines = []  # VTK's warnings may come first
     while not (lines and lines[-1].startswith("CMRSeg review at")) and (line := process.stdout.readline()):
         lines.append(line)
-    assert lines[-1].startswith(f"CMRSeg review at http://127.0.0.1:{port}/ "), "".join(lines)
-    yield f"http://127.0.0.1:{port}/", root / "run", started, process
+    assert lines[-1].startswith(f"CMRSeg review at http://127.0.0.1:{port}/?token="), "".join(lines)
+    url = lines[-1].split()[3]
+    yield url, root / "run", started, process
     process.terminate()
     process.wait(timeout=20)
 

@@ -1,4 +1,4 @@
-"""`cmrseg review` without a browser: what it refuses, the access token off this computer, a finished run read back."""
+"""`cmrseg review` without a browser: what it refuses, the access token, a finished run read back."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_a_run_whose_images_were_replaced_is_refused(run, tmp_path):
         readRunFolder(moved)
 
 
-def test_loopback_addresses_need_no_token_and_others_do():
+def test_loopback_addresses_are_told_apart():
     assert Access.isLoopback("127.0.0.1") and Access.isLoopback("localhost") and Access.isLoopback("::1")
     assert not Access.isLoopback("0.0.0.0") and not Access.isLoopback("192.168.1.20")
 
@@ -117,19 +117,25 @@ def _get(url: str, cookie: str | None = None) -> tuple[int, dict, str]:
         return error.code, dict(error.headers), error.read().decode(errors="replace")
 
 
-def test_serving_other_computers_needs_the_printed_token(run):
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_every_request_needs_the_printed_token(run, host):
+    """Other computers, and on this one other users and other web pages open in the same browser (any site's
+    page may open a WebSocket to 127.0.0.1), are kept out by the token."""
     port = _freePort()
-    process = subprocess.Popen([*CMRSEG, "review", str(run), "--host", "0.0.0.0", "--port", str(port)],
+    process = subprocess.Popen([*CMRSEG, "review", str(run), "--host", host, "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
         while not (lines and lines[-1].startswith("CMRSeg review at")) and (line := process.stdout.readline()):
             lines.append(line)
         banner = lines[-1].strip()
-        assert banner.startswith(f"CMRSeg review at http://0.0.0.0:{port}/?token="), "".join(lines)
+        assert banner.startswith(f"CMRSeg review at http://{host}:{port}/?token="), "".join(lines)
         token = banner.split("token=")[1].split()[0]
         assert len(token) >= 32
-        assert "the address works only with this token" in process.stdout.readline()
+        if host == "0.0.0.0":
+            assert "the address works only with this token" in process.stdout.readline()
+        else:
+            assert banner.endswith("(this computer only; --host to serve others)")
         base = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 60
         while True:

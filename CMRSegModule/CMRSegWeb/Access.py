@@ -1,8 +1,9 @@
-"""Who may open the review page: anyone on this computer by default; elsewhere only with the access token.
+"""Who may open the review page: whoever has the access token printed when it starts.
 
-On 127.0.0.1 the page is reachable from this computer only. On any other address every request (the page,
-its scripts and the WebSocket) needs the token: given once in the URL (``?token=...``), it is then kept in a
-same-site cookie for the rest of the session.
+Every request (the page, its scripts and the WebSocket) needs the token: given once in the URL
+(``?token=...``), it is then kept in a same-site cookie for the rest of the session. On 127.0.0.1 (the
+default) the page is reachable from this computer only, and the token still keeps out other web pages open in
+the same browser (a page of any site may open a WebSocket to 127.0.0.1) and other users of this computer.
 """
 
 from __future__ import annotations

@@ -58,18 +58,17 @@ def serve(args) -> int:
     from CMRSegWeb.ReviewApp import ReviewApp
 
     app = ReviewApp(prepare)
-    token = None
-    if not Access.isLoopback(host):
-        token = Access.newToken()
-        app.server.controller.on_server_bind.add(
-            lambda webServer: webServer.app.middlewares.append(Access.tokenMiddleware(token)))
-    address = f"http://{'127.0.0.1' if host == 'localhost' else host}:{args.port}/"
-    if token:
-        print(f"CMRSeg review at {address}?token={token}\n"
+    token = Access.newToken()
+    app.server.controller.on_server_bind.add(
+        lambda webServer: webServer.app.middlewares.append(Access.tokenMiddleware(token)))
+    shown = "127.0.0.1" if host == "localhost" else f"[{host}]" if ":" in host else host
+    address = f"http://{shown}:{args.port}/?token={token}"
+    if Access.isLoopback(host):
+        print(f"CMRSeg review at {address} (this computer only; --host to serve others)", flush=True)
+    else:
+        print(f"CMRSeg review at {address}\n"
               f"(listening on {host}: other computers can connect; the address works only with this token)",
               flush=True)
-    else:
-        print(f"CMRSeg review at {address} (this computer only; --host to serve others)", flush=True)
     # timeout=0: the server keeps the corrections when the last browser tab closes (wslink stops after 5 min)
     app.server.start(host=host, port=args.port, open_browser=False, show_connection_info=False,
                      disable_logging=True, timeout=0)
