@@ -14,7 +14,13 @@ from cmrseg.errors import CMRSegError  # noqa: E402
 from cmrseg.io.study import PatientInfo  # noqa: E402
 from cmrseg.measures import body_surface_area, frame_measures, study_measures  # noqa: E402
 from CMRSegModuleLib import ResultsTable  # noqa: E402
-from CMRSegModuleLib.ReviewNodes import reviewNodesFromTable, updateCorrected, voxelVolumeMl  # noqa: E402
+from CMRSegModuleLib.ReviewNodes import (  # noqa: E402
+    createReviewNodes,
+    reviewNodesFromTable,
+    updateCorrected,
+    voxelVolumeMl,
+)
+from CMRSegModuleLib.Runner import RunResult  # noqa: E402
 from slicer_helpers import edit_segments, relabel_voxels, review_from_labels  # noqa: E402
 
 PATIENT = PatientInfo(height_cm=180.0, weight_kg=80.0)
@@ -190,6 +196,34 @@ def test_the_quality_check_of_each_column_follows_the_segmentations(headless_sli
     assert corrected["qc"] == expected and expected["status"] != "fail"
     row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "qc_status")
     assert row["automatic"] == 2 and row["corrected"] == ResultsTable.QC_CODES[expected["status"]]
+
+
+def test_a_jump_in_the_runs_volume_curve_is_flagged_as_the_command_flags_it(headless_slicer, oblique_phantom):
+    """A run that segmented every frame: its ES under-segmented makes a dip in the LV curve (and is why it
+    was chosen as ES). The table's automatic check flags it as `cmrseg segment` does; the corrected column
+    judges the curve with the corrected ES volume."""
+    from cmrseg.qc import quality_check
+
+    study = oblique_phantom.study
+    ed, es = study.ed_frame, study.es_frame
+    truth = {ed: oblique_phantom.labels[ed], es: oblique_phantom.labels[es]}
+    shrunk, _ = relabel_voxels(truth[es], labels.LV, labels.BACKGROUND, 600)
+    volume = {name: frame_measures(maps, study.spacing).lv_ml for name, maps in
+              (("ed", truth[ed]), ("es", shrunk), ("es_truth", truth[es]))}  # fmt: skip
+    others = [36.0, 40.0, 50.0, 60.0, 70.0, 78.0, 84.0]  # the run's other frames
+    curve = {ed: volume["ed"], es: volume["es"], **dict(zip(range(2, 9), others, strict=True))}
+    result = RunResult({ed: truth[ed], es: shrunk}, ed, es, "test labels", "none", "LV volume curve", lvCurve=curve)
+    review = createReviewNodes(headless_slicer.scene, study, result, "Curve")
+    automatic = ResultsTable.automaticMeasures(review.table)
+    measures = study_measures(frame_measures(truth[ed], study.spacing), frame_measures(shrunk, study.spacing))
+    assert automatic["qc"] == quality_check({ed: truth[ed], es: shrunk}, ed, es, measures.as_dict(), curve)
+    assert "curve_jump" in {flag["code"] for flag in automatic["qc"]["flags"]}
+    edit_segments(review.esCorrected, review.esVolume, truth[es])  # the physician paints the ES cavity back
+    corrected = updateCorrected(review)
+    assert "curve_jump" not in {flag["code"] for flag in corrected["qc"]["flags"]}
+    fixed = {**curve, es: volume["es_truth"]}
+    measures = study_measures(frame_measures(truth[ed], study.spacing), frame_measures(truth[es], study.spacing))
+    assert corrected["qc"] == quality_check(truth, ed, es, measures.as_dict(), fixed)
 
 
 def test_updating_the_corrected_column_adds_no_node_to_the_scene(headless_slicer, review, oblique_phantom):

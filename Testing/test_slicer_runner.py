@@ -171,9 +171,12 @@ def test_background_run_on_a_phantom_matches_the_in_process_run(oblique_phantom,
         assert array.shape == study.image.shape[1:] and array.dtype == np.uint8
         assert set(np.unique(array)) <= {0, 1, 2, 3}
     assert result.measures["lv_edv_ml"] >= result.measures["lv_esv_ml"]
+    # every frame's LV volume, for the quality check's curve (as the command judged it)
+    assert sorted(result.lvCurve) == list(range(study.num_frames))
     # The in-process path (same core steps, no files) gives the same frames and label maps.
     local = runInProcess(study, settings, segmenter)
     assert (local.edFrame, local.esFrame) == (result.edFrame, result.esFrame)
+    assert sorted(local.lvCurve) == sorted(result.lvCurve)
     for frame, array in result.labels.items():
         assert np.mean(local.labels[frame] == array) > 0.999
     assert local.measures["lv_edv_ml"] == pytest.approx(result.measures["lv_edv_ml"], rel=0.01)

@@ -20,7 +20,7 @@ import vtk
 
 from cmrseg.io.study import PatientInfo
 from cmrseg.measures import frame_measures, study_measures
-from cmrseg.qc import quality_check
+from cmrseg.qc import judged_curve, quality_check
 from cmrseg.reference import compare_with_ranges
 from cmrseg.report import INDEXED, PARAMETERS
 from CMRSegModuleLib.PatientAttributes import readPatient, writePatient
@@ -48,31 +48,46 @@ CORRECTED_ATTRIBUTE = "CMRSeg.CorrectedMeasures"
 PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.WeightKg", "sex": "CMRSeg.Sex",
                       "age_years": "CMRSeg.AgeYears"}
 BSA_METHOD_ATTRIBUTE = "CMRSeg.BsaMethod"
+CURVE_ATTRIBUTE = "CMRSeg.LvCurve"  # the run's LV volume curve, judged again with the corrected ED/ES volumes
 
 
 def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | None = None,
-                          bsaMethod: str = "mosteller") -> dict:
+                          bsaMethod: str = "mosteller", curve: dict | None = None) -> dict:
     """The clinical parameters of ED and ES label maps (``[z, y, x]``, ACDC values) as a flat dict.
 
     With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`, the quality check ``qc`` and its
     code ``qc_status``. With ``esLabels`` None (a single frame): ``lv_ml``, ``rv_ml``, ``myo_ml``, ``myo_mass_g``.
+    ``curve`` is the run's LV volume curve (:func:`lvCurve`) when it segmented every frame: the check judges
+    it with these ED and ES volumes in it, as ``cmrseg segment`` judges its own.
     """
     ed = frame_measures(edLabels, spacing)
     if esLabels is None:
         return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g}
-    measures = study_measures(ed, frame_measures(esLabels, spacing), patient, bsaMethod).as_dict()
-    qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures)
+    es = frame_measures(esLabels, spacing)
+    measures = study_measures(ed, es, patient, bsaMethod).as_dict()
+    judged = None
+    if curve is not None:
+        judged = {**curve["lv_ml"], curve["ed"]: ed.lv_ml, curve["es"]: es.lv_ml}
+    qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures, judged)
     reference = compare_with_ranges(measures, getattr(patient, "sex", None), getattr(patient, "age_years", None))
     return {**measures, "qc": qc, "qc_status": QC_CODES[qc["status"]], "reference": reference}
 
 
+def lvCurve(lvMlByFrame: dict | None, edFrame: int, esFrame: int) -> dict | None:
+    """What :func:`measuresFromLabelmaps` needs of a run's LV volume curve (``{frame: ml}`` after the basal
+    rule; None, or ED and ES only, when the run segmented only those)."""
+    judged = judged_curve({int(frame): float(ml) for frame, ml in (lvMlByFrame or {}).items()})
+    return None if judged is None else {"lv_ml": judged, "ed": edFrame, "es": esFrame}
+
+
 def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esVolume=None,
-                              patient: PatientInfo | None = None, bsaMethod: str = "mosteller") -> dict:
+                              patient: PatientInfo | None = None, bsaMethod: str = "mosteller",
+                              curve: dict | None = None) -> dict:
     """:func:`measuresFromLabelmaps` of segmentation nodes, each exported on its reference volume's grid."""
     spacing = volumeNodeGeometry(edVolume)[0]
     edLabels = labelmapFromSegmentation(edSegmentation, edVolume)
     esLabels = labelmapFromSegmentation(esSegmentation, esVolume) if esSegmentation is not None else None
-    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod)
+    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod, curve)
 
 
 def tableRows(measures: dict) -> list[tuple[str, str, str]]:
@@ -92,8 +107,9 @@ def tableRows(measures: dict) -> list[tuple[str, str, str]]:
 
 
 def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo | None = None,
-                       bsaMethod: str = "mosteller"):
-    """A new table node with the automatic values, the corrected column equal to them, difference 0."""
+                       bsaMethod: str = "mosteller", curve: dict | None = None):
+    """A new table node with the automatic values, the corrected column equal to them, difference 0;
+    ``curve`` (:func:`lvCurve`) is kept for the corrected column's quality check."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     for column in COLUMNS:
         array = vtk.vtkStringArray() if column in TEXT_COLUMNS else vtk.vtkDoubleArray()
@@ -109,6 +125,8 @@ def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo |
     table.SetAttribute(ROW_KEYS_ATTRIBUTE, ",".join(key for key, _, _ in rows))
     table.SetAttribute(AUTOMATIC_ATTRIBUTE, json.dumps(automatic))
     table.SetAttribute(BSA_METHOD_ATTRIBUTE, bsaMethod)
+    if curve is not None:
+        table.SetAttribute(CURVE_ATTRIBUTE, json.dumps({**curve, "lv_ml": list(curve["lv_ml"].items())}))
     writePatient(table, patient, PATIENT_ATTRIBUTES)
     _setColumn(table, "automatic", automatic)
     _setReferenceColumns(table, "automatic", automatic, withRange=True)
@@ -131,9 +149,19 @@ def setCorrectedMeasures(table, corrected: dict) -> None:
 def updateCorrectedColumn(table, edSegmentation, edVolume, esSegmentation=None, esVolume=None) -> dict:
     """Recompute the corrected column from the corrected segmentation nodes; return the exact measures."""
     corrected = measuresFromSegmentations(edSegmentation, edVolume, esSegmentation, esVolume,
-                                          tablePatient(table), table.GetAttribute(BSA_METHOD_ATTRIBUTE) or "mosteller")
+                                          tablePatient(table), table.GetAttribute(BSA_METHOD_ATTRIBUTE) or "mosteller",
+                                          tableCurve(table))  # fmt: skip
     setCorrectedMeasures(table, corrected)
     return corrected
+
+
+def tableCurve(table) -> dict | None:
+    """The run's LV volume curve the table was made with (:func:`lvCurve`), or None."""
+    stored = table.GetAttribute(CURVE_ATTRIBUTE)
+    if not stored:
+        return None
+    curve = json.loads(stored)
+    return {**curve, "lv_ml": {int(frame): ml for frame, ml in curve["lv_ml"]}}
 
 
 def rowKeys(table) -> list[str]:

@@ -89,11 +89,12 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
             automatic, corrected = createAutomaticAndCorrected(scene, result.labels[frame], volume, name, phase, frame)
             prefix = phase.lower()
             nodes |= {f"{prefix}Volume": volume, f"{prefix}Automatic": automatic, f"{prefix}Corrected": corrected}
+    curve = None if result.singleFrame else ResultsTable.lvCurve(result.lvCurve, result.edFrame, result.esFrame)
     automaticValues = ResultsTable.measuresFromSegmentations(
         nodes["edAutomatic"], nodes["edVolume"], nodes.get("esAutomatic"), nodes.get("esVolume"),
-        patient, bsaMethod,
+        patient, bsaMethod, curve,
     )
-    table = ResultsTable.createResultsTable(scene, f"{name} results", automaticValues, patient, bsaMethod)
+    table = ResultsTable.createResultsTable(scene, f"{name} results", automaticValues, patient, bsaMethod, curve)
     review = ReviewNodes(table=table, **nodes)
     for role in ROLES:
         node = getattr(review, role)

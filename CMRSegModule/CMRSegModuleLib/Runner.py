@@ -83,6 +83,7 @@ class RunResult:
     edEsFrom: str = ""
     measures: dict | None = None  # the core's StudyMeasures dict, when ED and ES exist
     review: dict | None = None  # the core's per-slice review score (cmrseg.review), when the model has one
+    lvCurve: dict | None = None  # {frame: LV blood pool ml} of every segmented frame (basal rule applied)
 
     @property
     def singleFrame(self) -> bool:
@@ -279,8 +280,9 @@ def readOutputFolder(outDir: str | Path, basalRule: str = "none") -> RunResult:
     for frame in frames:
         path = outDir / measures["frames"][str(frame)]["file"]
         labels[frame] = np.ascontiguousarray(read_volume_file(path).image[0], dtype=np.uint8)
+    curve = {int(index): frame["lv_ml"] for index, frame in measures["frames"].items()}
     return RunResult(labels, ed, es, measures.get("model", ""), measures.get("basal_rule", basalRule),
-                     measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"))
+                     measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"), curve)
 
 
 def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) -> RunResult:
@@ -303,4 +305,4 @@ def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) ->
     labels = {i: result.labels[i] for i in kept}
     edEsFrom = "LV volume curve" if result.from_curve else "input or user"
     return RunResult(labels, ed, es, segmenter.description, settings.basalRule, edEsFrom, result.study_measures,
-                     result.review)
+                     result.review, {i: m.lv_ml for i, m in result.per_frame.items()})

@@ -21,8 +21,9 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
   ``review`` (ACDC experts: median 21 %, 90th percentile 51 %).
 - LV mass at ED and ES differing by more than 25 %: the myocardium does not change volume (ACDC experts:
   median 13 %, 95th percentile 26 %, from contouring conventions). ``review``.
-- A single-frame jump in the LV volume curve (all frames segmented): a frame deviating from the median of
-  its four nearest frames by more than 25 % of the (median-filtered) curve's range and 5 ml. ``review``.
+- A single-frame jump in the LV volume curve (all frames segmented; the volumes after the basal rule, as the
+  report's curve shows them): a frame deviating from the median of its four nearest frames by more than 25 %
+  of the (median-filtered) curve's range and 5 ml. ``review``.
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ def measure_flags(study: dict) -> list[Flag]:
                           f"LV mass at ED {ed_mass:.1f} g and ES {es_mass:.1f} g differ by more than "
                           f"{MASS_MISMATCH:.0%}; the myocardium does not change volume: check both."))
     return flags
+
+
+def judged_curve(lv_ml: dict[int, float]) -> dict[int, float] | None:
+    """The LV volume curve the check judges, from every segmented frame's LV blood-pool volume: None when only
+    ED and ES (or one frame) were segmented."""
+    return dict(lv_ml) if len(lv_ml) > 2 else None
 
 
 def curve_flags(curve: dict[int, float]) -> list[Flag]:

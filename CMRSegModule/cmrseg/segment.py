@@ -29,7 +29,7 @@ from cmrseg.io.volume_files import is_volume_file, stem, write_frame
 from cmrseg.measures import FrameMeasures, frame_measures, study_measures
 from cmrseg.outputs import OutputFolder, locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
-from cmrseg.qc import quality_check
+from cmrseg.qc import judged_curve, quality_check
 from cmrseg.reference import compare_with_ranges, flag_text, sex_code
 from cmrseg.regional import regional_wall_thickness
 from cmrseg.review import (
@@ -346,7 +346,7 @@ def segment_study(
     measures = None
     if ed is not None and ed != es:
         measures = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
-    qc = quality_check(labels, ed, es, measures, curve if from_curve or all_frames else None)
+    qc = quality_check(labels, ed, es, measures, judged_curve({i: m.lv_ml for i, m in per_frame.items()}))
     review = None
     if review_model is not None:
         phases = {ed: "ED", es: "ES"} if ed is not None else {frame: "frame" for frame in labels}
