@@ -226,6 +226,37 @@ def test_a_jump_in_the_runs_volume_curve_is_flagged_as_the_command_flags_it(head
     assert corrected["qc"] == quality_check(truth, ed, es, measures.as_dict(), fixed)
 
 
+def test_the_table_indexes_with_the_runs_bsa_formula(headless_slicer, oblique_phantom, tmp_path):
+    """A run made with --bsa dubois is reviewed with DuBois (the page showed Mosteller beside a DuBois report)."""
+    import json
+
+    from CMRSegModuleLib.Runner import readOutputFolder
+
+    study = oblique_phantom.study
+    ed, es = study.ed_frame, study.es_frame
+    result = RunResult({ed: oblique_phantom.labels[ed], es: oblique_phantom.labels[es]}, ed, es, "test labels",
+                       "none", "input or user", bsaMethod="dubois")  # fmt: skip
+    review = createReviewNodes(headless_slicer.scene, study, result, "DuBois", patient=PATIENT)
+    names = [row["parameter"] for row in ResultsTable.readTable(review.table)]
+    assert "BSA (dubois)" in names
+    assert ResultsTable.automaticMeasures(review.table)["bsa_m2"] == pytest.approx(
+        body_surface_area(180.0, 80.0, "dubois"))
+    assert updateCorrected(review)["bsa_m2"] == pytest.approx(body_surface_area(180.0, 80.0, "dubois"))
+    # A run folder says which formula it used (earlier versions only beside the indexed values).
+    from cmrseg.io.volume_files import write_frame
+
+    frames = {}
+    for frame in (ed, es):
+        write_frame(oblique_phantom.labels[frame], study, tmp_path / f"f{frame}_seg.nii.gz")
+        frames[str(frame)] = {"file": f"f{frame}_seg.nii.gz", "lv_ml": 1.0}
+    measures = {"ed_frame": ed, "es_frame": es, "frames": frames, "bsa_method": "dubois"}
+    (tmp_path / "measures.json").write_text(json.dumps(measures))
+    assert readOutputFolder(tmp_path).bsaMethod == "dubois"
+    measures = {**measures, "bsa_method": None, "study": {"bsa_method": "dubois"}}
+    (tmp_path / "measures.json").write_text(json.dumps(measures))
+    assert readOutputFolder(tmp_path).bsaMethod == "dubois"
+
+
 def test_updating_the_corrected_column_adds_no_node_to_the_scene(headless_slicer, review, oblique_phantom):
     scene = headless_slicer.scene
     added = []

@@ -62,7 +62,7 @@ class ReviewNodes:
 
 
 def createReviewNodes(scene, study, result, name: str | None = None, inputVolumeNode=None,
-                      patient=None, bsaMethod: str = "mosteller") -> ReviewNodes:
+                      patient=None) -> ReviewNodes:
     """Add the volumes, segmentation pairs and results table of a :class:`CMRSegModuleLib.Runner.RunResult`.
 
     ED and ES frames become volume nodes of their own (the segmentations' reference grids). For a single
@@ -92,9 +92,10 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
     curve = None if result.singleFrame else ResultsTable.lvCurve(result.lvCurve, result.edFrame, result.esFrame)
     automaticValues = ResultsTable.measuresFromSegmentations(
         nodes["edAutomatic"], nodes["edVolume"], nodes.get("esAutomatic"), nodes.get("esVolume"),
-        patient, bsaMethod, curve,
+        patient, result.bsaMethod, curve,
     )
-    table = ResultsTable.createResultsTable(scene, f"{name} results", automaticValues, patient, bsaMethod, curve)
+    table = ResultsTable.createResultsTable(scene, f"{name} results", automaticValues, patient, result.bsaMethod,
+                                            curve)  # fmt: skip
     review = ReviewNodes(table=table, **nodes)
     for role in ROLES:
         node = getattr(review, role)

@@ -84,6 +84,7 @@ class RunResult:
     measures: dict | None = None  # the core's StudyMeasures dict, when ED and ES exist
     review: dict | None = None  # the core's per-slice review score (cmrseg.review), when the model has one
     lvCurve: dict | None = None  # {frame: LV blood pool ml} of every segmented frame (basal rule applied)
+    bsaMethod: str = "mosteller"  # the BSA formula of the run's indexed values
 
     @property
     def singleFrame(self) -> bool:
@@ -281,8 +282,10 @@ def readOutputFolder(outDir: str | Path, basalRule: str = "none") -> RunResult:
         path = outDir / measures["frames"][str(frame)]["file"]
         labels[frame] = np.ascontiguousarray(read_volume_file(path).image[0], dtype=np.uint8)
     curve = {int(index): frame["lv_ml"] for index, frame in measures["frames"].items()}
+    # runs before the setting was recorded name the formula only where it was used, with their parameters
+    bsaMethod = measures.get("bsa_method") or (measures.get("study") or {}).get("bsa_method") or "mosteller"
     return RunResult(labels, ed, es, measures.get("model", ""), measures.get("basal_rule", basalRule),
-                     measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"), curve)
+                     measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"), curve, bsaMethod)
 
 
 def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) -> RunResult:
