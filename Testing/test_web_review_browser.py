@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -121,6 +122,8 @@ def test_the_page_shows_the_short_axis_slice_with_the_segmentation(page):
 
 def test_stepping_slices_and_switching_phase_change_the_view(page):
     before, label = _viewImage(page), page.locator("#slice-label").inner_text()
+    # numbered from 0 like the review list ("ED slice 5"), the corrections and the report
+    assert re.fullmatch(r"Slice \d+ \(0-\d+\)", label), label
     page.click("#slice-up")
     page.wait_for_function(f"document.querySelector('#slice-label').innerText !== {json.dumps(label)}")
     after = _waitForImage(page, before)
@@ -191,3 +194,11 @@ def test_undo_restores_the_automatic_volume(page):
     assert page.locator("#redo").is_enabled()
     assert "not approved" in page.locator("#approval").inner_text().lower()
 
+
+def test_a_review_list_entry_goes_to_the_slice_it_names(page):
+    """Last: it leaves the page on the entry's phase and slice."""
+    entries = page.locator("#review-list .v-list-item")
+    assert entries.count() > 0, "the shipped model's review score lists no slice"
+    number = re.search(r"(?:ED|ES) slice (\d+)", entries.last.inner_text()).group(1)
+    entries.last.click()
+    page.wait_for_function(f"document.querySelector('#slice-label').innerText.startsWith('Slice {number} (')")

@@ -92,6 +92,20 @@ def test_approve_needs_a_name_and_export_never_overwrites_silently(session):
     assert session.export(overwrite=True) == written
 
 
+def test_the_page_rounds_the_exact_values_once(session):
+    """The page shows each value as the report and the printout do: the exact value to one decimal (the
+    table's cells hold two decimals; rounding those again showed 86.5 for 86.5534)."""
+    from CMRSegModuleLib import ResultsTable
+    from CMRSegWeb.ReviewApp import _displayRow
+
+    automatic = ResultsTable.automaticMeasures(session.review.table)
+    cells = {row["key"]: row for row in ResultsTable.readTable(session.review.table)}
+    for row in session.tableRows():
+        assert row["automatic"] == automatic[row["key"]]  # exact, not the cell's two decimals
+        assert cells[row["key"]]["automatic"] == round(automatic[row["key"]], 2)
+        assert _displayRow(row)["automatic"] == f"{automatic[row['key']]:.1f}"
+
+
 def test_the_page_row_shows_the_range_and_the_corrected_flag():
     from CMRSegWeb.ReviewApp import _displayRow
 

@@ -208,6 +208,20 @@ def readTable(table) -> list[dict]:
     return rows
 
 
+def exactRows(table) -> list[dict]:
+    """:func:`readTable`'s rows with the exact values (the cells hold them rounded to DECIMALS), for a display
+    that rounds them once, as the report and the printout do (rounding twice shows 86.5 for 86.5534)."""
+    automatic, corrected = automaticMeasures(table), correctedMeasures(table)
+    exact = {"automatic": automatic, "corrected": corrected,
+             "difference": differences(corrected, automatic, rowKeys(table))}
+    rows = readTable(table)
+    for row in rows:
+        for column, values in exact.items():
+            value = values.get(row["key"])
+            row[column] = float(value) if _isNumber(value) else math.nan
+    return rows
+
+
 def _setColumn(table, column: str, values: dict) -> None:
     array = table.GetTable().GetColumnByName(column)
     for row, key in enumerate(rowKeys(table)):

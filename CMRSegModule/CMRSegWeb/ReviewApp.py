@@ -236,7 +236,8 @@ class ReviewApp(TrameApp):
                     v3.VBtn("{{ p }}", v_for="p in phases", key="p", value=("p",), id=("'phase-' + p",))
                 v3.VBtn(icon="mdi-chevron-left", size="small", variant="text", id="slice-down",
                         click=(self.stepSlice, "[-1]"))
-                html.Span("Slice {{ slice + 1 }} / {{ max_slice + 1 }}", id="slice-label", classes="mx-2")
+                # numbered from 0, as the review list, the corrections, the report and the printout number them
+                html.Span("Slice {{ slice }} (0-{{ max_slice }})", id="slice-label", classes="mx-2")
                 v3.VBtn(icon="mdi-chevron-right", size="small", variant="text", id="slice-up",
                         click=(self.stepSlice, "[1]"))
                 v3.VSlider(v_model=("slice",), min=0, max=("max_slice",), step=1, hide_details=True,

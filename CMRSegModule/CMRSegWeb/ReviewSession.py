@@ -185,8 +185,8 @@ class ReviewSession:
         return ReviewNodes.updateCorrected(self.review)
 
     def tableRows(self) -> list[dict]:
-        """The results table as the module shows it: parameter, unit, automatic, corrected, difference."""
-        return ResultsTable.readTable(self.review.table)
+        """The results table's rows (parameter, unit, automatic, corrected, difference) with exact values."""
+        return ResultsTable.exactRows(self.review.table)
 
     def qcSummary(self) -> str:
         return ResultsTable.qcSummary(self.review.table)
