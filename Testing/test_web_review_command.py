@@ -44,6 +44,7 @@ def _cmrseg(*args: str) -> subprocess.CompletedProcess:
     (["RUN", "--host", "my-laptop"], "is not an IP address"),
     (["RUN", "--height", "-3"], "height"),
     (["RUN", "--sex", "unknown"], "is not a sex"),
+    (["STUDY", "--out", "RUN"], "already holds a result; review it with: cmrseg review"),
 ])
 def test_mistakes_are_refused_in_one_line_before_anything_starts(run, args, message, tmp_path):
     study = run.parent / "phantom" / "cine.nii.gz"
@@ -53,6 +54,16 @@ def test_mistakes_are_refused_in_one_line_before_anything_starts(run, args, mess
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cmrseg: error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_run_whose_exports_cannot_be_written_is_refused_before_the_review(run, tmp_path):
+    """Not after an hour of corrections: the review folder is checked when the command starts."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "review").write_text("a file where the exports would go")
+    result = _cmrseg("review", str(copy), "--port", "1")
+    assert result.returncode == 2 and result.stderr.startswith("cmrseg: error: The review's export folder")
+    assert "is an existing file" in result.stderr and (copy / "review").read_text().startswith("a file")
 
 
 def test_a_finished_run_reads_back_with_its_label_maps(run):

@@ -118,3 +118,27 @@ def test_the_page_row_shows_the_range_and_the_corrected_flag():
     assert not unflagged["flagged"]
     without = _displayRow(row | {"reference": "", "automatic_flag": "", "corrected_flag": ""})
     assert without["reference"] == "" and not without["flagged"]
+
+
+def test_a_page_action_that_fails_says_why_on_the_page():
+    """An export into a full disk or a folder made read-only, or a fault of ours, is shown on the page (it went
+    only to the server log: the Export button did nothing visible)."""
+    from CMRSegWeb.ReviewApp import ReviewApp
+
+    app = ReviewApp(lambda progress: None)
+    app.session = object()  # a review is open
+
+    def fails(exc: BaseException):
+        def action():
+            raise exc
+
+        app._act(action)
+        return app.state.message, app.state.message_error
+
+    mistake = "Enter the reviewer's name to approve."
+    assert fails(CMRSegError(mistake)) == (mistake, True)
+    message, error = fails(PermissionError(13, "Permission denied", "/runs/p1/review"))
+    assert error and message.startswith("Could not write /runs/p1/review: Permission denied.")
+    assert "corrections are kept" in message
+    message, error = fails(ValueError("bad SOP class"))
+    assert error and message.startswith("Internal error: ValueError: bad SOP class")

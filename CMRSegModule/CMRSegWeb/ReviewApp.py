@@ -145,6 +145,16 @@ class ReviewApp(TrameApp):
         except CMRSegError as exc:
             self.state.update(dict(message=str(exc), message_error=True))
             return
+        except OSError as exc:  # a full disk, a folder made read-only: the corrections stay in the session
+            self.state.update(dict(message=f"Could not write {exc.filename or ''}: {exc.strerror or exc}. The "
+                                           "corrections are kept here; free space or fix the folder and retry.",
+                                   message_error=True))  # fmt: skip
+            return
+        except Exception as exc:  # noqa: BLE001 - shown on the page, not only in the server log
+            log.exception("page action failed")
+            self.state.update(dict(message=f"Internal error: {type(exc).__name__}: {exc} (see the server log; "
+                                           "the corrections are kept here).", message_error=True))  # fmt: skip
+            return
         self.state.update(dict(message=outcome if isinstance(outcome, str) else success, message_error=False))
 
     # -- page actions -------------------------------------------------------------------------------------------

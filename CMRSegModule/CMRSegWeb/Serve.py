@@ -25,6 +25,8 @@ def planReview(inputs: list[str], out: str | None) -> tuple[Path, bool]:
     if len(inputs) == 1 and isRunFolder(inputs[0]):
         if out:
             raise CMRSegError(f"{inputs[0]} is a finished run, reviewed where it is; leave out --out.")
+        exports = Path(inputs[0]) / "review"
+        check_output_folder(exports, f"The review's export folder {exports}")  # now, not after the review
         return Path(inputs[0]), False
     for path in inputs:
         if not Path(path).exists():
@@ -32,6 +34,8 @@ def planReview(inputs: list[str], out: str | None) -> tuple[Path, bool]:
     if not out:
         raise CMRSegError("Give --out DIR: the study is segmented there first (as cmrseg segment does).")
     check_output_folder(out)
+    if isRunFolder(out):
+        raise CMRSegError(f"{out} already holds a result; review it with: cmrseg review {out}")
     return Path(out), True
 
 

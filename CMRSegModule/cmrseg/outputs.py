@@ -73,26 +73,28 @@ def _fsync_dir(folder: Path) -> None:
         os.close(handle)
 
 
-def check_output_folder(out_dir: str | Path) -> Path:
-    """Refuse, before any work, an output location that cannot receive the outputs."""
+def check_output_folder(out_dir: str | Path, what: str | None = None) -> Path:
+    """Refuse, before any work, an output location that cannot receive the outputs (``what`` names it in the
+    message; default: ``--out OUT_DIR``)."""
     out_dir = Path(out_dir)
+    what = what or f"--out {out_dir}"
     if out_dir.is_symlink() and not out_dir.exists():
-        raise CMRSegError(f"--out {out_dir} is a link to {os.readlink(out_dir)}, which does not exist.")
+        raise CMRSegError(f"{what} is a link to {os.readlink(out_dir)}, which does not exist.")
     if out_dir.exists() and not out_dir.is_dir():
-        raise CMRSegError(f"--out {out_dir} is an existing file, not a folder; choose a folder.")
+        raise CMRSegError(f"{what} is an existing file, not a folder; choose a folder.")
     folder = out_dir if out_dir.exists() else out_dir.parent
     if not folder.is_dir():
-        raise CMRSegError(f"--out {out_dir}: its parent folder {folder} does not exist; create it first.")
+        raise CMRSegError(f"{what}: its parent folder {folder} does not exist; create it first.")
     try:
         handle, probe = tempfile.mkstemp(prefix=".cmrseg-probe-", dir=folder)
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:
-        raise CMRSegError(f"--out {out_dir}: cannot write into {folder} ({exc.strerror or exc}).") from exc
+        raise CMRSegError(f"{what}: cannot write into {folder} ({exc.strerror or exc}).") from exc
     free = shutil.disk_usage(folder).free
     if free < MIN_FREE_BYTES:
         raise CMRSegError(
-            f"--out {out_dir}: only {free / 2**20:.0f} MB free on its disk (at least {MIN_FREE_BYTES / 2**20:.0f} MB "
+            f"{what}: only {free / 2**20:.0f} MB free on its disk (at least {MIN_FREE_BYTES / 2**20:.0f} MB "
             "needed); free some space or choose another folder."
         )
     return out_dir
