@@ -282,6 +282,7 @@ class CMRSegModuleLogic(ScriptedLoadableModuleLogic):
             weightKg=p.weightKg or None,
             sex=None if p.patientSex == PatientSex.UNKNOWN else p.patientSex.value,
             ageYears=p.ageYears or None,
+            patientAsEntered=True,  # the fields start from the study's values; what the user left is the answer
         )
 
     def ensureDependencies(self, confirm, progress=None) -> bool:

@@ -21,6 +21,7 @@ from CMRSegModuleLib.Runner import (
     buildCommand,
     parseErrorLine,
     parseProgressLine,
+    patientWithSettings,
     prepareJob,
     processEnvironment,
     readResults,
@@ -96,6 +97,8 @@ def test_one_volume_is_written_as_3d_and_its_frames_are_ignored(oblique_phantom,
         (RunSettings(device="tpu"), "Unknown device"),
         (RunSettings(basalRule="75"), "basal-slice rule"),
         (RunSettings(modelPath="/nonexistent/model.pt"), "not found"),
+        (RunSettings(heightCm=1.75, weightKg=80.0), "not a plausible height in cm"),  # metres
+        (RunSettings(sex="X"), "is not a sex"),
     ],
 )
 def test_settings_are_checked_before_anything_is_written(oblique_phantom, tmp_path, settings, message):
@@ -191,3 +194,16 @@ def test_in_process_run_with_chosen_frames_and_basal_rule(oblique_phantom, segme
     assert result.measures["lv_edv_ml"] == pytest.approx(lv_ml)
     single = runInProcess(study.single_frame(0), RunSettings(), segmenter)
     assert single.singleFrame and list(single.labels) == [0] and single.measures is None
+
+
+def test_the_patient_is_what_the_user_left_in_the_fields():
+    """The module's fields start from the study's values: "Unknown" sex or an emptied height means none (the
+    study's male ranges and DICOM height stayed in use before). Elsewhere entered values add to the study's."""
+    from cmrseg.io.study import PatientInfo
+
+    study = PatientInfo(height_cm=180.0, weight_kg=80.0, sex="M", age_years=60.0)
+    cleared = patientWithSettings(study, RunSettings(weightKg=85.0, ageYears=61.0, patientAsEntered=True))
+    assert (cleared.height_cm, cleared.weight_kg, cleared.sex, cleared.age_years) == (None, 85.0, None, 61.0)
+    added = patientWithSettings(study, RunSettings(weightKg=85.0))
+    assert (added.height_cm, added.weight_kg, added.sex, added.age_years) == (180.0, 85.0, "M", 60.0)
+    assert (study.height_cm, study.sex) == (180.0, "M")  # the study's own record is not changed

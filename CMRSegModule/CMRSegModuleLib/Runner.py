@@ -43,6 +43,9 @@ class RunSettings:
     weightKg: float | None = None
     sex: str | None = None  # M, F or O as DICOM PatientSex; picks the reference ranges
     ageYears: float | None = None
+    # True: height, weight, sex and age are the user's whole answer (None: not known), as the module's fields,
+    # filled from the study and then edited, are; False: they add to what the study carries
+    patientAsEntered: bool = False
 
     def checked(self, numFrames: int) -> RunSettings:
         """These settings validated for a study of ``numFrames`` frames (ED/ES dropped for a single volume).
@@ -52,7 +55,10 @@ class RunSettings:
                 basal rule, or a model file that does not exist.
         """
         from cmrseg.basal import RULES
+        from cmrseg.validate import check_height_weight, check_sex_age
 
+        check_height_weight(self.heightCm, self.weightKg)  # a height of 1.75 (metres) would give a BSA of 0.18
+        check_sex_age(self.sex, self.ageYears)
         if self.device not in ("auto", "cpu", "cuda"):
             raise CMRSegError(f"Unknown device {self.device!r}; use auto, cpu or cuda.")
         if self.basalRule not in RULES:
@@ -117,12 +123,14 @@ class Progress:
 
 
 def patientWithSettings(patient, settings: RunSettings):
-    """A copy of ``patient`` with the height, weight, sex and age the user entered (where entered)."""
+    """A copy of ``patient`` with the height, weight, sex and age the user entered: all four as entered with
+    ``settings.patientAsEntered`` (an "Unknown" sex clears the study's), else where entered."""
     patient = replace(patient)
-    patient.height_cm = settings.heightCm or patient.height_cm
-    patient.weight_kg = settings.weightKg or patient.weight_kg
-    patient.sex = settings.sex or patient.sex
-    patient.age_years = settings.ageYears or patient.age_years
+    entered = {"height_cm": settings.heightCm, "weight_kg": settings.weightKg, "sex": settings.sex,
+               "age_years": settings.ageYears}
+    for attribute, value in entered.items():
+        if settings.patientAsEntered or value:
+            setattr(patient, attribute, value)
     return patient
 
 
