@@ -39,6 +39,22 @@ def test_an_unedited_result_has_an_empty_record(review):
     assert correctionRecord(nodes) == [] and editedSlices(nodes) == set()
 
 
+def test_a_paint_on_the_automatic_segmentation_is_refused_not_recorded(review, oblique_phantom, tmp_path):
+    """The Segment Editor lists the automatic segmentation beside the corrected one: painted by mistake, the
+    record showed a correction that is not in the corrected result."""
+    nodes, maps = review
+    ed = oblique_phantom.study.ed_frame
+    edited, _ = relabel_voxels(maps[ed], labels.LV, labels.MYO, 9)
+    edit_segments(nodes.edAutomatic, nodes.edVolume, edited)
+    for action in (lambda: correctionRecord(nodes), lambda: reviewState(nodes),
+                   lambda: exportReview(nodes, tmp_path)):  # fmt: skip
+        with pytest.raises(CMRSegError, match="automatic segmentation .* was changed after the run"):
+            action()
+    assert list(tmp_path.iterdir()) == []
+    edit_segments(nodes.edAutomatic, nodes.edVolume, maps[ed])  # undone: as it was
+    assert correctionRecord(nodes) == []
+
+
 def test_the_record_gives_the_ml_moved_per_slice_and_structure(review, oblique_phantom):
     nodes, maps = review
     study = oblique_phantom.study

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 APPROVED_BY_ATTRIBUTE = "CMRSeg.ApprovedBy"
 APPROVED_AT_ATTRIBUTE = "CMRSeg.ApprovedAt"
 APPROVED_FINGERPRINT_ATTRIBUTE = "CMRSeg.ApprovedFingerprint"
+AUTOMATIC_FINGERPRINT_ATTRIBUTE = "CMRSeg.AutomaticFingerprint"  # {phase: sha256 of the run's label map}
 CSV_COLUMNS = ("phase", "slice", "structure", "added_ml", "removed_ml", "net_ml")
 
 
@@ -49,9 +51,34 @@ def editedSliceKeys(rows: list[dict]) -> set[str]:
 
 
 def phaseLabelmaps(review: ReviewNodes) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    """``(phase, automatic, corrected, voxel ml)`` label maps of each phase, on its volume's grid."""
-    return [(phase, labelmapFromSegmentation(automatic, volume), labelmapFromSegmentation(corrected, volume),
-             voxelVolumeMl(volume)) for phase, volume, automatic, corrected in review.phases()]  # fmt: skip
+    """``(phase, automatic, corrected, voxel ml)`` label maps of each phase, on its volume's grid.
+
+    Raises:
+        CMRSegError: an automatic segmentation is no longer the run's result (the Segment Editor lists it
+            beside the corrected one; painted by mistake, the record would show corrections that are not in
+            the corrected result).
+    """
+    recorded = json.loads(review.table.GetAttribute(AUTOMATIC_FINGERPRINT_ATTRIBUTE) or "{}")
+    maps = []
+    for phase, volume, automatic, corrected in review.phases():
+        before = labelmapFromSegmentation(automatic, volume)
+        if phase in recorded and _labelmapFingerprint(before) != recorded[phase]:
+            raise CMRSegError(f"The automatic segmentation '{automatic.GetName()}' was changed after the run; it "
+                              "is what the corrections are measured against. Undo that edit (Edit > Undo), and "
+                              "make corrections in the 'corrected' segmentation.")  # fmt: skip
+        maps.append((phase, before, labelmapFromSegmentation(corrected, volume), voxelVolumeMl(volume)))
+    return maps
+
+
+def recordAutomatic(review: ReviewNodes) -> None:
+    """Keep a fingerprint of each phase's automatic label map on the table (see :func:`phaseLabelmaps`)."""
+    fingerprints = {phase: _labelmapFingerprint(labelmapFromSegmentation(automatic, volume))
+                    for phase, volume, automatic, _ in review.phases()}  # fmt: skip
+    review.table.SetAttribute(AUTOMATIC_FINGERPRINT_ATTRIBUTE, json.dumps(fingerprints))
+
+
+def _labelmapFingerprint(labelmap: np.ndarray) -> str:
+    return hashlib.sha256(f"{labelmap.shape}".encode() + np.ascontiguousarray(labelmap).tobytes()).hexdigest()
 
 
 def _record(maps: list[tuple[str, np.ndarray, np.ndarray, float]]) -> list[dict]:

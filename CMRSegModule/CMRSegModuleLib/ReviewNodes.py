@@ -112,6 +112,9 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
         from CMRSegModuleLib import ReviewList
 
         ReviewList.storeReview(table, result.review)
+    from CMRSegModuleLib.Corrections import recordAutomatic  # it builds on this module
+
+    recordAutomatic(review)
     return review
 
 

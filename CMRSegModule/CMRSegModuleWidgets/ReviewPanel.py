@@ -8,6 +8,7 @@ A mixin of ``CMRSegModuleWidget``: it uses the widget's ``ui``, ``logic``, ``_pa
 import qt
 import slicer
 
+from cmrseg.errors import CMRSegError
 from CMRSegModuleLib import Corrections, ReviewList
 from CMRSegModuleLib.SegmentationNodes import segmentationEditEvents
 
@@ -34,7 +35,11 @@ class ReviewPanelMixin:
         if review is None:
             self.ui.correctionsLabel.text = self.ui.approvalLabel.text = ""
             return
-        rows, approval = Corrections.reviewState(review)
+        try:
+            rows, approval = Corrections.reviewState(review)
+        except CMRSegError as exc:  # e.g. a structure's segment deleted: said here, on every update, not raised
+            self.ui.correctionsLabel.text, self.ui.approvalLabel.text = str(exc), ""
+            return
         edited, visited = Corrections.editedSliceKeys(rows), ReviewList.visitedEntries(review.table)
         for entry in self._reviewEntries:
             self.ui.reviewListWidget.addItem(ReviewList.describeEntry(entry, visited, edited))
