@@ -103,6 +103,49 @@ def test_existing_files_are_never_overwritten_silently(edited, tmp_path):
     assert first[0].read_bytes() != before[first[0]]
 
 
+def test_the_export_of_another_result_with_the_same_names_is_never_replaced(headless_slicer, edited,
+                                                                           oblique_phantom, tmp_path):
+    """Names come from the study's description, which many patients share ("SAX cine")."""
+    review, _ = edited
+    first = exportReview(review, tmp_path)
+    before = {p: p.read_bytes() for p in first}
+    study = oblique_phantom.study
+    other = {study.ed_frame: oblique_phantom.labels[study.es_frame], study.es_frame: oblique_phantom.labels[2]}
+    another = review_from_labels(headless_slicer.scene, study, other, study.ed_frame, study.es_frame,
+                                 "Patient 7/ED test")  # another result, the same name  # fmt: skip
+    with pytest.raises(CMRSegError, match="holds the export of another result"):
+        exportReview(another, tmp_path, overwrite=True)
+    assert {p: p.read_bytes() for p in first} == before
+    exportReview(review, tmp_path, overwrite=True)  # its own earlier export: replaced when allowed
+
+
+def test_an_export_that_fails_while_moving_in_puts_the_earlier_files_back(edited, tmp_path, monkeypatch):
+    """A file open in another program (Windows refuses to replace it) or a full disk, midway."""
+    import os
+
+    from CMRSegModuleLib import Export
+
+    review, _ = edited
+    first = exportReview(review, tmp_path)
+    before = {p: p.read_bytes() for p in first}
+    edit_segments(review.edCorrected, review.edVolume,
+                  relabel_voxels(labelmapFromSegmentation(review.edCorrected, review.edVolume), labels.LV, 0, 5)[0])
+    calls = []
+
+    def replace_failing_midway(source, target):
+        calls.append(target)
+        if len(calls) == len(first) + 3:  # all set aside, three moved in
+            raise PermissionError(13, "The process cannot access the file", str(target))
+        os.replace(source, target)
+
+    monkeypatch.setattr(Export.os, "replace", replace_failing_midway)
+    with pytest.raises(CMRSegError, match="nothing was changed"):
+        exportReview(review, tmp_path, overwrite=True)
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in first} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in first)
+
+
 def test_a_failed_export_writes_nothing(edited, tmp_path):
     review, _ = edited
     review.esCorrected.GetSegmentation().RemoveSegment("RV")  # the physician deleted a segment
@@ -157,6 +200,15 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
                for item in sr.ContentSequence for sub in getattr(item, "ContentSequence", [])
                for leaf in getattr(sub, "ContentSequence", []) if leaf.ValueType == "NUM"}  # fmt: skip
     assert numbers["8823-7"] == pytest.approx(document["corrected"]["lv_esv_ml"], rel=1e-6)  # LOINC LV ES volume
+    # The DICOM folder moved away since (a saved scene reopened): the rest is exported, and the JSON says why
+    # there is no SEG or SR.
+    (tmp_path / "dicom").rename(tmp_path / "moved")
+    written = exportReview(review, tmp_path / "later")
+    assert not [p for p in written if p.name.endswith(".dcm")] and len(written) == 7
+    document = json.loads((tmp_path / "later" / "Cine_results.json").read_text())
+    assert "no longer in" in document["dicom_seg"]
+    again = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Cine again")  # a result made now
+    assert "cannot be read" in json.loads(exportReview(again, tmp_path / "again")[-1].read_text())["dicom_seg"]
 
 
 def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):

@@ -58,7 +58,7 @@ def phaseLabelmaps(review: ReviewNodes) -> list[tuple[str, np.ndarray, np.ndarra
             beside the corrected one; painted by mistake, the record would show corrections that are not in
             the corrected result).
     """
-    recorded = json.loads(review.table.GetAttribute(AUTOMATIC_FINGERPRINT_ATTRIBUTE) or "{}")
+    recorded = automaticFingerprints(review) or {}
     maps = []
     for phase, volume, automatic, corrected in review.phases():
         before = labelmapFromSegmentation(automatic, volume)
@@ -75,6 +75,12 @@ def recordAutomatic(review: ReviewNodes) -> None:
     fingerprints = {phase: _labelmapFingerprint(labelmapFromSegmentation(automatic, volume))
                     for phase, volume, automatic, _ in review.phases()}  # fmt: skip
     review.table.SetAttribute(AUTOMATIC_FINGERPRINT_ATTRIBUTE, json.dumps(fingerprints))
+
+
+def automaticFingerprints(review: ReviewNodes) -> dict | None:
+    """The fingerprints :func:`recordAutomatic` kept (None for a result made before they were)."""
+    stored = review.table.GetAttribute(AUTOMATIC_FINGERPRINT_ATTRIBUTE)
+    return json.loads(stored) if stored else None
 
 
 def _labelmapFingerprint(labelmap: np.ndarray) -> str:

@@ -13,8 +13,9 @@ Files, for ``<base>`` the study name and ``<phase>`` ED and ES (``frame`` for a 
   and ``<base>_corrected_measures.sr.dcm``, the corrected parameters and their quality check as a DICOM SR,
   when the cine was loaded from DICOM files that can be their sources (the JSON says why not otherwise).
 
-Existing files are never replaced unless ``overwrite`` is true; the files are written to a temporary folder
-first and moved into place together, so a failure leaves no partial export.
+Existing files are never replaced unless ``overwrite`` is true, and never when they are the export of another
+result (the JSON's ``automatic_fingerprint``); the files are written to a temporary folder first and moved
+into place together (the replaced ones put back on any failure), so a failure leaves no partial export.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
-import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +35,7 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
 from CMRSegModuleLib.Corrections import (
+    automaticFingerprints,
     correctedFingerprint,
     correctionTotals,
     phaseLabelmaps,
@@ -70,8 +72,14 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
 
 
 def storedDicomSources(review: ReviewNodes) -> dict:
-    """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``), or ``{"problem": why}``."""
-    return json.loads(review.table.GetAttribute(PHASE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
+    """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``), or ``{"problem": why}``, also
+    when they are no longer where the study was loaded from (the rest of the export does not need them)."""
+    sources = json.loads(review.table.GetAttribute(PHASE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
+    folder = Path(sources.get("folder", ""))
+    if "problem" not in sources and not all((folder / f).is_file() for phase in ("ED", "ES") for f in sources[phase]):
+        return {"problem": f"the source DICOM files are no longer in {sources['folder']} (moved or deleted); "
+                           "DICOM SEG and SR reference them: load the study from its new place to write them"}
+    return sources
 
 
 def existingExportFiles(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> list[Path]:
@@ -93,6 +101,7 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     existing = [path.name for path in paths.values() if path.exists()]
     if existing and not overwrite:
         raise CMRSegError(f"{folder} already holds {', '.join(existing)}; choose another folder or allow overwriting.")
+    _refuseAnotherResults(review, paths["json"])
     corrected = updateCorrected(review)
     maps = phaseLabelmaps(review)  # one export of the label maps for the files, the record and the JSON
     sources = storedDicomSources(review)
@@ -117,9 +126,45 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
         corrections, approval = reviewState(review, maps)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
         writeResultsJson(review, corrected, maps, corrections, approval, paths, scratch / paths["json"].name)
-        for path in paths.values():
-            shutil.move(str(scratch / path.name), path)
+        _moveInTogether(scratch, list(paths.values()))
     return list(paths.values())
+
+
+def _refuseAnotherResults(review: ReviewNodes, resultsJson: Path) -> None:
+    """Export names come from the study's description ("SAX cine" for many patients): never replace the
+    export of another result (another patient, another run) that has the same names."""
+    try:
+        earlier = json.loads(resultsJson.read_text(encoding="utf-8")).get("automatic_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return  # none, or not one of ours: the overwrite question covers it
+    if earlier is not None and earlier != automaticFingerprints(review):
+        raise CMRSegError(f"{resultsJson.parent} holds the export of another result under the same names "
+                          f"({resultsJson.name}); choose another folder.")
+
+
+def _moveInTogether(scratch: Path, paths: list[Path]) -> None:
+    """Move the new files in with ``os.replace`` after moving the files they replace aside; on any failure
+    (a file open in another program, a full disk) the earlier files are put back and the new ones removed."""
+    aside = scratch / ".replaced"
+    aside.mkdir()
+    movedAside, movedIn = [], []
+    try:
+        for path in paths:
+            if path.exists():
+                os.replace(path, aside / path.name)
+                movedAside.append(path)
+        for path in paths:
+            os.replace(scratch / path.name, path)
+            movedIn.append(path)
+    except BaseException as exc:
+        for path in movedIn:
+            path.unlink(missing_ok=True)
+        for path in movedAside:
+            os.replace(aside / path.name, path)
+        if isinstance(exc, OSError):
+            raise CMRSegError(f"Could not write the export into {paths[0].parent} ({exc.strerror or exc}); "
+                              "nothing was changed.") from exc
+        raise
 
 
 def regionalWall(review: ReviewNodes, maps: list) -> dict | None:
@@ -175,6 +220,7 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, maps: list, correctio
         "difference": _clean(difference),
         "approval": approval,
         "corrected_fingerprint": correctedFingerprint(review, maps),  # what a later send checks the screen against
+        "automatic_fingerprint": automaticFingerprints(review),  # which result this is (a re-export must match)
         "dicom_seg": "written" if "ED_dicom_seg" in paths else storedDicomSources(review)["problem"],
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
         "regional_wall_thickness": regionalWall(review, maps),

@@ -120,12 +120,16 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
 
 def phaseDicomSources(study, edFrame: int, esFrame: int) -> dict:
     """The DICOM files of the ED and ES frames, or the reason they cannot be the sources of a DICOM SEG."""
+    from pydicom.errors import InvalidDicomError
+
     from cmrseg.io.dicom_seg import check_study_for_seg
 
     try:
         check_study_for_seg(study)
     except CMRSegError as exc:
         return {"problem": str(exc)}
+    except (OSError, InvalidDicomError) as exc:  # the files moved since the study was loaded (a saved scene)
+        return {"problem": f"the source DICOM files cannot be read ({exc})"}
     return {"folder": study.source, "ED": study.slice_files[edFrame], "ES": study.slice_files[esFrame]}
 
 
