@@ -142,3 +142,40 @@ def test_a_page_action_that_fails_says_why_on_the_page():
     assert "corrections are kept" in message
     message, error = fails(ValueError("bad SOP class"))
     assert error and message.startswith("Internal error: ValueError: bad SOP class")
+
+
+def test_a_reopened_review_goes_on_from_its_export(tmp_path):
+    """Reopening a run started again from the automatic result, and the next export replaced the earlier
+    corrections with the automatic result plus the new edit."""
+    from CMRSegModuleLib.Corrections import approvalOf, approve, correctedFingerprint, phaseLabelmaps
+    from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation, setLabelmapToSegmentation
+
+    phantom = make_phantom(seed=2, frames=6, slices=8, matrix=(112, 128))
+    ed, es = phantom.study.ed_frame, phantom.study.es_frame
+    app = createSlicerApp()
+    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
+    view = app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
+    result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "truth", "none")
+    first = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="p2"), view,
+                          tmp_path)  # fmt: skip
+    assert first.restored is None  # nothing exported yet
+    edited = np.where(phantom.labels[es] == 3, 2, phantom.labels[es]).astype(np.uint8)  # ES cavity to myocardium
+    setLabelmapToSegmentation(first.review.esCorrected, edited, first.review.esVolume)
+    approve(first.review, "Dr Before")
+    first.export()
+    exported = correctedFingerprint(first.review)
+
+    again = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="p2"), view,
+                          tmp_path)  # fmt: skip
+    assert again.restored.startswith("Went on from the corrections exported")
+    assert "approved by Dr Before" in again.restored
+    np.testing.assert_array_equal(labelmapFromSegmentation(again.review.esCorrected, again.review.esVolume), edited)
+    assert correctedFingerprint(again.review) == exported and approvalOf(again.review)["by"] == "Dr Before"
+    assert again.tableRows() == first.tableRows()
+    automatic = [[m[1].tobytes() for m in phaseLabelmaps(r.review)] for r in (first, again)]
+    assert automatic[0] == automatic[1]
+    # Another result's export under the same name is not taken for this one's.
+    other = Runner.RunResult({ed: phantom.labels[es], es: phantom.labels[ed]}, ed, es, "other", "none")
+    fresh = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, other, name="p2"), view,
+                          tmp_path)  # fmt: skip
+    assert fresh.restored is None and approvalOf(fresh.review)["status"] == "not approved"

@@ -35,6 +35,7 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
 from CMRSegModuleLib.Corrections import (
+    approvalOf,
     automaticFingerprints,
     correctedFingerprint,
     correctionTotals,
@@ -128,6 +129,46 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
         writeResultsJson(review, corrected, maps, corrections, approval, paths, scratch / paths["json"].name)
         _moveInTogether(scratch, list(paths.values()))
     return list(paths.values())
+
+
+def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> str | None:
+    """Put this result's earlier export from ``folder`` back into its corrected segmentations (a review
+    reopened goes on from where it was exported, not from the automatic result), with its approval when the
+    label maps are the approved ones; a line saying what was restored, or None when there is no such export.
+
+    Raises:
+        CMRSegError: the export's label maps are missing or do not fit the result's frames.
+    """
+    from cmrseg.io.volume_files import read_volume_file
+    from CMRSegModuleLib.Corrections import (
+        APPROVED_AT_ATTRIBUTE,
+        APPROVED_BY_ATTRIBUTE,
+        APPROVED_FINGERPRINT_ATTRIBUTE,
+    )
+    from CMRSegModuleLib.SegmentationNodes import setLabelmapToSegmentation
+
+    paths = exportPaths(review, folder, baseName)
+    try:
+        document = json.loads(paths["json"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("automatic_fingerprint") != automaticFingerprints(review):
+        return None  # another result's, or an export made before the fingerprint was kept
+    for phase, volume, _, corrected in review.phases():
+        try:
+            labelmap = read_volume_file(paths[f"{phase}_labelmap"]).image[0]
+        except (OSError, CMRSegError) as exc:
+            raise CMRSegError(f"The earlier export in {folder} lacks its {phase} label map ({exc}); move it away "
+                              "to start again from the automatic result.") from exc
+        setLabelmapToSegmentation(corrected, labelmap.astype("uint8"), volume)
+    updateCorrected(review)
+    approval = document.get("approval") or {}
+    if approval.get("status") == "approved" and document.get("corrected_fingerprint") == correctedFingerprint(review):
+        review.table.SetAttribute(APPROVED_BY_ATTRIBUTE, approval["by"])
+        review.table.SetAttribute(APPROVED_AT_ATTRIBUTE, approval["at"])
+        review.table.SetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE, document["corrected_fingerprint"])
+    state = f"approved by {approval['by']}" if approvalOf(review)["status"] == "approved" else "not approved"
+    return f"Went on from the corrections exported {document.get('exported', '')} ({state})."
 
 
 def _refuseAnotherResults(review: ReviewNodes, resultsJson: Path) -> None:

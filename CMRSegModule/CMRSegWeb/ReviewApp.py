@@ -98,7 +98,11 @@ class ReviewApp(TrameApp):
         """Build the review nodes in the scene (this thread: the server's) and show the first phase."""
         review = ReviewNodes.createReviewNodes(self.slicerApp.scene, study, result, name=name)
         view = self.slicerApp.view_manager.get_slice_views()[0]
-        self.session = ReviewSession(self.slicerApp, review, view, exportFolder)
+        try:
+            self.session = ReviewSession(self.slicerApp, review, view, exportFolder)
+        except CMRSegError as exc:  # an earlier export that cannot be gone on from
+            self._fail(str(exc))
+            return
         self.session.editor.segmentation_modified.connect(self._onEdited)
         volumeRange = review.edVolume.GetImageData().GetScalarRange()
         with self.state:
@@ -107,6 +111,7 @@ class ReviewApp(TrameApp):
             self.state.window_max = float(max(volumeRange[1] - volumeRange[0], 1.0))
             self._syncView(self.session.viewState())
             self._syncResults()
+            self.state.message, self.state.message_error = self.session.restored or "", False
             self.state.ready = True
 
     # -- state from the session ---------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ class ReviewSession:
         self.review = review
         self.view = sliceView
         self.exportFolder = Path(exportFolder)
+        # a review reopened goes on from its export (before the undo history starts: not undoable)
+        self.restored = Export.restoreExport(review, self.exportFolder)
         self.editor = app.segmentation_editor
         self._undo = {phase: UndoStack(undo_limit=20) for phase, *_ in review.phases()}
         self.phase = review.phases()[0][0]
