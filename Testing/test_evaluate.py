@@ -66,6 +66,62 @@ def test_missing_prediction_is_a_clear_error(phantom, tmp_path, capsys):
     assert "No FCN label map for case0_ED.nii.gz" in capsys.readouterr().err
 
 
+def test_folders_that_cannot_be_compared_are_refused_before_any_table(phantom, tmp_path, capsys):
+    write_cases(phantom, tmp_path / "ref", {"ED": [0], "ES": [6]})
+    write_cases(phantom, tmp_path / "pred", {"ED": [0], "ES": [6]})
+    out = tmp_path / "eval"
+
+    def refused(ref, pred) -> str:
+        assert main(["evaluate", "--ref", str(ref), "--pred", str(pred), "--out", str(out)]) == 2
+        assert not out.exists()
+        return capsys.readouterr().err
+
+    # A prediction on another grid (a crop): an IndexError deep in the metrics before.
+    cropped = tmp_path / "cropped"
+    cropped.mkdir()
+    for name in ("case0_ED", "case0_ES"):
+        study = phantom.study
+        labels = phantom.labels[0 if name.endswith("ED") else 6][:, :, :-4]
+        grid = Study(image=labels[None].astype(np.float32), spacing=study.spacing)
+        write_frame(labels, grid, cropped / f"{name}.nii.gz")
+    assert "is not on the grid of its reference" in refused(tmp_path / "ref", cropped)
+    # An ACDC patient folder: images beside the _gt masks would be counted twice, an image as a label map.
+    acdc_like = tmp_path / "acdc_like"
+    acdc_like.mkdir()
+    for name in ("case0_ED", "case0_ES"):
+        (acdc_like / f"{name}_gt.nii.gz").write_bytes((tmp_path / "ref" / f"{name}.nii.gz").read_bytes())
+        write_frame((phantom.study.image[0] * 0 + 7).astype(np.int16), phantom.study, acdc_like / f"{name}.nii.gz")
+    assert "holds 2 cases more than once (case0_ED: case0_ED.nii.gz, case0_ED_gt.nii.gz)" in refused(
+        acdc_like, tmp_path / "pred")
+    (acdc_like / "case0_ED_gt.nii.gz").unlink(), (acdc_like / "case0_ES_gt.nii.gz").unlink()
+    assert "is not a label map" in refused(acdc_like, tmp_path / "pred")
+    # The output folder is checked first, not after every case is compared.
+    out.write_text("a file")
+    assert main(["evaluate", "--ref", str(tmp_path / "ref"), "--pred", str(tmp_path / "pred"), "--out", str(out)]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+
+
+def test_the_json_is_strict_and_the_sd_is_the_sample_sd(phantom, tmp_path):
+    """A structure missed in a case (an infinite distance) is null in evaluation.json (other JSON readers
+    refuse the Infinity Python writes); Table 1's SD is the sample SD, as the agreement statistics use."""
+    frames = {"ED": [0, 1, 19], "ES": [6, 7, 8]}
+    write_cases(phantom, tmp_path / "ref", frames)
+    write_cases(phantom, tmp_path / "pred", frames, remove_lv_voxels)
+    missed = phantom.labels[6].copy()
+    missed[missed == LV] = 0  # the ES LV of case 0 missed altogether
+    write_frame(missed, phantom.study, tmp_path / "pred" / "case0_ES.nii.gz", overwrite=True)
+    assert main(["evaluate", "--ref", str(tmp_path / "ref"), "--pred", str(tmp_path / "pred"),
+                 "--out", str(tmp_path / "eval")]) == 0  # fmt: skip
+    text = (tmp_path / "eval" / "evaluation.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    results = json.loads(text)
+    lv_es = [c for c in results["cases"] if c["structure"] == "LV" and c["phase"] == "ES" and c["criterion"] == "50"]
+    assert sorted(c["hd_mm"] is None for c in lv_es) == [False, False, True]
+    row = next(r for r in results["table1"] if r["phase"] == "ES" and r["structure"] == "LV" and r["criterion"] == "50")
+    assert row["hd_infinite"] == 1
+    assert row["dice_sd"] == pytest.approx(np.std([c["dice"] for c in lv_es], ddof=1))
+
+
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_model_on_acdc_patients_reproduces_both_tables(acdc_root, model_path, tmp_path):

@@ -96,9 +96,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from cmrseg import evaluate
     from cmrseg.inference import default_model_path
+    from cmrseg.outputs import check_output_folder
     from cmrseg.progress import LinePrinter
     from cmrseg.training.split import read_split
 
+    check_output_folder(args.out)  # before segmenting every case, not after
     segmented: list = []  # the model's frames with their review evidence, when the model is run
     review_model = None
     folders = {"FCN": Path(args.pred)} if args.pred else {}

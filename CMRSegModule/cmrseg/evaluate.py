@@ -9,6 +9,7 @@ Each method (e.g. "FCN" and "FCN+corr") is compared with the same expert referen
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,10 @@ from cmrseg.errors import CMRSegError
 from cmrseg.labels import STRUCTURES
 from cmrseg.measures import frame_measures
 from cmrseg.metrics import structure_metrics
+from cmrseg.outputs import json_safe
 from cmrseg.progress import ProgressCallback, report
+
+log = logging.getLogger(__name__)
 
 CRITERIA = ("50", "100")
 PHASES = ("ED", "ES")
@@ -78,6 +82,11 @@ def _finite_median(values) -> float:
     return float(np.median(values)) if values.size else float("nan")
 
 
+def _sample_sd(values) -> float:
+    """The sample standard deviation (n - 1), as the agreement statistics use; NaN for one value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 def table1(rows: list[dict]) -> list[dict]:
     """Summary per method, criterion, phase (ED, ES, both) and structure."""
     summary = []
@@ -93,7 +102,7 @@ def table1(rows: list[dict]) -> list[dict]:
                     "method": method, "criterion": criterion, "phase": phase, "structure": structure.key,
                     "n": len(chosen),
                     "dice_mean": float(np.mean([r["dice"] for r in chosen])),
-                    "dice_sd": float(np.std([r["dice"] for r in chosen])),
+                    "dice_sd": _sample_sd([r["dice"] for r in chosen]),
                     "hd_median_mm": _finite_median([r["hd_mm"] for r in chosen]),
                     "hd_2d_median_mm": _finite_median([r["hd_2d_median_mm"] for r in chosen]),
                     "hd95_median_mm": _finite_median([r["hd95_mm"] for r in chosen]),
@@ -126,8 +135,9 @@ def table3(volumes: list[dict], methods: Iterable[str], plot_dir: Path | None = 
 def distance_cell(row: dict, key: str) -> str:
     """A median distance over the finite cases, with how many were infinite (the structure missing on one side:
     a failure the median alone would hide)."""
-    infinite = row.get("hd_infinite", 0)
-    return f"{row[key]:.1f}" + (f" (+{infinite} inf)" if infinite else "")
+    infinite, value = row.get("hd_infinite", 0), row[key]
+    shown = "-" if value is None or not np.isfinite(value) else f"{value:.1f}"  # None: NaN as JSON keeps it
+    return shown + (f" (+{infinite} inf)" if infinite else "")
 
 
 def table1_markdown(summary: list[dict]) -> str:
@@ -168,7 +178,11 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
     first = table1(rows)
     third = table3(volumes, methods, out_dir / "plots")
     results = {"table1": first, "table3": third, "cases": rows, "volumes": volumes}
-    (out_dir / "evaluation.json").write_text(json.dumps(results, indent=1, default=float))
+    # strict JSON: an infinite distance (a structure missing on one side) or an undefined value is null
+    (out_dir / "evaluation.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False))
+    if not third and any(case["phase"] == "all" for case in volumes):
+        log.warning("Table 3 is empty: the agreement tables pair ED and ES cases, and no case name says its phase "
+                    "(_ED or _ES).")
     (out_dir / "table1.md").write_text(table1_markdown(first))
     (out_dir / "table3.md").write_text(table3_markdown(third))
     return results
@@ -227,16 +241,39 @@ def folder_cases(reference_dir: Path, folders: dict[str, Path]) -> Iterable[Case
     references = sorted(p for p in reference_dir.iterdir() if is_volume_file(p))
     if not references:
         raise CMRSegError(f"No NIfTI/NRRD label maps in {reference_dir}.")
+    by_case: dict[str, list[Path]] = {}
     for path in references:
-        name = stem(path).removesuffix("_gt")
+        by_case.setdefault(stem(path).removesuffix("_gt"), []).append(path)
+    twice = {name: paths for name, paths in by_case.items() if len(paths) > 1}
+    if twice:
+        name, paths = next(iter(twice.items()))
+        raise CMRSegError(f"{reference_dir} holds {len(twice)} cases more than once ({name}: "
+                          f"{', '.join(p.name for p in paths)}); give a folder of reference label maps only.")
+    for name, (path,) in by_case.items():
         reference = read_volume_file(path)
+        reference_labels = _labels_of(reference, path)
         methods = {}
         for method, folder in folders.items():
             candidates = [folder / f"{name}_seg{s}" for s in (".nii.gz", ".nrrd")] + [folder / path.name]
             found = next((c for c in candidates if c.is_file()), None)
             if found is None:
                 raise CMRSegError(f"No {method} label map for {path.name} in {folder}.")
-            methods[method] = read_volume_file(found).image[0].astype(np.uint8)
+            labels = read_volume_file(found)
+            if labels.image.shape[1:] != reference.image.shape[1:] or not np.allclose(labels.spacing,
+                                                                                      reference.spacing, atol=1e-3):
+                raise CMRSegError(f"{found} is not on the grid of its reference {path} (matrix "
+                                  f"{labels.image.shape[1:]} against {reference.image.shape[1:]}, spacing "
+                                  f"{labels.spacing} against {reference.spacing}).")
+            methods[method] = _labels_of(labels, found)
         tokens = name.upper().replace("-", "_").split("_")
         phase = "ED" if "ED" in tokens else "ES" if "ES" in tokens else "all"
-        yield Case(name, phase, reference.spacing, reference.image[0].astype(np.uint8), methods)
+        yield Case(name, phase, reference.spacing, reference_labels, methods)
+
+
+def _labels_of(volume, path: Path) -> np.ndarray:
+    """The label map of a one-frame file, refused unless it holds labels 0-3 (not an image)."""
+    values = np.unique(volume.image)
+    if volume.num_frames != 1 or not np.isin(values, np.arange(4)).all():
+        raise CMRSegError(f"{path} is not a label map (one frame of labels 0-3: background, RV, myocardium, LV); "
+                          f"it holds {volume.num_frames} frame(s) and values {values[:6].tolist()}...")
+    return volume.image[0].astype(np.uint8)

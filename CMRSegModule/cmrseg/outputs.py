@@ -24,6 +24,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -32,6 +33,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from cmrseg import __version__
 from cmrseg.errors import CMRSegError
@@ -71,6 +74,19 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def json_safe(value):
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN or Infinity)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def check_output_folder(out_dir: str | Path, what: str | None = None) -> Path:

@@ -10,7 +10,6 @@ import csv
 import importlib.util
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import is_volume_file, stem, write_frame
 from cmrseg.measures import FrameMeasures, frame_measures, study_measures
-from cmrseg.outputs import OutputFolder, locked_output, read_manifest
+from cmrseg.outputs import OutputFolder, json_safe, locked_output, read_manifest
 from cmrseg.progress import ProgressCallback
 from cmrseg.qc import judged_curve, quality_check
 from cmrseg.reference import compare_with_ranges, flag_text, sex_code
@@ -96,19 +95,6 @@ def check_frames(ed: int | None, es: int | None) -> None:
             raise CMRSegError(f"The {name} frame {frame} is negative; frames are counted from 0.")
     if ed is not None and ed == es:
         log.warning("ED and ES are both frame %d: volumes and mass are reported, stroke volume and EF are not.", ed)
-
-
-def json_safe(value):
-    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN or Infinity)."""
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def run_segment(
