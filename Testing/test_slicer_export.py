@@ -200,6 +200,18 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
                for item in sr.ContentSequence for sub in getattr(item, "ContentSequence", [])
                for leaf in getattr(sub, "ContentSequence", []) if leaf.ValueType == "NUM"}  # fmt: skip
     assert numbers["8823-7"] == pytest.approx(document["corrected"]["lv_esv_ml"], rel=1e-6)  # LOINC LV ES volume
+    assert (sr.PreliminaryFlag, sr.VerificationFlag) == ("PRELIMINARY", "UNVERIFIED")  # not approved
+    # Approved, the SR says so to the PACS: FINAL, VERIFIED by the reviewer at the time of the approval.
+    from datetime import datetime, timezone
+
+    from CMRSegModuleLib.Corrections import approve
+
+    approve(review, "Dr SR", datetime(2026, 12, 3, 9, 30, 5, tzinfo=timezone.utc))  # noqa: UP017
+    exportReview(review, tmp_path / "out", overwrite=True)
+    sr = pydicom.dcmread(tmp_path / "out" / "Cine_corrected_measures.sr.dcm")
+    assert (sr.PreliminaryFlag, sr.VerificationFlag) == ("FINAL", "VERIFIED")
+    observer = sr.VerifyingObserverSequence[0]
+    assert (str(observer.VerifyingObserverName), observer.VerificationDateTime) == ("Dr SR", "20261203093005+0000")
     # The DICOM folder moved away since (a saved scene reopened): the rest is exported, and the JSON says why
     # there is no SEG or SR.
     (tmp_path / "dicom").rename(tmp_path / "moved")

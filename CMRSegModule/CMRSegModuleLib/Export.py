@@ -118,13 +118,13 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
 
                 write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
                                 review.runInfo()["model"], corrected=True)
+        corrections, approval = reviewState(review, maps)
         if "dicom_sr" in paths:
             from cmrseg.io.dicom_sr import write_dicom_sr
 
             write_dicom_sr(corrected, sources["folder"], sources["ED"], sources["ES"], scratch / paths["dicom_sr"].name,
-                           review.runInfo()["model"], corrected["qc"]["status"], corrected=True)
+                           review.runInfo()["model"], corrected["qc"]["status"], corrected=True, approval=approval)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
-        corrections, approval = reviewState(review, maps)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
         writeResultsJson(review, corrected, maps, corrections, approval, paths, scratch / paths["json"].name)
         _moveInTogether(scratch, list(paths.values()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydicom import config as dicom_config
@@ -56,9 +57,11 @@ def concept_name(key: str):
     return getattr(getattr(codes, scheme), name)
 
 def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_files: list[str], path: str | Path,
-                   algorithm: str, qc_status: str, corrected: bool = False) -> Path:  # fmt: skip
+                   algorithm: str, qc_status: str, corrected: bool = False, approval: dict | None = None) -> Path:
     """Write the study parameters of ``measures`` (measures.json's ``study``) as a TID 1500 SR referencing the
-    ED and ES images. Parameters without a value (null) are left out.
+    ED and ES images. Parameters without a value (null) are left out. The SR is PRELIMINARY and UNVERIFIED
+    unless ``approval`` (the review's, ``{"status": "approved", "by", "at"}``) approves it: then FINAL and
+    VERIFIED, with the reviewer as the verifying observer at the time of the approval.
 
     Raises:
         CMRSegError: the images cannot be sources of one DICOM object (see :func:`check_seg_sources`).
@@ -94,11 +97,17 @@ def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_f
         report = hd.sr.MeasurementReport(observation_context=context,
                                          procedure_reported=codes.SCT.MagneticResonanceImagingOfHeart,
                                          imaging_measurements=[group])  # fmt: skip
+        approved = (approval or {}).get("status") == "approved"
         sr = hd.sr.Comprehensive3DSR(
             evidence=sources, content=report, series_instance_uid=hd.UID(), series_number=901,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer="CMRSeg", is_complete=True,
-            is_final=False, is_verified=False,
+            is_final=approved, is_verified=approved,
+            verifying_observer_name=approval["by"] if approved else None,
+            verifying_organization=(sources[0].get("InstitutionName") or "unknown") if approved else None,
         )  # fmt: skip
+        if approved:  # when the reviewer approved, not when the file was written
+            when = datetime.fromisoformat(approval["at"]).astimezone(UTC)
+            sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S+0000")
         sr.SeriesDescription = f"CMRSeg {'corrected' if corrected else 'automatic'} measurements {__version__}"
         scheme = pydicom.Dataset()  # a private coding scheme is declared in the object that uses it
         scheme.CodingSchemeDesignator = SCHEME
