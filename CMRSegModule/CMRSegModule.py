@@ -245,10 +245,13 @@ class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableM
                                     "Correct the segmentations; the table updates.")
         self.logic.showResultTable(review.table)
         earlier = self.logic.showOnlyResult(review)
-        if earlier and slicer.util.confirmYesNoDisplay(
-            f"Remove the {len(earlier)} earlier CMRSeg result(s) from the scene? (Their segmentations are hidden "
-            "either way; your input volumes are kept.)", windowTitle="CMRSeg"):
-            self.logic.removeResults(earlier)
+        untouched = [other for other in earlier if not Corrections.hasReviewWork(other)]
+        worked = len(earlier) - len(untouched)  # corrected or approved: never offered for removal
+        if untouched and slicer.util.confirmYesNoDisplay(
+            f"Remove the {len(untouched)} earlier CMRSeg result(s) nobody corrected or approved from the scene? "
+            f"(Their segmentations are hidden either way; your input volumes are kept"
+            f"{f', and the {worked} with corrections or an approval stay' if worked else ''}.)", windowTitle="CMRSeg"):
+            self.logic.removeResults(untouched)
         try:
             self.onEditPhase("frame" if review.singleFrame else "ED")
         except Exception:  # noqa: BLE001 - onEditPhase has shown the one error dialog; the result stands

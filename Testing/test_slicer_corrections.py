@@ -19,6 +19,7 @@ from CMRSegModuleLib.Corrections import (  # noqa: E402
     approve,
     correctionRecord,
     correctionTotals,
+    hasReviewWork,
     reviewState,
 )
 from CMRSegModuleLib.Export import exportPaths, exportReview  # noqa: E402
@@ -37,6 +38,20 @@ def review(headless_slicer, oblique_phantom):
 def test_an_unedited_result_has_an_empty_record(review):
     nodes, _ = review
     assert correctionRecord(nodes) == [] and editedSlices(nodes) == set()
+    assert not hasReviewWork(nodes)  # may be offered for removal when a new result is made
+
+
+def test_a_corrected_or_approved_result_counts_as_review_work(headless_slicer, oblique_phantom):
+    study = oblique_phantom.study
+    ed, es = study.ed_frame, study.es_frame
+    maps = {ed: oblique_phantom.labels[ed], es: oblique_phantom.labels[es]}
+    approved = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Approved as it was")
+    approve(approved, "Dr Keep")
+    corrected = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Corrected")
+    edit_segments(corrected.edCorrected, corrected.edVolume, relabel_voxels(maps[ed], labels.LV, labels.MYO, 3)[0])
+    broken = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Segment deleted")
+    broken.esCorrected.GetSegmentation().RemoveSegment("RV")
+    assert hasReviewWork(approved) and hasReviewWork(corrected) and hasReviewWork(broken)
 
 
 def test_a_paint_on_the_automatic_segmentation_is_refused_not_recorded(review, oblique_phantom, tmp_path):

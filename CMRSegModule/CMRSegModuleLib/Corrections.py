@@ -45,6 +45,16 @@ def reviewState(review: ReviewNodes, maps: list | None = None) -> tuple[list[dic
     return _record(maps), _approval(review, _fingerprint(maps))
 
 
+def hasReviewWork(review: ReviewNodes) -> bool:
+    """Whether a physician corrected or approved this result (also when it cannot be told, e.g. a segment
+    deleted): such a result is not offered for removal."""
+    try:
+        rows, approval = reviewState(review)
+    except CMRSegError:
+        return True
+    return bool(rows) or approval["status"] == "approved"
+
+
 def editedSliceKeys(rows: list[dict]) -> set[str]:
     """``phase:slice`` of every slice a correction record changed."""
     return {f"{row['phase']}:{row['slice']}" for row in rows}
