@@ -87,6 +87,7 @@ class CMRSegModuleParameterNode:
     weightKg: Annotated[float, WithinRange(0.0, 400.0)] = 0.0
     patientSex: PatientSex = PatientSex.UNKNOWN
     ageYears: Annotated[float, WithinRange(0.0, 130.0)] = 0.0
+    patientFieldsFrom: str = ""  # ID of the input node the four fields above were filled from
     resultsTable: vtkMRMLTableNode
     autoUpdate: bool = True
     exportFolder: Path = Path.home()
@@ -172,6 +173,9 @@ class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableM
         p = self._parameterNode
         if p is None:
             return
+        if p.inputNode is not None and p.inputNode.GetID() != p.patientFieldsFrom:
+            self._fillPatientFields(p)  # the run takes the fields as the user leaves them: start from this input's
+            return  # filling modified the parameter node: _updateGui runs again
         running = self._run is not None
         self.ui.applyButton.text = "Cancel" if running else "Apply"
         self.ui.applyButton.enabled = running or (p.inputNode is not None and not inputProblem(p.inputNode))
@@ -202,10 +206,16 @@ class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableM
         ):
             return
         with slicer.util.tryWithErrorDisplay("Could not load the cine study.", waitCursor=True):
-            p, (sequenceNode, patient) = self._parameterNode, self.logic.loadCineDicomFolder(folder)
-            p.inputNode, p.heightCm, p.weightKg = sequenceNode, patient.height_cm or 0.0, patient.weight_kg or 0.0
-            p.patientSex = next((s for s in PatientSex if s.value == patient.sex), PatientSex.UNKNOWN)
-            p.ageYears = patient.age_years or 0.0
+            self._parameterNode.inputNode = self.logic.loadCineDicomFolder(folder)[0]  # _updateGui fills the fields
+
+    @staticmethod
+    def _fillPatientFields(p: CMRSegModuleParameterNode) -> None:
+        """Height, weight, sex and age from the input node (DICOM's, where it carries them; else unknown)."""
+        patient = patientFromSequence(p.inputNode)
+        p.patientFieldsFrom = p.inputNode.GetID()  # first: the updates each assignment below triggers see it
+        p.heightCm, p.weightKg = patient.height_cm or 0.0, patient.weight_kg or 0.0
+        p.patientSex = next((s for s in PatientSex if s.value == patient.sex), PatientSex.UNKNOWN)
+        p.ageYears = patient.age_years or 0.0
 
     # ------------------------------------------------------------------ background run
     def onApplyButton(self) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cmrseg.batch import BatchOptions, batch_lock, run_in_process
-from cmrseg.cohort import COHORT_FILE, COLUMNS, find_studies, read_list_file
+from cmrseg.cohort import COHORT_FILE, COLUMNS, find_studies, read_list_file, studies_of_other_batches
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.io.volume_files import read_volume_file, write_study
@@ -68,6 +68,22 @@ def test_studies_of_one_name_get_names_no_other_study_has(cohort, tmp_path):
         path.write_bytes(data)
     # exam_2 is taken by a study of its own; Exam is exam on a case-insensitive filesystem
     assert [job.name for job in find_studies(paths)] == ["exam", "exam_2", "exam_3", "Exam_4"]
+
+
+def test_inputs_are_recorded_without_links(cohort, tmp_path):
+    """A study folder linked into a root is recorded by its real path, as measures.json records the input
+    (a rerun took the linked path for another study's); given by both paths, it is one study."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "linked").symlink_to(cohort / "dicom" / "c")
+    jobs = find_studies([root, cohort / "dicom" / "c"])
+    assert [job.inputs for job in jobs] == [(str((cohort / "dicom" / "c").resolve()),)]
+
+
+def test_an_output_folder_whose_table_is_not_a_cohort_table_is_refused(cohort, tmp_path):
+    (tmp_path / COHORT_FILE).write_text("patient,age\np1,60\n")
+    with pytest.raises(CMRSegError, match="is not a CMRSeg cohort table"):
+        studies_of_other_batches(tmp_path, find_studies([cohort / "a.nii.gz"]))
 
 
 def test_one_folder_with_two_cine_series_gives_two_studies(tmp_path):
@@ -160,7 +176,7 @@ def test_the_command_skips_reports_on_request_and_refuses_bad_input(cohort, tmp_
     assert not (out / "b").exists()
     with batch_lock(out):  # another batch is writing to the folder
         busy = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert busy.returncode == 2 and "Another cmrseg run is writing to" in busy.stderr
+    assert busy.returncode == 2 and "Another cmrseg run is writing into" in busy.stderr
     refused = subprocess.run([sys.executable, "-m", "cmrseg", "batch", "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and refused.stderr.startswith("cmrseg: error:") and "Traceback" not in refused.stderr

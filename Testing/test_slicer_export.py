@@ -16,7 +16,7 @@ from cmrseg.io.segmentation_file import read_seg_nrrd, terminology_entry  # noqa
 from cmrseg.io.study import PatientInfo  # noqa: E402
 from cmrseg.io.volume_files import read_volume_file  # noqa: E402
 from CMRSegModuleLib import ResultsTable  # noqa: E402
-from CMRSegModuleLib.Export import existingExportFiles, exportPaths, exportReview  # noqa: E402
+from CMRSegModuleLib.Export import existingExportFiles, exportPaths, exportReview, sendToPacs  # noqa: E402
 from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation  # noqa: E402
 from slicer_helpers import edit_segments, relabel_voxels, review_from_labels  # noqa: E402
 
@@ -115,6 +115,16 @@ def test_the_export_of_another_result_with_the_same_names_is_never_replaced(head
                                  "Patient 7/ED test")  # another result, the same name  # fmt: skip
     with pytest.raises(CMRSegError, match="holds the export of another result"):
         exportReview(another, tmp_path, overwrite=True)
+    with pytest.raises(CMRSegError, match="holds the export of another result"):  # before the module asks
+        existingExportFiles(another, tmp_path)
+    # The same label maps on other images (the network found the same, or nothing, in two patients).
+    from dataclasses import replace
+
+    maps = {frame: oblique_phantom.labels[frame] for frame in (study.ed_frame, study.es_frame)}
+    lookalike = review_from_labels(headless_slicer.scene, replace(study, image=study.image + 1.0), maps,
+                                   study.ed_frame, study.es_frame, "Patient 7/ED test")  # fmt: skip
+    with pytest.raises(CMRSegError, match="holds the export of another result"):
+        exportReview(lookalike, tmp_path, overwrite=True)
     assert {p: p.read_bytes() for p in first} == before
     exportReview(review, tmp_path, overwrite=True)  # its own earlier export: replaced when allowed
 
@@ -214,11 +224,17 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
     assert (str(observer.VerifyingObserverName), observer.VerificationDateTime) == ("Dr SR", "20261203093005+0000")
     # The DICOM folder moved away since (a saved scene reopened): the rest is exported, and the JSON says why
     # there is no SEG or SR.
+    # The earlier SEGs and (approved) SR go too: never beside a JSON of other numbers, nor sent with it.
     (tmp_path / "dicom").rename(tmp_path / "moved")
-    written = exportReview(review, tmp_path / "later")
+    assert len(existingExportFiles(review, tmp_path / "out")) == 10  # the question names the DICOM files too
+    edit_segments(review.esCorrected, review.esVolume, maps[es])
+    written = exportReview(review, tmp_path / "out", overwrite=True)
     assert not [p for p in written if p.name.endswith(".dcm")] and len(written) == 7
-    document = json.loads((tmp_path / "later" / "Cine_results.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in written)
+    document = json.loads((tmp_path / "out" / "Cine_results.json").read_text())
     assert "no longer in" in document["dicom_seg"]
+    with pytest.raises(CMRSegError, match="has no DICOM SEG or SR to send"):
+        sendToPacs(review, tmp_path / "out", "127.0.0.1:11112", "PACS", "CMRSEG")
     again = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Cine again")  # a result made now
     assert "cannot be read" in json.loads(exportReview(again, tmp_path / "again")[-1].read_text())["dicom_seg"]
 

@@ -163,9 +163,10 @@ def test_every_request_needs_the_printed_token(run, host):
         status, headers, body = _get(base + f"index.html?token={token}")
         assert status == 200 and "<html" in body.lower()
         cookie = headers["Set-Cookie"].split(";")[0]
-        assert cookie == f"{Access.COOKIE}={token}" and "HttpOnly" in headers["Set-Cookie"]
+        assert cookie == f"{Access.cookieName(port)}={token}" and "HttpOnly" in headers["Set-Cookie"]
         assert _get(base + "index.html", cookie=cookie)[0] == 200  # the page's own requests carry the cookie
-        assert _get(base + "ws", cookie=f"{Access.COOKIE}=wrong")[0] == 403
+        assert _get(base + "ws", cookie=f"{Access.cookieName(port)}=wrong")[0] == 403
+        assert _get(base + "index.html", cookie=f"{Access.cookieName(port + 1)}={token}")[0] == 403  # another's
     finally:
         process.terminate()
         process.wait(timeout=20)

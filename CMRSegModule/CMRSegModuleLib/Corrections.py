@@ -27,7 +27,7 @@ from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 APPROVED_BY_ATTRIBUTE = "CMRSeg.ApprovedBy"
 APPROVED_AT_ATTRIBUTE = "CMRSeg.ApprovedAt"
 APPROVED_FINGERPRINT_ATTRIBUTE = "CMRSeg.ApprovedFingerprint"
-AUTOMATIC_FINGERPRINT_ATTRIBUTE = "CMRSeg.AutomaticFingerprint"  # {phase: sha256 of the run's label map}
+AUTOMATIC_FINGERPRINT_ATTRIBUTE = "CMRSeg.AutomaticFingerprint"  # {phase: sha256 of a label map, "images": ...}
 CSV_COLUMNS = ("phase", "slice", "structure", "added_ml", "removed_ml", "net_ml")
 
 
@@ -81,9 +81,17 @@ def phaseLabelmaps(review: ReviewNodes) -> list[tuple[str, np.ndarray, np.ndarra
 
 
 def recordAutomatic(review: ReviewNodes) -> None:
-    """Keep a fingerprint of each phase's automatic label map on the table (see :func:`phaseLabelmaps`)."""
+    """Keep a fingerprint of each phase's automatic label map on the table (see :func:`phaseLabelmaps`), and
+    of the images, so that together they tell this result from another patient's with the same label maps
+    (the network found nothing in either, say)."""
+    import slicer
+
     fingerprints = {phase: _labelmapFingerprint(labelmapFromSegmentation(automatic, volume))
                     for phase, volume, automatic, _ in review.phases()}  # fmt: skip
+    images = hashlib.sha256()
+    for _, volume, _, _ in review.phases():
+        images.update(np.ascontiguousarray(slicer.util.arrayFromVolume(volume)).tobytes())
+    fingerprints["images"] = images.hexdigest()
     review.table.SetAttribute(AUTOMATIC_FINGERPRINT_ATTRIBUTE, json.dumps(fingerprints))
 
 

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,7 +55,8 @@ def baseNameOf(review: ReviewNodes) -> str:
 
 
 def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> dict[str, Path]:
-    """The files an export writes, by kind (``ED_seg``, ``ED_labelmap``, ..., ``csv``, ``json``)."""
+    """The files an export of this result holds, by kind (``ED_seg``, ``ED_labelmap``, ..., ``csv``, ``json``);
+    the DICOM ones when the result has DICOM sources, written while those can still be read."""
     folder = Path(folder)
     base = baseName or baseNameOf(review)
     paths = {}
@@ -73,19 +75,31 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
 
 
 def storedDicomSources(review: ReviewNodes) -> dict:
-    """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``), or ``{"problem": why}``, also
-    when they are no longer where the study was loaded from (the rest of the export does not need them)."""
-    sources = json.loads(review.table.GetAttribute(PHASE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
-    folder = Path(sources.get("folder", ""))
-    if "problem" not in sources and not all((folder / f).is_file() for phase in ("ED", "ES") for f in sources[phase]):
-        return {"problem": f"the source DICOM files are no longer in {sources['folder']} (moved or deleted); "
-                           "DICOM SEG and SR reference them: load the study from its new place to write them"}
-    return sources
+    """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``), or ``{"problem": why}``."""
+    return json.loads(review.table.GetAttribute(PHASE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
+
+
+def dicomSourcesProblem(sources: dict) -> str | None:
+    """Why no DICOM SEG or SR can be written now: none recorded, or no longer where the study was loaded from
+    (the rest of the export does not need them)."""
+    if "problem" in sources:
+        return sources["problem"]
+    folder = Path(sources["folder"])
+    if not all((folder / name).is_file() for phase in ("ED", "ES") for name in sources[phase]):
+        return (f"the source DICOM files are no longer in {folder} (moved or deleted); DICOM SEG and SR "
+                "reference them: load the study from its new place to write them")
+    return None
 
 
 def existingExportFiles(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> list[Path]:
-    """The export files that already exist in ``folder`` (ask before overwriting them)."""
-    return [path for path in exportPaths(review, folder, baseName).values() if path.exists()]
+    """The export files of this result that already exist in ``folder`` (ask before overwriting them).
+
+    Raises:
+        CMRSegError: they are another result's export (never replaced): asked first, not after the question.
+    """
+    paths = exportPaths(review, folder, baseName)
+    _refuseAnotherResults(review, paths["json"])
+    return [path for path in paths.values() if path.exists()]
 
 
 def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None = None,
@@ -106,6 +120,8 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     corrected = updateCorrected(review)
     maps = phaseLabelmaps(review)  # one export of the label maps for the files, the record and the JSON
     sources = storedDicomSources(review)
+    problem = dicomSourcesProblem(sources)
+    written = {kind: path for kind, path in paths.items() if not (problem and kind in DICOM_KINDS)}
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".cmrseg-export-") as scratch:
         scratch = Path(scratch)
@@ -113,22 +129,24 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
             grid = studyFromVolumeNode(volume)
             write_seg_nrrd(labelmap, grid, scratch / paths[f"{phase}_seg"].name)
             write_frame(labelmap, grid, scratch / paths[f"{phase}_labelmap"].name)
-            if f"{phase}_dicom_seg" in paths:
+            if f"{phase}_dicom_seg" in written:
                 from cmrseg.io.dicom_seg import write_dicom_seg
 
                 write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
                                 review.runInfo()["model"], corrected=True)
         corrections, approval = reviewState(review, maps)
-        if "dicom_sr" in paths:
+        if "dicom_sr" in written:
             from cmrseg.io.dicom_sr import write_dicom_sr
 
             write_dicom_sr(corrected, sources["folder"], sources["ED"], sources["ES"], scratch / paths["dicom_sr"].name,
                            review.runInfo()["model"], corrected["qc"]["status"], corrected=True, approval=approval)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
-        writeResultsJson(review, corrected, maps, corrections, approval, paths, scratch / paths["json"].name)
+        writeResultsJson(review, corrected, maps, corrections, approval, written, problem,
+                         scratch / paths["json"].name)  # fmt: skip
+        # an earlier export's SEG and SR go too when none can be written now: never beside other numbers
         _moveInTogether(scratch, list(paths.values()))
-    return list(paths.values())
+    return list(written.values())
 
 
 def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> str | None:
@@ -184,10 +202,11 @@ def _refuseAnotherResults(review: ReviewNodes, resultsJson: Path) -> None:
 
 
 def _moveInTogether(scratch: Path, paths: list[Path]) -> None:
-    """Move the new files in with ``os.replace`` after moving the files they replace aside; on any failure
-    (a file open in another program, a full disk) the earlier files are put back and the new ones removed."""
-    aside = scratch / ".replaced"
-    aside.mkdir()
+    """Replace ``paths`` by the files of the same names in ``scratch`` (a path with none there is removed):
+    the earlier files are first set aside with ``os.replace``, then the new ones moved in. On any failure (a
+    file open in another program, a full disk) the new files are removed and the earlier ones put back; an
+    earlier file that cannot be put back stays in a kept folder the error names, never deleted."""
+    aside = Path(tempfile.mkdtemp(prefix=".cmrseg-replaced-", dir=paths[0].parent))
     movedAside, movedIn = [], []
     try:
         for path in paths:
@@ -195,17 +214,36 @@ def _moveInTogether(scratch: Path, paths: list[Path]) -> None:
                 os.replace(path, aside / path.name)
                 movedAside.append(path)
         for path in paths:
-            os.replace(scratch / path.name, path)
-            movedIn.append(path)
+            if (scratch / path.name).exists():
+                os.replace(scratch / path.name, path)
+                movedIn.append(path)
     except BaseException as exc:
-        for path in movedIn:
-            path.unlink(missing_ok=True)
-        for path in movedAside:
-            os.replace(aside / path.name, path)
+        stuck = _putBack(movedIn, movedAside, aside)
+        if stuck:
+            raise CMRSegError(f"The export failed ({exc}) and {', '.join(stuck)} could not be put back: they are "
+                              f"in {aside}.") from exc
+        shutil.rmtree(aside, ignore_errors=True)
         if isinstance(exc, OSError):
             raise CMRSegError(f"Could not write the export into {paths[0].parent} ({exc.strerror or exc}); "
                               "nothing was changed.") from exc
         raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _putBack(movedIn: list[Path], movedAside: list[Path], aside: Path) -> list[str]:
+    """Undo :func:`_moveInTogether` file by file; the names of earlier files that could not be put back."""
+    for path in movedIn:
+        try:
+            path.unlink()
+        except OSError:
+            pass  # replaced below when an earlier file of that name exists
+    stuck = []
+    for path in movedAside:
+        try:
+            os.replace(aside / path.name, path)
+        except OSError:
+            stuck.append(path.name)
+    return stuck
 
 
 def regionalWall(review: ReviewNodes, maps: list) -> dict | None:
@@ -235,7 +273,7 @@ def writeResultsCsv(table, path: str | Path) -> Path:
 
 
 def writeResultsJson(review: ReviewNodes, corrected: dict, maps: list, corrections: list[dict], approval: dict,
-                     paths: dict[str, Path], path: str | Path) -> Path:
+                     paths: dict[str, Path], dicomProblem: str | None, path: str | Path) -> Path:
     """Exact values, the difference and the facts of the run, as JSON (``null`` where not defined)."""
     automatic = ResultsTable.automaticMeasures(review.table)
     info = review.runInfo()
@@ -262,7 +300,7 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, maps: list, correctio
         "approval": approval,
         "corrected_fingerprint": correctedFingerprint(review, maps),  # what a later send checks the screen against
         "automatic_fingerprint": automaticFingerprints(review),  # which result this is (a re-export must match)
-        "dicom_seg": "written" if "ED_dicom_seg" in paths else storedDicomSources(review)["problem"],
+        "dicom_seg": "written" if dicomProblem is None else dicomProblem,
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
         "regional_wall_thickness": regionalWall(review, maps),
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
@@ -291,14 +329,16 @@ def sendToPacs(review: ReviewNodes, folder: str | Path, address: str, calledAet:
 
     host, port = parse_address(address)
     paths = exportPaths(review, folder, baseName)
-    dicomPaths = [paths[kind] for kind in DICOM_KINDS if kind in paths]
-    if not dicomPaths:
-        why = storedDicomSources(review).get("problem", "no DICOM source")
-        raise CMRSegError(f"This result has no DICOM SEG or SR to send ({why}); load the cine from DICOM files.")
-    missing = [p.name for p in dicomPaths + [paths["json"]] if not p.exists()]
+    if not paths["json"].is_file():
+        raise CMRSegError(f"Export first: {paths['json'].name} not found in {folder}.")
+    document = json.loads(paths["json"].read_text(encoding="utf-8"))
+    dicomPaths = [paths[kind] for kind in DICOM_KINDS if kind in document.get("files", {})]
+    if not dicomPaths:  # what the export wrote, not whether the sources are still there (sending needs none)
+        raise CMRSegError(f"The export in {folder} has no DICOM SEG or SR to send ({document.get('dicom_seg')}).")
+    missing = [p.name for p in dicomPaths if not p.exists()]
     if missing:
-        raise CMRSegError(f"Export first: {', '.join(missing)} not found in {folder}.")
-    exported = json.loads(paths["json"].read_text(encoding="utf-8")).get("corrected_fingerprint")
+        raise CMRSegError(f"Export again: {', '.join(missing)} not found in {folder}.")
+    exported = document.get("corrected_fingerprint")
     if exported != correctedFingerprint(review):
         raise CMRSegError("The segmentations changed since the export; export again before sending to the PACS.")
     return send_files(files_to_send(dicomPaths), host, port, calledAet, callingAet, progress)

@@ -16,7 +16,11 @@ from aiohttp import web
 
 from cmrseg.errors import CMRSegError
 
-COOKIE = "cmrseg_review"
+
+def cookieName(port: int) -> str:
+    """The token's cookie, one per port: browsers share cookies across the ports of one host, so two reviews
+    open in one browser would otherwise overwrite each other's token."""
+    return f"cmrseg_review_{port}"
 
 
 def isLoopback(host: str) -> bool:
@@ -41,17 +45,17 @@ def newToken() -> str:
     return secrets.token_urlsafe(24)
 
 
-def tokenMiddleware(token: str):
-    """An aiohttp middleware that answers 403 to any request without the token (URL or cookie)."""
+def tokenMiddleware(token: str, cookie: str):
+    """An aiohttp middleware that answers 403 to any request without the token (URL or the ``cookie``)."""
 
     @web.middleware
     async def requireToken(request: web.Request, handler):
-        given = request.query.get("token") or request.cookies.get(COOKIE) or ""
+        given = request.query.get("token") or request.cookies.get(cookie) or ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             return web.Response(status=403, text="CMRSeg review: open the address with its access token.")
         response = await handler(request)
         if request.query.get("token") and isinstance(response, web.StreamResponse) and not response.prepared:
-            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+            response.set_cookie(cookie, token, httponly=True, samesite="Strict")
         return response
 
     return requireToken

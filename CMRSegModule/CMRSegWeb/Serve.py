@@ -64,7 +64,7 @@ def serve(args) -> int:
     app = ReviewApp(prepare)
     token = Access.newToken()
     app.server.controller.on_server_bind.add(
-        lambda webServer: webServer.app.middlewares.append(Access.tokenMiddleware(token)))
+        lambda webServer: webServer.app.middlewares.append(Access.tokenMiddleware(token, Access.cookieName(args.port))))
     shown = "127.0.0.1" if host == "localhost" else f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{args.port}/?token={token}"
     if Access.isLoopback(host):

@@ -16,7 +16,6 @@ I/O. With ``--scheduler`` the studies are tasks on a Dask cluster (:mod:`cmrseg.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import sys
 import time
@@ -123,15 +122,13 @@ def _run(jobs: list[StudyJob], out: Path, options: BatchOptions, args: argparse.
 @contextmanager
 def batch_lock(out: Path) -> Iterator[None]:
     """Hold ``out`` for this batch (two batches writing one cohort.csv would each drop the other's rows)."""
-    handle = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    from cmrseg.outputs import lock_folder
+
+    handle = lock_folder(out)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise CMRSegError(f"Another cmrseg run is writing to {out}; wait for it or choose another --out.") from exc
         yield
     finally:
-        os.close(handle)  # closing releases the flock
+        os.close(handle)  # closing releases the lock
 
 
 class CohortProgress:

@@ -81,7 +81,9 @@ def find_studies(paths: list[str | Path]) -> list[StudyJob]:
         path = Path(raw)
         if not path.exists():
             raise CMRSegError(f"{path} does not exist.")
-        found = _studies_in(path.resolve())  # absolute: the same on every worker of a cluster
+        # absolute and without links: the same on every worker of a cluster, and as measures.json records it
+        found = [StudyJob(job.name, tuple(str(Path(p).resolve()) for p in job.inputs), job.series_uid)
+                 for job in _studies_in(path.resolve())]  # fmt: skip
         if not found:
             log.warning("No study found in %s (no NIfTI/NRRD cine, ACDC patient or cine DICOM series).", path)
         jobs += found
@@ -209,8 +211,11 @@ def finished_row(job: StudyJob, study_dir: Path, settings: dict) -> dict | None:
     if measures.get("input") != list(job.inputs):
         other = " ".join(measures.get("input") or [])
         return failed_row(job, f"{study_dir} holds the result of another input ({other}); it is left as it is")
-    changed = [f"{key} {measures.get(key, 'not recorded')}, not {value}" for key, value in settings.items()
-               if measures.get(key) != value]
+    if any(key not in measures for key in settings):
+        return failed_row(job, f"{study_dir} holds a result of an earlier cmrseg, which did not record the model "
+                               "and settings it was made with; it is left as it is: move the folder away to "
+                               "segment this study again")  # fmt: skip
+    changed = [f"{key} {measures[key]}, not {value}" for key, value in settings.items() if measures[key] != value]
     if changed:
         return failed_row(job, f"{study_dir} holds a result made with other settings ({'; '.join(changed)}); it is "
                                "left as it is: move the folder away to segment this study again")  # fmt: skip
@@ -218,17 +223,21 @@ def finished_row(job: StudyJob, study_dir: Path, settings: dict) -> dict | None:
 
 
 def studies_of_other_batches(out: Path, jobs: list[StudyJob]) -> list[str]:
-    """The studies ``out``'s cohort.csv lists that ``jobs`` does not name (one table is one cohort)."""
+    """The studies ``out``'s cohort.csv lists whose input ``jobs`` does not give (one table is one cohort)."""
     path = out / COHORT_FILE
     if not path.is_file():
         return []
     try:
         with open(path, newline="", encoding="utf-8") as stream:
-            listed = [row.get("name") for row in csv.DictReader(stream)]
+            reader = csv.DictReader(stream)
+            rows = list(reader)
+            columns = reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CMRSegError(f"Cannot read {path} ({exc}); choose another --out.") from exc
-    names = {job.name for job in jobs}
-    return [name for name in listed if name not in names]
+    if not {"name", "input"} <= set(columns):
+        raise CMRSegError(f"{path} is not a CMRSeg cohort table (no name and input columns); choose another --out.")
+    inputs = {" ".join(job.inputs) for job in jobs}
+    return [row["name"] or "?" for row in rows if row["input"] not in inputs]
 
 
 def write_cohort_csv(rows: list[dict], path: Path) -> Path:

@@ -180,9 +180,9 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
     results = {"table1": first, "table3": third, "cases": rows, "volumes": volumes}
     # strict JSON: an infinite distance (a structure missing on one side) or an undefined value is null
     (out_dir / "evaluation.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False))
-    if not third and any(case["phase"] == "all" for case in volumes):
-        log.warning("Table 3 is empty: the agreement tables pair ED and ES cases, and no case name says its phase "
-                    "(_ED or _ES).")
+    if not third:
+        log.warning("Table 3 is empty: its agreement statistics need at least 3 cases of one phase, ED or ES "
+                    "(in --ref folders, a case's name says its phase: _ED or _ES).")
     (out_dir / "table1.md").write_text(table1_markdown(first))
     (out_dir / "table3.md").write_text(table3_markdown(third))
     return results

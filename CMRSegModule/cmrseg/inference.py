@@ -7,7 +7,6 @@ image; when the heart found there lies off-centre, every frame is segmented agai
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -74,6 +73,7 @@ class Segmenter:
     # checkpoint says whether to (chosen on the validation split: metadata "inference").
     prior_correction: bool = False
     source: str = ""
+    model_sha256: str = ""  # of the checkpoint file as loaded: recorded with every result (which weights made it)
     timings: dict = field(default_factory=dict)
 
     @classmethod
@@ -82,6 +82,7 @@ class Segmenter:
         if not path.is_file():
             raise CMRSegError(f"Model file {path} not found. Give a trained checkpoint with --model.")
         torch_device = resolve_device(device)
+        sha256 = file_sha256(path)  # read next to the load, not when a result is written (the file may change)
         model, metadata = load_model(path, torch_device)
         if torch_device.type == "cpu":
             model = model.to(memory_format=torch.channels_last)
@@ -89,12 +90,7 @@ class Segmenter:
         options.setdefault("prior_correction", bool(metadata.get("inference", {}).get("prior_correction", False)))
         if options.get("bf16") is None:
             options["bf16"] = torch_device.type == "cpu" and cpu_has_fast_bf16()
-        return cls(model, metadata, torch_device, config, source=str(path), **options)
-
-    @functools.cached_property
-    def model_sha256(self) -> str:
-        """The checkpoint file's sha256 (recorded with every result: which weights made it)."""
-        return file_sha256(self.source) if self.source else ""
+        return cls(model, metadata, torch_device, config, source=str(path), model_sha256=sha256, **options)
 
     @property
     def description(self) -> str:

@@ -136,6 +136,22 @@ def is_complete(out_dir: str | Path) -> bool:
     return all((out_dir / name).is_file() for name in read_manifest(out_dir))
 
 
+def lock_folder(path: Path) -> int:
+    """Lock ``path`` (a folder) for this process alone; closing the returned handle releases it."""
+    handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(handle)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise CMRSegError(
+                f"Another cmrseg run is writing into {path}; wait for it to finish or choose another --out."
+            ) from exc
+        raise CMRSegError(f"Cannot lock {path} ({exc.strerror or exc}): its filesystem does not support file locks "
+                          "(a network filesystem mounted without them); choose a folder on one that does.") from exc
+    return handle
+
+
 class OutputFolder:
     """The locked output folder of one run; see the module docstring for the guarantee."""
 
@@ -150,17 +166,7 @@ class OutputFolder:
     def acquire(self) -> None:
         self._created = not self.path.exists()
         self.path.mkdir(exist_ok=True)
-        handle = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(handle)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise CMRSegError(
-                    f"Another cmrseg run is writing into {self.path}; wait for it to finish or choose another --out."
-                ) from exc
-            raise
-        self._lock = handle
+        self._lock = lock_folder(self.path)
         self.recover()
 
     def release(self) -> None:
