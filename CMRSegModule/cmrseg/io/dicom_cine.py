@@ -1,4 +1,5 @@
-"""Cine short-axis DICOM (one 2D image per file) to :class:`Study`.
+"""Cine short-axis DICOM (one 2D image per file, or Enhanced MR multi-frame files: each frame is read as one
+such image, :mod:`cmrseg.io.dicom_enhanced`) to :class:`Study`.
 
 The folder is scanned recursively, headers only, and the instances are grouped by
 ``SeriesInstanceUID``. Within the chosen series, slices are told apart by ``ImagePositionPatient``
@@ -102,11 +103,11 @@ def _check_geometry(series: SeriesSummary) -> None:
             f"PixelSpacing, ImageOrientationPatient, ImagePositionPatient), e.g. {_names(missing)}. "
             "Export the series again with complete headers."
         )
-    multi = [h for h in series.instances if h.number_of_frames > 1]
+    multi = [h for h in series.instances if h.number_of_frames > 1 and h.frame_index is None]
     if multi:
         raise CMRSegError(
-            f"{_names(multi)} are multi-frame (enhanced) DICOM, which CMRSeg does not read; export the cine "
-            "as one image per file (classic MR Image Storage)."
+            f"{_names(multi)} are multi-frame DICOM without per-frame geometry (no per-frame functional groups), "
+            "which CMRSeg does not read; export the cine as Enhanced MR or as one image per file."
         )
     other = sorted({h.modality for h in series.instances if h.modality not in ("MR", "")})
     if other:
@@ -248,13 +249,18 @@ def _layout(series: SeriesSummary, scan: _Scan) -> _Layout:
 # ---------------------------------------------------------------------------------------- reading
 
 
-def _read_pixels(header: InstanceHeader) -> tuple[np.ndarray, pydicom.Dataset]:
+def _read_pixels(header: InstanceHeader, last: dict) -> tuple[np.ndarray, pydicom.Dataset]:
+    """One image, rescaled; ``last`` keeps the last file decoded (an enhanced file holds every frame)."""
     try:
         with dicom_config.disable_value_validation():
-            ds = pydicom.dcmread(header.path, force=False)
-            pixels = ds.pixel_array
-            slope = _float(ds.get("RescaleSlope"))
-            intercept = _float(ds.get("RescaleIntercept"))
+            if last.get("path") != header.path:
+                last.clear()
+                last["ds"] = pydicom.dcmread(header.path, force=False)
+                last["pixels"], last["path"] = last["ds"].pixel_array, header.path
+            ds, pixels = last["ds"], last["pixels"]
+            if header.frame_index is not None:
+                pixels = pixels[header.frame_index]
+            slope, intercept = header.rescale or (_float(ds.get("RescaleSlope")), _float(ds.get("RescaleIntercept")))
     except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file's name
         raise CMRSegError(
             f"Cannot read the pixel data of {header.path} ({type(exc).__name__}: {_first_sentence(exc)}). The "
@@ -353,9 +359,10 @@ def read_dicom_cine_with_index(
     files = [[""] * num_slices for _ in range(num_frames)]
     first_ds = None
     total = num_slices * num_frames
+    last: dict = {}
     for z, members in enumerate(layout.grid):
         for t, header in enumerate(members):
-            image[t, z], ds = _read_pixels(header)
+            image[t, z], ds = _read_pixels(header, last)
             first_ds = first_ds if first_ds is not None else ds
             refs.append(InstanceRef(header.path, header.instance_number, t, z))
             files[t][z] = header.path.relative_to(folder).as_posix()

@@ -49,6 +49,8 @@ class InstanceHeader:
     number_of_frames: int = 1
     modality: str = ""
     transfer_syntax: str = ""
+    frame_index: int | None = None  # a frame of an enhanced multi-frame file (:mod:`cmrseg.io.dicom_enhanced`)
+    rescale: tuple[float | None, float | None] | None = None  # that frame's RescaleSlope and RescaleIntercept
 
     @property
     def has_geometry(self) -> bool:
@@ -110,18 +112,18 @@ def _scan_folder(folder: Path, progress: ProgressCallback | None) -> _Scan:
     scan = _Scan([], [], [])
     for done, path in enumerate(files, start=1):
         try:
-            header = _read_header(path)
+            headers = _read_headers(path)
         except InvalidDicomError:
             scan.non_dicom.append(path)
         except Exception as exc:  # noqa: BLE001 - any failure of a corrupt file is reported by name
             logger.debug("Cannot read %s: %s", path, exc)
             scan.unreadable.append(path)
         else:
-            if header is None:
+            if not headers:
                 if path.name.upper() != "DICOMDIR":
                     scan.unreadable.append(path)
             else:
-                scan.headers.append(header)
+                scan.headers += headers
         report(progress, done, len(files), "Reading DICOM headers")
     if scan.non_dicom:
         warnings.warn(
@@ -139,29 +141,37 @@ def _scan_folder(folder: Path, progress: ProgressCallback | None) -> _Scan:
     return scan
 
 
-def _read_header(path: Path) -> InstanceHeader | None:
-    """The header of one file, or ``None`` for DICOM that is not part of an image series."""
+def _read_headers(path: Path) -> list[InstanceHeader]:
+    """The header of one file (one per frame of an enhanced multi-frame image); none for DICOM that is not
+    part of an image series."""
+    from cmrseg.io.dicom_enhanced import frame_headers, has_frame_groups
+
     with dicom_config.disable_value_validation():
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=False)
         series_uid = str(ds.get("SeriesInstanceUID", "") or "")
         if not series_uid or "Rows" not in ds:
-            return None
-        return InstanceHeader(
-            path=path,
+            return []
+        common = dict(
             series_uid=series_uid,
             series_number=_int(ds.get("SeriesNumber")),
             series_description=str(ds.get("SeriesDescription", "") or ""),
-            instance_number=_int(ds.get("InstanceNumber")),
             rows=_int(ds.get("Rows")),
             columns=_int(ds.get("Columns")),
-            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
-            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-            position=_floats(ds.get("ImagePositionPatient"), 3),
-            trigger_time=_float(ds.get("TriggerTime")),
             number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
             modality=str(ds.get("Modality", "") or "").strip().upper(),
             transfer_syntax=str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""),
         )
+        if has_frame_groups(ds):
+            return frame_headers(ds, path, common)
+        return [InstanceHeader(
+            path=path,
+            instance_number=_int(ds.get("InstanceNumber")),
+            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+            position=_floats(ds.get("ImagePositionPatient"), 3),
+            trigger_time=_float(ds.get("TriggerTime")),
+            **common,
+        )]  # fmt: skip
 
 
 def _group_series(headers: list[InstanceHeader]) -> list[SeriesSummary]:

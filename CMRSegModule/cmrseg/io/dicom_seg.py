@@ -112,6 +112,10 @@ def check_study_for_seg(study: Study) -> None:
     """Refuse a study that cannot have DICOM SEGs: not read from DICOM, or its images split (see above)."""
     if study.slice_files is None:
         raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
+    names = [name for frame in study.slice_files for name in frame]
+    if len(set(names)) < len(names):
+        raise CMRSegError("The cine was read from an enhanced (multi-frame) DICOM file; DICOM SEG and SR that "
+                          "reference its frames are not written yet (the label maps and reports are).")
     import pydicom
 
     check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])

@@ -1,0 +1,56 @@
+"""Enhanced (multi-frame) MR DICOM: one file holding a whole cine, its frames described by functional groups.
+
+Newer scanners (Philips, Siemens XA) store a cine as one Enhanced MR Image Storage file: every frame's slice
+position, orientation, pixel spacing, cardiac trigger delay and rescale are in its per-frame functional group,
+or in the shared one when all frames have the same. Each frame becomes one :class:`InstanceHeader`, with its
+index in the file, and the reader then treats the frames exactly as one-image files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+
+from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats, _int
+
+
+def has_frame_groups(ds: pydicom.Dataset) -> bool:
+    """Whether ``ds`` describes its frames with per-frame functional groups (an enhanced multi-frame image)."""
+    return (_int(ds.get("NumberOfFrames")) or 1) > 1 and "PerFrameFunctionalGroupsSequence" in ds
+
+
+def frame_headers(ds: pydicom.Dataset, path: Path, common: dict) -> list[InstanceHeader]:
+    """One header per frame of an enhanced multi-frame image; ``common`` holds the file-level fields
+    (series, rows, columns, modality, ...) that every frame shares."""
+    shared = _first(ds.get("SharedFunctionalGroupsSequence"))
+    headers = []
+    for index, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
+
+        def group(name: str, frame=frame):
+            """A functional group's item: the frame's own, else the shared one."""
+            return _first(frame.get(name)) or _first(shared.get(name) if shared is not None else None)
+
+        measures, plane, position = group("PixelMeasuresSequence"), group("PlaneOrientationSequence"), group(
+            "PlanePositionSequence")
+        cardiac, rescale = group("CardiacSynchronizationSequence"), group("PixelValueTransformationSequence")
+        headers.append(InstanceHeader(
+            path=path,
+            instance_number=index + 1,  # the frame's place in the file (phases without trigger times)
+            pixel_spacing=_floats(_get(measures, "PixelSpacing"), 2),
+            orientation=_floats(_get(plane, "ImageOrientationPatient"), 6),
+            position=_floats(_get(position, "ImagePositionPatient"), 3),
+            trigger_time=_float(_get(cardiac, "NominalCardiacTriggerDelayTime")),
+            rescale=(_float(_get(rescale, "RescaleSlope")), _float(_get(rescale, "RescaleIntercept"))),
+            frame_index=index,
+            **common,
+        ))  # fmt: skip
+    return headers
+
+
+def _first(sequence):
+    return sequence[0] if sequence else None
+
+
+def _get(item, keyword: str):
+    return item.get(keyword) if item is not None else None

@@ -1,0 +1,47 @@
+"""Enhanced (multi-frame) MR DICOM: a cine in one file reads as the same cine in one-image files."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from enhanced_dicom import enhanced_from_classic
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_cine import read_dicom_cine
+from cmrseg.io.dicom_seg import check_study_for_seg
+from cmrseg.io.dicom_write import write_dicom_cine
+from cmrseg.phantom import make_phantom
+
+
+def test_an_enhanced_multiframe_cine_reads_as_its_one_image_files_do(tmp_path):
+    """Newer scanners store the cine as one Enhanced MR file: every frame's position, trigger delay and rescale
+    in its functional groups. Frames in any order in the file give the study of the one-image files, voxel for
+    voxel; a DICOM SEG of it is refused clearly (not written yet)."""
+    phantom = make_phantom(seed=4, frames=5, slices=6, matrix=(96, 112), oblique=True)
+    write_dicom_cine(phantom.study, tmp_path / "classic")
+    order = list(range(5 * 6))
+    random.Random(0).shuffle(order)
+    enhanced_from_classic(tmp_path / "classic", tmp_path / "enhanced" / "cine.dcm", order)
+    classic, enhanced = read_dicom_cine(tmp_path / "classic"), read_dicom_cine(tmp_path / "enhanced")
+    np.testing.assert_array_equal(enhanced.image, classic.image)
+    assert enhanced.spacing == classic.spacing and enhanced.origin == classic.origin
+    np.testing.assert_array_equal(enhanced.direction, classic.direction)
+    np.testing.assert_array_equal(enhanced.frame_times_ms, classic.frame_times_ms)
+    assert enhanced.patient == classic.patient
+    with pytest.raises(CMRSegError, match="enhanced \\(multi-frame\\) DICOM file; DICOM SEG and SR"):
+        check_study_for_seg(enhanced)
+
+
+def test_a_multiframe_file_without_frame_geometry_is_refused(tmp_path):
+    import pydicom
+
+    phantom = make_phantom(seed=5, frames=3, slices=6, matrix=(96, 112))
+    write_dicom_cine(phantom.study, tmp_path / "classic")
+    path = enhanced_from_classic(tmp_path / "classic", tmp_path / "multi" / "cine.dcm")
+    ds = pydicom.dcmread(path)
+    del ds.PerFrameFunctionalGroupsSequence  # frames without their positions: not a readable cine
+    ds.save_as(path)
+    with pytest.raises(CMRSegError, match="No cine short-axis series .* 1 instances, 0 slice positions"):
+        read_dicom_cine(tmp_path / "multi")
