@@ -254,6 +254,13 @@ class CMRSegModuleWidget(BackgroundRunMixin, ReviewPanelMixin, ScriptedLoadableM
         self.ui.statusLabel.text = (f"Done: {info['model']}. {ResultsTable.qcSummary(review.table)} "
                                     "Correct the segmentations; the table updates.")
         self.logic.showResultTable(review.table)
+        folder = str(p.exportFolder)
+        exported = Export.earlierExport(review, folder)
+        if exported and slicer.util.confirmYesNoDisplay(
+            f"{folder} holds corrections of this result exported {exported.get('exported', '')} "
+            f"({exported.get('approval', {}).get('status', 'not approved')}). Go on from them?", windowTitle="CMRSeg"):
+            with slicer.util.tryWithErrorDisplay("Could not go on from the earlier export."):
+                self.ui.statusLabel.text = Export.restoreExport(review, folder)
         earlier = self.logic.showOnlyResult(review)
         untouched = [other for other in earlier if not Corrections.hasReviewWork(other)]
         worked = len(earlier) - len(untouched)  # corrected or approved: never offered for removal

@@ -149,6 +149,18 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     return list(written.values())
 
 
+def earlierExport(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> dict | None:
+    """The results JSON of this result's earlier export in ``folder``; None when there is none (or only
+    another result's, or one made before exports were told apart)."""
+    try:
+        document = json.loads(exportPaths(review, folder, baseName)["json"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("automatic_fingerprint") != automaticFingerprints(review):
+        return None
+    return document
+
+
 def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> str | None:
     """Put this result's earlier export from ``folder`` back into its corrected segmentations (a review
     reopened goes on from where it was exported, not from the automatic result), with its approval when the
@@ -166,12 +178,9 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
     from CMRSegModuleLib.SegmentationNodes import setLabelmapToSegmentation
 
     paths = exportPaths(review, folder, baseName)
-    try:
-        document = json.loads(paths["json"].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    document = earlierExport(review, folder, baseName)
+    if document is None:
         return None
-    if not isinstance(document, dict) or document.get("automatic_fingerprint") != automaticFingerprints(review):
-        return None  # another result's, or an export made before the fingerprint was kept
     for phase, volume, _, corrected in review.phases():
         try:
             labelmap = read_volume_file(paths[f"{phase}_labelmap"]).image[0]
