@@ -45,6 +45,7 @@ def _cmrseg(*args: str) -> subprocess.CompletedProcess:
     (["RUN", "--height", "-3"], "height"),
     (["RUN", "--sex", "unknown"], "is not a sex"),
     (["STUDY", "--out", "RUN"], "already holds a result; review it with: cmrseg review"),
+    (["RUN", "--bsa", "dubois"], "is reviewed with the BSA formula it was made with"),
 ])
 def test_mistakes_are_refused_in_one_line_before_anything_starts(run, args, message, tmp_path):
     study = run.parent / "phantom" / "cine.nii.gz"

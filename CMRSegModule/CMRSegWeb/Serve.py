@@ -47,6 +47,8 @@ def serve(args) -> int:
     check_sex_age(args.sex, args.age)
     host = Access.checkedHost(args.host)
     runFolder, segmentFirst = planReview(args.input, args.out)
+    if args.bsa and not segmentFirst:
+        raise CMRSegError(f"{runFolder} is reviewed with the BSA formula it was made with; leave out --bsa.")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless: no X server
 
     def prepare(progress):
@@ -86,6 +88,6 @@ def _segment(args, out: Path, progress) -> None:
     progress(0, 1, "Loading the model")
     segmenter = Segmenter.load(args.model, device=args.device)
     run_segment(args.input, out, segmenter, series_uid=args.series, height_cm=args.height, weight_kg=args.weight,
-                progress=progress, sex=args.sex, age_years=args.age)
+                progress=progress, sex=args.sex, age_years=args.age, bsa_method=args.bsa or "mosteller")
     log.info("segmented into %s", out)
 

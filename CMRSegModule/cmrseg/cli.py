@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--weight", type=float, help="patient weight in kg (overrides the input's)")
     review.add_argument("--sex", help="patient sex M, F or O (overrides the input's; picks the reference ranges)")
     review.add_argument("--age", type=float, help="patient age in years (overrides the input's)")
+    review.add_argument("--bsa", choices=("mosteller", "dubois"),
+                        help="BSA formula for a study segmented first (default mosteller); a run keeps its own")
     review.set_defaults(run=_review)
 
     from cmrseg.train import add_train_arguments
