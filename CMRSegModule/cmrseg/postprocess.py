@@ -1,9 +1,10 @@
 """Anatomical clean-up of a predicted ``[z, y, x]`` label map.
 
-1. Each structure keeps its largest 3D connected component (one LV, one RV, one myocardium), and any part
-   that continues it beyond one or two empty slices (a slice the network missed): such a part lies on other
-   slices, next to it, over the same place in-plane, and is not small. Dropping it would make the volume look
-   right but too small; kept, the empty slice is a gap that the quality check flags.
+1. Each structure keeps its largest 3D connected component (one LV, one RV, one myocardium) and the parts
+   that continue it on slices of their own beyond its end, within the outline of its end slice: on the next
+   slice (the apical cap of the myocardium lies inside the ring above it, so it is not connected to it), or,
+   when not small, beyond one or two empty slices (a slice the network missed: kept, the empty slice is a gap
+   that the quality check flags). Dropping them would make the volume look right but too small.
 2. In every slice, holes inside the LV blood pool (e.g. papillary muscles predicted as myocardium) become
    LV blood pool, as in the ACDC convention where papillary muscles belong to the cavity.
 """
@@ -32,16 +33,17 @@ def main_component(mask: np.ndarray) -> np.ndarray:
     sizes[0] = 0
     largest = components == sizes.argmax()
     kept = largest.copy()
-    for label in np.flatnonzero(sizes >= MIN_CONTINUATION * sizes.max()):
-        part = components == label
-        if label != sizes.argmax() and continues(largest, part):
-            kept |= part
+    for label in np.flatnonzero(sizes):
+        if label != sizes.argmax() and continues(largest, components == label,
+                                                 sizes[label] >= MIN_CONTINUATION * sizes.max()):  # fmt: skip
+            kept |= components == label
     return kept
 
 
-def continues(main: np.ndarray, part: np.ndarray) -> bool:
-    """Whether ``part`` lies on slices of its own within :data:`MAX_GAP_SLICES` empty slices of ``main``, over
-    the same place in-plane (its facing slice mostly inside ``main``'s facing slice)."""
+def continues(main: np.ndarray, part: np.ndarray, sizeable: bool = True) -> bool:
+    """Whether ``part`` lies on slices of its own beyond an end of ``main``, over the same place in-plane (its
+    facing slice mostly inside the outline of ``main``'s facing slice, holes filled): on the next slice, or,
+    when ``sizeable``, within :data:`MAX_GAP_SLICES` empty slices."""
     main_slices, part_slices = (np.flatnonzero(m.any(axis=(1, 2))) for m in (main, part))
     if part_slices[0] > main_slices[-1]:
         facing_main, facing_part = main_slices[-1], part_slices[0]
@@ -49,10 +51,11 @@ def continues(main: np.ndarray, part: np.ndarray) -> bool:
         facing_main, facing_part = main_slices[0], part_slices[-1]
     else:
         return False  # beside the main part on a shared slice: a separate blob
-    if abs(facing_part - facing_main) - 1 > MAX_GAP_SLICES:
+    gap = abs(facing_part - facing_main) - 1
+    if gap > (MAX_GAP_SLICES if sizeable else 0):
         return False
-    footprint = part[facing_part]
-    return (footprint & main[facing_main]).sum() >= MIN_FOOTPRINT_OVERLAP * footprint.sum()
+    footprint, outline = part[facing_part], ndimage.binary_fill_holes(main[facing_main])
+    return (footprint & outline).sum() >= MIN_FOOTPRINT_OVERLAP * footprint.sum()
 
 
 def fill_lv_holes(labels: np.ndarray) -> np.ndarray:
