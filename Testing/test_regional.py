@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cmrseg.basal import basal_end
 from cmrseg.io.acdc import list_patients, load_frame, read_info
 from cmrseg.labels import LV, MYO, RV
 from cmrseg.regional import SEGMENTS, anterior_origin, regional_wall_thickness, segment_of, segment_thickness
@@ -38,7 +39,7 @@ def ring_heart(origin: float, sense: int, design: dict[int, float], scale: float
 @pytest.mark.parametrize(("origin", "sense"), [(260.0, -1), (300.0, -1), (250.0, +1)])
 def test_each_segment_gets_its_designed_thickness(origin, sense):
     labels = ring_heart(origin, sense, DESIGN)
-    measured = segment_thickness(labels, (PIXEL_MM, PIXEL_MM, 8.0), np.eye(3))
+    measured = segment_thickness(labels, (PIXEL_MM, PIXEL_MM, 8.0), np.eye(3), 0)  # designed base first
     assert sorted(measured) == list(range(1, 17))
     for number, value in measured.items():
         assert value == pytest.approx(DESIGN[number], abs=0.3), number
@@ -51,7 +52,7 @@ def test_the_anterior_insertion_comes_from_the_study_orientation():
     assert anterior_origin(arc, flipped) == (140.0, +1)
     # Flipped, the same heart is read mirrored: anteroseptal and inferoseptal trade places.
     labels = ring_heart(260.0, -1, DESIGN)
-    measured = segment_thickness(labels, (PIXEL_MM, PIXEL_MM, 8.0), flipped)
+    measured = segment_thickness(labels, (PIXEL_MM, PIXEL_MM, 8.0), flipped, 0)
     assert measured[2] == pytest.approx(DESIGN[3], abs=0.3) and measured[3] == pytest.approx(DESIGN[2], abs=0.3)
 
 
@@ -68,8 +69,8 @@ def test_thickening_from_ed_to_es():
 def test_without_rv_contact_or_enough_slices_there_are_no_segments():
     labels = ring_heart(260.0, -1, DESIGN)
     no_rv = np.where(labels == RV, 0, labels).astype(np.uint8)
-    assert segment_thickness(no_rv, (PIXEL_MM, PIXEL_MM, 8.0), np.eye(3)) is None
-    assert segment_thickness(labels[:2], (PIXEL_MM, PIXEL_MM, 8.0), np.eye(3)) is None
+    assert segment_thickness(no_rv, (PIXEL_MM, PIXEL_MM, 8.0), np.eye(3), 0) is None
+    assert segment_thickness(labels[:2], (PIXEL_MM, PIXEL_MM, 8.0), np.eye(3), 0) is None
 
 
 @pytest.mark.shared_data
@@ -83,7 +84,8 @@ def test_hypertrophic_hearts_have_a_thicker_septum_than_normal_ones(acdc_root):
         ratios, septum = [], []
         for patient in patients:
             frame = load_frame(patient, "ED")
-            measured = segment_thickness(frame.mask, frame.study.spacing, frame.study.direction)
+            study = frame.study
+            measured = segment_thickness(frame.mask, study.spacing, study.direction, basal_end(frame.mask))
             assert measured is not None, patient.name
             septum.append(np.mean([measured[s] for s in septal]))
             ratios.append(septum[-1] / np.mean([measured[s] for s in lateral]))

@@ -1,8 +1,9 @@
 """Regional LV wall thickness and systolic thickening in the AHA segments 1-16 (Cerqueira et al., Circulation
 2002; the apical cap, segment 17, is not on short-axis slices).
 
-Levels: the slices with a closed LV ring (myocardium and blood pool) from base to apex (the base is the end
-with the larger LV blood pool), cut into thirds: basal, mid, apical (a middle slice left over goes to mid).
+Levels: the slices with a closed LV ring (myocardium and blood pool) from base to apex (the base is found on
+the ED frame, :func:`cmrseg.basal.basal_end`, and used for ES too), cut into thirds: basal, mid, apical (a
+middle slice left over goes to mid).
 
 Angles: in each slice, from the LV blood-pool centroid. The right-ventricular insertion points are the two
 ends of the arc where the RV blood pool touches the myocardium; the anterior one (the end pointing more to
@@ -42,12 +43,11 @@ RAY_LENGTH_MM = 120.0
 ANGLES_DEG = np.arange(360.0)
 
 
-def ring_slices(labels: np.ndarray) -> list[int]:
-    """Slices with both LV blood pool and myocardium, ordered from base to apex."""
+def ring_slices(labels: np.ndarray, base: int) -> list[int]:
+    """Slices with both LV blood pool and myocardium, ordered from the ``base`` slice's end to the apex."""
     with_ring = [z for z in range(labels.shape[0]) if (labels[z] == LV).any() and (labels[z] == MYO).any()]
     if not with_ring:
         return []
-    base = basal_end(labels)
     return with_ring if abs(base - with_ring[0]) <= abs(base - with_ring[-1]) else with_ring[::-1]
 
 
@@ -122,11 +122,11 @@ def segment_of(angle: float, origin: float, sense: int, level: str) -> int:
     return first + {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 0}[int(phi // 60.0)]
 
 
-def segment_thickness(labels: np.ndarray, spacing: tuple[float, float, float], direction: np.ndarray
-                      ) -> dict[int, float] | None:  # fmt: skip
-    """Mean wall thickness (mm) per AHA segment of one ``[z, y, x]`` frame; None when it has fewer than three
-    ring slices or no RV contact to place the segments."""
-    ordered = ring_slices(labels)
+def segment_thickness(labels: np.ndarray, spacing: tuple[float, float, float], direction: np.ndarray,
+                      base: int) -> dict[int, float] | None:  # fmt: skip
+    """Mean wall thickness (mm) per AHA segment of one ``[z, y, x]`` frame whose base is at the ``base`` slice's
+    end; None when it has fewer than three ring slices or no RV contact to place the segments."""
+    ordered = ring_slices(labels, base)
     if len(ordered) < 3:
         return None
     xy = (float(spacing[0]), float(spacing[1]))
@@ -147,10 +147,11 @@ def segment_thickness(labels: np.ndarray, spacing: tuple[float, float, float], d
 def regional_wall_thickness(ed: np.ndarray, es: np.ndarray, spacing, direction) -> list[dict] | None:
     """The 16 AHA segments with ED and ES wall thickness (mm) and thickening (%), ``None`` where a segment
     has no measurement; None when the ED frame cannot be divided into segments."""
-    at_ed = segment_thickness(ed, spacing, direction)
+    base = basal_end(ed)  # one base for both phases: ES decided on its own could turn the stack the other way
+    at_ed = segment_thickness(ed, spacing, direction, base)
     if at_ed is None:
         return None
-    at_es = segment_thickness(es, spacing, direction) or {}
+    at_es = segment_thickness(es, spacing, direction, base) or {}
     rows = []
     for number, level, name in SEGMENTS:
         ed_mm, es_mm = at_ed.get(number), at_es.get(number)
