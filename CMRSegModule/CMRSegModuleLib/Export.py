@@ -152,12 +152,13 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
 def earlierExport(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> dict | None:
     """The results JSON of this result's earlier export in ``folder``; None when there is none (or only
     another result's, or one made before exports were told apart)."""
+    fingerprints = automaticFingerprints(review)
     try:
         document = json.loads(exportPaths(review, folder, baseName)["json"].read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(document, dict) or document.get("automatic_fingerprint") != automaticFingerprints(review):
-        return None
+    if fingerprints is None or not isinstance(document, dict) or document.get("automatic_fingerprint") != fingerprints:
+        return None  # a result made before fingerprints were kept cannot be matched to an export
     return document
 
 
