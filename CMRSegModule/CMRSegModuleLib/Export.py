@@ -171,11 +171,7 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
         CMRSegError: the export's label maps are missing or do not fit the result's frames.
     """
     from cmrseg.io.volume_files import read_volume_file
-    from CMRSegModuleLib.Corrections import (
-        APPROVED_AT_ATTRIBUTE,
-        APPROVED_BY_ATTRIBUTE,
-        APPROVED_FINGERPRINT_ATTRIBUTE,
-    )
+    from CMRSegModuleLib.Corrections import approve
     from CMRSegModuleLib.SegmentationNodes import setLabelmapToSegmentation
 
     paths = exportPaths(review, folder, baseName)
@@ -191,10 +187,9 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
         setLabelmapToSegmentation(corrected, labelmap.astype("uint8"), volume)
     updateCorrected(review)
     approval = document.get("approval") or {}
-    if approval.get("status") == "approved" and document.get("corrected_fingerprint") == correctedFingerprint(review):
-        review.table.SetAttribute(APPROVED_BY_ATTRIBUTE, approval["by"])
-        review.table.SetAttribute(APPROVED_AT_ATTRIBUTE, approval["at"])
-        review.table.SetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE, document["corrected_fingerprint"])
+    approved = approval.get("status") == "approved"
+    if approved and document.get("corrected_fingerprint") == correctedFingerprint(review):
+        approve(review, approval["by"], datetime.fromisoformat(approval["at"]))  # as approved then
     state = f"approved by {approval['by']}" if approvalOf(review)["status"] == "approved" else "not approved"
     return f"Went on from the corrections exported {document.get('exported', '')} ({state})."
 

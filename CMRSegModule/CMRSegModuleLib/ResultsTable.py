@@ -126,7 +126,7 @@ def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo |
     table.SetAttribute(AUTOMATIC_ATTRIBUTE, json.dumps(automatic))
     table.SetAttribute(BSA_METHOD_ATTRIBUTE, bsaMethod)
     if curve is not None:
-        table.SetAttribute(CURVE_ATTRIBUTE, json.dumps({**curve, "lv_ml": list(curve["lv_ml"].items())}))
+        table.SetAttribute(CURVE_ATTRIBUTE, json.dumps(curve))
     writePatient(table, patient, PATIENT_ATTRIBUTES)
     _setColumn(table, "automatic", automatic)
     _setReferenceColumns(table, "automatic", automatic, withRange=True)
@@ -161,7 +161,7 @@ def tableCurve(table) -> dict | None:
     if not stored:
         return None
     curve = json.loads(stored)
-    return {**curve, "lv_ml": {int(frame): ml for frame, ml in curve["lv_ml"]}}
+    return {**curve, "lv_ml": {int(frame): ml for frame, ml in curve["lv_ml"].items()}}  # JSON keys are text
 
 
 def rowKeys(table) -> list[str]:

@@ -195,12 +195,13 @@ def finished_row(job: StudyJob, study_dir: Path, settings: dict) -> dict | None:
     with these ``settings`` (measures.json's model_sha256, basal_rule, bsa_method, all_frames); a failed row
     naming why, when the folder holds a result that is not that (left as it is: a batch never replaces
     files); None when it holds none (a run stopped before its commit leaves none)."""
-    from cmrseg.outputs import JOURNAL_NAME, is_complete, read_manifest
+    from cmrseg.outputs import JOURNAL_NAME, read_manifest
 
-    if (study_dir / JOURNAL_NAME).exists() or not read_manifest(study_dir):
+    listed = read_manifest(study_dir)
+    if (study_dir / JOURNAL_NAME).exists() or not listed:
         return None  # nothing committed (the run on it rolls a half-done commit back)
-    if not is_complete(study_dir):
-        missing = [name for name in read_manifest(study_dir) if not (study_dir / name).is_file()]
+    missing = [name for name in listed if not (study_dir / name).is_file()]
+    if missing:
         return failed_row(job, f"{study_dir} holds an earlier result with files missing ({', '.join(missing)}); "
                                "it is left as it is: move the folder away to segment this study again")  # fmt: skip
     try:
