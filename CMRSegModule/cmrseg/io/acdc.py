@@ -9,7 +9,6 @@ import numpy as np
 
 from cmrseg.errors import CMRSegError
 from cmrseg.io.study import PatientInfo, Study
-from cmrseg.io.volume_files import read_volume_file
 
 GROUPS = ("NOR", "MINF", "DCM", "HCM", "RV")
 PHASES = ("ED", "ES")  # the annotated frames of every patient
@@ -75,16 +74,23 @@ def patient_info(folder: Path, info: dict[str, str]) -> PatientInfo:
     )
 
 
+def _read_volume(path: str | Path) -> Study:
+    # SimpleITK is imported here only: listing patients and reading Info.cfg need none (training from a slice pack).
+    from cmrseg.io.volume_files import read_volume_file
+
+    return read_volume_file(path)
+
+
 def load_frame(folder: str | Path, phase: str) -> AcdcFrame:
     """The ED or ES frame of one patient with its expert mask."""
     folder = Path(folder)
     info = read_info(folder)
     number = int(info[phase])
     base = folder / f"{folder.name}_frame{number:02d}"
-    study = read_volume_file(f"{base}.nii.gz")
+    study = _read_volume(f"{base}.nii.gz")
     study.patient = patient_info(folder, info)
     study.description = f"ACDC {folder.name} {phase} (frame {number})"
-    mask_study = read_volume_file(f"{base}_gt.nii.gz")
+    mask_study = _read_volume(f"{base}_gt.nii.gz")
     mask = mask_study.image[0].astype(np.uint8)
     if not mask_study.on_grid_of(study):
         raise CMRSegError(f"{base}_gt.nii.gz does not match its image's grid (matrix, spacing, origin or direction).")
@@ -98,7 +104,7 @@ def load_patient_study(folder: str | Path) -> Study:
     ed, es = int(info["ED"]), int(info["ES"])
     cine = folder / f"{folder.name}_4d.nii.gz"
     if cine.is_file():
-        study = read_volume_file(cine)
+        study = _read_volume(cine)
         if max(ed, es) > study.num_frames:
             raise CMRSegError(f"{folder / 'Info.cfg'} names frame {max(ed, es)}, but {cine.name} has "
                               f"{study.num_frames} frames.")

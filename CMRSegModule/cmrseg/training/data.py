@@ -86,7 +86,12 @@ def load_slices(
     what: str = "Pre-processing",
     context: int = 0,
 ) -> SliceSet:
-    """ED and ES frames of ``patients`` (ACDC folder names under ``data_root``) as pre-processed slices."""
+    """ED and ES frames of ``patients`` (ACDC folder names under ``data_root``, or a slice pack of
+    :mod:`cmrseg.training.pack`) as pre-processed slices."""
+    from cmrseg.training.pack import is_pack, slices_from_pack
+
+    if is_pack(data_root):
+        return slices_from_pack(data_root, patients, config, margin, context)
     root = Path(data_root)
     if (root / "training").is_dir():
         root = root / "training"

@@ -55,6 +55,8 @@ def prepare_split(out: Path, config: TrainConfig, split_file: str | None) -> tup
     elif split_file:
         split = read_split(split_file)
         write_split(split, target)
+    elif Path(config.data).is_file():
+        raise CMRSegError(f"{config.data} is a slice pack: give the split it was made for with --split.")
     else:
         split = make_split(config.data, config.seed)
         write_split(split, target)
