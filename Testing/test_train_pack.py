@@ -10,7 +10,8 @@ import cmrseg.train as train_module
 from cmrseg.errors import CMRSegError
 from cmrseg.preprocess import PreprocessConfig
 from cmrseg.training.data import load_slices
-from cmrseg.training.pack import LEVELS, main as pack_main, slices_from_pack
+from cmrseg.training.pack import LEVELS, slices_from_pack
+from cmrseg.training.pack import main as pack_main
 from cmrseg.training.split import write_split
 from cmrseg.training.state import load_state
 

@@ -22,7 +22,8 @@ from cmrseg.training.config import AUGMENTATION_NAMES, LOSS_NAMES, PRESET_NAMES,
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``cmrseg train`` (defaults are applied later, so a resumed run can tell what was given)."""
     d = TrainConfig(data="")
-    parser.add_argument("--data", help="ACDC root (the folder holding training/patientNNN), or a slice pack (cmrseg.training.pack) with --split")
+    parser.add_argument("--data", help="ACDC root (the folder holding training/patientNNN), or a slice pack "
+                        "(cmrseg.training.pack) with --split")
     parser.add_argument("--out", required=True, help="output folder (split, history, best.pt, last.pt)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--preset", choices=PRESET_NAMES, help=f"network width preset (default {d.preset})")
