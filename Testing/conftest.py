@@ -25,6 +25,21 @@ def acdc_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_pack(acdc_root, tmp_path_factory) -> Path:
+    """A folder with ``split.json`` (two training patients, one validation patient) and ``acdc.pack``, its slice
+    pack at 64 x 64 pixels with an 8-pixel jitter margin (:mod:`cmrseg.training.pack`)."""
+    from cmrseg.training.pack import main as pack_main
+    from cmrseg.training.split import write_split
+
+    folder = tmp_path_factory.mktemp("pack")
+    write_split({"train": ["patient001", "patient042"], "val": ["patient077"], "test": []}, folder / "split.json")
+    argv = [str(acdc_root), "--split", str(folder / "split.json"), "--out", str(folder / "acdc.pack"),
+            "--size", "64", "--jitter-px", "8"]
+    assert pack_main(argv) == 0
+    return folder
+
+
+@pytest.fixture(scope="session")
 def sunnybrook_root() -> Path:
     return require_shared_data(SUNNYBROOK_ROOT)
 

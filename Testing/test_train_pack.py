@@ -12,29 +12,17 @@ from cmrseg.preprocess import PreprocessConfig
 from cmrseg.training.data import load_slices
 from cmrseg.training.pack import LEVELS, slices_from_pack
 from cmrseg.training.pack import main as pack_main
-from cmrseg.training.split import write_split
 from cmrseg.training.state import load_state
 
 SMALL = PreprocessConfig(size=(64, 64))
-JITTER = 8
-
-
-@pytest.fixture(scope="module")
-def packed(acdc_root, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pack")
-    split = {"train": ["patient001", "patient042"], "val": ["patient077"], "test": []}
-    write_split(split, folder / "split.json")
-    argv = [str(acdc_root), "--split", str(folder / "split.json"), "--out", str(folder / "acdc.pack"),
-            "--size", "64", "--jitter-px", str(JITTER)]
-    assert pack_main(argv) == 0
-    return folder
+JITTER = 8  # the small_pack fixture's
 
 
 @pytest.mark.shared_data
-def test_a_pack_gives_the_slices_of_the_acdc_folder_to_within_its_7_bits(acdc_root, packed):
+def test_a_pack_gives_the_slices_of_the_acdc_folder_to_within_its_7_bits(acdc_root, small_pack):
     for patients, margin in ((["patient042", "patient001"], JITTER), (["patient077"], 0)):
         direct = load_slices(acdc_root, patients, SMALL, margin)
-        from_pack = load_slices(packed / "acdc.pack", patients, SMALL, margin, context=1)
+        from_pack = load_slices(small_pack / "acdc.pack", patients, SMALL, margin, context=1)
         assert from_pack.volumes == direct.volumes and from_pack.margin == margin and from_pack.context == 1
         assert torch.equal(from_pack.labels, direct.labels)
         error = (from_pack.images.float() - direct.images.float()).abs().max()
@@ -43,25 +31,26 @@ def test_a_pack_gives_the_slices_of_the_acdc_folder_to_within_its_7_bits(acdc_ro
 
 
 @pytest.mark.shared_data
-def test_a_pack_refuses_other_pre_processing_and_patients_it_does_not_hold(packed):
+def test_a_pack_refuses_other_pre_processing_and_patients_it_does_not_hold(small_pack):
     with pytest.raises(CMRSegError, match="pre-processed with"):
-        slices_from_pack(packed / "acdc.pack", ["patient001"], PreprocessConfig(size=(96, 96)), JITTER, 0)
+        slices_from_pack(small_pack / "acdc.pack", ["patient001"], PreprocessConfig(size=(96, 96)), JITTER, 0)
     with pytest.raises(CMRSegError, match="no training canvas .* patient077"):
-        slices_from_pack(packed / "acdc.pack", ["patient077"], SMALL, JITTER, 0)
+        slices_from_pack(small_pack / "acdc.pack", ["patient077"], SMALL, JITTER, 0)
     with pytest.raises(CMRSegError, match="no validation crop .* patient001"):
-        slices_from_pack(packed / "acdc.pack", ["patient001"], SMALL, 0, 0)
-    assert pack_main([str(packed), "--split", str(packed / "split.json"), "--out", str(packed / "acdc.pack")]) == 2
+        slices_from_pack(small_pack / "acdc.pack", ["patient001"], SMALL, 0, 0)
+    again = [str(small_pack), "--split", str(small_pack / "split.json"), "--out", str(small_pack / "acdc.pack")]
+    assert pack_main(again) == 2  # never overwrites
 
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_training_from_a_pack_needs_its_split_and_then_runs(packed, tmp_path, capsys):
-    common = ["--data", str(packed / "acdc.pack"), "--size", "64", "--jitter-px", str(JITTER), "--batch-size", "4",
+def test_training_from_a_pack_needs_its_split_and_then_runs(small_pack, tmp_path, capsys):
+    common = ["--data", str(small_pack / "acdc.pack"), "--size", "64", "--jitter-px", str(JITTER), "--batch-size", "4",
               "--iterations-per-epoch", "2", "--epochs", "1", "--threads", "1"]
     assert train_module.main(["--out", str(tmp_path / "nosplit"), *common]) == 2
     assert "is a slice pack: give the split" in capsys.readouterr().err
     assert not (tmp_path / "nosplit").exists()
-    assert train_module.main(["--out", str(tmp_path / "run"), *common, "--split", str(packed / "split.json")]) == 0
+    assert train_module.main(["--out", str(tmp_path / "run"), *common, "--split", str(small_pack / "split.json")]) == 0
     state = load_state(tmp_path / "run" / "last.pt")
     assert state["epoch"] == 1 and 0 <= state["history"][0]["dice_mean"] <= 1
     assert " slices of 4 frames, validating on 2 frames" in capsys.readouterr().out

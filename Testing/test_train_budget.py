@@ -1,0 +1,62 @@
+"""scripts/train-budget: runs side by side within a budget, their epochs scaled alike when they do not fit."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cmrseg.model import load_model, read_checkpoint
+from conftest import REPO_ROOT
+
+_loader = importlib.machinery.SourceFileLoader("train_budget", str(REPO_ROOT / "scripts" / "train-budget"))
+train_budget = importlib.util.module_from_spec(importlib.util.spec_from_loader("train_budget", _loader))
+_loader.exec_module(train_budget)
+
+
+def test_every_run_shrinks_by_the_factor_that_lets_the_slowest_finish():
+    # a: 2 of 100 epochs done at 10 s each, 480 s left: 48 more fit, half its plan; b fits twice over.
+    scale, epochs = train_budget.scaled_epochs({"a": 100, "b": 50}, {"a": [30.0, 10.0], "b": [20.0, 5.0]}, 480.0)
+    assert scale == pytest.approx(0.5) and epochs == {"a": 50, "b": 25}
+    scale, epochs = train_budget.scaled_epochs({"a": 10, "b": 8}, {"a": [3.0, 1.0], "b": [2.0, 1.0]}, 480.0)
+    assert scale == 1.0 and epochs == {"a": 10, "b": 8}
+    # never fewer epochs than a run has trained, plus the one it is in
+    scale, epochs = train_budget.scaled_epochs({"a": 100}, {"a": [30.0, 30.0, 30.0]}, 0.0)
+    assert scale == pytest.approx(0.03) and epochs == {"a": 4}
+
+
+def test_only_the_epoch_count_changes_in_a_resumed_run():
+    words = ["--data", "P", "--epochs", "60", "--seed", "1"]
+    assert train_budget.with_epochs(words, 15) == ["--data", "P", "--epochs", "15", "--seed", "1"]
+    assert words[3] == "60"
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_runs_side_by_side_finish_and_leave_float16_copies(small_pack, tmp_path):
+    common = ["--data", str(small_pack / "acdc.pack"), "--split", str(small_pack / "split.json"), "--size", "64",
+              "--jitter-px", "8", "--batch-size", "4", "--iterations-per-epoch", "2", "--epochs", "3"]
+    plan = {"seed0": [*common, "--seed", "0"], "seed1": [*common, "--seed", "1"]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train-budget"), str(tmp_path / "plan.json"),
+                           "--budget", "600", "--out", str(tmp_path / "runs"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "runs" / "budget.json").read_text())
+    assert summary["scale"] == 1.0
+    runs = {name: (run["epochs_trained"], run["exit"]) for name, run in summary["runs"].items()}
+    assert runs == {"seed0": (3, 0), "seed1": (3, 0)}
+    for name in plan:
+        run = tmp_path / "runs" / name
+        half, full = read_checkpoint(run / "best16.pt"), read_checkpoint(run / "best.pt")
+        assert half[0] == full[0]
+        for key, tensor in full[1].items():
+            if tensor.is_floating_point():
+                assert half[1][key].dtype == torch.float16 and torch.equal(half[1][key], tensor.half()), key
+        model, _ = load_model(run / "best16.pt")
+        assert next(model.parameters()).dtype == torch.float32  # loaded back as float32 for inference
