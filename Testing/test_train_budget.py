@@ -60,3 +60,43 @@ def test_runs_side_by_side_finish_and_leave_float16_copies(small_pack, tmp_path)
                 assert half[1][key].dtype == torch.float16 and torch.equal(half[1][key], tensor.half()), key
         model, _ = load_model(run / "best16.pt")
         assert next(model.parameters()).dtype == torch.float32  # loaded back as float32 for inference
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_runs_that_do_not_fit_are_all_shortened_alike_and_resumed(small_pack, tmp_path):
+    common = ["--data", str(small_pack / "acdc.pack"), "--split", str(small_pack / "split.json"), "--size", "64",
+              "--jitter-px", "8", "--batch-size", "4", "--iterations-per-epoch", "2", "--epochs", "40"]
+    plan = {"a": [*common, "--seed", "0"], "b": [*common, "--seed", "1"]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "train-budget"), str(tmp_path / "plan.json"),
+               "--budget", "70", "--out", str(tmp_path / "runs"), "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "runs" / "budget.json").read_text())
+    assert 0 < summary["scale"] < 1  # 40 epochs of two runs never fit in 45 seconds
+    planned = {name: run["epochs_planned"] for name, run in summary["runs"].items()}
+    assert planned["a"] == planned["b"] < 40
+    for name in plan:
+        log = (tmp_path / "runs" / f"{name}.log").read_text()
+        assert f"now spans {planned[name]} epochs (was 40)" in log
+        assert (tmp_path / "runs" / name / "best16.pt").is_file()
+    # a second start into the same folder is refused before anything runs
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "exists: give another --out" in again.stderr
+    assert json.loads((tmp_path / "runs" / "budget.json").read_text()) == summary
+
+
+def test_plans_that_cannot_run_as_asked_are_refused(tmp_path):
+    def refusal(plan) -> str:
+        (tmp_path / "plan.json").write_text(json.dumps(plan))
+        done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train-budget"), str(tmp_path / "plan.json"),
+                               "--budget", "600", "--out", str(tmp_path / "runs")], capture_output=True, text=True)
+        assert done.returncode != 0 and not (tmp_path / "runs").exists()
+        return done.stderr
+
+    assert "must give --epochs N" in refusal({"a": ["--data", "P"]})
+    assert "must give --epochs N" in refusal({"a": ["--epochs", "x"]})
+    assert "this script sets them" in refusal({"a": ["--epochs", "3", "--out", "elsewhere"]})
+    assert "list of strings" in refusal({"a": "--epochs 3"})
+    assert "not a plain folder name" in refusal({"../a": ["--epochs", "3"]})

@@ -83,6 +83,9 @@ def run_training(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     with removed_if_refused(out):  # a run refused before its first epoch leaves nothing behind
+        if config.oversample and Path(config.data).is_file():
+            raise CMRSegError("--oversample reads the patients' groups from the ACDC folder's Info.cfg files: give "
+                              f"that folder as --data, not the slice pack {config.data}.")
         split, split_path = prepare_split(out, config, args.split)
         limit = config.max_patients
         train_patients, val_patients = split["train"][:limit], split["val"][:limit]
