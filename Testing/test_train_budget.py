@@ -37,18 +37,24 @@ def test_only_the_epoch_count_changes_in_a_resumed_run():
     assert words[3] == "60"
 
 
+def _two_seeds(small_pack, tmp_path, epochs: int, budget: int) -> tuple[dict, list[str], dict]:
+    """Two tiny runs (seeds 0 and 1) of ``epochs`` from the small pack under ``budget`` seconds: the plan, the
+    command that ran them and the summary it wrote."""
+    common = ["--data", str(small_pack / "acdc.pack"), "--split", str(small_pack / "split.json"), "--size", "64",
+              "--jitter-px", "8", "--batch-size", "4", "--iterations-per-epoch", "2", "--epochs", str(epochs)]
+    plan = {"seed0": [*common, "--seed", "0"], "seed1": [*common, "--seed", "1"]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    command = [sys.executable, str(REPO_ROOT / "scripts" / "train-budget"), str(tmp_path / "plan.json"),
+               "--budget", str(budget), "--out", str(tmp_path / "runs"), "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=budget + 300)
+    assert done.returncode == 0, done.stderr
+    return plan, command, json.loads((tmp_path / "runs" / "budget.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_runs_side_by_side_finish_and_leave_float16_copies(small_pack, tmp_path):
-    common = ["--data", str(small_pack / "acdc.pack"), "--split", str(small_pack / "split.json"), "--size", "64",
-              "--jitter-px", "8", "--batch-size", "4", "--iterations-per-epoch", "2", "--epochs", "3"]
-    plan = {"seed0": [*common, "--seed", "0"], "seed1": [*common, "--seed", "1"]}
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train-budget"), str(tmp_path / "plan.json"),
-                           "--budget", "600", "--out", str(tmp_path / "runs"), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads((tmp_path / "runs" / "budget.json").read_text())
+    plan, _, summary = _two_seeds(small_pack, tmp_path, epochs=3, budget=600)
     assert summary["scale"] == 1.0
     runs = {name: (run["epochs_trained"], run["exit"]) for name, run in summary["runs"].items()}
     assert runs == {"seed0": (3, 0), "seed1": (3, 0)}
@@ -66,25 +72,17 @@ def test_runs_side_by_side_finish_and_leave_float16_copies(small_pack, tmp_path)
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_runs_that_do_not_fit_are_all_shortened_alike_and_resumed(small_pack, tmp_path):
-    common = ["--data", str(small_pack / "acdc.pack"), "--split", str(small_pack / "split.json"), "--size", "64",
-              "--jitter-px", "8", "--batch-size", "4", "--iterations-per-epoch", "2", "--epochs", "2000"]
-    plan = {"a": [*common, "--seed", "0"], "b": [*common, "--seed", "1"]}
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
-    command = [sys.executable, str(REPO_ROOT / "scripts" / "train-budget"), str(tmp_path / "plan.json"),
-               "--budget", "70", "--out", str(tmp_path / "runs"), "--device", "cpu"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads((tmp_path / "runs" / "budget.json").read_text())
+    plan, command, summary = _two_seeds(small_pack, tmp_path, epochs=2000, budget=70)
     assert 0 < summary["scale"] < 1  # 2000 epochs (about a second each here) never fit in 45 seconds
     planned = {name: run["epochs_planned"] for name, run in summary["runs"].items()}
-    assert planned["a"] == planned["b"] < 2000
+    assert planned["seed0"] == planned["seed1"] < 2000
     for name in plan:
         log = (tmp_path / "runs" / f"{name}.log").read_text()
         assert f"now spans {planned[name]} epochs (was 2000)" in log
         assert (tmp_path / "runs" / name / "best16.pt").is_file()
     # a second start into the same folder is refused before anything runs
     again = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert again.returncode != 0 and "exists: give another --out" in again.stderr
+    assert again.returncode != 0 and "give another --out (nothing there is overwritten)" in again.stderr
     assert json.loads((tmp_path / "runs" / "budget.json").read_text()) == summary
 
 
