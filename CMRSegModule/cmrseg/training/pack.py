@@ -87,15 +87,16 @@ def slices_from_pack(
         raise CMRSegError(f"{path} was pre-processed with {content['preprocess']}, not {config.as_dict()}: "
                           "make the pack again with this run's --spacing-mm and --size.")
     train, val = content["train"], content["val"]
-    section = train if margin else val  # the runner asks for its validation patients without a margin
-    other_jitter = margin != section["margin"] or (not margin and set(patients) <= set(train["patients"]) - set(
-        val["patients"]))  # a run with --jitter-px 0 asks for its training patients without a margin too
-    if other_jitter:
+    # The runner asks for its validation patients without a margin and for its training patients with its
+    # --jitter-px, which may be 0 too: a patient the pack holds for training only tells them apart.
+    training = margin > 0 or any(p in train["patients"] and p not in val["patients"] for p in patients)
+    section = train if training else val
+    if section["margin"] != margin:
         raise CMRSegError(f"{path} was made with --jitter-px {train['margin']}, not {margin}: make the pack again "
                           "with this run's --jitter-px.")
     missing = sorted(set(patients) - set(section["patients"]))
     if missing:
-        where = "training" if margin else "validation"
+        where = "training" if training else "validation"
         raise CMRSegError(f"{path} holds no {where} slices of {', '.join(missing)}: make it with a split that has "
                           f"them as {where} patients.")
     images = _unpacked(section["images"], section["shape"])
