@@ -2,7 +2,7 @@
 NIfTI files and SimpleITK are not at hand (a GPU machine that gets only what is copied to it).
 
 ``python -m cmrseg.training.pack ACDC_ROOT --split SPLIT.json [SPLIT.json ...] --out PACK`` writes, for the
-training patients of the splits, each ED and ES frame on the training canvas (crop size + 2 jitter pixels),
+training patients of the splits, each ED and ES frame on the training canvas (crop size + 2 x jitter pixels),
 and for their validation patients on the validation crop, exactly as :func:`load_slices` makes them from the
 NIfTI files. The labels are exact; the images, in [0, 1], are rounded to 7 bits (steps of 1/127, an error of at
 most half a step, 0.0039, under a seventh of the largest noise the standard augmentation adds), so that the
