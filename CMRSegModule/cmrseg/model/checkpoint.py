@@ -100,8 +100,13 @@ def save_checkpoint(
         "state_dict": plain_state_dict(model),
     }
     if half:
-        payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        payload["state_dict"] = half_weights(payload["state_dict"])
     return atomic_save(payload, path)
+
+
+def half_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The floating-point tensors as float16 (as shipped), the others as they are."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from cmrseg.errors import CMRSegError
+from cmrseg.io.acdc import PHASES
 from cmrseg.model.checkpoint import atomic_save
 from cmrseg.preprocess import PreprocessConfig
 from cmrseg.training.data import SliceSet, load_slices
@@ -104,7 +105,7 @@ def slices_from_pack(
     by_name = {name: (first, count) for name, first, count in section["volumes"]}
     chosen, volumes, start = [], [], 0
     for patient in patients:
-        for phase in ("ED", "ES"):
+        for phase in PHASES:
             first, count = by_name[f"{patient}_{phase}"]
             chosen.append(torch.arange(first, first + count))
             volumes.append((f"{patient}_{phase}", start, count))

@@ -24,6 +24,7 @@ from cmrseg.progress import LinePrinter
 from cmrseg.training.config import TrainConfig, resolve_config
 from cmrseg.training.data import load_slices
 from cmrseg.training.loop import Runtime, evaluate, train_epoch
+from cmrseg.training.pack import is_pack
 from cmrseg.training.record import checkpoint_metadata
 from cmrseg.training.sampling import slice_weights
 from cmrseg.training.schedule import make_scheduler, set_scheduled_rate
@@ -55,7 +56,7 @@ def prepare_split(out: Path, config: TrainConfig, split_file: str | None) -> tup
     elif split_file:
         split = read_split(split_file)
         write_split(split, target)
-    elif Path(config.data).is_file():
+    elif is_pack(config.data):
         raise CMRSegError(f"{config.data} is a slice pack: give the split it was made for with --split.")
     else:
         split = make_split(config.data, config.seed)
@@ -83,7 +84,7 @@ def run_training(args: argparse.Namespace) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     with removed_if_refused(out):  # a run refused before its first epoch leaves nothing behind
-        if config.oversample and Path(config.data).is_file():
+        if config.oversample and is_pack(config.data):
             raise CMRSegError("--oversample reads the patients' groups from the ACDC folder's Info.cfg files: give "
                               f"that folder as --data, not the slice pack {config.data}.")
         split, split_path = prepare_split(out, config, args.split)
