@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cmrseg.training.split import ensemble_split, make_fold_splits, write_split
+from cmrseg.training.split import ensemble_split, file_sha256, make_fold_splits, write_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import model_card  # noqa: E402  (a script's module, beside ship-model)
@@ -33,3 +33,20 @@ def test_each_fold_member_is_named_by_the_make_folds_file_of_its_split(acdc_root
                      runs[2]: f"{runs[2]}/split.json"}
     single = {"split": folds[0], "metadata": {"architecture": {"name": "dense_unet"}}}
     assert model_card.fold_files(single) == (0, {})  # one network on one split: no fold files to name
+
+
+def test_a_fine_tuned_distilled_network_names_the_committed_files_it_started_and_learned_from():
+    shipped = "CMRSegModule/Resources/Models/cmrseg_dense_unet.pt"
+    sha256 = file_sha256(model_card.REPO / shipped)
+    commit = model_card.git("log", "-1", "--format=%h", "--", shipped)
+    config = {"init": shipped, "init_member": 1, "distil_from": shipped, "distil_weight": 0.5}
+    training = {"config": config, "init_sha256": sha256, "teacher_sha256": sha256}
+    tuned, distilled = model_card.origin_lines(Path("runs/student"), training)
+    assert tuned.startswith(f"- `student` was fine-tuned from network 1 of `{shipped}` as of commit {commit} ")
+    assert distilled == (f"- `student` learned the probabilities of `{shipped}` as of commit {commit} (sha256 "
+                         f"{sha256[:16]}...), that term 0.5 of its loss and the expert labels the rest.")
+    assert model_card.augmentation_name({"config": {"augmentation": "strong", **config}}) == (
+        "strong, fine-tuned from network 1, distilled (weight 0.5)")
+    assert model_card.origin_lines(Path("runs/plain"), {"config": {"augmentation": "strong"}}) == []
+    with pytest.raises(SystemExit, match="the distillation teacher .* is neither the file there"):
+        model_card.distillation_line(Path("runs/student"), {**training, "teacher_sha256": "0" * 64})

@@ -77,6 +77,7 @@ def augmentation_name(training: dict) -> str:
     words = [config.get("augmentation", "standard")]
     words += [f"oversampling {config['oversample']}"] if config.get("oversample") else []
     words += [f"fine-tuned from network {config.get('init_member') or 0}"] if config.get("init") else []
+    words += [f"distilled (weight {config['distil_weight']})"] if config.get("distil_from") else []
     return ", ".join(words)
 
 
@@ -104,6 +105,7 @@ def training_lines(item: dict) -> list[str]:
             f"- Training time: {history['seconds'] / 3600:.2f} h on a {training['machine']['cpu_count']}-core CPU "
             f"({training['machine']['processor']}, torch {training['machine']['torch']}).",
             f"- Command: `{training['command'].replace('OUT', 'runs/' + item['run'].name)}`",
+            *origin_lines(item["run"], training),
         ]
     members = item["metadata"]["training"]["members"]
     first = members[0]
@@ -136,8 +138,8 @@ def training_lines(item: dict) -> list[str]:
                   f"--seed {item['split'].get('seed')} --validation-from {FOLD_VALIDATION}` writes them (the "
                   "shipped split's validation part is the same); `scripts/train-folds` trains every member as "
                   "the table says.", ""]
-    lines += [line for run, training in zip(member_runs(item), members, strict=True)
-              if (line := fine_tuning_line(run, training))]
+    for run, training in zip(member_runs(item), members, strict=True):
+        lines += origin_lines(run, training)
     return lines + [""]
 
 
@@ -160,9 +162,10 @@ def fold_files(item: dict) -> tuple[int, dict[Path, str]]:
     return count, files
 
 
-def starting_checkpoint(init: str, sha256: str, scratch: Path) -> tuple[Path, str]:
-    """The file a fine-tuned run started from (by its recorded sha256) and the git commit that holds it: the
-    file itself while unchanged, else the committed version that matches (shipping replaces the file)."""
+def starting_checkpoint(init: str, sha256: str, scratch: Path, what: str = "starting checkpoint") -> tuple[Path, str]:
+    """The file a fine-tuned run started from, or the ``what`` a run used (by its recorded sha256), and the git
+    commit that holds it: the file itself while unchanged, else the committed version that matches (shipping
+    replaces the file)."""
     path = REPO / init if not Path(init).is_absolute() else Path(init)
     if path.is_file() and file_sha256(path) == sha256:
         commit = git("log", "-1", "--format=%h", "--", init)
@@ -173,7 +176,7 @@ def starting_checkpoint(init: str, sha256: str, scratch: Path) -> tuple[Path, st
             copy = scratch / f"start-{commit}.pt"
             copy.write_bytes(blob)
             return copy, commit
-    sys.exit(f"ship-model: the starting checkpoint {init} (sha256 {sha256[:16]}...) is neither the file there "
+    sys.exit(f"ship-model: the {what} {init} (sha256 {sha256[:16]}...) is neither the file there "
              "nor any committed version of it.")
 
 
@@ -196,6 +199,23 @@ def fine_tuning_line(run: Path, training: dict) -> str | None:
     return (f"- `{run.name}` was fine-tuned from network {member} of {where} (sha256 "
             f"{training['init_sha256'][:16]}...), itself trained on the same split for {record['epochs']} epochs "
             f"(best validation epoch {record['best_epoch']}) by `{command}`.")
+
+
+def distillation_line(run: Path, training: dict) -> str | None:
+    """Which trained model a distilled network learned the probabilities of (file, commit, sha256)."""
+    teacher = training["config"].get("distil_from")
+    if not teacher:
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        _, commit = starting_checkpoint(teacher, training["teacher_sha256"], Path(scratch), "distillation teacher")
+    where = f"`{teacher}` as of commit {commit}" if commit else f"`{teacher}`"
+    return (f"- `{run.name}` learned the probabilities of {where} (sha256 {training['teacher_sha256'][:16]}...), "
+            f"that term {training['config']['distil_weight']} of its loss and the expert labels the rest.")
+
+
+def origin_lines(run: Path, training: dict) -> list[str]:
+    """What a run started from and learned from besides the expert labels (fine-tuning, distillation)."""
+    return [line for line in (fine_tuning_line(run, training), distillation_line(run, training)) if line]
 
 
 def held_out(item: dict) -> tuple[dict, str]:

@@ -60,6 +60,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--neighbour-slices", type=int, metavar="K",
                         help="2.5-D input: each slice with its K neighbours on either side as channels (default "
                              f"{d.neighbour_slices}); with --init, the neighbours' weights start at zero")
+    parser.add_argument("--distil-from", metavar="MODEL",
+                        help="also learn to reproduce this trained model's probabilities (distillation, e.g. of an "
+                             "ensemble into one network; same split required)")
+    parser.add_argument("--distil-weight", type=float, metavar="W",
+                        help="the distillation term's share of the loss, the expert labels' 1 - W (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.set_defaults(run=run_train)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from cmrseg.errors import CMRSegError
@@ -47,6 +47,8 @@ class TrainConfig:
     init_member: int | None = None  # which network of an ensemble checkpoint
     oversample: str | None = None  # draw some slices more often, e.g. "ES=2,HCM=2" (cmrseg.training.sampling)
     neighbour_slices: int = 0  # 2.5-D input: this many neighbours on each side as channels (cmrseg.neighbours)
+    distil_from: str | None = None  # a trained model whose probabilities it also learns (cmrseg.training.distil)
+    distil_weight: float | None = None  # its share of the loss (DEFAULT_DISTIL_WEIGHT when distilling)
 
     def preprocess(self) -> PreprocessConfig:
         from cmrseg.preprocess import PreprocessConfig
@@ -57,6 +59,8 @@ class TrainConfig:
         args = {"in_channels": 2 * self.neighbour_slices + 1}
         return {**args, "base_filters": self.base_filters} if self.base_filters else args
 
+
+DEFAULT_DISTIL_WEIGHT = 0.5
 
 # Settings a resumed run may change; any other explicit difference from last.pt is an error.
 RESUME_MUTABLE = {"epochs", "data"}
@@ -96,6 +100,10 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> T
         raise CMRSegError("--epochs and --batch-size must be at least 1.")
     if not 0 <= config.neighbour_slices <= 3:
         raise CMRSegError(f"--neighbour-slices {config.neighbour_slices}: give 0 (one slice) to 3 on each side.")
+    if config.distil_weight is not None and not (config.distil_from and 0.0 < config.distil_weight <= 1.0):
+        raise CMRSegError(f"--distil-weight {config.distil_weight}: give a share in (0, 1], with --distil-from.")
+    if config.distil_from and config.distil_weight is None:
+        config = replace(config, distil_weight=DEFAULT_DISTIL_WEIGHT)
     if config.oversample is not None:
         from cmrseg.training.sampling import parse_oversample
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,6 +16,9 @@ from cmrseg.metrics import dice
 from cmrseg.progress import ProgressCallback, report
 from cmrseg.training.data import SliceSet, epoch_order
 from cmrseg.training.sampling import weighted_order
+
+if TYPE_CHECKING:
+    from cmrseg.training.distil import Teacher
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,11 @@ def train_epoch(
     progress: ProgressCallback | None = None,
     what: str = "Training",
     weights: torch.Tensor | None = None,
+    teacher: Teacher | None = None,
 ) -> float:
     """Train on ``iterations`` random batches drawn with ``generator`` (in proportion to the slices' sampling
-    ``weights`` when given, else permutations of all slices); the mean training loss."""
+    ``weights`` when given, else permutations of all slices), mixing in a ``teacher``'s probabilities when
+    given; the mean training loss."""
     model.train()
     if weights is None:
         order = epoch_order(len(data), batch_size, iterations, generator)
@@ -65,6 +71,8 @@ def train_epoch(
         with runtime.autocast():
             logits = model(images)
         loss = loss_fn(logits.float(), labels)
+        if teacher is not None:
+            loss = teacher.mixed_loss(loss, logits, images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

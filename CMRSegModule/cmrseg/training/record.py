@@ -47,6 +47,7 @@ def checkpoint_metadata(
     device: torch.device,
     n_parameters: int,
     init_sha256: str | None = None,
+    teacher_sha256: str | None = None,
 ) -> dict[str, Any]:
     """What ``best.pt`` says about itself besides the architecture."""
     preprocessing = config.preprocess().as_dict()
@@ -83,6 +84,7 @@ def checkpoint_metadata(
             "parameters": n_parameters,
             "command": reproducing_command(config),
             **({"init_sha256": init_sha256} if init_sha256 else {}),
+            **({"teacher_sha256": teacher_sha256} if teacher_sha256 else {}),
             "argv": sys.argv,
             "wall_seconds": round(wall_seconds, 1),
             "machine": machine_description(device),

@@ -23,6 +23,7 @@ from cmrseg.model.dense_unet import build_model, count_parameters
 from cmrseg.progress import LinePrinter
 from cmrseg.training.config import TrainConfig, resolve_config
 from cmrseg.training.data import load_slices
+from cmrseg.training.distil import load_teacher
 from cmrseg.training.loop import Runtime, evaluate, train_epoch
 from cmrseg.training.pack import is_pack
 from cmrseg.training.record import checkpoint_metadata
@@ -113,8 +114,12 @@ def run_training(args: argparse.Namespace) -> int:
         if state is None and config.init:
             load_weights(model, initial_weights(config.init, config.init_member, split_path, context), config.init)
             init_sha256 = file_sha256(config.init)
+        runtime = Runtime(device, config.precision, channels_last=True)
+        teacher, teacher_sha256 = load_teacher(config, split_path, runtime) if config.distil_from else (None, None)
+        if state is not None and (state.get("teacher_sha256") or None) != teacher_sha256:
+            raise CMRSegError(f"Cannot resume: {config.distil_from} is not the model this run was distilling from "
+                              "(the file has changed).")
     model = model.to(device)
-    runtime = Runtime(device, config.precision, channels_last=True)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     iterations = config.iterations_per_epoch or max(1, len(train) // config.batch_size)
@@ -143,7 +148,7 @@ def run_training(args: argparse.Namespace) -> int:
     def save_best() -> None:
         meta = checkpoint_metadata(
             config, split_path, train, val, weights, augmentation, history, best, wall, device, n_parameters,
-            init_sha256,
+            init_sha256, teacher_sha256,
         )
         save_checkpoint(best_path, model, meta, preset=config.preset)
 
@@ -157,7 +162,8 @@ def run_training(args: argparse.Namespace) -> int:
         f"class weights {[round(float(w), 3) for w in weights]}; "
         + (f"resuming at epoch {start_epoch}." if state else f"{config.epochs} epochs.")
         + (f" Started from the weights of {config.init} (network {config.init_member or 0})." if config.init else "")
-        + (f" Oversampling {config.oversample}." if config.oversample else ""),
+        + (f" Oversampling {config.oversample}." if config.oversample else "")
+        + (f" Distilling from {config.distil_from} (weight {config.distil_weight})." if teacher else ""),
         flush=True,
     )
     if start_epoch > config.epochs:
@@ -170,7 +176,7 @@ def run_training(args: argparse.Namespace) -> int:
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_epoch(
             model, train, loss_fn, optimizer, scheduler, runtime, augmentation, generator,
-            config.batch_size, iterations, progress, f"epoch {epoch}/{config.epochs}", sampling,
+            config.batch_size, iterations, progress, f"epoch {epoch}/{config.epochs}", sampling, teacher,
         )  # fmt: skip
         metrics = evaluate(model, val, loss_fn, runtime)
         seconds = time.perf_counter() - started
@@ -185,6 +191,7 @@ def run_training(args: argparse.Namespace) -> int:
         save_state(
             last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, config=asdict(config),
             history=history, best=best, class_weights=weights, wall_seconds=wall, init_sha256=init_sha256,
+            teacher_sha256=teacher_sha256,
         )  # fmt: skip
         if improved:
             save_best()

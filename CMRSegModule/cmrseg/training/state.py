@@ -46,9 +46,11 @@ def save_state(
     class_weights: torch.Tensor,
     wall_seconds: float,
     init_sha256: str | None = None,
+    teacher_sha256: str | None = None,
 ) -> Path:
     """Everything needed to continue after ``epoch`` (1-based, completed); ``init_sha256`` is the checkpoint
-    a fine-tuning run started from, as it was then (the file may be replaced later)."""
+    a fine-tuning run started from, as it was then (the file may be replaced later), ``teacher_sha256`` the
+    model it distils from."""
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -66,6 +68,7 @@ def save_state(
         "history": json.dumps(history),
         "best": json.dumps(best),
         "init_sha256": init_sha256 or "",
+        "teacher_sha256": teacher_sha256 or "",
     }
     return atomic_save(payload, path)
 
