@@ -104,3 +104,7 @@ def test_plans_that_cannot_run_as_asked_are_refused(tmp_path):
     assert "not those of cmrseg train" in refusal({"a": ["--epochs", "3", "--presett", "medium"]})
     assert "list of strings" in refusal({"a": "--epochs 3"})
     assert "not a plain folder name" in refusal({"../a": ["--epochs", "3"]})
+    data = ["--epochs", "3", "--data", str(tmp_path)]
+    assert "give a share in (0, 1], with --distil-from" in refusal({"a": [*data, "--distil-weight", "0.5"]})
+    assert f"--distil-from {tmp_path / 'gone.pt'} does not exist" in refusal(
+        {"a": [*data, "--distil-from", str(tmp_path / "gone.pt")]})

@@ -11,16 +11,22 @@ import torch
 
 import cmrseg.train as train_module
 import cmrseg.training.runner as runner
+from cmrseg.augment import AUGMENTATIONS
+from cmrseg.errors import CMRSegError
 from cmrseg.inference import Segmenter
+from cmrseg.labels import CHECKPOINT_LABELS
+from cmrseg.losses import SegmentationLoss
 from cmrseg.model import build_model, load_model, read_checkpoint, save_checkpoint
 from cmrseg.preprocess import PreprocessConfig
 from cmrseg.training.config import TrainConfig
+from cmrseg.training.data import SliceSet
 from cmrseg.training.distil import Teacher, load_teacher
-from cmrseg.training.loop import Runtime
+from cmrseg.training.loop import Runtime, train_epoch
 from cmrseg.training.split import file_sha256, write_split
 from cmrseg.training.state import load_state
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
+ONES = torch.ones(4)  # a run's class weights: none
 
 
 def _network(seed: int = 0, in_channels: int = 1) -> torch.nn.Module:
@@ -39,13 +45,35 @@ def test_the_loss_adds_the_divergence_from_the_teacher_in_its_share():
     entropy = float(-(target * torch.log(target)).sum(dim=1).mean())
     uniform = torch.zeros_like(target, requires_grad=True)
     mixed = teacher.mixed_loss(label_loss, uniform, images)
-    assert float(mixed) == pytest.approx(0.7 * 0.8 + 0.3 * (math.log(4) - entropy), rel=1e-5)
+    assert float(mixed.detach()) == pytest.approx(0.7 * 0.8 + 0.3 * (math.log(4) - entropy), rel=1e-5)
     mixed.backward()
     assert uniform.grad is not None and float(uniform.grad.abs().sum()) > 0
 
 
-def _checkpoint(path: Path, network, split: Path, size: int = 32, prior_correction: bool = False) -> Path:
+def test_training_with_a_teacher_leaves_the_teacher_as_it_was():
+    teacher_network = _network(seed=1)
+    before = {k: v.clone() for k, v in teacher_network.state_dict().items()}  # weights and batch-norm statistics
+    teacher = Teacher(teacher_network, 0.5, CPU, slice(None))
+    student = _network(seed=2)
+    rng = np.random.default_rng(0)
+    slices = SliceSet(torch.from_numpy(rng.random((8, 40, 40), dtype=np.float32)).half(),
+                      torch.from_numpy(rng.integers(0, 4, (8, 40, 40), dtype=np.uint8)), [("v", 0, 8)], margin=4)
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    student_before = [p.clone() for p in student.parameters()]
+    train_epoch(student, slices, SegmentationLoss("wce"), optimizer, scheduler, CPU, AUGMENTATIONS["strong"],
+                torch.Generator().manual_seed(0), batch_size=4, iterations=2, teacher=teacher)
+    assert not teacher_network.training
+    for name, tensor in teacher_network.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    assert all(p.grad is None for p in teacher_network.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), student_before, strict=True))
+
+
+def _checkpoint(path: Path, network, split: Path, size: int = 32, prior_correction: bool = False,
+                labels: dict | None = None) -> Path:
     metadata = {
+        "labels": labels or CHECKPOINT_LABELS,
         "preprocessing": PreprocessConfig(size=(size, size)).as_dict(),
         "training": {"split_sha256": file_sha256(split), "class_weights": [0.05, 1.6, 1.2, 0.9]},
         "inference": {"prior_correction": prior_correction},
@@ -57,8 +85,8 @@ def test_the_teacher_gives_what_its_inference_gives_and_must_match_the_run(tmp_p
     split = write_split({"train": ["patient001"], "val": ["patient002"], "test": []}, tmp_path / "split.json")
     config = TrainConfig(data="x", size=32, distil_from=str(tmp_path / "teacher.pt"), distil_weight=0.5)
     _checkpoint(tmp_path / "teacher.pt", _network(), split, prior_correction=True)
-    teacher, sha256 = load_teacher(config, split, CPU)
-    assert sha256 == file_sha256(tmp_path / "teacher.pt") and teacher.prior is not None
+    teacher, sha256 = load_teacher(config, split, CPU, ONES)
+    assert sha256 == file_sha256(tmp_path / "teacher.pt") and teacher.scale is not None
     # the probabilities inference would output, class-weight prior correction included
     segmenter = Segmenter.load(tmp_path / "teacher.pt", device="cpu", bf16=False)
     slices = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)
@@ -66,19 +94,29 @@ def test_the_teacher_gives_what_its_inference_gives_and_must_match_the_run(tmp_p
     got = teacher.probabilities(torch.from_numpy(slices)[:, None]).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
+    # a run with class weights learns the target as weighted cross-entropy would scale it
+    weights = torch.tensor([0.5, 2.0, 1.0, 1.0])
+    weighted = load_teacher(config, split, CPU, weights)[0].probabilities(torch.from_numpy(slices)[:, None]).numpy()
+    scaled = expected * weights.numpy()[None, :, None, None]
+    np.testing.assert_allclose(weighted, scaled / scaled.sum(axis=1, keepdims=True), atol=1e-5)
+
     # a 2.5-D run reads its centre channel into a one-slice teacher
-    wide = load_teacher(TrainConfig(**{**config.__dict__, "neighbour_slices": 1}), split, CPU)[0]
+    wide = load_teacher(TrainConfig(**{**config.__dict__, "neighbour_slices": 1}), split, CPU, ONES)[0]
     stack = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(wide.probabilities(stack), teacher.probabilities(stack[:, 1:2]))
 
     other = write_split({"train": ["patient002"], "val": ["patient001"], "test": []}, tmp_path / "other.json")
-    with pytest.raises(Exception, match="trained on another split"):
-        load_teacher(config, other, CPU)
-    with pytest.raises(Exception, match="must match"):
-        load_teacher(TrainConfig(**{**config.__dict__, "size": 48}), split, CPU)
+    with pytest.raises(CMRSegError, match="trained on another split"):
+        load_teacher(config, other, CPU, ONES)
+    with pytest.raises(CMRSegError, match="must match"):
+        load_teacher(TrainConfig(**{**config.__dict__, "size": 48}), split, CPU, ONES)
+    _checkpoint(tmp_path / "other_labels.pt", _network(), split, labels={"0": "background", "1": "LV"})
+    with pytest.raises(CMRSegError, match="has the labels"):
+        load_teacher(TrainConfig(**{**config.__dict__, "distil_from": str(tmp_path / "other_labels.pt")}), split, CPU,
+                     ONES)
     _checkpoint(tmp_path / "wide.pt", _network(in_channels=3), split)
-    with pytest.raises(Exception, match="a teacher must read one slice or the run's 0"):
-        load_teacher(TrainConfig(**{**config.__dict__, "distil_from": str(tmp_path / "wide.pt")}), split, CPU)
+    with pytest.raises(CMRSegError, match="a teacher must read one slice or the run's 0"):
+        load_teacher(TrainConfig(**{**config.__dict__, "distil_from": str(tmp_path / "wide.pt")}), split, CPU, ONES)
 
 
 def test_the_distillation_weight_needs_a_teacher_and_a_share(capsys, tmp_path):

@@ -63,7 +63,7 @@ class TrainConfig:
 DEFAULT_DISTIL_WEIGHT = 0.5
 
 # Settings a resumed run may change; any other explicit difference from last.pt is an error.
-RESUME_MUTABLE = {"epochs", "data"}
+RESUME_MUTABLE = {"epochs", "data", "distil_from"}  # files checked by content where it matters
 
 
 def default_precision() -> str:

@@ -13,7 +13,7 @@ import torch
 
 from cmrseg import __version__
 from cmrseg.augment import AugmentConfig
-from cmrseg.labels import STRUCTURES
+from cmrseg.labels import CHECKPOINT_LABELS
 from cmrseg.training.config import TrainConfig, reproducing_command
 from cmrseg.training.data import SliceSet
 from cmrseg.training.split import file_sha256
@@ -60,7 +60,7 @@ def checkpoint_metadata(
         }
     )
     return {
-        "labels": {"0": "background", **{str(s.label): s.key for s in STRUCTURES}},
+        "labels": CHECKPOINT_LABELS,
         "preprocessing": preprocessing,
         "training": {
             "dataset": "ACDC (Bernard et al., IEEE TMI 2018), ED and ES frames",

@@ -115,7 +115,8 @@ def run_training(args: argparse.Namespace) -> int:
             load_weights(model, initial_weights(config.init, config.init_member, split_path, context), config.init)
             init_sha256 = file_sha256(config.init)
         runtime = Runtime(device, config.precision, channels_last=True)
-        teacher, teacher_sha256 = load_teacher(config, split_path, runtime) if config.distil_from else (None, None)
+        teacher, teacher_sha256 = (load_teacher(config, split_path, runtime, weights) if config.distil_from
+                                   else (None, None))
         if state is not None and (state.get("teacher_sha256") or None) != teacher_sha256:
             raise CMRSegError(f"Cannot resume: {config.distil_from} is not the model this run was distilling from "
                               "(the file has changed).")
