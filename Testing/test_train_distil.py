@@ -174,4 +174,8 @@ def test_a_distilled_run_records_its_teacher_resumes_exactly_and_refuses_a_chang
     save_checkpoint(teacher, network, metadata)
     assert train_module.main(["--out", str(tmp_path / "run"), "--resume", "--epochs", "3", "--threads", "1"]) == 2
     assert "is not the model this run was distilling from" in capsys.readouterr().err
+    # nor can a run that was not distilling start to
+    assert train_module.main(["--out", str(tmp_path / "teacher"), "--resume", "--epochs", "2", "--threads", "1",
+                              "--distil-from", str(teacher)]) == 2
+    assert "this run was not distilling; --distil-from needs a new run" in capsys.readouterr().err
 

@@ -35,5 +35,5 @@ STRUCTURES: tuple[Structure, ...] = (
 )
 
 BY_LABEL = {s.label: s for s in STRUCTURES}
-CHECKPOINT_LABELS = {"0": "background", **{str(s.label): s.key for s in STRUCTURES}}  # as checkpoints record them
 BY_KEY = {s.key: s for s in STRUCTURES}
+CHECKPOINT_LABELS = {"0": "background", **{str(s.label): s.key for s in STRUCTURES}}  # as checkpoints record them
