@@ -10,6 +10,7 @@ import pytest
 from pydicom import config as dicom_config
 
 from cmrseg import labels
+from cmrseg.contour_origin import measure_study
 from cmrseg.io.sunnybrook import (
     SunnybrookCase,
     load_sunnybrook_contours,
@@ -35,6 +36,20 @@ def test_polygon_mask_clips_to_the_image() -> None:
     mask = polygon_mask(triangle, (8, 8))
     assert mask[0, 0] and not mask[7, 7] and mask.sum() == 64 - 15  # centres with x + y < 10 on the 8 x 8 grid
     assert not polygon_mask(triangle + 100, (8, 8)).any()
+
+
+def test_read_contour_counts_from_one(tmp_path: Path) -> None:
+    path = tmp_path / "IM-0001-0001-icontour-manual.txt"
+    path.write_text("1.00 1.00\n4.50 1.00\n4.50 3.00\n")
+    assert read_contour(path).tolist() == [[0.0, 0.0], [3.5, 0.0], [3.5, 2.0]]
+
+
+def test_contour_origin_refuses_a_folder_that_is_not_a_sunnybrook_copy(tmp_path: Path, capsys) -> None:
+    from cmrseg.contour_origin import main
+
+    assert main([str(tmp_path), "--images-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cmrseg: error:") and "link.csv" in err and err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------------------------- real data
@@ -141,3 +156,17 @@ def test_mask_area_matches_polygon_area(case: SunnybrookCase, sunnybrook_root: P
         x, y = read_contour(path).T
         shoelace = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
         assert polygon_mask(np.column_stack([x, y]), case.study.matrix).sum() == pytest.approx(shoelace, rel=0.03)
+
+
+
+@pytest.mark.shared_data
+def test_contours_as_read_lie_on_the_blood_pool_edges(case: SunnybrookCase, sunnybrook_root: Path) -> None:
+    """The file coordinates count from 1 (CONTOUR_ORIGIN): moved over a grid of shifts, the i-contours as read
+    have their sharpest bright-inside, dark-outside edges within 0.75 pixel of where they are read; read from 0
+    instead (one pixel right and down) their edges are weaker. Measured on the images alone."""
+    folder = read_link_csv(sunnybrook_root)[Path(case.study.source).name]
+    edges = measure_study(Path(case.study.source), folder)["image edges"]
+    dx, dy = edges["best_shift_xy"]
+    print(f"\n{Path(case.study.source).name}: sharpest edges at dx {dx:+.2f}, dy {dy:+.2f}")
+    assert abs(dx) <= 0.75 and abs(dy) <= 0.75
+    assert edges["as_read"] > 1.05 * edges["one_pixel_on"]

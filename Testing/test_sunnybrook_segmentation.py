@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from cmrseg.contour_origin import measure_study
 from cmrseg.external_check import check_case, format_results
 from cmrseg.io.sunnybrook import load_sunnybrook_contours, read_link_csv
 
@@ -39,3 +40,16 @@ def test_external_check_refuses_a_folder_that_is_not_a_sunnybrook_copy(tmp_path,
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cmrseg: error:") and "link.csv" in err and err.count("\n") == 1
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_the_model_agrees_best_with_the_contours_where_they_are_read(sunnybrook_root, segmenter):
+    """Moved over a grid of shifts, the expert contours agree best with the shipped model within half a pixel
+    of where they are read (coordinates from 1), and clearly worse read from 0 (one pixel right and down)."""
+    for case_id, contours in sorted(read_link_csv(sunnybrook_root).items()):
+        agreement = measure_study(sunnybrook_root / "dicoms" / case_id, contours, segmenter)["model Dice"]
+        dx, dy = agreement["best_shift_xy"]
+        print(f"\n{case_id}: best agreement at dx {dx:+.2f}, dy {dy:+.2f}")
+        assert abs(dx) <= 0.5 and abs(dy) <= 0.5
+        assert agreement["as_read"] > agreement["one_pixel_on"] + 0.01

@@ -4,9 +4,10 @@ A case is a DICOM folder (the full cine, one image per file, read with :mod:`cmr
 contour folder. Contour files are named ``IM-0001-NNNN-icontour-manual.txt`` (LV endocardium, drawn at ED
 and ES) and ``IM-0001-NNNN-ocontour-manual.txt`` (epicardium, ED only). Each holds the ``x y`` pixel
 coordinates of a closed polygon on the DICOM instance with ``InstanceNumber`` NNNN (in the shared copy the
-file ``NNNN.dcm`` is that instance too). ``x`` is the column index and ``y`` the row index; the centre of
-pixel ``[row, column]`` is the point ``(x, y) = (column, row)``. A pixel belongs to a contour when its
-centre lies inside the polygon (even-odd rule).
+file ``NNNN.dcm`` is that instance too). ``x`` counts columns and ``y`` rows, both from 1: the centre of
+pixel ``[row, column]`` (0-based) is the point ``(x, y) = (column + 1, row + 1)``. The data's documentation
+does not state the origin; it is measured (``CONTOUR_ORIGIN``). A pixel belongs to a contour when its centre
+lies inside the polygon (even-odd rule).
 
 Masks use the ACDC labels of :mod:`cmrseg.labels`: LV blood pool (inside the i-contour) and, at ED where an
 o-contour exists, myocardium (inside the o-contour, outside the i-contour). There is no RV.
@@ -29,6 +30,11 @@ from cmrseg.io.study import Study
 from cmrseg.progress import ProgressCallback
 
 CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour-manual\.txt$", re.IGNORECASE)
+# The file coordinates of the centre of pixel [0, 0]. On the shared studies, the contours read from 0 sit
+# about one pixel right of and below both the image's blood-pool edges and the shipped networks' boundaries
+# (which are aligned to ACDC's masks within a quarter pixel); read from 1 they fit both
+# (measured by `python -m cmrseg.contour_origin`).
+CONTOUR_ORIGIN = 1.0
 
 
 @dataclass
@@ -64,7 +70,8 @@ def read_link_csv(root: str | Path) -> dict[str, Path]:
 
 
 def read_contour(path: str | Path) -> np.ndarray:
-    """The ``(n, 2)`` array of ``x y`` (column, row) points of one contour file."""
+    """The ``(n, 2)`` array of ``x y`` (column, row) points of one contour file, counted from 0 as array
+    indices are (the file's values less ``CONTOUR_ORIGIN``)."""
     path = Path(path)
     try:
         points = np.loadtxt(path, dtype=float, ndmin=2)
@@ -72,7 +79,7 @@ def read_contour(path: str | Path) -> np.ndarray:
         raise CMRSegError(f"{path} is not a list of 'x y' pixel coordinates ({exc}).") from exc
     if points.shape[1] != 2 or len(points) < 3:
         raise CMRSegError(f"{path} must hold at least 3 points of 2 coordinates; got shape {points.shape}.")
-    return points
+    return points - CONTOUR_ORIGIN
 
 
 def polygon_mask(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -102,7 +109,7 @@ def polygon_mask(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _contours(contour_folder: Path, refs: list[InstanceRef]) -> dict[str, dict[tuple[int, int], Path]]:
+def contour_files(contour_folder: Path, refs: list[InstanceRef]) -> dict[str, dict[tuple[int, int], Path]]:
     """Contour files by kind (``"i"``, ``"o"``) and the ``(frame, slice)`` of the instance they lie on."""
     by_instance = {ref.instance_number: ref for ref in refs}
     found: dict[str, dict[tuple[int, int], Path]] = {"i": {}, "o": {}}
@@ -126,15 +133,19 @@ def _contours(contour_folder: Path, refs: list[InstanceRef]) -> dict[str, dict[t
     return found
 
 
-def contours_to_case(study: Study, refs: list[InstanceRef], contour_folder: str | Path) -> SunnybrookCase:
-    """Rasterise the contours of ``contour_folder`` on the grid of a cine read with its index."""
+def contours_to_case(study: Study, refs: list[InstanceRef], contour_folder: str | Path,
+                     shift_xy: tuple[float, float] = (0.0, 0.0)) -> SunnybrookCase:
+    """Rasterise the contours of ``contour_folder`` on the grid of a cine read with its index.
+
+    ``shift_xy`` (pixels) moves every contour as read; :mod:`cmrseg.contour_origin` measures with it.
+    """
     contour_folder = Path(contour_folder)
-    found = _contours(contour_folder, refs)
+    found = contour_files(contour_folder, refs)
     shape = study.matrix
     areas: dict[int, dict[int, int]] = {}
     inner: dict[tuple[int, int], np.ndarray] = {}
     for (t, z), path in found["i"].items():
-        inner[t, z] = polygon_mask(read_contour(path), shape)
+        inner[t, z] = polygon_mask(read_contour(path) + shift_xy, shape)
         areas.setdefault(t, {})[z] = int(inner[t, z].sum())
     if len(areas) != 2:
         raise CMRSegError(
@@ -158,7 +169,7 @@ def contours_to_case(study: Study, refs: list[InstanceRef], contour_folder: str 
                 stacklevel=2,
             )
             continue
-        outer = polygon_mask(read_contour(path), shape)
+        outer = polygon_mask(read_contour(path) + shift_xy, shape)
         ed_mask[z][outer & (ed_mask[z] != labels.LV)] = labels.MYO
         epi.append(z)
     study.ed_frame, study.es_frame = ed, es
