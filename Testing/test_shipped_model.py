@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import numpy as np
@@ -92,9 +93,10 @@ def test_a_patient_is_segmented_as_the_model_card_says(acdc_root, segmenter, par
 def test_the_levers_table_names_the_shipped_model_with_its_own_validation_dice():
     """scripts/model_levers.md (the card's 'Levers measured') must be brought up to date when a model ships."""
     levers = default_model_path().parents[3] / "scripts" / "model_levers.md"
-    rows = [[cell.strip() for cell in line.strip("|\n ").split("|")]
-            for line in levers.read_text().splitlines() if line.startswith("| ")]
-    header, *rows = rows
+    lines = levers.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines[first:])  # the first table only
+    header, _, *rows = [[cell.strip() for cell in line.strip("|\n ").split("|")] for line in table]
     shipped = [row for row in rows if row[header.index("kept")] == "shipped"]
     assert len(shipped) == 1, "exactly one lever row is the shipped model"
     metadata, _ = read_checkpoint(default_model_path())
