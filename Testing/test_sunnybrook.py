@@ -8,9 +8,10 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom import config as dicom_config
+from scipy import ndimage
 
 from cmrseg import labels
-from cmrseg.contour_origin import measure_study
+from cmrseg.contour_origin import image_grid, measure_study, peak
 from cmrseg.io.sunnybrook import (
     SunnybrookCase,
     load_sunnybrook_contours,
@@ -50,6 +51,16 @@ def test_contour_origin_refuses_a_folder_that_is_not_a_sunnybrook_copy(tmp_path:
     assert main([str(tmp_path), "--images-only"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cmrseg: error:") and "link.csv" in err and err.count("\n") == 1
+
+
+def test_edge_measure_finds_a_known_contour_offset() -> None:
+    """A bright disc (radius 12 pixels, blurred like a real edge) and its contour drawn 0.5 pixel right of and
+    0.75 pixel above it: the sharpest edges lie at the shift that undoes exactly that."""
+    ys, xs = np.mgrid[0:64, 0:64].astype(float)
+    disc = ndimage.gaussian_filter((np.hypot(xs - 30.0, ys - 28.0) < 12).astype(float) * 100 + 10, 1.0)
+    angles = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    drawn = np.column_stack([30.5 + 12 * np.cos(angles), 27.25 + 12 * np.sin(angles)])
+    assert peak(image_grid([(disc, drawn)])) == (-0.5, 0.75)
 
 
 # --------------------------------------------------------------------------------------------- real data
@@ -156,7 +167,6 @@ def test_mask_area_matches_polygon_area(case: SunnybrookCase, sunnybrook_root: P
         x, y = read_contour(path).T
         shoelace = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
         assert polygon_mask(np.column_stack([x, y]), case.study.matrix).sum() == pytest.approx(shoelace, rel=0.03)
-
 
 
 @pytest.mark.shared_data

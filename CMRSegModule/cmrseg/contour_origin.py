@@ -84,7 +84,7 @@ def peak(grid: np.ndarray, shifts=SHIFTS) -> tuple[float, float]:
 def measure_study(dicom_folder: Path, contour_folder: Path, segmenter=None) -> dict:
     """Both measures for one study: each one's best shift, and its value as read and one pixel on (the
     reading from 0 when the files count from 1)."""
-    from cmrseg.inference import segment_frames
+    from cmrseg.inference import segment_frames  # torch, only when a model is asked for
 
     study, refs = read_dicom_cine_with_index(dicom_folder)
     images = [(study.image[t, z].astype(float), read_contour(path))
