@@ -25,7 +25,13 @@ from scipy import ndimage
 
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_cine import read_dicom_cine_with_index
-from cmrseg.io.sunnybrook import contour_files, contours_to_case, read_contour, read_link_csv
+from cmrseg.io.sunnybrook import (
+    contour_files,
+    contours_to_case,
+    read_contour,
+    read_link_csv,
+    require_contour_folder,
+)
 from cmrseg.labels import LV, MYO
 from cmrseg.metrics import dice
 
@@ -54,7 +60,8 @@ def edge_contrast(image: np.ndarray, points: np.ndarray, depth: float = 1.5) -> 
 def image_grid(images_and_contours: list[tuple[np.ndarray, np.ndarray]], shifts=SHIFTS) -> np.ndarray:
     """Summed edge contrast of the i-contours moved by every ``(dy, dx)`` of ``shifts`` x ``shifts``; each
     image scaled by its 99th percentile so that no slice outweighs the others."""
-    scaled = [(image / np.percentile(image, 99), points) for image, points in images_and_contours]
+    scaled = [(image / np.percentile(image, 99), points) for image, points in images_and_contours
+              if np.percentile(image, 99) > 0]  # a blank slice has no edges to weigh
     return np.array([[sum(edge_contrast(image, points + [dx, dy]) for image, points in scaled)
                       for dx in shifts] for dy in shifts])
 
@@ -82,40 +89,45 @@ def peak(grid: np.ndarray, shifts=SHIFTS) -> tuple[float, float]:
 
 
 def measure_study(dicom_folder: Path, contour_folder: Path, segmenter=None) -> dict:
-    """Both measures for one study: each one's best shift, and its value as read and one pixel on (the
-    reading from 0 when the files count from 1)."""
-    from cmrseg.inference import segment_frames  # torch, only when a model is asked for
-
+    """Both measures for one study (the model's only with a ``segmenter``): each one's best shift, its value
+    there, as read, and one pixel right and down (where the reading from 0 puts files that count from 1)."""
+    require_contour_folder(contour_folder)  # before the slower DICOM read
     study, refs = read_dicom_cine_with_index(dicom_folder)
     images = [(study.image[t, z].astype(float), read_contour(path))
               for (t, z), path in sorted(contour_files(contour_folder, refs)["i"].items())]
     grids = {"image edges": image_grid(images)}
     if segmenter is not None:
+        from cmrseg.inference import segment_frames  # torch, only when a model is asked for
+
         case = contours_to_case(study, refs, contour_folder)
         predicted = segment_frames(study, [case.ed_frame, case.es_frame], segmenter)
         grids["model Dice"] = model_grid(study, refs, contour_folder, predicted)
-    here, one_on = list(SHIFTS).index(0.0), list(SHIFTS).index(1.0)
+    here, right_down = (int(np.flatnonzero(np.isclose(SHIFTS, value))[0]) for value in (0.0, 1.0))
     return {name: {"best_shift_xy": peak(grid), "best": float(grid.max()), "as_read": float(grid[here, here]),
-                   "one_pixel_on": float(grid[one_on, one_on])} for name, grid in grids.items()}
+                   "one_pixel_right_down": float(grid[right_down, right_down])} for name, grid in grids.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cmrseg.contour_origin", description=__doc__.splitlines()[0])
     parser.add_argument("root", help="Sunnybrook copy (the folder with link.csv, dicoms/ and contours/)")
-    parser.add_argument("--model", help="checkpoint (default: the shipped model)")
-    parser.add_argument("--images-only", action="store_true", help="measure on the images alone (no model)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", help="checkpoint (default: the shipped model)")
+    which.add_argument("--images-only", action="store_true", help="measure on the images alone (no model)")
     args = parser.parse_args(argv)
     try:
-        from cmrseg.inference import Segmenter
-
         root = Path(args.root)
-        segmenter = None if args.images_only else Segmenter.load(args.model, device="cpu")
-        for case_id, contour_folder in sorted(read_link_csv(root).items()):
-            for name, r in measure_study(root / "dicoms" / case_id, contour_folder, segmenter).items():
-                dx, dy = r["best_shift_xy"]
-                print(f"{case_id} {name}: best at dx {dx:+.2f}, dy {dy:+.2f} ({r['best']:.3f}); as read "
-                      f"{r['as_read']:.3f}; one pixel right and down {r['one_pixel_on']:.3f}")
-    except CMRSegError as error:
+        links = read_link_csv(root)
+        segmenter = None
+        if not args.images_only:
+            from cmrseg.inference import Segmenter  # torch, only when a model is asked for
+
+            segmenter = Segmenter.load(args.model, device="cpu")
+        for case_id, contour_folder in sorted(links.items()):
+            for name, found in measure_study(root / "dicoms" / case_id, contour_folder, segmenter).items():
+                dx, dy = found["best_shift_xy"]
+                print(f"{case_id} {name}: best at dx {dx:+.2f}, dy {dy:+.2f} ({found['best']:.3f}); as read "
+                      f"{found['as_read']:.3f}; one pixel right and down {found['one_pixel_right_down']:.3f}")
+    except (CMRSegError, OSError) as error:
         print(f"cmrseg: error: {error}", file=sys.stderr)
         return 2
     return 0

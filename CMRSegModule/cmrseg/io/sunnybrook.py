@@ -32,7 +32,7 @@ from cmrseg.progress import ProgressCallback
 CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour-manual\.txt$", re.IGNORECASE)
 # The file coordinates of the centre of pixel [0, 0]. On the shared studies, the contours read from 0 sit
 # about one pixel right of and below both the image's blood-pool edges and the shipped networks' boundaries
-# (which are aligned to ACDC's masks within a quarter pixel); read from 1 they fit both
+# (which are aligned to ACDC's masks within 0.2 pixel); read from 1 they fit both
 # (measured by `python -m cmrseg.contour_origin`).
 CONTOUR_ORIGIN = 1.0
 
@@ -109,8 +109,15 @@ def polygon_mask(points_xy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def require_contour_folder(contour_folder: str | Path) -> Path:
+    if not Path(contour_folder).is_dir():
+        raise CMRSegError(f"{contour_folder} is not a folder of Sunnybrook contour files.")
+    return Path(contour_folder)
+
+
 def contour_files(contour_folder: Path, refs: list[InstanceRef]) -> dict[str, dict[tuple[int, int], Path]]:
     """Contour files by kind (``"i"``, ``"o"``) and the ``(frame, slice)`` of the instance they lie on."""
+    contour_folder = require_contour_folder(contour_folder)
     by_instance = {ref.instance_number: ref for ref in refs}
     found: dict[str, dict[tuple[int, int], Path]] = {"i": {}, "o": {}}
     for path in sorted(contour_folder.rglob("*contour-manual.txt")):
@@ -193,7 +200,6 @@ def load_sunnybrook_contours(
     ED and ES are the two phases the i-contours are drawn on; ED is the one with the larger LV area summed
     over the slices contoured at both. The returned study has ``ed_frame`` and ``es_frame`` set.
     """
-    if not Path(contour_folder).is_dir():
-        raise CMRSegError(f"{contour_folder} is not a folder of Sunnybrook contour files.")
+    require_contour_folder(contour_folder)  # before the slower DICOM read
     study, refs = read_dicom_cine_with_index(dicom_folder, progress=progress)
     return contours_to_case(study, refs, contour_folder)
