@@ -32,8 +32,6 @@ from cmrseg.io.sunnybrook import (
     read_link_csv,
     require_contour_folder,
 )
-from cmrseg.labels import LV, MYO
-from cmrseg.metrics import dice
 
 SHIFTS = np.arange(-1.5, 1.51, 0.25)  # pixels, in x and in y
 
@@ -60,8 +58,8 @@ def edge_contrast(image: np.ndarray, points: np.ndarray, depth: float = 1.5) -> 
 def image_grid(images_and_contours: list[tuple[np.ndarray, np.ndarray]], shifts=SHIFTS) -> np.ndarray:
     """Summed edge contrast of the i-contours moved by every ``(dy, dx)`` of ``shifts`` x ``shifts``; each
     image scaled by its 99th percentile so that no slice outweighs the others."""
-    scaled = [(image / np.percentile(image, 99), points) for image, points in images_and_contours
-              if np.percentile(image, 99) > 0]  # a blank slice has no edges to weigh
+    scaled = [(image / top, points) for image, points in images_and_contours
+              if (top := np.percentile(image, 99)) > 0]  # a blank slice has no edges to weigh
     return np.array([[sum(edge_contrast(image, points + [dx, dy]) for image, points in scaled)
                       for dx in shifts] for dy in shifts])
 
@@ -73,12 +71,7 @@ def model_grid(study, refs, contour_folder: Path, predicted: dict[int, np.ndarra
     for i, dy in enumerate(shifts):
         for j, dx in enumerate(shifts):
             case = contours_to_case(study, refs, contour_folder, shift_xy=(dx, dy))
-            scores = [dice(predicted[frame][list(slices)] == LV, mask[list(slices)] == LV)
-                      for frame, mask, slices in ((case.ed_frame, case.ed_mask, case.ed_slices),
-                                                  (case.es_frame, case.es_mask, case.es_slices))]
-            epi = list(case.epi_slices)
-            scores.append(dice(predicted[case.ed_frame][epi] == MYO, case.ed_mask[epi] == MYO))
-            grid[i, j] = np.mean(scores)
+            grid[i, j] = np.mean(list(case.contour_dice(predicted).values()))
     return grid
 
 

@@ -20,25 +20,19 @@ from cmrseg.inference import Segmenter, segment_frames
 from cmrseg.io.sunnybrook import load_sunnybrook_contours, read_link_csv
 from cmrseg.labels import LV, MYO
 from cmrseg.measures import frame_measures, study_measures
-from cmrseg.metrics import dice
 from cmrseg.qc import quality_check
 
 
 def check_case(case, segmenter: Segmenter) -> dict:
     """The numbers of one loaded :class:`~cmrseg.io.sunnybrook.SunnybrookCase`."""
     predicted = segment_frames(case.study, [case.ed_frame, case.es_frame], segmenter)
-    row = {}
-    for phase, frame, mask, slices in (("ed", case.ed_frame, case.ed_mask, case.ed_slices),
-                                       ("es", case.es_frame, case.es_mask, case.es_slices)):
-        slices = list(slices)
-        found, expert = predicted[frame][slices] == LV, mask[slices] == LV
-        row[f"lv_dice_{phase}"] = dice(found, expert)
-        row[f"lv_ml_{phase}"] = float(found.sum()) * case.study.voxel_volume_ml
-        row[f"lv_ml_{phase}_expert"] = float(expert.sum()) * case.study.voxel_volume_ml
+    row = case.contour_dice(predicted)
+    for phase, frame, mask, slices in case.phases():
+        row[f"lv_ml_{phase}"] = float((predicted[frame][slices] == LV).sum()) * case.study.voxel_volume_ml
+        row[f"lv_ml_{phase}_expert"] = float((mask[slices] == LV).sum()) * case.study.voxel_volume_ml
     epi = list(case.epi_slices)
-    found, expert = predicted[case.ed_frame][epi] == MYO, case.ed_mask[epi] == MYO
-    row["myo_dice_ed"] = dice(found, expert)
-    row["myo_area_ratio_ed"] = float(found.sum()) / max(1, int(expert.sum()))
+    found = int((predicted[case.ed_frame][epi] == MYO).sum())
+    row["myo_area_ratio_ed"] = found / max(1, int((case.ed_mask[epi] == MYO).sum()))
     ed, es = (frame_measures(predicted[f], case.study.spacing) for f in (case.ed_frame, case.es_frame))
     measures = study_measures(ed, es).as_dict()
     row.update({key: measures[key] for key in ("rv_edv_ml", "rv_esv_ml", "rv_ef_pct")})

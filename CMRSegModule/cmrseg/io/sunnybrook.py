@@ -27,6 +27,7 @@ from cmrseg import labels
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_cine import DicomReadWarning, InstanceRef, read_dicom_cine_with_index
 from cmrseg.io.study import Study
+from cmrseg.metrics import dice
 from cmrseg.progress import ProgressCallback
 
 CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour-manual\.txt$", re.IGNORECASE)
@@ -49,6 +50,20 @@ class SunnybrookCase:
     ed_slices: tuple[int, ...]  # slices with an i-contour at ED
     es_slices: tuple[int, ...]  # slices with an i-contour at ES
     epi_slices: tuple[int, ...]  # slices with an o-contour at ED
+
+    def phases(self) -> tuple:
+        """``(name, frame, expert mask, contoured slices)`` of ED and ES."""
+        return (("ed", self.ed_frame, self.ed_mask, list(self.ed_slices)),
+                ("es", self.es_frame, self.es_mask, list(self.es_slices)))
+
+    def contour_dice(self, predicted: dict[int, np.ndarray]) -> dict[str, float]:
+        """Dice of label maps by frame against the contours: LV at ED and ES on the slices with an i-contour,
+        myocardium at ED on those with an o-contour."""
+        scores = {f"lv_dice_{phase}": dice(predicted[frame][slices] == labels.LV, mask[slices] == labels.LV)
+                  for phase, frame, mask, slices in self.phases()}
+        epi = list(self.epi_slices)
+        scores["myo_dice_ed"] = dice(predicted[self.ed_frame][epi] == labels.MYO, self.ed_mask[epi] == labels.MYO)
+        return scores
 
     def lv_volume_ml(self, phase: str) -> float:
         """LV blood-pool volume at ``"ED"`` or ``"ES"`` from voxel counts."""

@@ -118,9 +118,10 @@ def run_training(args: argparse.Namespace) -> int:
         teacher, teacher_sha256 = (load_teacher(config, split_path, runtime, weights) if config.distil_from
                                    else (None, None))
         if state is not None and (state.get("teacher_sha256") or None) != teacher_sha256:
-            raise CMRSegError("Cannot resume: " + (
-                f"{config.distil_from} is not the model this run was distilling from (the file has changed)."
-                if state.get("teacher_sha256") else "this run was not distilling; --distil-from needs a new run."))
+            if not state.get("teacher_sha256"):
+                raise CMRSegError("Cannot resume: this run was not distilling; --distil-from needs a new run.")
+            raise CMRSegError(f"Cannot resume: {config.distil_from} is not the model this run was distilling from "
+                              "(the file has changed).")
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
