@@ -1,13 +1,22 @@
-"""Test helper: one Enhanced MR Image Storage file (multi-frame, functional groups) made from a folder of
-one-image MR files, frames in a given order, as newer scanners store a cine."""
+"""Test helpers: one Enhanced MR Image Storage file (multi-frame, functional groups) made from a folder of
+one-image MR files, frames in a given order, as newer scanners store a cine; and the check of a DICOM SEG
+against such a file's own functional groups."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from cmrseg import labels
+from cmrseg.io.dicom_cine import read_dicom_cine
+from cmrseg.io.dicom_write import write_dicom_cine
+from cmrseg.phantom import make_phantom
 
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 FILE_LEVEL = ("SpecificCharacterSet", "StudyDate", "StudyTime", "Modality", "Manufacturer", "PatientName", "PatientID",
@@ -54,3 +63,41 @@ def enhanced_from_classic(classic_folder: Path, target: Path, order: list[int] |
     target.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(target, enforce_file_format=True)
     return target
+
+
+def enhanced_cine(tmp_path, seed: int, frames: int = 4, slices: int = 6):
+    """A phantom cine as one enhanced file, its frames shuffled; returns (phantom, study, the file's path)."""
+    phantom = make_phantom(seed=seed, frames=frames, slices=slices, matrix=(120, 128), oblique=True)
+    write_dicom_cine(phantom.study, tmp_path / "classic")
+    order = list(range(frames * slices))
+    random.Random(seed).shuffle(order)
+    path = enhanced_from_classic(tmp_path / "classic", tmp_path / "enhanced" / "cine.dcm", order)
+    return phantom, read_dicom_cine(tmp_path / "enhanced"), path
+
+
+def frame_geometry(path) -> list[tuple[tuple[float, ...], float]]:
+    """(ImagePositionPatient, NominalCardiacTriggerDelayTime) of every frame of an enhanced file, from its
+    per-frame functional groups: the file's own word on where and when each frame lies."""
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    return [(tuple(float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient),
+             float(item.CardiacSynchronizationSequence[0].NominalCardiacTriggerDelayTime))
+            for item in header.PerFrameFunctionalGroupsSequence]  # fmt: skip
+
+
+def assert_seg_on_its_frames(seg_path, source_path, labelmap: np.ndarray, frames: list[int], time_ms: float):
+    """Every segment reads back voxel for voxel through the source frames, and every frame of the SEG
+    references one source frame of the right phase at its own position."""
+    import highdicom as hd
+
+    seg = hd.seg.segread(seg_path)
+    uid = pydicom.dcmread(source_path, stop_before_pixels=True).SOPInstanceUID
+    for segment in (labels.RV, labels.MYO, labels.LV):
+        masks = seg.get_pixels_by_source_frame(uid, source_frame_numbers=frames, segment_numbers=[segment],
+                                               assert_missing_frames_are_empty=True)  # fmt: skip
+        np.testing.assert_array_equal(masks[..., 0].astype(bool), labelmap == segment)
+    geometry = frame_geometry(source_path)
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        (reference,) = item.DerivationImageSequence[0].SourceImageSequence
+        position, trigger = geometry[int(reference.ReferencedFrameNumber) - 1]
+        np.testing.assert_allclose(position, [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
+        assert trigger == pytest.approx(time_ms)

@@ -10,7 +10,6 @@ from enhanced_dicom import enhanced_from_classic
 
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_cine import read_dicom_cine
-from cmrseg.io.dicom_seg import check_study_for_seg
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.phantom import make_phantom
 
@@ -18,7 +17,7 @@ from cmrseg.phantom import make_phantom
 def test_an_enhanced_multiframe_cine_reads_as_its_one_image_files_do(tmp_path):
     """Newer scanners store the cine as one Enhanced MR file: every frame's position, trigger delay and rescale
     in its functional groups. Frames in any order in the file give the study of the one-image files, voxel for
-    voxel; a DICOM SEG of it is refused clearly (not written yet)."""
+    voxel, each slice knowing its frame in the file (for the DICOM SEG, test_dicom_seg_enhanced.py)."""
     phantom = make_phantom(seed=4, frames=5, slices=6, matrix=(96, 112), oblique=True)
     write_dicom_cine(phantom.study, tmp_path / "classic")
     order = list(range(5 * 6))
@@ -30,8 +29,10 @@ def test_an_enhanced_multiframe_cine_reads_as_its_one_image_files_do(tmp_path):
     np.testing.assert_array_equal(enhanced.direction, classic.direction)
     np.testing.assert_array_equal(enhanced.frame_times_ms, classic.frame_times_ms)
     assert enhanced.patient == classic.patient
-    with pytest.raises(CMRSegError, match="enhanced \\(multi-frame\\) DICOM file; DICOM SEG and SR"):
-        check_study_for_seg(enhanced)
+    assert classic.slice_frames is None and {name for phase in enhanced.slice_files for name in phase} == {"cine.dcm"}
+    names = sorted(path.name for path in (tmp_path / "classic").iterdir() if path.suffix == ".dcm")
+    frame_of = {names[index]: place + 1 for place, index in enumerate(order)}  # where each image went in the file
+    assert enhanced.slice_frames == [[frame_of[name] for name in phase] for phase in classic.slice_files]
 
 
 def test_a_multiframe_file_without_frame_geometry_is_refused(tmp_path):

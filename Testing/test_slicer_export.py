@@ -239,6 +239,31 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
     assert "cannot be read" in json.loads(exportReview(again, tmp_path / "again")[-1].read_text())["dicom_seg"]
 
 
+def test_a_cine_from_an_enhanced_dicom_file_exports_segs_on_its_frames(headless_slicer, tmp_path):
+    """A cine in one Enhanced MR file: the loaded sequence keeps each slice's frame in the file, and the
+    exported SEGs reference the ED and ES frames of that file, read back voxel for voxel."""
+    pytest.importorskip("highdicom")
+    from enhanced_dicom import assert_seg_on_its_frames, enhanced_cine
+
+    from CMRSegModuleLib.SequenceNodes import loadCineDicomFolder, studyFromInputNode
+
+    phantom, read, path = enhanced_cine(tmp_path, seed=15)
+    sequence, _, _ = loadCineDicomFolder(headless_slicer.scene, str(tmp_path / "enhanced"))
+    study = studyFromInputNode(sequence)
+    assert study.slice_frames == read.slice_frames
+    ed, es = phantom.study.ed_frame, phantom.study.es_frame
+    maps = {ed: phantom.labels[ed], es: phantom.labels[es]}
+    review = review_from_labels(headless_slicer.scene, study, maps, ed, es, "Enhanced")
+    corrected_es, _ = relabel_voxels(maps[es], labels.LV, labels.MYO, 40)
+    edit_segments(review.esCorrected, review.esVolume, corrected_es)
+    exportReview(review, tmp_path / "out")
+    for frame, expected in ((ed, maps[ed]), (es, corrected_es)):
+        phase = "ED" if frame == ed else "ES"
+        assert_seg_on_its_frames(tmp_path / "out" / f"Enhanced_{phase}_corrected.seg.dcm", path, expected,
+                                 study.slice_frames[frame], study.frame_times_ms[frame])  # fmt: skip
+    assert (tmp_path / "out" / "Enhanced_corrected_measures.sr.dcm").is_file()
+
+
 def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):
     review, _ = edited
     written = exportReview(review, tmp_path)

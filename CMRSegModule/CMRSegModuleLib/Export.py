@@ -75,7 +75,8 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
 
 
 def storedDicomSources(review: ReviewNodes) -> dict:
-    """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``), or ``{"problem": why}``."""
+    """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``; for an enhanced file also each
+    slice's frame in it, ``ED_frames``, ``ES_frames``), or ``{"problem": why}``."""
     return json.loads(review.table.GetAttribute(PHASE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
 
 
@@ -133,7 +134,7 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
                 from cmrseg.io.dicom_seg import write_dicom_seg
 
                 write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
-                                review.runInfo()["model"], corrected=True)
+                                review.runInfo()["model"], corrected=True, frames=sources.get(f"{phase}_frames"))
         corrections, approval = reviewState(review, maps)
         if "dicom_sr" in written:
             from cmrseg.io.dicom_sr import write_dicom_sr

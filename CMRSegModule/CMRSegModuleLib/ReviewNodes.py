@@ -130,7 +130,10 @@ def phaseDicomSources(study, edFrame: int, esFrame: int) -> dict:
         return {"problem": str(exc)}
     except (OSError, InvalidDicomError) as exc:  # the files moved since the study was loaded (a saved scene)
         return {"problem": f"the source DICOM files cannot be read ({exc})"}
-    return {"folder": study.source, "ED": study.slice_files[edFrame], "ES": study.slice_files[esFrame]}
+    sources = {"folder": study.source, "ED": study.slice_files[edFrame], "ES": study.slice_files[esFrame]}
+    if study.slice_frames is not None:  # an enhanced (multi-frame) file: the frame of each slice in it
+        sources.update(ED_frames=study.slice_frames[edFrame], ES_frames=study.slice_frames[esFrame])
+    return sources
 
 
 def reviewNodesFromTable(table) -> ReviewNodes:

@@ -43,7 +43,8 @@ def createSequenceFromStudy(scene, study, name: str = "Cine"):
         sequenceNode.SetDataNodeAtValue(frameNode, f"{time:g}")
     writePatient(sequenceNode, study.patient, PATIENT_ATTRIBUTES)
     if study.slice_files is not None:
-        source = {"folder": str(Path(study.source).resolve()), "files": study.slice_files}
+        source = {"folder": str(Path(study.source).resolve()), "files": study.slice_files,
+                  "frames": study.slice_frames}
         sequenceNode.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(source))
     browserNode = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
     browserNode.SetAndObserveMasterSequenceNodeID(sequenceNode.GetID())
@@ -107,7 +108,8 @@ def studyFromSequence(sequenceNode):
     return Study(image=np.stack(frames), spacing=spacing, origin=origin, direction=direction,
                  frame_times_ms=frameTimesMs(sequenceNode), patient=patientFromSequence(sequenceNode),
                  source=source["folder"] if source else name, description=name,
-                 slice_files=source["files"] if source else None)
+                 slice_files=source["files"] if source else None,
+                 slice_frames=source.get("frames") if source else None)
 
 
 def frameTimesMs(sequenceNode) -> list[float] | None:

@@ -261,7 +261,8 @@ def write_outputs(
 
                 for phase, frame in (("ED", ed), ("ES", es)):
                     write_dicom_seg(labels[frame], study.source, study.slice_files[frame],
-                                    scratch / f"{base}_{phase}.seg.dcm", segmenter.description)
+                                    scratch / f"{base}_{phase}.seg.dcm", segmenter.description,
+                                    frames=study.slice_frames[frame] if study.slice_frames else None)
             if dicom_sr:
                 from cmrseg.io.dicom_sr import write_dicom_sr
 

@@ -110,7 +110,8 @@ def orthonormal_direction(direction: np.ndarray, source: str) -> np.ndarray:
 def _where(study: Study, t: int, z: int) -> str:
     where = f"frame {t}, slice {z}" if study.num_frames > 1 else f"slice {z}"
     if study.slice_files is not None:
-        where += f" (file {study.slice_files[t][z]})"
+        frame = f", frame {study.slice_frames[t][z]}" if study.slice_frames is not None else ""
+        where += f" (file {study.slice_files[t][z]}{frame})"
     return where
 
 

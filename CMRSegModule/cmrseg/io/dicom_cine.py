@@ -357,6 +357,7 @@ def read_dicom_cine_with_index(
     image = np.empty((num_frames, num_slices, rows, columns), dtype=np.float32)
     refs = []
     files = [[""] * num_slices for _ in range(num_frames)]
+    file_frames = [[0] * num_slices for _ in range(num_frames)]
     first_ds = None
     total = num_slices * num_frames
     last: dict = {}
@@ -366,6 +367,7 @@ def read_dicom_cine_with_index(
             first_ds = first_ds if first_ds is not None else ds
             refs.append(InstanceRef(header.path, header.instance_number, t, z))
             files[t][z] = header.path.relative_to(folder).as_posix()
+            file_frames[t][z] = header.frame_index + 1 if header.frame_index is not None else 0
             report(progress, z * num_frames + t + 1, total, "Reading DICOM images")
     study = Study(
         image=image,
@@ -377,6 +379,7 @@ def read_dicom_cine_with_index(
         source=str(folder),
         description=series.description or (f"series {series.series_number}" if series.series_number else ""),
         slice_files=files,
+        slice_frames=file_frames if any(h.frame_index is not None for h in series.instances) else None,
     )
     return study, sorted(refs, key=lambda r: (r.frame, r.slice))
 

@@ -1,5 +1,6 @@
-"""DICOM Segmentation objects (SEG) of a frame's label map, referencing the cine's own DICOM images, so a
-PACS or viewer shows the segmentation over the images it came from (written with highdicom).
+"""DICOM Segmentation objects (SEG) of a frame's label map, referencing the cine's own DICOM images (one-image
+files, or the frames of one enhanced multi-frame file), so a PACS or viewer shows the segmentation over the
+images it came from (written with highdicom).
 
 One SEG per phase: a labelled (binary) segmentation with the segments RV blood pool, LV myocardium and LV
 blood pool (segment numbers 1, 2, 3 = the ACDC labels), their SNOMED CT codes and colours, and the algorithm
@@ -109,13 +110,13 @@ def check_seg_sources(folder: str | Path, files: list[str]) -> None:
 
 
 def check_study_for_seg(study: Study) -> None:
-    """Refuse a study that cannot have DICOM SEGs: not read from DICOM, or its images split (see above)."""
+    """Refuse a study that cannot have DICOM SEGs: not read from DICOM, its images split (see above), phases
+    whose enhanced frames lie in several files, or sources without a slice thickness."""
     if study.slice_files is None:
         raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
-    names = [name for frame in study.slice_files for name in frame]
-    if len(set(names)) < len(names):
-        raise CMRSegError("The cine was read from an enhanced (multi-frame) DICOM file; DICOM SEG and SR that "
-                          "reference its frames are not written yet (the label maps and reports are).")
+    if study.slice_frames is not None:
+        for files, frames in zip(study.slice_files, study.slice_frames, strict=True):
+            check_enhanced_phase(files, frames)
     import pydicom
 
     check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
@@ -124,9 +125,34 @@ def check_study_for_seg(study: Study) -> None:
         refuse_without_thickness({first: pydicom.dcmread(Path(study.source) / first, stop_before_pixels=True)})
 
 
+def check_enhanced_phase(files: list[str], frames: list[int]) -> None:
+    """A SEG of an enhanced (multi-frame) cine references frames of one file: refuse a phase whose slices lie
+    in several files or mix enhanced and one-image files (``frames`` 0)."""
+    if len(set(files)) > 1 or 0 in frames:
+        raise CMRSegError(
+            f"The slices of one phase lie in {len(set(files))} DICOM files, enhanced (multi-frame) ones among "
+            "them; a DICOM SEG references frames of one enhanced file or one-image files, so none can be written "
+            "(the label maps and reports are)."
+        )
+
+
+def slice_thickness(header) -> float | None:
+    """The slice thickness a header states: its own, else (enhanced images) that of its pixel measures
+    functional group, shared or of the first frame."""
+    if header.get("SliceThickness"):
+        return float(header.SliceThickness)
+    shared = header.get("SharedFunctionalGroupsSequence") or [None]
+    per_frame = header.get("PerFrameFunctionalGroupsSequence") or [None]
+    for group in (shared[0], per_frame[0]):
+        measures = (group.get("PixelMeasuresSequence") or [None])[0] if group is not None else None
+        if measures is not None and measures.get("SliceThickness"):
+            return float(measures.SliceThickness)
+    return None
+
+
 def refuse_without_thickness(headers: dict) -> None:
     """A SEG states its sources' slice thickness (pixel measures): refuse sources that do not give one."""
-    missing = [name for name, header in headers.items() if not header.get("SliceThickness")]
+    missing = [name for name, header in headers.items() if slice_thickness(header) is None]
     if missing:
         named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise CMRSegError(f"{named}: no SliceThickness, which a DICOM SEG must state for its slices; no SEG can be "
@@ -134,28 +160,60 @@ def refuse_without_thickness(headers: dict) -> None:
 
 
 def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], path: str | Path, algorithm: str,
-                    corrected: bool = False, series_number: int = 900) -> Path:  # fmt: skip
-    """Write a ``[z, y, x]`` label map as a DICOM SEG referencing ``files`` (one per slice z, below ``folder``).
+                    corrected: bool = False, series_number: int = 900,
+                    frames: list[int] | None = None) -> Path:  # fmt: skip
+    """Write a ``[z, y, x]`` label map as a DICOM SEG referencing ``files`` (one per slice z, below ``folder``);
+    for an enhanced (multi-frame) source, ``frames`` gives each slice's 1-based frame number in that one file.
 
     Raises:
-        CMRSegError: the images cannot be SEG sources (:func:`check_seg_sources`), or the label map does not
-            fit them.
+        CMRSegError: the images cannot be SEG sources (:func:`check_seg_sources`, :func:`check_enhanced_phase`),
+            or the label map does not fit them.
     """
     import pydicom
 
     check_seg_sources(folder, files)
+    if frames is not None:
+        check_enhanced_phase(files, frames)
     # The sources' own oddities (a one-part PatientName, a long description) are theirs, not the SEG's: quiet.
     with dicom_config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        sources = [_as_source(pydicom.dcmread(Path(folder) / name)) for name in files]
-        refuse_without_thickness(dict(zip(files, sources, strict=True)))
-        shape = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+        if frames is None:
+            sources = [_as_source(pydicom.dcmread(Path(folder) / name)) for name in files]
+        else:
+            enhanced = pydicom.dcmread(Path(folder) / files[0], stop_before_pixels=True)
+            sources = [_phase_view(_as_source(enhanced), frames)]
+        refuse_without_thickness(dict(zip(files, sources, strict=False)))
+        shape = (len(files), int(sources[0].Rows), int(sources[0].Columns))
         if labelmap.shape != shape:
             raise CMRSegError(f"The label map {labelmap.shape} does not fit its {shape[0]} source images {shape}.")
         seg = _segmentation(labelmap, sources, algorithm, corrected, series_number)
+        if frames is not None:
+            _refer_to_file_frames(seg, frames)
     path = Path(path)
     seg.save_as(path)
     return path
+
+
+def _phase_view(enhanced, frames: list[int]):
+    """An enhanced file's header as if it held only ``frames``, in slice order: highdicom then takes each
+    slice's position from the frame it lies on (its own matching of positions would pick every phase)."""
+    per_frame = enhanced.PerFrameFunctionalGroupsSequence
+    if max(frames) > len(per_frame):
+        raise CMRSegError(f"Frame {max(frames)} is not in the enhanced DICOM file ({len(per_frame)} frames).")
+    enhanced.PerFrameFunctionalGroupsSequence = [per_frame[number - 1] for number in frames]
+    enhanced.NumberOfFrames = len(frames)
+    return enhanced
+
+
+def _refer_to_file_frames(seg, frames: list[int]) -> None:
+    """highdicom numbered the phase view's frames 1..n in the SEG's references; the file's own numbers replace
+    them, so a viewer finds each slice's source frame in the enhanced file."""
+    references = {}  # highdicom shares one reference among the segments of a slice: renumber each once
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        for derivation in item.get("DerivationImageSequence", []):
+            references.update((id(source), source) for source in derivation.SourceImageSequence)
+    for source in references.values():
+        source.ReferencedFrameNumber = frames[int(source.ReferencedFrameNumber) - 1]
 
 
 def _segmentation(labelmap: np.ndarray, sources: list, algorithm: str, corrected: bool, series_number: int):

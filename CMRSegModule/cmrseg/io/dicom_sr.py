@@ -74,8 +74,9 @@ def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_f
     check_seg_sources(folder, ed_files + es_files)
     with dicom_config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        # each file once: an enhanced (multi-frame) file holds every slice of both phases
         sources = [_as_source(pydicom.dcmread(Path(folder) / n, stop_before_pixels=True))
-                   for n in ed_files + es_files]  # fmt: skip
+                   for n in dict.fromkeys(ed_files + es_files)]  # fmt: skip
         device = hd.sr.DeviceObserverIdentifyingAttributes(uid=hd.UID(), name="CMRSeg", manufacturer_name="CMRSeg",
                                                           model_name=algorithm[:64])  # fmt: skip
         context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(

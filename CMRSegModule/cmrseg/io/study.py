@@ -48,6 +48,8 @@ class Study:
     # The file each [t][z] slice came from (relative to ``source``) where the reader knows it (DICOM): for messages
     # and for the references of a DICOM SEG.
     slice_files: list[list[str]] | None = None
+    # Where those files are enhanced (multi-frame) DICOM: the 1-based frame number of each [t][z] slice in its file.
+    slice_frames: list[list[int]] | None = None
     frame_times_known: bool = True  # False: frame_times_ms are frame indices (no real trigger times)
 
     def __post_init__(self) -> None:
@@ -125,6 +127,7 @@ class Study:
             frame_times_ms=self.frame_times_ms[index : index + 1],
             frame_numbers=[self.frame_number(index)],
             slice_files=self.slice_files[index : index + 1] if self.slice_files is not None else None,
+            slice_frames=self.slice_frames[index : index + 1] if self.slice_frames is not None else None,
             ed_frame=None,
             es_frame=None,
         )
