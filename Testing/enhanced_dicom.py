@@ -33,9 +33,12 @@ def _item(**values) -> Dataset:
     return item
 
 
-def enhanced_from_classic(classic_folder: Path, target: Path, order: list[int] | None = None) -> Path:
+def enhanced_from_classic(classic_folder: Path, target: Path, order: list[int] | None = None,
+                          shared_geometry: bool = True) -> Path:  # fmt: skip
     """Write the one-image files of ``classic_folder`` as frames of one enhanced file (in ``order`` of the
-    files sorted by name, default as sorted), with their pixels, geometry, trigger times and rescale."""
+    files sorted by name, default as sorted), with their pixels, geometry, trigger times and rescale; the
+    orientation and pixel measures in the shared functional group, or (``shared_geometry=False``, as Philips
+    writes them) repeated in every frame's."""
     files = sorted(p for p in classic_folder.iterdir() if p.suffix == ".dcm")
     frames = [pydicom.dcmread(files[i]) for i in (order if order is not None else range(len(files)))]
     first = frames[0]
@@ -46,10 +49,11 @@ def enhanced_from_classic(classic_folder: Path, target: Path, order: list[int] |
     ds.SOPClassUID, ds.SOPInstanceUID, ds.InstanceNumber = ENHANCED_MR, generate_uid(), 1
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
     ds.NumberOfFrames = len(frames)
-    ds.SharedFunctionalGroupsSequence = [_item(
-        PixelMeasuresSequence=[_item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)],
-        PlaneOrientationSequence=[_item(ImageOrientationPatient=first.ImageOrientationPatient)])]  # fmt: skip
+    geometry = {"PixelMeasuresSequence": [_item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)],
+                "PlaneOrientationSequence": [_item(ImageOrientationPatient=first.ImageOrientationPatient)]}
+    ds.SharedFunctionalGroupsSequence = [_item(**(geometry if shared_geometry else {}))]
     ds.PerFrameFunctionalGroupsSequence = [_item(
+        **({} if shared_geometry else geometry),
         PlanePositionSequence=[_item(ImagePositionPatient=frame.ImagePositionPatient)],
         CardiacSynchronizationSequence=[_item(NominalCardiacTriggerDelayTime=frame.TriggerTime)],
         PixelValueTransformationSequence=[_item(RescaleSlope=frame.RescaleSlope,
@@ -65,13 +69,13 @@ def enhanced_from_classic(classic_folder: Path, target: Path, order: list[int] |
     return target
 
 
-def enhanced_cine(tmp_path, seed: int, frames: int = 4, slices: int = 6):
+def enhanced_cine(tmp_path, seed: int, frames: int = 4, slices: int = 6, shared_geometry: bool = True):
     """A phantom cine as one enhanced file, its frames shuffled; returns (phantom, study, the file's path)."""
     phantom = make_phantom(seed=seed, frames=frames, slices=slices, matrix=(120, 128), oblique=True)
     write_dicom_cine(phantom.study, tmp_path / "classic")
     order = list(range(frames * slices))
     random.Random(seed).shuffle(order)
-    path = enhanced_from_classic(tmp_path / "classic", tmp_path / "enhanced" / "cine.dcm", order)
+    path = enhanced_from_classic(tmp_path / "classic", tmp_path / "enhanced" / "cine.dcm", order, shared_geometry)
     return phantom, read_dicom_cine(tmp_path / "enhanced"), path
 
 

@@ -21,8 +21,10 @@ from cmrseg.io.dicom_write import write_dicom_cine  # noqa: E402
 from cmrseg.phantom import make_phantom  # noqa: E402
 
 
-def test_a_seg_of_an_enhanced_cine_references_the_frames_of_its_phase(tmp_path):
-    phantom, study, path = enhanced_cine(tmp_path, seed=11)
+@pytest.mark.parametrize("shared_geometry", [True, False])
+def test_a_seg_of_an_enhanced_cine_references_the_frames_of_its_phase(shared_geometry, tmp_path):
+    """Orientation and pixel measures shared by all frames, or repeated in each frame's functional groups."""
+    phantom, study, path = enhanced_cine(tmp_path, seed=11, shared_geometry=shared_geometry)
     check_study_for_seg(study)
     for frame in (0, 2):
         seg = write_dicom_seg(phantom.labels[frame], study.source, study.slice_files[frame],

@@ -17,6 +17,7 @@ from pydicom import config as dicom_config
 
 from cmrseg import __version__, labels
 from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_seg_frames import check_enhanced_phase, phase_view, refer_to_file_frames
 from cmrseg.io.study import Study
 
 MANUFACTURER = "CMRSeg"
@@ -125,17 +126,6 @@ def check_study_for_seg(study: Study) -> None:
         refuse_without_thickness({first: pydicom.dcmread(Path(study.source) / first, stop_before_pixels=True)})
 
 
-def check_enhanced_phase(files: list[str], frames: list[int]) -> None:
-    """A SEG of an enhanced (multi-frame) cine references frames of one file: refuse a phase whose slices lie
-    in several files or mix enhanced and one-image files (``frames`` 0)."""
-    if len(set(files)) > 1 or 0 in frames:
-        raise CMRSegError(
-            f"The slices of one phase lie in {len(set(files))} DICOM files, enhanced (multi-frame) ones among "
-            "them; a DICOM SEG references frames of one enhanced file or one-image files, so none can be written "
-            "(the label maps and reports are)."
-        )
-
-
 def slice_thickness(header) -> float | None:
     """The slice thickness a header states: its own, else (enhanced images) that of its pixel measures
     functional group, shared or of the first frame."""
@@ -181,39 +171,17 @@ def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], 
             sources = [_as_source(pydicom.dcmread(Path(folder) / name)) for name in files]
         else:
             enhanced = pydicom.dcmread(Path(folder) / files[0], stop_before_pixels=True)
-            sources = [_phase_view(_as_source(enhanced), frames)]
+            sources = [phase_view(_as_source(enhanced), frames)]
         refuse_without_thickness(dict(zip(files, sources, strict=False)))
         shape = (len(files), int(sources[0].Rows), int(sources[0].Columns))
         if labelmap.shape != shape:
             raise CMRSegError(f"The label map {labelmap.shape} does not fit its {shape[0]} source images {shape}.")
         seg = _segmentation(labelmap, sources, algorithm, corrected, series_number)
         if frames is not None:
-            _refer_to_file_frames(seg, frames)
+            refer_to_file_frames(seg, frames)
     path = Path(path)
     seg.save_as(path)
     return path
-
-
-def _phase_view(enhanced, frames: list[int]):
-    """An enhanced file's header as if it held only ``frames``, in slice order: highdicom then takes each
-    slice's position from the frame it lies on (its own matching of positions would pick every phase)."""
-    per_frame = enhanced.PerFrameFunctionalGroupsSequence
-    if max(frames) > len(per_frame):
-        raise CMRSegError(f"Frame {max(frames)} is not in the enhanced DICOM file ({len(per_frame)} frames).")
-    enhanced.PerFrameFunctionalGroupsSequence = [per_frame[number - 1] for number in frames]
-    enhanced.NumberOfFrames = len(frames)
-    return enhanced
-
-
-def _refer_to_file_frames(seg, frames: list[int]) -> None:
-    """highdicom numbered the phase view's frames 1..n in the SEG's references; the file's own numbers replace
-    them, so a viewer finds each slice's source frame in the enhanced file."""
-    references = {}  # highdicom shares one reference among the segments of a slice: renumber each once
-    for item in seg.PerFrameFunctionalGroupsSequence:
-        for derivation in item.get("DerivationImageSequence", []):
-            references.update((id(source), source) for source in derivation.SourceImageSequence)
-    for source in references.values():
-        source.ReferencedFrameNumber = frames[int(source.ReferencedFrameNumber) - 1]
 
 
 def _segmentation(labelmap: np.ndarray, sources: list, algorithm: str, corrected: bool, series_number: int):
