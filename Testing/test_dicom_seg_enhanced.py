@@ -83,3 +83,40 @@ def test_phases_spread_over_several_enhanced_files_get_no_seg(model_path, tmp_pa
     assert main(["segment", str(tmp_path / "per_slice"), "--out", str(out), "--model", str(model_path),
                  "--dicom-seg"]) == 2  # fmt: skip
     assert capsys.readouterr().err.count("cmrseg: error:") == 1 and not out.exists()
+
+
+def test_a_multiframe_study_without_its_frame_numbers_gets_no_seg(tmp_path):
+    """A study whose slices share one multi-frame file but whose frame numbers were not kept (a scene saved by
+    an earlier version) is refused clearly, before and at writing."""
+    from dataclasses import replace
+
+    phantom, study, _ = enhanced_cine(tmp_path, seed=16)
+    old = replace(study, slice_frames=None)
+    with pytest.raises(CMRSegError, match="frame numbers were not kept"):
+        check_study_for_seg(old)
+    with pytest.raises(CMRSegError, match="frame numbers were not kept"):
+        write_dicom_seg(phantom.labels[0], old.source, old.slice_files[0], tmp_path / "o.seg.dcm", "test")
+    assert not (tmp_path / "o.seg.dcm").exists()
+
+
+def test_enhanced_frames_without_a_common_geometry_or_a_position_are_refused(tmp_path):
+    from cmrseg.io.dicom_seg_frames import check_enhanced_header
+
+    phantom, study, path = enhanced_cine(tmp_path, seed=17, shared_geometry=False)
+    header = pydicom.dcmread(path)
+    measures = header.PerFrameFunctionalGroupsSequence[study.slice_frames[2][3] - 1].PixelMeasuresSequence[0]
+    measures.PixelSpacing = [float(v) * 1.1 for v in measures.PixelSpacing]  # one frame of phase 2 differs
+    header.save_as(path)
+    with pytest.raises(CMRSegError, match="differ in their PixelMeasuresSequence"):
+        check_study_for_seg(study)
+    write_dicom_seg(phantom.labels[0], study.source, study.slice_files[0], tmp_path / "a.seg.dcm", "test",
+                    frames=study.slice_frames[0])  # phase 0 agrees: its SEG is written  # fmt: skip
+    with pytest.raises(CMRSegError, match="differ in their PixelMeasuresSequence"):
+        write_dicom_seg(phantom.labels[2], study.source, study.slice_files[2], tmp_path / "b.seg.dcm", "test",
+                        frames=study.slice_frames[2])  # fmt: skip
+    assert not (tmp_path / "b.seg.dcm").exists()
+    del header.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence
+    with pytest.raises(CMRSegError, match="no position of their own"):
+        check_enhanced_header(header, [1, 2])
+    with pytest.raises(CMRSegError, match="Frame 99 is not in the enhanced DICOM file \\(24 frames\\)"):
+        check_enhanced_header(header, [1, 99])

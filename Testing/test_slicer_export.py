@@ -262,6 +262,17 @@ def test_a_cine_from_an_enhanced_dicom_file_exports_segs_on_its_frames(headless_
         assert_seg_on_its_frames(tmp_path / "out" / f"Enhanced_{phase}_corrected.seg.dcm", path, expected,
                                  study.slice_frames[frame], study.frame_times_ms[frame])  # fmt: skip
     assert (tmp_path / "out" / "Enhanced_corrected_measures.sr.dcm").is_file()
+    # A scene saved before the frames were kept: the rest is exported, and the JSON says why there is no SEG.
+    from CMRSegModuleLib.SequenceNodes import SOURCE_DICOM_ATTRIBUTE
+
+    source = json.loads(sequence.GetAttribute(SOURCE_DICOM_ATTRIBUTE))
+    del source["frames"]
+    sequence.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(source))
+    older = review_from_labels(headless_slicer.scene, studyFromInputNode(sequence), maps, ed, es, "Older")
+    written = exportReview(older, tmp_path / "older")
+    assert not [p for p in written if p.name.endswith(".dcm")]
+    assert "frame numbers were not kept" in json.loads((tmp_path / "older" / "Older_results.json").read_text())[
+        "dicom_seg"]
 
 
 def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):

@@ -17,7 +17,7 @@ from pydicom import config as dicom_config
 
 from cmrseg import __version__, labels
 from cmrseg.errors import CMRSegError
-from cmrseg.io.dicom_seg_frames import check_enhanced_phase, phase_view, refer_to_file_frames
+from cmrseg.io.dicom_seg_frames import check_enhanced_header, check_phase_sources, phase_view, refer_to_file_frames
 from cmrseg.io.study import Study
 
 MANUFACTURER = "CMRSeg"
@@ -111,19 +111,26 @@ def check_seg_sources(folder: str | Path, files: list[str]) -> None:
 
 
 def check_study_for_seg(study: Study) -> None:
-    """Refuse a study that cannot have DICOM SEGs: not read from DICOM, its images split (see above), phases
-    whose enhanced frames lie in several files, or sources without a slice thickness."""
+    """Refuse a study that cannot have DICOM SEGs (reads headers only): not read from DICOM, its images split
+    (see above), phases whose sources no SEG can reference (:func:`check_phase_sources`), enhanced frames
+    without a shared geometry (:func:`check_enhanced_header`), or sources without a slice thickness."""
     if study.slice_files is None:
         raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
-    if study.slice_frames is not None:
-        for files, frames in zip(study.slice_files, study.slice_frames, strict=True):
-            check_enhanced_phase(files, frames)
+    frames_of = study.slice_frames or [None] * len(study.slice_files)
+    for files, frames in zip(study.slice_files, frames_of, strict=True):
+        check_phase_sources(files, frames)
     import pydicom
 
     check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
     with dicom_config.disable_value_validation():
         first = study.slice_files[0][0]
         refuse_without_thickness({first: pydicom.dcmread(Path(study.source) / first, stop_before_pixels=True)})
+        enhanced: dict[str, list[int]] = {}
+        for files, frames in zip(study.slice_files, frames_of, strict=True):
+            if frames is not None:
+                enhanced.setdefault(files[0], []).extend(frames)
+        for name, frames in enhanced.items():
+            check_enhanced_header(pydicom.dcmread(Path(study.source) / name, stop_before_pixels=True), frames)
 
 
 def slice_thickness(header) -> float | None:
@@ -156,14 +163,13 @@ def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], 
     for an enhanced (multi-frame) source, ``frames`` gives each slice's 1-based frame number in that one file.
 
     Raises:
-        CMRSegError: the images cannot be SEG sources (:func:`check_seg_sources`, :func:`check_enhanced_phase`),
-            or the label map does not fit them.
+        CMRSegError: the images cannot be SEG sources (:func:`check_seg_sources`, :func:`check_phase_sources`,
+            :func:`check_enhanced_header`), or the label map does not fit them.
     """
     import pydicom
 
     check_seg_sources(folder, files)
-    if frames is not None:
-        check_enhanced_phase(files, frames)
+    check_phase_sources(files, frames)
     # The sources' own oddities (a one-part PatientName, a long description) are theirs, not the SEG's: quiet.
     with dicom_config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -176,7 +182,10 @@ def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], 
         shape = (len(files), int(sources[0].Rows), int(sources[0].Columns))
         if labelmap.shape != shape:
             raise CMRSegError(f"The label map {labelmap.shape} does not fit its {shape[0]} source images {shape}.")
-        seg = _segmentation(labelmap, sources, algorithm, corrected, series_number)
+        try:
+            seg = _segmentation(labelmap, sources, algorithm, corrected, series_number)
+        except (AttributeError, KeyError, ValueError) as exc:  # what highdicom finds wrong with the sources
+            raise CMRSegError(f"No DICOM SEG can be built on the images of {folder}: {exc}") from exc
         if frames is not None:
             refer_to_file_frames(seg, frames)
     path = Path(path)

@@ -21,9 +21,18 @@ SHARED_GROUPS = {  # functional group -> the values its frames must share
 }
 
 
-def check_enhanced_phase(files: list[str], frames: list[int]) -> None:
-    """A SEG of an enhanced cine references frames of one file: refuse a phase whose slices lie in several
-    files or mix enhanced and one-image files (``frames`` 0)."""
+def check_phase_sources(files: list[str], frames: list[int] | None) -> None:
+    """Refuse the sources of one phase's SEG that no SEG can reference: slices in several files of which
+    some are enhanced, one-image files mixed in (``frames`` 0), or a multi-frame file without the frame of
+    each slice (a scene saved by an earlier version, before the frames were kept)."""
+    if frames is None:
+        if len(set(files)) < len(files):
+            raise CMRSegError(
+                "The slices of this phase lie in one multi-frame DICOM file whose frame numbers were not kept "
+                "(a scene saved by an earlier CMRSeg); load the study again from its DICOM folder to write a "
+                "DICOM SEG (the label maps and reports are written)."
+            )
+        return
     if len(set(files)) > 1 or 0 in frames:
         raise CMRSegError(
             f"The slices of one phase lie in {len(set(files))} DICOM files, enhanced (multi-frame) ones among "
@@ -32,26 +41,44 @@ def check_enhanced_phase(files: list[str], frames: list[int]) -> None:
         )
 
 
-def phase_view(enhanced: Dataset, frames: list[int]) -> Dataset:
-    """``enhanced`` (a header read without pixels) changed to hold only ``frames`` (1-based), in slice order.
+def check_enhanced_header(enhanced: Dataset, frames: list[int]) -> dict:
+    """The orientation and pixel measures ``frames`` (1-based) of ``enhanced`` share, by functional group.
 
     Raises:
-        CMRSegError: a frame is not in the file, or the phase's frames differ in orientation or pixel measures.
+        CMRSegError: a frame not in the file, one without a position of its own, or frames that differ in
+            orientation or pixel measures (or state none).
     """
-    per_frame = enhanced.PerFrameFunctionalGroupsSequence
+    per_frame = enhanced.get("PerFrameFunctionalGroupsSequence") or []
     if max(frames) > len(per_frame):
         raise CMRSegError(f"Frame {max(frames)} is not in the enhanced DICOM file ({len(per_frame)} frames).")
     chosen = [per_frame[number - 1] for number in frames]
-    shared = enhanced.SharedFunctionalGroupsSequence[0] if enhanced.get("SharedFunctionalGroupsSequence") else Dataset()
-    for group, keywords in SHARED_GROUPS.items():
-        if group not in shared:
-            setattr(shared, group, _one_for_all(chosen, group, keywords))
-            for item in chosen:  # a group is either shared or per frame
+    if not all(item.get("PlanePositionSequence") for item in chosen):
+        raise CMRSegError("Frames of the enhanced DICOM file have no position of their own (PlanePositionSequence); "
+                          "no DICOM SEG can be written.")  # fmt: skip
+    shared = _shared_group(enhanced)
+    return {group: shared.get(group) or _one_for_all(chosen, group, keywords)
+            for group, keywords in SHARED_GROUPS.items()}  # fmt: skip
+
+
+def phase_view(enhanced: Dataset, frames: list[int]) -> Dataset:
+    """``enhanced`` (a header read without pixels, changed in place) holding only ``frames`` (1-based), in
+    slice order, its orientation and pixel measures shared (see :func:`check_enhanced_header`)."""
+    groups = check_enhanced_header(enhanced, frames)
+    chosen = [enhanced.PerFrameFunctionalGroupsSequence[number - 1] for number in frames]
+    shared = _shared_group(enhanced)
+    for group, sequence in groups.items():
+        setattr(shared, group, sequence)
+        for item in chosen:  # a group is either shared or per frame
+            if group in item:
                 delattr(item, group)
     enhanced.SharedFunctionalGroupsSequence = [shared]
     enhanced.PerFrameFunctionalGroupsSequence = chosen
     enhanced.NumberOfFrames = len(frames)
     return enhanced
+
+
+def _shared_group(enhanced: Dataset) -> Dataset:
+    return (enhanced.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
 
 
 def _one_for_all(items: list[Dataset], group: str, keywords: tuple[str, ...]):
