@@ -1,5 +1,6 @@
 """The DICOM CMRSeg writes, checked by an independent validator: dicom3tools' dciodvfy (Debian's dicom3tools,
-which scripts/test installs). The cine the phantom command writes, the ED/ES SEGs and the SR of a segment run."""
+which scripts/test installs). The cine the phantom command writes, the ED/ES SEGs and the SR of a segment run,
+and a SEG on the frames of an enhanced (multi-frame) cine."""
 
 from __future__ import annotations
 
@@ -39,3 +40,17 @@ def test_the_cine_seg_and_sr_pass_the_validator(model_path, tmp_path):
     findings = validate(tmp_path / "run" / "dicom_measures.sr.dcm")
     assert findings and all(f == "Warning - Unrecognized defined term <99CMRSEG> for value 1 of attribute "
                                  "<Coding Scheme Designator>" for f in findings), findings
+
+
+@pytest.mark.parametrize("shared_geometry", [True, False])
+def test_a_seg_on_the_frames_of_an_enhanced_cine_passes_the_validator(shared_geometry, tmp_path):
+    """The SEG of one phase of an Enhanced MR cine (orientation and pixel measures shared, or per frame as
+    Philips writes them), referencing the file's frames: neither error nor warning."""
+    from enhanced_dicom import enhanced_cine
+
+    from cmrseg.io.dicom_seg import write_dicom_seg
+
+    phantom, study, _ = enhanced_cine(tmp_path, seed=18, shared_geometry=shared_geometry)
+    path = write_dicom_seg(phantom.labels[1], study.source, study.slice_files[1], tmp_path / "p.seg.dcm", "test",
+                           frames=study.slice_frames[1])  # fmt: skip
+    assert validate(path) == []
