@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from cmrseg import phantom_check
+from cmrseg.error_regions import error_region_markdown
 from cmrseg.evaluate import distance_cell
 from cmrseg.inference import default_model_path
 from cmrseg.model.checkpoint import read_checkpoint
@@ -260,6 +261,12 @@ def parameter_table(table3: list[dict]) -> list[str]:
     return lines
 
 
+def region_section(results: dict, which: str) -> list[str]:
+    """Where the held-out errors lie along the long axis."""
+    return ["", f"## Where the errors lie ({which}, basal rule >= 50 %)", "",
+            error_region_markdown(results["regions"]).rstrip()]
+
+
 def held_out_sections(shipped: dict) -> list[str]:
     """The test tables, or for cross-validation folds the cross-validated tables and the ensemble's own
     tables on the validation patients."""
@@ -269,7 +276,7 @@ def held_out_sections(shipped: dict) -> list[str]:
         return [f"## Test patients ({patients} patients, ED and ES: {2 * patients} volumes), basal rule >= 50 %", "",
                 *dice_table(results["table1"]), "",
                 "## Clinical parameters against the expert masks (test patients, basal rule >= 50 %)", "",
-                *parameter_table(results["table3"])]
+                *parameter_table(results["table3"]), *region_section(results, "test patients")]
     validation = shipped["validation_results"]
     members = len(shipped["split"]["member_test"])
     return [
@@ -283,7 +290,7 @@ def held_out_sections(shipped: dict) -> list[str]:
         "slightly optimistic.",
         "", *dice_table(results["table1"]), "",
         "## Clinical parameters against the expert masks (cross-validated, basal rule >= 50 %)", "",
-        *parameter_table(results["table3"]), "",
+        *parameter_table(results["table3"]), *region_section(results, "cross-validated"), "",
         f"## The shipped ensemble on the validation patients ({len(shipped['split']['val'])} patients, ED and ES), "
         "basal rule >= 50 %", "",
         "No member was trained on them, but they chose each member's best epoch and this model among the "

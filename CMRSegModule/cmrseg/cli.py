@@ -95,6 +95,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cmrseg import evaluate
+    from cmrseg.error_regions import error_region_markdown
     from cmrseg.inference import default_model_path
     from cmrseg.outputs import check_output_folder
     from cmrseg.progress import LinePrinter
@@ -148,6 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = evaluate.evaluate_cases(cases, args.out, len(cases), LinePrinter())
     print(evaluate.table1_markdown([r for r in results["table1"] if r["phase"] == "ED+ES"]))
     print(evaluate.table3_markdown(results["table3"]))
+    print(error_region_markdown(results["regions"]))
     if review_model is not None and segmented:
         from cmrseg.review_eval import format_metrics, interval_coverage, measure, slice_set
 

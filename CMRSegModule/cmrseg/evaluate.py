@@ -3,7 +3,8 @@
 Table 1: per structure and phase, Dice, Hausdorff distance (median over volumes of the 3D HD, and median of
 the per-slice 2D HD) and sensitivity, under both basal-slice criteria (applied to prediction and reference).
 Table 3: R^2 and Bland-Altman bias +- 2 SD of LV EDV/ESV, RV EDV/ESV and myocardial mass at ED/ES.
-Each method (e.g. "FCN" and "FCN+corr") is compared with the same expert reference.
+Each method (e.g. "FCN" and "FCN+corr") is compared with the same expert reference. Beside them, where the
+errors lie along the long axis (:mod:`cmrseg.error_regions`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from cmrseg.agreement import agreement, plot_agreement
 from cmrseg.basal import apply_basal_rule, basal_end
+from cmrseg.error_regions import case_error_regions, error_region_markdown, error_region_table
 from cmrseg.errors import CMRSegError
 from cmrseg.labels import STRUCTURES
 from cmrseg.measures import frame_measures
@@ -162,14 +164,16 @@ def table3_markdown(summary: list[dict]) -> str:
 
 def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None = None,
                    progress: ProgressCallback | None = None) -> dict:
-    """Compute both tables for ``cases`` and write them (Markdown, JSON, per-case CSV, plots) to ``out_dir``."""
+    """Compute both tables and the error regions for ``cases`` and write them (Markdown, JSON, plots) to
+    ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, volumes, methods = [], [], []
+    rows, volumes, methods, region_rows = [], [], [], []
     for done, case in enumerate(cases):
         report(progress, done, total or 0, "Evaluating")
         methods = list(case.methods)
         rows += case_rows(case)
+        region_rows += case_error_regions(case)
         for criterion in CRITERIA:
             volumes.append({"patient": case.patient, "phase": case.phase, "criterion": criterion,
                             "values": case_volumes(case, criterion)})
@@ -177,7 +181,8 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
         raise CMRSegError("Nothing to evaluate: no case had both a prediction and a reference.")
     first = table1(rows)
     third = table3(volumes, methods, out_dir / "plots")
-    results = {"table1": first, "table3": third, "cases": rows, "volumes": volumes}
+    regions = error_region_table(region_rows)
+    results = {"table1": first, "table3": third, "regions": regions, "cases": rows, "volumes": volumes}
     # strict JSON: an infinite distance (a structure missing on one side) or an undefined value is null
     (out_dir / "evaluation.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False))
     if not third:
@@ -185,6 +190,7 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
                     "(in --ref folders, a case's name says its phase: _ED or _ES).")
     (out_dir / "table1.md").write_text(table1_markdown(first))
     (out_dir / "table3.md").write_text(table3_markdown(third))
+    (out_dir / "regions.md").write_text(error_region_markdown(regions))
     return results
 
 
