@@ -178,7 +178,7 @@ def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], 
         else:
             enhanced = pydicom.dcmread(Path(folder) / files[0], stop_before_pixels=True)
             sources = [phase_view(_as_source(enhanced), frames)]
-        refuse_without_thickness(dict(zip(files, sources, strict=False)))
+        refuse_without_thickness(dict(zip(dict.fromkeys(files), sources, strict=True)))  # each file once
         shape = (len(files), int(sources[0].Rows), int(sources[0].Columns))
         if labelmap.shape != shape:
             raise CMRSegError(f"The label map {labelmap.shape} does not fit its {shape[0]} source images {shape}.")
