@@ -123,6 +123,26 @@ def test_sources_without_patient_and_study_attributes_get_a_seg_and_an_sr_withou
     assert not (tmp_path / "b.seg.dcm").exists()
 
 
+def test_sources_without_thickness_still_get_an_sr_when_only_an_sr_is_asked_for(model_path, tmp_path, capsys):
+    """The slice thickness is a SEG's requirement, not an SR's: --dicom-sr alone writes the SR; --dicom-seg is
+    refused before any work, nothing written."""
+    from cmrseg.cli import main
+
+    phantom = make_phantom(seed=19, frames=3, slices=8, matrix=(120, 128))
+    for path in write_dicom_cine(phantom.study, tmp_path / "dicom"):
+        ds = pydicom.dcmread(path)
+        del ds.SliceThickness
+        ds.save_as(path)
+    assert main(["segment", str(tmp_path / "dicom"), "--out", str(tmp_path / "sr"), "--model", str(model_path),
+                 "--dicom-sr", "--report", "none"]) == 0  # fmt: skip
+    assert hd.sr.srread(tmp_path / "sr" / "dicom_measures.sr.dcm").Modality == "SR"
+    capsys.readouterr()
+    assert main(["segment", str(tmp_path / "dicom"), "--out", str(tmp_path / "seg"), "--model", str(model_path),
+                 "--dicom-seg", "--report", "none"]) == 2  # fmt: skip
+    error = capsys.readouterr().err
+    assert error.count("cmrseg: error:") == 1 and "no SliceThickness" in error and not (tmp_path / "seg").exists()
+
+
 @pytest.mark.shared_data
 def test_a_study_split_by_its_anonymisation_gets_no_seg(sunnybrook_root, tmp_path):
     """SCD0000201's 260 images each carry their own FrameOfReferenceUID: no SEG can share it."""

@@ -129,10 +129,10 @@ def run_segment(
         raise CMRSegError("DICOM SEG and SR need highdicom: pip install 'cmrseg[pacs]' (or highdicom).")
     with locked_output(out_dir) as folder:
         loaded = load_for_output(folder, inputs, series_uid, height_cm, weight_kg, overwrite, progress, sex, age_years)
-        if dicom_seg or dicom_sr:
-            from cmrseg.io.dicom_seg import check_study_for_seg
+        if dicom_seg or dicom_sr:  # before the work: a study that cannot have them is refused
+            from cmrseg.io.dicom_seg import check_study_for_seg, check_study_for_sr
 
-            check_study_for_seg(loaded.study)  # before the work: a study that cannot have a SEG is refused
+            (check_study_for_seg if dicom_seg else check_study_for_sr)(loaded.study)
         result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
         measures = measures_document(loaded, result, segmenter, basal_rule, bsa_method, all_frames)
         outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg, dicom_sr)

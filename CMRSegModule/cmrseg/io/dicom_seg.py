@@ -110,18 +110,24 @@ def check_seg_sources(folder: str | Path, files: list[str]) -> None:
         )
 
 
-def check_study_for_seg(study: Study) -> None:
-    """Refuse a study that cannot have DICOM SEGs (reads headers only): not read from DICOM, its images split
-    (see above), phases whose sources no SEG can reference (:func:`check_phase_sources`), enhanced frames
-    without a shared geometry (:func:`check_enhanced_header`), or sources without a slice thickness."""
+def check_study_for_sr(study: Study) -> None:
+    """Refuse a study that cannot have a DICOM SR (reads headers only): not read from DICOM, or its images
+    split (see above). A SEG asks more (:func:`check_study_for_seg`)."""
     if study.slice_files is None:
-        raise CMRSegError("A DICOM SEG needs a study read from DICOM files (it references the source images).")
+        raise CMRSegError("A DICOM SEG or SR needs a study read from DICOM files (it references the source images).")
+    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
+
+
+def check_study_for_seg(study: Study) -> None:
+    """Refuse a study that cannot have DICOM SEGs (reads headers only): what refuses an SR, phases whose
+    sources no SEG can reference (:func:`check_phase_sources`), enhanced frames without a shared geometry
+    (:func:`check_enhanced_header`), or sources without a slice thickness."""
+    check_study_for_sr(study)
     frames_of = study.slice_frames or [None] * len(study.slice_files)
     for files, frames in zip(study.slice_files, frames_of, strict=True):
         check_phase_sources(files, frames)
     import pydicom
 
-    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
     with dicom_config.disable_value_validation():
         first = study.slice_files[0][0]
         refuse_without_thickness({first: pydicom.dcmread(Path(study.source) / first, stop_before_pixels=True)})
