@@ -262,7 +262,8 @@ def test_a_cine_from_an_enhanced_dicom_file_exports_segs_on_its_frames(headless_
         assert_seg_on_its_frames(tmp_path / "out" / f"Enhanced_{phase}_corrected.seg.dcm", path, expected,
                                  study.slice_frames[frame], study.frame_times_ms[frame])  # fmt: skip
     assert (tmp_path / "out" / "Enhanced_corrected_measures.sr.dcm").is_file()
-    # A scene saved before the frames were kept: the rest is exported, and the JSON says why there is no SEG.
+    # A scene saved before the frames were kept: the rest is exported, the SR too (it references the file,
+    # not its frames), and the JSON says why there is no SEG.
     from CMRSegModuleLib.SequenceNodes import SOURCE_DICOM_ATTRIBUTE
 
     source = json.loads(sequence.GetAttribute(SOURCE_DICOM_ATTRIBUTE))
@@ -270,9 +271,33 @@ def test_a_cine_from_an_enhanced_dicom_file_exports_segs_on_its_frames(headless_
     sequence.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(source))
     older = review_from_labels(headless_slicer.scene, studyFromInputNode(sequence), maps, ed, es, "Older")
     written = exportReview(older, tmp_path / "older")
-    assert not [p for p in written if p.name.endswith(".dcm")]
-    assert "frame numbers were not kept" in json.loads((tmp_path / "older" / "Older_results.json").read_text())[
-        "dicom_seg"]
+    assert [p.name for p in written if p.name.endswith(".dcm")] == ["Older_corrected_measures.sr.dcm"]
+    document = json.loads((tmp_path / "older" / "Older_results.json").read_text())
+    assert "frame numbers were not kept" in document["dicom_seg"] and document["dicom_sr"] == "written"
+
+
+def test_sources_without_a_slice_thickness_export_an_sr_and_no_seg(headless_slicer, tmp_path):
+    """A SEG must state its sources' slice thickness, an SR need not: the export writes the SR and says why
+    there is no SEG."""
+    import pydicom
+
+    from cmrseg.io.dicom_write import write_dicom_cine
+    from cmrseg.phantom import make_phantom
+    from CMRSegModuleLib.SequenceNodes import loadCineDicomFolder, studyFromInputNode
+
+    phantom = make_phantom(seed=20, frames=3, slices=8, matrix=(120, 128))
+    for path in write_dicom_cine(phantom.study, tmp_path / "dicom"):
+        ds = pydicom.dcmread(path)
+        del ds.SliceThickness
+        ds.save_as(path)
+    sequence, _, _ = loadCineDicomFolder(headless_slicer.scene, str(tmp_path / "dicom"))
+    ed, es = phantom.study.ed_frame, phantom.study.es_frame
+    maps = {ed: phantom.labels[ed], es: phantom.labels[es]}
+    review = review_from_labels(headless_slicer.scene, studyFromInputNode(sequence), maps, ed, es, "Thin")
+    written = exportReview(review, tmp_path / "out")
+    assert [p.name for p in written if p.name.endswith(".dcm")] == ["Thin_corrected_measures.sr.dcm"]
+    document = json.loads((tmp_path / "out" / "Thin_results.json").read_text())
+    assert "no SliceThickness" in document["dicom_seg"] and document["dicom_sr"] == "written"
 
 
 def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):
@@ -280,7 +305,7 @@ def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_pa
     written = exportReview(review, tmp_path)
     assert not [p for p in written if p.name.endswith(".seg.dcm")]
     document = json.loads(next(p for p in written if p.name.endswith("_results.json")).read_text())
-    assert document["dicom_seg"] == "no DICOM source"
+    assert document["dicom_seg"] == document["dicom_sr"] == "no DICOM source"
 
 
 def test_the_exported_dicom_is_sent_to_the_pacs_only_as_it_is_on_screen(headless_slicer, tmp_path):

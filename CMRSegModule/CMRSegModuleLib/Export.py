@@ -76,7 +76,8 @@ def exportPaths(review: ReviewNodes, folder: str | Path, baseName: str | None = 
 
 def storedDicomSources(review: ReviewNodes) -> dict:
     """The result's source DICOM files per phase (``folder``, ``ED``, ``ES``; for an enhanced file also each
-    slice's frame in it, ``ED_frames``, ``ES_frames``), or ``{"problem": why}``."""
+    slice's frame in it, ``ED_frames``, ``ES_frames``; ``segProblem`` when they can have an SR but no SEG), or
+    ``{"problem": why}``."""
     return json.loads(review.table.GetAttribute(PHASE_DICOM_ATTRIBUTE) or '{"problem": "no DICOM source"}')
 
 
@@ -122,7 +123,9 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     maps = phaseLabelmaps(review)  # one export of the label maps for the files, the record and the JSON
     sources = storedDicomSources(review)
     problem = dicomSourcesProblem(sources)
-    written = {kind: path for kind, path in paths.items() if not (problem and kind in DICOM_KINDS)}
+    segProblem = problem or sources.get("segProblem")
+    written = {kind: path for kind, path in paths.items()
+               if not (problem and kind in DICOM_KINDS or segProblem and kind in SEG_KINDS)}  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".cmrseg-export-") as scratch:
         scratch = Path(scratch)
@@ -143,7 +146,7 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
                            review.runInfo()["model"], corrected["qc"]["status"], corrected=True, approval=approval)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
-        writeResultsJson(review, corrected, maps, corrections, approval, written, problem,
+        writeResultsJson(review, corrected, maps, corrections, approval, written, segProblem, problem,
                          scratch / paths["json"].name)  # fmt: skip
         # an earlier export's SEG and SR go too when none can be written now: never beside other numbers
         _moveInTogether(scratch, list(paths.values()))
@@ -279,7 +282,8 @@ def writeResultsCsv(table, path: str | Path) -> Path:
 
 
 def writeResultsJson(review: ReviewNodes, corrected: dict, maps: list, corrections: list[dict], approval: dict,
-                     paths: dict[str, Path], dicomProblem: str | None, path: str | Path) -> Path:
+                     paths: dict[str, Path], segProblem: str | None, srProblem: str | None,
+                     path: str | Path) -> Path:  # fmt: skip
     """Exact values, the difference and the facts of the run, as JSON (``null`` where not defined)."""
     automatic = ResultsTable.automaticMeasures(review.table)
     info = review.runInfo()
@@ -306,7 +310,8 @@ def writeResultsJson(review: ReviewNodes, corrected: dict, maps: list, correctio
         "approval": approval,
         "corrected_fingerprint": correctedFingerprint(review, maps),  # what a later send checks the screen against
         "automatic_fingerprint": automaticFingerprints(review),  # which result this is (a re-export must match)
-        "dicom_seg": "written" if dicomProblem is None else dicomProblem,
+        "dicom_seg": "written" if segProblem is None else segProblem,
+        "dicom_sr": "written" if srProblem is None else srProblem,
         "corrections": {"by_slice": corrections, "totals": correctionTotals(corrections)},
         "regional_wall_thickness": regionalWall(review, maps),
         "files": {kind: p.name for kind, p in paths.items() if kind != "json"},
@@ -319,7 +324,8 @@ def _clean(values: dict) -> dict:
     return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in values.items()}
 
 
-DICOM_KINDS = ("ED_dicom_seg", "ES_dicom_seg", "dicom_sr")
+SEG_KINDS = ("ED_dicom_seg", "ES_dicom_seg")
+DICOM_KINDS = (*SEG_KINDS, "dicom_sr")
 
 
 def sendToPacs(review: ReviewNodes, folder: str | Path, address: str, calledAet: str, callingAet: str,

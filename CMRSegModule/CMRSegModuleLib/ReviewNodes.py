@@ -119,20 +119,28 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
 
 
 def phaseDicomSources(study, edFrame: int, esFrame: int) -> dict:
-    """The DICOM files of the ED and ES frames, or the reason they cannot be the sources of a DICOM SEG."""
+    """The DICOM files of the ED and ES frames, with ``segProblem`` when they can be the sources of a DICOM SR
+    but not of a SEG; or ``{"problem": why}`` when they can be neither."""
     from pydicom.errors import InvalidDicomError
 
-    from cmrseg.io.dicom_seg import check_study_for_seg
+    from cmrseg.io.dicom_seg import check_study_for_seg, check_study_for_sr
 
+    unreadable = "the source DICOM files cannot be read ({})"  # they moved since loading (a saved scene)
     try:
-        check_study_for_seg(study)
+        check_study_for_sr(study)
     except CMRSegError as exc:
         return {"problem": str(exc)}
-    except (OSError, InvalidDicomError) as exc:  # the files moved since the study was loaded (a saved scene)
-        return {"problem": f"the source DICOM files cannot be read ({exc})"}
+    except (OSError, InvalidDicomError) as exc:
+        return {"problem": unreadable.format(exc)}
     sources = {"folder": study.source, "ED": study.slice_files[edFrame], "ES": study.slice_files[esFrame]}
     if study.slice_frames is not None:  # an enhanced (multi-frame) file: the frame of each slice in it
         sources.update(ED_frames=study.slice_frames[edFrame], ES_frames=study.slice_frames[esFrame])
+    try:
+        check_study_for_seg(study)
+    except CMRSegError as exc:
+        sources["segProblem"] = str(exc)
+    except (OSError, InvalidDicomError) as exc:
+        return {"problem": unreadable.format(exc)}
     return sources
 
 
