@@ -13,6 +13,7 @@ from pathlib import Path
 from cmrseg import phantom_check
 from cmrseg.error_regions import error_region_markdown
 from cmrseg.evaluate import distance_cell
+from cmrseg.evaluate_groups import group_markdown
 from cmrseg.inference import default_model_path
 from cmrseg.model.checkpoint import read_checkpoint
 from cmrseg.training.split import file_sha256, make_fold_splits, read_split
@@ -262,9 +263,9 @@ def parameter_table(table3: list[dict]) -> list[str]:
 
 
 def region_section(results: dict, which: str) -> list[str]:
-    """Where the held-out errors lie along the long axis."""
+    """Where the held-out errors lie: along the long axis, and by pathology group."""
     return ["", f"## Where the errors lie ({which}, basal rule >= 50 %)", "",
-            error_region_markdown(results["regions"]).rstrip()]
+            error_region_markdown(results["regions"]).rstrip(), "", group_markdown(results["groups"]).rstrip()]
 
 
 def held_out_sections(shipped: dict) -> list[str]:

@@ -96,6 +96,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from cmrseg import evaluate
     from cmrseg.error_regions import error_region_markdown
+    from cmrseg.evaluate_groups import group_markdown
     from cmrseg.inference import default_model_path
     from cmrseg.outputs import check_output_folder
     from cmrseg.progress import LinePrinter
@@ -150,6 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(evaluate.table1_markdown([r for r in results["table1"] if r["phase"] == "ED+ES"]))
     print(evaluate.table3_markdown(results["table3"]))
     print(error_region_markdown(results["regions"]))
+    print(group_markdown(results["groups"]))
     if review_model is not None and segmented:
         from cmrseg.review_eval import format_metrics, interval_coverage, measure, slice_set
 

@@ -4,7 +4,8 @@ Table 1: per structure and phase, Dice, Hausdorff distance (median over volumes 
 the per-slice 2D HD) and sensitivity, under both basal-slice criteria (applied to prediction and reference).
 Table 3: R^2 and Bland-Altman bias +- 2 SD of LV EDV/ESV, RV EDV/ESV and myocardial mass at ED/ES.
 Each method (e.g. "FCN" and "FCN+corr") is compared with the same expert reference. Beside them, where the
-errors lie along the long axis (:mod:`cmrseg.error_regions`).
+errors lie along the long axis (:mod:`cmrseg.error_regions`) and, where the data names them, the Dice by
+pathology group (:mod:`cmrseg.evaluate_groups`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cmrseg.agreement import agreement, plot_agreement
 from cmrseg.basal import apply_basal_rule, basal_end
 from cmrseg.error_regions import case_error_regions, error_region_markdown, error_region_table
 from cmrseg.errors import CMRSegError
+from cmrseg.evaluate_groups import group_markdown, group_table
 from cmrseg.labels import STRUCTURES
 from cmrseg.measures import frame_measures
 from cmrseg.metrics import structure_metrics
@@ -51,6 +53,7 @@ class Case:
     spacing: tuple[float, float, float]
     reference: np.ndarray
     methods: dict[str, np.ndarray]
+    group: str | None = None  # the pathology group where the data names one (ACDC's Info.cfg)
 
 
 def case_rows(case: Case) -> list[dict]:
@@ -63,7 +66,7 @@ def case_rows(case: Case) -> list[dict]:
             predicted, _ = apply_basal_rule(labels, criterion, basal_end(labels))
             for structure in STRUCTURES:
                 metrics = structure_metrics(predicted, reference, structure.label, case.spacing)
-                rows.append({"patient": case.patient, "phase": case.phase, "method": method,
+                rows.append({"patient": case.patient, "group": case.group, "phase": case.phase, "method": method,
                              "criterion": criterion, "structure": structure.key, **metrics})
     return rows
 
@@ -181,8 +184,9 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
         raise CMRSegError("Nothing to evaluate: no case had both a prediction and a reference.")
     first = table1(rows)
     third = table3(volumes, methods, out_dir / "plots")
-    regions = error_region_table(region_rows)
-    results = {"table1": first, "table3": third, "regions": regions, "cases": rows, "volumes": volumes}
+    regions, groups = error_region_table(region_rows), group_table(rows)
+    results = {"table1": first, "table3": third, "regions": regions, "groups": groups, "cases": rows,
+               "volumes": volumes}
     # strict JSON: an infinite distance (a structure missing on one side) or an undefined value is null
     (out_dir / "evaluation.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False))
     if not third:
@@ -191,6 +195,8 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
     (out_dir / "table1.md").write_text(table1_markdown(first))
     (out_dir / "table3.md").write_text(table3_markdown(third))
     (out_dir / "regions.md").write_text(error_region_markdown(regions))
+    if groups:
+        (out_dir / "groups.md").write_text(group_markdown(groups))
     return results
 
 
@@ -215,7 +221,7 @@ def acdc_model_cases(data_root: Path, patients: list[str], segmenter, segmented:
             if segmented is not None:
                 segmented.append(SegmentedFrame(patient, phase, labels, evidence[0], frame.mask,
                                                 frame.study.voxel_volume_ml))
-            yield Case(patient, phase, frame.study.spacing, frame.mask, {"FCN": labels})
+            yield Case(patient, phase, frame.study.spacing, frame.mask, {"FCN": labels}, frame.study.patient.group)
 
 
 def acdc_folder_cases(data_root: Path, patients: list[str], folders: dict[str, Path]) -> Iterable[Case]:
@@ -236,7 +242,7 @@ def acdc_folder_cases(data_root: Path, patients: list[str], folders: dict[str, P
                 if labels.shape != frame.mask.shape:
                     raise CMRSegError(f"{path} has shape {labels.shape}; the expert mask has {frame.mask.shape}.")
                 methods[method] = labels
-            yield Case(patient, phase, frame.study.spacing, frame.mask, methods)
+            yield Case(patient, phase, frame.study.spacing, frame.mask, methods, frame.study.patient.group)
 
 
 def folder_cases(reference_dir: Path, folders: dict[str, Path]) -> Iterable[Case]:

@@ -1,4 +1,5 @@
-"""Where the errors lie along the long axis: known errors placed in known slices of an analytic heart."""
+"""Where the errors lie: along the long axis (known errors placed in known slices of an analytic heart) and by
+pathology group (known Dice per group)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 from cmrseg import labels
 from cmrseg.error_regions import case_error_regions, error_region_table, slice_regions
-from cmrseg.evaluate import Case, evaluate_cases
+from cmrseg.evaluate import Case, case_rows, evaluate_cases
+from cmrseg.evaluate_groups import group_markdown, group_table
 
 SPACING = (1.5, 1.5, 8.0)
 VOXEL_ML = 1.5 * 1.5 * 8.0 / 1000
@@ -64,3 +66,24 @@ def test_known_errors_are_found_where_they_were_put(tmp_path):
     assert "| model | ES | LV | 33% (" in (tmp_path / "eval" / "regions.md").read_text()
     saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["regions"]
     assert [entry["structure"] for entry in saved] == [s.key for s in labels.STRUCTURES]
+
+
+def test_the_dice_by_group_averages_each_groups_own_cases(tmp_path):
+    reference = analytic_heart()
+    no_lv = np.where(reference == labels.LV, labels.MYO, reference).astype(np.uint8)  # the LV read as myocardium
+    cases = [Case("p1", "ED", SPACING, reference, {"model": reference.copy()}, "HCM"),
+             Case("p1", "ES", SPACING, reference, {"model": no_lv}, "HCM"),
+             Case("p2", "ES", SPACING, reference, {"model": reference.copy()}, "HCM"),
+             Case("p3", "ES", SPACING, reference, {"model": reference.copy()}, "NOR"),
+             Case("p4", "ES", SPACING, reference, {"model": reference.copy()})]  # no group: left out  # fmt: skip
+    table = group_table([row for case in cases for row in case_rows(case)])
+    assert [(entry["group"], entry["patients"]) for entry in table] == [("HCM", 2), ("NOR", 1)]
+    hcm, nor = table
+    assert (hcm["ED_LV"], hcm["ES_LV"], hcm["ES_RV"]) == pytest.approx((1.0, 0.5, 1.0))  # (0 + 1) / 2 at ES
+    myo_dice = 2 * (reference == labels.MYO).sum() / ((reference == labels.MYO).sum() + (no_lv == labels.MYO).sum())
+    assert hcm["ES_Myo"] == pytest.approx((myo_dice + 1) / 2)
+    assert nor["ED_LV"] is None and nor["ES_LV"] == 1.0
+    assert "| model | HCM | 2 | 1.000 | 1.000 | 1.000 | 0.500 |" in group_markdown(table)
+    results = evaluate_cases(cases, tmp_path / "eval")
+    assert results["groups"] == table and (tmp_path / "eval" / "groups.md").is_file()
+    assert group_markdown(group_table([row for row in case_rows(cases[-1])])) == ""  # no group, no table
