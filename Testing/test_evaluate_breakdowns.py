@@ -63,7 +63,9 @@ def test_known_errors_are_found_where_they_were_put(tmp_path):
     # evaluate writes it beside Tables 1 and 3
     results = evaluate_cases([case], tmp_path / "eval")
     assert results["regions"][0]["structure"] == "RV"
-    assert "| model | ES | LV | 33% (" in (tmp_path / "eval" / "regions.md").read_text()
+    written = (tmp_path / "eval" / "regions.md").read_text()
+    assert f"| model | ES | LV | 33% ({lv['base_relative']:.2f}) | 0% (0.00) | 67% (" in written
+    assert f"| {36 * VOXEL_ML:.1f} |" in written
     saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["regions"]
     assert [entry["structure"] for entry in saved] == [s.key for s in labels.STRUCTURES]
 
@@ -86,4 +88,25 @@ def test_the_dice_by_group_averages_each_groups_own_cases(tmp_path):
     assert "| model | HCM | 2 | 1.000 | 1.000 | 1.000 | 0.500 |" in group_markdown(table)
     results = evaluate_cases(cases, tmp_path / "eval")
     assert results["groups"] == table and (tmp_path / "eval" / "groups.md").is_file()
-    assert group_markdown(group_table([row for row in case_rows(cases[-1])])) == ""  # no group, no table
+    assert group_markdown(group_table(case_rows(cases[-1]))).startswith("No case names a pathology group")
+    # A later run on data without groups into the same folder replaces the earlier table, never leaves it.
+    evaluate_cases(cases[-1:], tmp_path / "eval")
+    assert (tmp_path / "eval" / "groups.md").read_text().startswith("No case names a pathology group")
+
+
+def test_the_basal_rule_acts_before_the_errors_are_placed():
+    """A prediction whose basal LV is open (less than half its border on myocardium) loses that slice's LV to
+    the basal rule, as the headline Dice does: the whole expert LV of that slice is error, in the base; a
+    structure without error reads "-"."""
+    from cmrseg.error_regions import error_region_markdown
+
+    reference = analytic_heart()
+    predicted = reference.copy()
+    y, x = np.mgrid[:64, :64]
+    predicted[1][(predicted[1] == labels.MYO) & (x > 24)] = labels.BACKGROUND  # most of the basal ring gone
+    table = {e["structure"]: e for e in error_region_table(case_error_regions(Case("p", "ED", SPACING, reference,
+                                                                                   {"model": predicted})))}  # fmt: skip
+    lv_voxels = int((reference[1] == labels.LV).sum())
+    assert table["LV"]["error_ml"] == pytest.approx(lv_voxels * VOXEL_ML) and table["LV"]["base_share"] == 1
+    assert table["RV"]["error_ml"] == 0 and table["RV"]["base_share"] is None
+    assert "| model | ED | RV | - | - | - | - | 0.0 |" in error_region_markdown(list(table.values()))

@@ -151,7 +151,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(evaluate.table1_markdown([r for r in results["table1"] if r["phase"] == "ED+ES"]))
     print(evaluate.table3_markdown(results["table3"]))
     print(error_region_markdown(results["regions"]))
-    print(group_markdown(results["groups"]))
+    if results["groups"]:
+        print(group_markdown(results["groups"]))
     if review_model is not None and segmented:
         from cmrseg.review_eval import format_metrics, interval_coverage, measure, slice_set
 

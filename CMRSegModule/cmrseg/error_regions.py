@@ -20,14 +20,15 @@ REGIONS = ("base", "mid", "apex", "outside")
 CRITERION = "50"
 
 
-def slice_regions(reference: np.ndarray) -> np.ndarray:
-    """The region of every slice of a ``[z, y, x]`` expert label map (an array of names)."""
+def slice_regions(reference: np.ndarray, base: int | None = None) -> np.ndarray:
+    """The region of every slice of a ``[z, y, x]`` expert label map (an array of names); ``base`` names its
+    basal slice when it is known (default :func:`basal_end` of ``reference``)."""
     regions = np.full(reference.shape[0], "outside", dtype=object)
     heart = np.flatnonzero((reference != BACKGROUND).any(axis=(1, 2)))
     if heart.size == 0:
         return regions
     ordered = np.arange(heart[0], heart[-1] + 1)
-    base = basal_end(reference)
+    base = basal_end(reference) if base is None else base
     if abs(base - heart[-1]) < abs(base - heart[0]):
         ordered = ordered[::-1]  # base first
     for name, part in zip(REGIONS[:3], np.array_split(ordered, 3), strict=True):
@@ -38,8 +39,9 @@ def slice_regions(reference: np.ndarray) -> np.ndarray:
 def case_error_regions(case) -> list[dict]:
     """Rows of misclassified and expert volume (ml) per method, structure and region of one
     :class:`cmrseg.evaluate.Case`."""
-    reference, _ = apply_basal_rule(case.reference, CRITERION, basal_end(case.reference))
-    regions = slice_regions(reference)
+    base = basal_end(case.reference)  # the expert's base, as the headline Dice finds it (before the rule)
+    reference, _ = apply_basal_rule(case.reference, CRITERION, base)
+    regions = slice_regions(reference, base)
     voxel_ml = float(np.prod(case.spacing)) / 1000.0
     rows = []
     for method, labels in case.methods.items():
@@ -59,7 +61,7 @@ def case_error_regions(case) -> list[dict]:
 
 def error_region_table(rows: list[dict]) -> list[dict]:
     """Per method, phase and structure: each region's share of the error and the error relative to the expert
-    volume there (None where the expert has none of the structure)."""
+    volume there (None where there is no error at all, or where the expert has none of the structure)."""
     table = []
     for method, phase, structure in dict.fromkeys((r["method"], r["phase"], r["structure"]) for r in rows):
         mine = [r for r in rows if (r["method"], r["phase"], r["structure"]) == (method, phase, structure)]
@@ -68,7 +70,7 @@ def error_region_table(rows: list[dict]) -> list[dict]:
         for region in REGIONS:
             error = sum(r["error_ml"] for r in mine if r["region"] == region)
             expert = sum(r["expert_ml"] for r in mine if r["region"] == region)
-            entry[f"{region}_share"] = error / total if total > 0 else 0.0
+            entry[f"{region}_share"] = error / total if total > 0 else None
             entry[f"{region}_relative"] = error / expert if expert > 0 else None
         table.append(entry)
     return table
@@ -78,13 +80,17 @@ def error_region_markdown(table: list[dict]) -> str:
     """The table as Markdown: each region's share of the error, and in brackets the error relative to the
     expert's volume of the structure there."""
     lines = ["Where the errors lie: share of each structure's misclassified volume by region (error relative to "
-             "the expert's volume there)", "",
-             "| method | phase | structure | " + " | ".join(REGIONS) + " |",
-             "|---|---|---|" + "---|" * len(REGIONS)]  # fmt: skip
+             "the expert's volume there), and that volume summed over the cases", "",
+             "| method | phase | structure | " + " | ".join(REGIONS) + " | error (ml) |",
+             "|---|---|---|" + "---|" * (len(REGIONS) + 1)]  # fmt: skip
     for entry in table:
         cells = []
         for region in REGIONS:
-            relative = entry[f"{region}_relative"]
-            cells.append(f"{entry[f'{region}_share']:.0%}" + (f" ({relative:.2f})" if relative is not None else ""))
-        lines.append(f"| {entry['method']} | {entry['phase']} | {entry['structure']} | " + " | ".join(cells) + " |")
+            share, relative = entry[f"{region}_share"], entry[f"{region}_relative"]
+            if share is None:  # no error at all
+                cells.append("-")
+            else:
+                cells.append(f"{share:.0%}" + (f" ({relative:.2f})" if relative is not None else ""))
+        lines.append(f"| {entry['method']} | {entry['phase']} | {entry['structure']} | " + " | ".join(cells)
+                     + f" | {entry['error_ml']:.1f} |")
     return "\n".join(lines) + "\n"

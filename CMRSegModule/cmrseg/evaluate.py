@@ -195,8 +195,7 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
     (out_dir / "table1.md").write_text(table1_markdown(first))
     (out_dir / "table3.md").write_text(table3_markdown(third))
     (out_dir / "regions.md").write_text(error_region_markdown(regions))
-    if groups:
-        (out_dir / "groups.md").write_text(group_markdown(groups))
+    (out_dir / "groups.md").write_text(group_markdown(groups))  # always: never an earlier run's beside these
     return results
 
 

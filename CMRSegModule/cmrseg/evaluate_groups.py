@@ -28,9 +28,9 @@ def group_table(rows: list[dict]) -> list[dict]:
 
 
 def group_markdown(table: list[dict]) -> str:
-    """The table as Markdown, one row per method and group ("" when no case has a group)."""
+    """The table as Markdown, one row per method and group (a line saying so when no case has a group)."""
     if not table:
-        return ""
+        return "No case names a pathology group: no Dice by group.\n"
     columns = [f"{phase}_{structure}" for phase in PHASES for structure in STRUCTURES]
     lines = ["Dice by pathology group (basal rule >= 50 %)", "",
              "| method | group | patients | " + " | ".join(c.replace("_", " ") for c in columns) + " |",

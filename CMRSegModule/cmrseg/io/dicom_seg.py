@@ -105,8 +105,8 @@ def check_seg_sources(folder: str | Path, files: list[str]) -> None:
     if mixed:
         counts = ", ".join(f"{len(found)} {keyword} values" for keyword, found in mixed.items())
         raise CMRSegError(
-            f"The images of {folder} carry {counts}; the sources of a DICOM SEG must share one study, "
-            "series and frame of reference (an anonymisation may have split them). No SEG can be written."
+            f"The images of {folder} carry {counts}; the sources of a DICOM SEG or SR must share one study, "
+            "series and frame of reference (an anonymisation may have split them). No SEG or SR can be written."
         )
 
 
