@@ -123,7 +123,7 @@ def phaseDicomSources(study, edFrame: int, esFrame: int) -> dict:
     but not of a SEG; or ``{"problem": why}`` when they can be neither."""
     from pydicom.errors import InvalidDicomError
 
-    from cmrseg.io.dicom_seg import check_study_for_seg, check_study_for_sr
+    from cmrseg.io.dicom_seg import check_seg_beyond_sr, check_study_for_sr
 
     unreadable = "the source DICOM files cannot be read ({})"  # they moved since loading (a saved scene)
     try:
@@ -136,7 +136,7 @@ def phaseDicomSources(study, edFrame: int, esFrame: int) -> dict:
     if study.slice_frames is not None:  # an enhanced (multi-frame) file: the frame of each slice in it
         sources.update(ED_frames=study.slice_frames[edFrame], ES_frames=study.slice_frames[esFrame])
     try:
-        check_study_for_seg(study)
+        check_seg_beyond_sr(study)
     except CMRSegError as exc:
         sources["segProblem"] = str(exc)
     except (OSError, InvalidDicomError) as exc:

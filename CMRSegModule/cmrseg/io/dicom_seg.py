@@ -119,10 +119,16 @@ def check_study_for_sr(study: Study) -> None:
 
 
 def check_study_for_seg(study: Study) -> None:
-    """Refuse a study that cannot have DICOM SEGs (reads headers only): what refuses an SR, phases whose
-    sources no SEG can reference (:func:`check_phase_sources`), enhanced frames without a shared geometry
-    (:func:`check_enhanced_header`), or sources without a slice thickness."""
+    """Refuse a study that cannot have DICOM SEGs (reads headers only): what refuses an SR
+    (:func:`check_study_for_sr`), then what a SEG asks beyond it (:func:`check_seg_beyond_sr`)."""
     check_study_for_sr(study)
+    check_seg_beyond_sr(study)
+
+
+def check_seg_beyond_sr(study: Study) -> None:
+    """Refuse, in a study that can have an SR, what a SEG cannot have: phases whose sources no SEG can
+    reference (:func:`check_phase_sources`), enhanced frames without a shared geometry
+    (:func:`check_enhanced_header`), or sources without a slice thickness."""
     frames_of = study.slice_frames or [None] * len(study.slice_files)
     for files, frames in zip(study.slice_files, frames_of, strict=True):
         check_phase_sources(files, frames)
