@@ -269,11 +269,8 @@ def test_a_cine_from_an_enhanced_dicom_file_exports_segs_on_its_frames(headless_
     source = json.loads(sequence.GetAttribute(SOURCE_DICOM_ATTRIBUTE))
     del source["frames"]
     sequence.SetAttribute(SOURCE_DICOM_ATTRIBUTE, json.dumps(source))
-    older = review_from_labels(headless_slicer.scene, studyFromInputNode(sequence), maps, ed, es, "Older")
-    written = exportReview(older, tmp_path / "older")
-    assert [p.name for p in written if p.name.endswith(".dcm")] == ["Older_corrected_measures.sr.dcm"]
-    document = json.loads((tmp_path / "older" / "Older_results.json").read_text())
-    assert "frame numbers were not kept" in document["dicom_seg"] and document["dicom_sr"] == "written"
+    assert_an_sr_and_no_seg(headless_slicer.scene, sequence, maps, ed, es, tmp_path / "older",
+                            "frame numbers were not kept")  # fmt: skip
 
 
 def test_sources_without_a_slice_thickness_export_an_sr_and_no_seg(headless_slicer, tmp_path):
@@ -283,7 +280,7 @@ def test_sources_without_a_slice_thickness_export_an_sr_and_no_seg(headless_slic
 
     from cmrseg.io.dicom_write import write_dicom_cine
     from cmrseg.phantom import make_phantom
-    from CMRSegModuleLib.SequenceNodes import loadCineDicomFolder, studyFromInputNode
+    from CMRSegModuleLib.SequenceNodes import loadCineDicomFolder
 
     phantom = make_phantom(seed=20, frames=3, slices=8, matrix=(120, 128))
     for path in write_dicom_cine(phantom.study, tmp_path / "dicom"):
@@ -293,11 +290,18 @@ def test_sources_without_a_slice_thickness_export_an_sr_and_no_seg(headless_slic
     sequence, _, _ = loadCineDicomFolder(headless_slicer.scene, str(tmp_path / "dicom"))
     ed, es = phantom.study.ed_frame, phantom.study.es_frame
     maps = {ed: phantom.labels[ed], es: phantom.labels[es]}
-    review = review_from_labels(headless_slicer.scene, studyFromInputNode(sequence), maps, ed, es, "Thin")
-    written = exportReview(review, tmp_path / "out")
-    assert [p.name for p in written if p.name.endswith(".dcm")] == ["Thin_corrected_measures.sr.dcm"]
-    document = json.loads((tmp_path / "out" / "Thin_results.json").read_text())
-    assert "no SliceThickness" in document["dicom_seg"] and document["dicom_sr"] == "written"
+    assert_an_sr_and_no_seg(headless_slicer.scene, sequence, maps, ed, es, tmp_path / "out", "no SliceThickness")
+
+
+def assert_an_sr_and_no_seg(scene, sequence, maps: dict, ed: int, es: int, folder, reason: str) -> None:
+    """A result of ``sequence`` exported into ``folder``: its SR and no SEG, the JSON giving ``reason``."""
+    from CMRSegModuleLib.SequenceNodes import studyFromInputNode
+
+    review = review_from_labels(scene, studyFromInputNode(sequence), maps, ed, es, "Result")
+    written = exportReview(review, folder)
+    assert [p.name for p in written if p.name.endswith(".dcm")] == ["Result_corrected_measures.sr.dcm"]
+    document = json.loads((folder / "Result_results.json").read_text())
+    assert reason in document["dicom_seg"] and document["dicom_sr"] == "written"
 
 
 def test_a_cine_without_dicom_sources_exports_no_seg_and_says_why(edited, tmp_path):

@@ -14,6 +14,9 @@ import pydicom
 
 from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats, _int
 
+GROUPS_READ = ("PixelMeasuresSequence", "PlaneOrientationSequence", "PlanePositionSequence",
+               "CardiacSynchronizationSequence", "PixelValueTransformationSequence")
+
 
 def has_frame_groups(ds: pydicom.Dataset) -> bool:
     """Whether ``ds`` describes its frames with per-frame functional groups (an enhanced multi-frame image)."""
@@ -23,17 +26,9 @@ def has_frame_groups(ds: pydicom.Dataset) -> bool:
 def frame_headers(ds: pydicom.Dataset, path: Path, common: dict) -> list[InstanceHeader]:
     """One header per frame of an enhanced multi-frame image; ``common`` holds the file-level fields
     (series, rows, columns, modality, ...) that every frame shares."""
-    shared = _first(ds.get("SharedFunctionalGroupsSequence"))
     headers = []
-    for index, frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
-
-        def group(name: str, frame=frame):
-            """A functional group's item: the frame's own, else the shared one."""
-            return _first(frame.get(name)) or _first(shared.get(name) if shared is not None else None)
-
-        measures, plane, position = group("PixelMeasuresSequence"), group("PlaneOrientationSequence"), group(
-            "PlanePositionSequence")
-        cardiac, rescale = group("CardiacSynchronizationSequence"), group("PixelValueTransformationSequence")
+    for index in range(len(ds.PerFrameFunctionalGroupsSequence)):
+        measures, plane, position, cardiac, rescale = (frame_group(ds, index, name) for name in GROUPS_READ)
         headers.append(InstanceHeader(
             path=path,
             instance_number=index + 1,  # the frame's place in the file (phases without trigger times)
@@ -46,6 +41,15 @@ def frame_headers(ds: pydicom.Dataset, path: Path, common: dict) -> list[Instanc
             **common,
         ))  # fmt: skip
     return headers
+
+
+def frame_group(ds: pydicom.Dataset, index: int, name: str):
+    """The item of functional group ``name`` for frame ``index`` of an enhanced image: the frame's own, else the
+    shared one (None when neither has it)."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    own = _first(per_frame[index].get(name)) if index < len(per_frame) else None
+    shared = _first(ds.get("SharedFunctionalGroupsSequence"))
+    return own or _first(shared.get(name) if shared is not None else None)
 
 
 def _first(sequence):

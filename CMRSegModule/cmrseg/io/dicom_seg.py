@@ -17,6 +17,7 @@ from pydicom import config as dicom_config
 
 from cmrseg import __version__, labels
 from cmrseg.errors import CMRSegError
+from cmrseg.io.dicom_enhanced import frame_group
 from cmrseg.io.dicom_seg_frames import check_enhanced_header, check_phase_sources, phase_view, refer_to_file_frames
 from cmrseg.io.study import Study
 
@@ -134,29 +135,26 @@ def check_seg_beyond_sr(study: Study) -> None:
         check_phase_sources(files, frames)
     import pydicom
 
+    first = study.slice_files[0][0]
+    enhanced: dict[str, list[int]] = {}  # each enhanced file with the frames the study takes from it
+    for files, frames in zip(study.slice_files, frames_of, strict=True):
+        if frames is not None:
+            enhanced.setdefault(files[0], []).extend(frames)
     with dicom_config.disable_value_validation():
-        first = study.slice_files[0][0]
-        refuse_without_thickness({first: pydicom.dcmread(Path(study.source) / first, stop_before_pixels=True)})
-        enhanced: dict[str, list[int]] = {}
-        for files, frames in zip(study.slice_files, frames_of, strict=True):
-            if frames is not None:
-                enhanced.setdefault(files[0], []).extend(frames)
-        for name, frames in enhanced.items():
-            check_enhanced_header(pydicom.dcmread(Path(study.source) / name, stop_before_pixels=True), frames)
+        headers = {name: pydicom.dcmread(Path(study.source) / name, stop_before_pixels=True)
+                   for name in {first, *enhanced}}  # each file read once  # fmt: skip
+    refuse_without_thickness({first: headers[first]})
+    for name, frames in enhanced.items():
+        check_enhanced_header(headers[name], frames)
 
 
 def slice_thickness(header) -> float | None:
-    """The slice thickness a header states: its own, else (enhanced images) that of its pixel measures
-    functional group, shared or of the first frame."""
+    """The slice thickness a header states: its own, else (enhanced images) that of the first frame's pixel
+    measures functional group."""
     if header.get("SliceThickness"):
         return float(header.SliceThickness)
-    shared = header.get("SharedFunctionalGroupsSequence") or [None]
-    per_frame = header.get("PerFrameFunctionalGroupsSequence") or [None]
-    for group in (shared[0], per_frame[0]):
-        measures = (group.get("PixelMeasuresSequence") or [None])[0] if group is not None else None
-        if measures is not None and measures.get("SliceThickness"):
-            return float(measures.SliceThickness)
-    return None
+    measures = frame_group(header, 0, "PixelMeasuresSequence")
+    return float(measures.SliceThickness) if measures is not None and measures.get("SliceThickness") else None
 
 
 def refuse_without_thickness(headers: dict) -> None:
