@@ -217,8 +217,8 @@ def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(runner, "train_epoch", killed_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "run", *data)
+    assert _train(tmp_path / "run", *data) == 130
+    assert "holds the run as it was after epoch 2: add --resume" in capsys.readouterr().err
     monkeypatch.setattr(runner, "train_epoch", real_epoch)
     assert load_state(tmp_path / "run" / "last.pt")["epoch"] == 2
     # ... refuses a fresh start in the same folder, and resumes at epoch 3 with the stored settings.
@@ -266,8 +266,7 @@ def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "save_checkpoint", killed_before_best)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "run2", *data)
+    assert _train(tmp_path / "run2", *data) == 130
     monkeypatch.setattr(runner, "save_checkpoint", real_save)
     assert load_state(tmp_path / "run2" / "last.pt")["epoch"] == 1 and not (tmp_path / "run2" / "best.pt").exists()
     assert _train(tmp_path / "run2", "--resume") == 0

@@ -3,7 +3,8 @@
 Output folder: ``split.json`` (patient-level 70/15/15 split stratified by group), ``history.csv`` and
 ``history.json`` (one row per epoch), ``best.pt`` (inference checkpoint of the epoch with the highest mean
 validation Dice, self-describing) and ``last.pt`` (full training state, rewritten atomically after every
-epoch; ``--resume`` continues from it). Every epoch draws its batches, crops and augmentations from a
+epoch and every ``--checkpoint-minutes`` inside one, and on Ctrl-C after the batch in hand; ``--resume``
+continues from it). Every epoch draws its batches, crops and augmentations from a
 generator seeded by ``(seed, epoch)``, so a resumed run repeats exactly what an uninterrupted one does.
 
 This module stays light (no torch at import), so ``cmrseg --help`` is quick; the work is in
@@ -67,6 +68,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="the distillation term's share of the loss, the expert labels' 1 - W (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0, metavar="M",
+                        help="also save inside an epoch every M minutes (default 10; 0: after every batch), so a "
+                             "stopped run resumes where it was; Ctrl-C saves after the batch in hand")
     parser.set_defaults(run=run_train)
     return parser
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +39,24 @@ class Runtime:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
 
+@dataclass
+class EpochPosition:
+    """How far an epoch has come: its first ``step`` batches trained, their summed loss, and the state of the
+    epoch's generator after them, from which the rest of the epoch draws what an uninterrupted one would."""
+
+    step: int
+    loss_sum: float
+    generator_state: torch.Tensor
+
+
+class Checkpoints(Protocol):
+    """Saves an epoch's position when ``due`` (see :class:`cmrseg.training.stopping.EpochCheckpoints`)."""
+
+    def due(self) -> bool: ...
+
+    def save(self, position: EpochPosition) -> None: ...
+
+
 def train_epoch(
     model: nn.Module,
     data: SliceSet,
@@ -54,17 +72,25 @@ def train_epoch(
     what: str = "Training",
     weights: torch.Tensor | None = None,
     teacher: Teacher | None = None,
+    start: EpochPosition | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> float:
     """Train on ``iterations`` random batches drawn with ``generator`` (in proportion to the slices' sampling
     ``weights`` when given, else permutations of all slices), mixing in a ``teacher``'s probabilities when
-    given; the mean training loss."""
+    given; the mean training loss. From ``start`` on when given (an epoch saved part-way through), handing
+    ``checkpoints`` the position after each batch when it is due."""
     model.train()
     if weights is None:
         order = epoch_order(len(data), batch_size, iterations, generator)
     else:
         order = weighted_order(weights, batch_size, iterations, generator)
     total = torch.zeros((), dtype=torch.float64, device=runtime.device)
-    for step, indices in enumerate(order, start=1):
+    done = 0
+    if start is not None:  # the order is drawn first, so the generator's saved state continues after it
+        generator.set_state(start.generator_state)
+        total += start.loss_sum
+        done = start.step
+    for step, indices in enumerate(order[done:], start=done + 1):
         images, labels = data.crops(indices, generator)
         images, labels = augment_batch(images, labels, augmentation, generator)
         images, labels = runtime.to_input(images), labels.to(runtime.device, non_blocking=True)
@@ -79,6 +105,8 @@ def train_epoch(
         scheduler.step()
         total += loss.detach()
         report(progress, step, iterations, what)
+        if checkpoints is not None and step < len(order) and checkpoints.due():
+            checkpoints.save(EpochPosition(step, float(total), generator.get_state()))
     return float(total) / len(order)
 
 

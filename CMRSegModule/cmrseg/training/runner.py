@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,24 +25,26 @@ from cmrseg.progress import LinePrinter
 from cmrseg.training.config import TrainConfig, resolve_config
 from cmrseg.training.data import load_slices
 from cmrseg.training.distil import load_teacher
-from cmrseg.training.loop import Runtime, evaluate, train_epoch
+from cmrseg.training.loop import EpochPosition, Runtime, evaluate, train_epoch
 from cmrseg.training.pack import is_pack
 from cmrseg.training.record import checkpoint_metadata
 from cmrseg.training.sampling import slice_weights
 from cmrseg.training.schedule import make_scheduler, set_scheduled_rate
 from cmrseg.training.split import file_sha256, make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
+from cmrseg.training.stopping import EpochCheckpoints, TrainingStopped
 from cmrseg.training.warm_start import initial_weights
 
 
 @contextmanager
 def removed_if_refused(out: Path) -> Iterator[None]:
-    """Create ``out``, and remove it again if it was new and setting the run up fails with a user error."""
+    """Create ``out``, and remove it again if it was new and setting the run up fails with a user error or is
+    interrupted."""
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         yield
-    except CMRSegError:
+    except (CMRSegError, KeyboardInterrupt):
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
@@ -69,6 +72,8 @@ def run_training(args: argparse.Namespace) -> int:
     """Train (or resume) as the ``cmrseg train`` arguments say; returns the exit code."""
     out = Path(args.out)
     last_path, best_path = out / "last.pt", out / "best.pt"
+    if args.checkpoint_minutes is not None and not args.checkpoint_minutes >= 0:
+        raise CMRSegError(f"--checkpoint-minutes must be 0 or more, not {args.checkpoint_minutes}.")
     state = None
     if args.resume:
         if not last_path.is_file():
@@ -135,6 +140,7 @@ def run_training(args: argparse.Namespace) -> int:
     best: dict[str, Any] = {}
     wall = 0.0
     start_epoch = 1
+    part_done: dict[str, Any] | None = None  # the position and time of an epoch saved part-way through
     if state is not None:
         load_weights(model, state["model"], str(last_path))
         optimizer.load_state_dict(state["optimizer"])
@@ -142,6 +148,7 @@ def run_training(args: argparse.Namespace) -> int:
         restore_rng(state["rng"])
         history, best, wall = state["history"], state["best"], state["wall_seconds"]
         start_epoch = state["epoch"] + 1
+        part_done = state.get("partial")
         if config.epochs != state["config"]["epochs"]:  # the cosine now spans the new total, from this step on
             set_scheduled_rate(scheduler)
             print(f"The learning-rate schedule now spans {config.epochs} epochs (was {state['config']['epochs']}); "
@@ -163,7 +170,7 @@ def run_training(args: argparse.Namespace) -> int:
         f"{len(train.volumes)} frames, validating on {len(val.volumes)} frames; {iterations} batches of "
         f"{config.batch_size} per epoch; {device}, {config.precision}, {torch.get_num_threads()} threads; "
         f"class weights {[round(float(w), 3) for w in weights]}; "
-        + (f"resuming at epoch {start_epoch}." if state else f"{config.epochs} epochs.")
+        + (resuming_at(start_epoch, part_done, iterations) if state else f"{config.epochs} epochs.")
         + (f" Started from the weights of {config.init} (network {config.init_member or 0})." if config.init else "")
         + (f" Oversampling {config.oversample}." if config.oversample else "")
         + (f" Distilling from {config.distil_from} (weight {config.distil_weight})." if teacher else ""),
@@ -173,34 +180,70 @@ def run_training(args: argparse.Namespace) -> int:
         print(f"The run in {out} has already finished its {config.epochs} epochs.", flush=True)
         return 0
 
-    for epoch in range(start_epoch, config.epochs + 1):
-        started = time.perf_counter()
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_epoch(
-            model, train, loss_fn, optimizer, scheduler, runtime, augmentation, generator,
-            config.batch_size, iterations, progress, f"epoch {epoch}/{config.epochs}", sampling, teacher,
-        )  # fmt: skip
-        metrics = evaluate(model, val, loss_fn, runtime)
-        seconds = time.perf_counter() - started
-        wall += seconds
-        row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, **metrics, "epoch_seconds": round(seconds, 2)}
-        history.append(row)
-        improved = not best or row["dice_mean"] > best["dice_mean"]
-        if improved:
-            best = dict(row)
-        write_history(out, history)
-        # last.pt first: a run stopped before best.pt is written resumes from it and writes best.pt then.
+    def save_last(completed: int, partial: dict[str, Any] | None = None) -> None:
         save_state(
-            last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch, config=asdict(config),
+            last_path, model=model, optimizer=optimizer, scheduler=scheduler, epoch=completed, config=asdict(config),
             history=history, best=best, class_weights=weights, wall_seconds=wall, init_sha256=init_sha256,
-            teacher_sha256=teacher_sha256,
+            teacher_sha256=teacher_sha256, partial=partial,
         )  # fmt: skip
-        if improved:
-            save_best()
-        print(format_row(row, config.epochs, best, improved), flush=True)
+
+    saved_at = f"after epoch {start_epoch - 1}" if state is not None else None
+
+    def save_part_of_epoch(position: EpochPosition) -> None:  # reads the epoch in progress from the loop below
+        nonlocal saved_at
+        save_last(epoch - 1, {"epoch": epoch, "step": position.step, "loss_sum": position.loss_sum,
+                              "generator": position.generator_state, "lr": lr,
+                              "seconds": time.perf_counter() - started})
+        saved_at = f"in epoch {epoch} after batch {position.step} of {iterations}"
+
+    every = None if args.checkpoint_minutes is None else 60 * args.checkpoint_minutes
+    try:
+        with EpochCheckpoints(save_part_of_epoch, every) as checkpoints:
+            for epoch in range(start_epoch, config.epochs + 1):
+                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+                start = None
+                started, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+                if part_done is not None and part_done["epoch"] == epoch:
+                    start = EpochPosition(part_done["step"], part_done["loss_sum"], part_done["generator"])
+                    started, lr = started - part_done["seconds"], part_done["lr"]
+                train_loss = train_epoch(
+                    model, train, loss_fn, optimizer, scheduler, runtime, augmentation, generator,
+                    config.batch_size, iterations, progress, f"epoch {epoch}/{config.epochs}", sampling, teacher,
+                    start, checkpoints,
+                )  # fmt: skip
+                metrics = evaluate(model, val, loss_fn, runtime)
+                seconds = time.perf_counter() - started
+                wall += seconds
+                row = {"epoch": epoch, "lr": lr, "train_loss": train_loss, **metrics,
+                       "epoch_seconds": round(seconds, 2)}
+                history.append(row)
+                improved = not best or row["dice_mean"] > best["dice_mean"]
+                if improved:
+                    best = dict(row)
+                write_history(out, history)
+                # last.pt first: a run stopped before best.pt is written resumes from it and writes best.pt then.
+                save_last(epoch)
+                saved_at = f"after epoch {epoch}"
+                if improved:
+                    save_best()
+                print(format_row(row, config.epochs, best, improved), flush=True)
+                checkpoints.stop_if_requested()
+    except (TrainingStopped, KeyboardInterrupt):
+        if saved_at is None:
+            print("cmrseg train: stopped before the run was first saved: run the same command to start it again.",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"cmrseg train: stopped; {last_path} holds the run as it was {saved_at}: add --resume to "
+                  "continue from there.", file=sys.stderr, flush=True)
+        return 130
     print(f"Done: best mean validation Dice {best['dice_mean']:.4f} at epoch {best['epoch']}; {best_path}", flush=True)
     return 0
+
+
+def resuming_at(epoch: int, part_done: dict[str, Any] | None, iterations: int) -> str:
+    if part_done is None:
+        return f"resuming at epoch {epoch}."
+    return f"resuming in epoch {epoch} after batch {part_done['step']} of {iterations}."
 
 
 def saved_epoch(best_path: Path) -> int | None:

@@ -1,7 +1,8 @@
 """The resumable training state (``last.pt``) and the per-epoch history files.
 
 ``last.pt`` is ``torch.save`` of plain data (tensors, numbers, strings; JSON text for the configuration and
-the history), written atomically after every epoch and read with ``weights_only=True``.
+the history), written atomically after every epoch (and inside epochs, with the position reached: see
+:mod:`cmrseg.training.stopping`) and read with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def save_state(
     wall_seconds: float,
     init_sha256: str | None = None,
     teacher_sha256: str | None = None,
+    partial: dict[str, Any] | None = None,
 ) -> Path:
     """Everything needed to continue after ``epoch`` (1-based, completed); ``init_sha256`` is the checkpoint
     a fine-tuning run started from, as it was then (the file may be replaced later), ``teacher_sha256`` the
-    model it distils from."""
+    model it distils from. ``partial``, for a state saved inside the next epoch: that epoch, its batches done
+    (``step``), their summed loss (``loss_sum``), its generator's state, learning rate and seconds so far."""
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -70,6 +73,8 @@ def save_state(
         "init_sha256": init_sha256 or "",
         "teacher_sha256": teacher_sha256 or "",
     }
+    if partial is not None:
+        payload["partial"] = partial
     return atomic_save(payload, path)
 
 
@@ -86,6 +91,10 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise CMRSegError(f"Cannot resume: {path} has training-state version {payload.get('version')!r}.")
     for key in ("config", "history", "best"):
         payload[key] = json.loads(payload[key])
+    partial = payload.get("partial")
+    if partial is not None and partial.get("epoch") != payload["epoch"] + 1:
+        raise CMRSegError(f"Cannot resume: {path} holds a part of epoch {partial.get('epoch')} after epoch "
+                          f"{payload['epoch']}.")
     return payload
 
 
