@@ -9,6 +9,8 @@ once, keeping what was saved before.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
@@ -49,7 +51,8 @@ class EpochCheckpoints:
         if self.stop_requested:  # asked twice: stop now
             raise KeyboardInterrupt
         self.stop_requested = True
-        print("Stopping after this batch, once it is saved (Ctrl-C again stops at once).", flush=True)
+        with contextlib.suppress(OSError):  # os.write: print could re-enter a write the signal interrupted
+            os.write(2, b"Stopping after this batch, once it is saved (Ctrl-C again stops at once).\n")
 
     def __enter__(self) -> EpochCheckpoints:
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
