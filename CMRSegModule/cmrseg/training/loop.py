@@ -50,7 +50,7 @@ class EpochPosition:
 
 
 class Checkpoints(Protocol):
-    """Saves an epoch's position when ``due`` (see :class:`cmrseg.training.stopping.EpochCheckpoints`)."""
+    """Saves an epoch's position when ``due`` (:class:`cmrseg.training.epoch_checkpoints.EpochCheckpoints`)."""
 
     def due(self) -> bool: ...
 

@@ -25,6 +25,7 @@ from cmrseg.progress import LinePrinter
 from cmrseg.training.config import TrainConfig, resolve_config
 from cmrseg.training.data import load_slices
 from cmrseg.training.distil import load_teacher
+from cmrseg.training.epoch_checkpoints import EpochCheckpoints, TrainingStopped
 from cmrseg.training.loop import EpochPosition, Runtime, evaluate, train_epoch
 from cmrseg.training.pack import is_pack
 from cmrseg.training.record import checkpoint_metadata
@@ -32,7 +33,6 @@ from cmrseg.training.sampling import slice_weights
 from cmrseg.training.schedule import make_scheduler, set_scheduled_rate
 from cmrseg.training.split import file_sha256, make_split, read_split, write_split
 from cmrseg.training.state import load_state, restore_rng, save_state, write_history
-from cmrseg.training.stopping import EpochCheckpoints, TrainingStopped
 from cmrseg.training.warm_start import initial_weights
 
 

@@ -2,7 +2,7 @@
 
 ``last.pt`` is ``torch.save`` of plain data (tensors, numbers, strings; JSON text for the configuration and
 the history), written atomically after every epoch (and inside epochs, with the position reached: see
-:mod:`cmrseg.training.stopping`) and read with ``weights_only=True``.
+:mod:`cmrseg.training.epoch_checkpoints`) and read with ``weights_only=True``.
 """
 
 from __future__ import annotations
