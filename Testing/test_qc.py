@@ -14,7 +14,7 @@ from cmrseg.cli import main
 from cmrseg.io import acdc
 from cmrseg.labels import LV, MYO, RV
 from cmrseg.measures import frame_measures, study_measures
-from cmrseg.qc import curve_flags, measure_flags, quality_check, structure_flags
+from cmrseg.qc import Flag, curve_flags, measure_flags, quality_check, shortening_flags, structure_flags
 
 
 def ring_heart(slices: int = 9) -> np.ndarray:
@@ -75,6 +75,42 @@ def test_one_frame_as_ed_and_es_is_checked_as_ed():
     qc = quality_check({3: labels}, 3, 3, None)
     assert qc["status"] == "fail" and {f["code"] for f in qc["flags"]} == {"rv_coverage"}
     assert {f["phase"] for f in qc["flags"]} == {"ED"}
+
+
+def test_a_single_frame_gets_the_structural_checks_of_a_frame_of_unknown_phase():
+    labels = ring_heart()
+    assert quality_check({0: labels}, None, None, None) == {"status": "pass", "flags": []}
+    labels[4][labels[4] == LV] = 0  # a gap in the LV
+    labels[1:][labels[1:] == RV] = 0  # the RV on 1 slice: below a quarter of the LV's 8
+    qc = quality_check({0: labels}, None, None, None)
+    assert qc["status"] == "fail" and {f["code"] for f in qc["flags"]} == {"lv_gap", "rv_coverage"}
+    assert {f["phase"] for f in qc["flags"]} == {None}
+    assert "at ED" not in qc["flags"][1]["message"] and "EF" not in qc["flags"][1]["message"]
+
+
+def test_a_ventricle_lost_at_es_fails_instead_of_reading_as_a_high_ejection_fraction():
+    spacing = (1.5, 1.5, 8)
+    ed = ring_heart()
+    es = ring_heart()
+    es[es == LV] = MYO  # the LV blood pool lost at ES: ESV 0, EF 100 %
+    measures = study_measures(frame_measures(ed, spacing), frame_measures(es, spacing)).as_dict()
+    assert measures["lv_ef_pct"] == pytest.approx(100.0)
+    qc = quality_check({0: ed, 1: es}, 0, 1, measures)
+    (flag,) = [f for f in qc["flags"] if f["code"] == "lv_esv_implausible"]
+    assert qc["status"] == "fail" and flag["phase"] == "ES" and "100.0 %" in flag["message"]
+
+
+def test_a_ventricle_on_far_fewer_slices_at_es_than_at_ed_is_for_review():
+    ed, es = ring_heart(), ring_heart()
+    es[3:][es[3:] == RV] = 0  # RV on 3 of its 9 ED slices at ES: a third, the least expected
+    assert shortening_flags(ed, es) == []
+    es[2][es[2] == RV] = 0  # on 2 of 9
+    es[4:][es[4:] == LV] = 0  # LV on 4 of its 9 (below a half)
+    flags = shortening_flags(ed, es)
+    assert [(f.code, f.severity, f.phase) for f in flags] == [("lv_es_coverage", "review", "ES"),
+                                                              ("rv_es_coverage", "review", "ES")]
+    assert "on 4 slices at ES against 9 at ED" in flags[0].message
+    assert "rv_es_coverage" in codes(Flag(**f) for f in quality_check({0: ed, 1: es}, 0, 1, None)["flags"])
 
 
 def test_a_value_on_a_limit_as_printed_is_not_called_outside_it():

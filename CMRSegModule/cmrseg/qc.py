@@ -9,8 +9,13 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
 - Stroke volume <= 0 (ESV >= EDV): impossible in a beating ventricle; usually ED and ES swapped or a
   structure lost at ED. ``fail``.
 - RV on fewer than half of the slices that hold LV at ED: the RV spans at least as much of the SAX stack
-  as the LV (ACDC experts: 0.57-1.0 of the LV slices). ``fail``.
+  as the LV (ACDC experts: 0.57-1.0 of the LV slices). ``fail``. At ES, or in a frame of unknown phase (a
+  single-frame input), on fewer than a quarter (ACDC experts at ES: 0.30-1.17). ``fail``.
 - EDV below 20 ml (LV or RV): far below any adult range (lowest ACDC expert EDV 47 ml). ``fail``.
+- ESV below 5 ml (LV or RV): a cavity does not vanish at end-systole (lowest ACDC expert ESV: LV 19 ml in a
+  hypertrophic heart, RV 10 ml); the structure was lost at ES and its EF would read near 100 %. ``fail``.
+- A ventricle at ES on fewer slices than it holds at ED: the base descends by a slice or two, no more (ACDC
+  experts: LV on 0.70-1.0, RV on 0.43-1.0 of its ED slices). LV below a half, RV below a third: ``review``.
 - A gap (empty slices between slices holding the structure): ventricles are continuous. LV: ``fail``;
   RV and myocardium: ``review``.
 - LV blood pool not enclosed by myocardium (< 50 % of its border touching myocardium, as the basal-slice
@@ -35,8 +40,11 @@ import numpy as np
 from cmrseg.basal import enclosed_fraction
 from cmrseg.labels import LV, MYO, RV
 
-RV_COVERAGE_MIN = 0.5
+RV_COVERAGE_MIN = 0.5  # of the LV's slices, at ED
+RV_COVERAGE_MIN_ANY_PHASE = 0.25  # at ES, or in a frame of unknown phase
 EDV_FAIL_ML = 20.0
+ESV_FAIL_ML = 5.0
+ES_SLICES_MIN = {LV: 0.5, RV: 1 / 3}  # of the structure's own ED slices
 EDV_RANGE_ML = (40.0, 450.0)
 LV_ESV_MAX_ML = 350.0
 EF_RANGE_PCT = (5.0, 85.0)
@@ -66,8 +74,9 @@ def _slices_with(labels: np.ndarray, label: int) -> np.ndarray:
     return np.flatnonzero((labels == label).any(axis=(1, 2)))
 
 
-def structure_flags(labels: np.ndarray, phase: str) -> list[Flag]:
-    """Checks on one frame's ``[z, y, x]`` label map: gaps, RV coverage (ED), LV enclosure."""
+def structure_flags(labels: np.ndarray, phase: str | None) -> list[Flag]:
+    """Checks on one frame's ``[z, y, x]`` label map (``phase`` ED, ES, or None when unknown): gaps, RV
+    coverage, LV enclosure."""
     flags = []
     names = {LV: "LV blood pool", RV: "RV blood pool", MYO: "myocardium"}
     for label, name in names.items():
@@ -81,14 +90,15 @@ def structure_flags(labels: np.ndarray, phase: str) -> list[Flag]:
                 f"{name} is missing on slice(s) {', '.join(map(str, missing))} between slices that hold it "
                 "(the ventricle is continuous): check those slices.", phase, missing[0]))
     lv_slices = _slices_with(labels, LV)
-    if phase == "ED" and len(lv_slices):
+    if len(lv_slices):
         rv_slices = _slices_with(labels, RV)
-        if len(rv_slices) < RV_COVERAGE_MIN * len(lv_slices):
+        least = RV_COVERAGE_MIN if phase == "ED" else RV_COVERAGE_MIN_ANY_PHASE
+        if len(rv_slices) < least * len(lv_slices):
             flags.append(Flag(
                 "rv_coverage", "fail",
-                f"RV blood pool on {len(rv_slices)} of the {len(lv_slices)} slices that hold LV at ED (expected at "
-                f"least {RV_COVERAGE_MIN:.0%}): the RV was largely missed; its volumes and EF are not usable.",
-                phase))
+                f"RV blood pool on {len(rv_slices)} of the {len(lv_slices)} slices that hold LV"
+                + (f" at {phase}" if phase else "") + f" (expected at least {least:.0%}): the RV was largely "
+                "missed; its volumes" + (" and EF" if phase else "") + " are not usable.", phase))
     if len(lv_slices) >= 3:
         first, last = lv_slices[0], lv_slices[-1]
         third = (last - first) / 3.0
@@ -101,6 +111,20 @@ def structure_flags(labels: np.ndarray, phase: str) -> list[Flag]:
                     "lv_not_enclosed", "review",
                     f"On mid-ventricular slice {z} only {enclosed:.0%} of the LV blood pool's border touches "
                     "myocardium (expected all of it): check the myocardium there.", phase, int(z)))
+    return flags
+
+
+def shortening_flags(ed_labels: np.ndarray, es_labels: np.ndarray) -> list[Flag]:
+    """LV or RV at ES on far fewer slices than at ED: part of it was lost at ES."""
+    flags = []
+    for label, name in ((LV, "LV"), (RV, "RV")):
+        at_ed, at_es = len(_slices_with(ed_labels, label)), len(_slices_with(es_labels, label))
+        if at_ed and at_es < ES_SLICES_MIN[label] * at_ed:
+            flags.append(Flag(
+                f"{name.lower()}_es_coverage", "review",
+                f"{name} blood pool on {at_es} slices at ES against {at_ed} at ED (expected at least "
+                f"{ES_SLICES_MIN[label]:.0%} of them): it may have been missed at ES, which would overstate its "
+                "EF; check the ES slices.", "ES"))
     return flags
 
 
@@ -121,6 +145,11 @@ def measure_flags(study: dict) -> list[Flag]:
             flags.append(Flag(f"{side}_edv_implausible", "fail",
                               f"{name} EDV {edv:.1f} ml is far below any adult heart (< {EDV_FAIL_ML:g} ml): "
                               f"the {name} was largely missed; its volumes and EF are not usable.", "ED"))
+        elif esv < ESV_FAIL_ML:
+            flags.append(Flag(f"{side}_esv_implausible", "fail",
+                              f"{name} ESV {esv:.1f} ml: a cavity does not vanish at end-systole (< "
+                              f"{ESV_FAIL_ML:g} ml); the {name} was missed at ES, and its EF {ef:.1f} % is not "
+                              "usable.", "ES"))
         elif sv <= 0:
             hint = " ED and ES look reversed." if side == "lv" else ""
             flags.append(Flag(f"{side}_sv_not_positive", "fail",
@@ -197,10 +226,13 @@ def quality_check(
 ) -> dict:
     """The ``qc`` entry of measures.json: ``{"status": ..., "flags": [...]}``."""
     flags: list[Flag] = []
-    phases = {es: "ES", ed: "ED"} if ed is not None else {}  # ED and ES one frame: checked as ED (RV coverage)
+    # ED and ES one frame: checked as ED (RV coverage); without ED and ES (a single frame), of unknown phase
+    phases = {es: "ES", ed: "ED"} if ed is not None else dict.fromkeys(labels)
     for index, phase in phases.items():
         if index in labels:
             flags += structure_flags(labels[index], phase)
+    if ed is not None and ed != es and ed in labels and es in labels:
+        flags += shortening_flags(labels[ed], labels[es])
     if study is not None:
         flags += measure_flags(study)
     if curve is not None:
