@@ -83,6 +83,33 @@ def test_patient_size_in_centimetres_is_read_as_centimetres(dicom_cine, tmp_path
     assert load_study(tmp_path / "dicom").patient.height_cm == pytest.approx(172)
 
 
+def _set_patient_size(paths, **values) -> None:
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword, value in values.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        ds.save_as(path)
+
+
+def test_a_height_and_weight_no_patient_has_together_are_not_used(dicom_cine, tmp_path, capsys):
+    # Each within its own range, but a height in inches: BMI 163, which would index every volume 60 % high.
+    message = segment_refused(capsys, tmp_path, tmp_path / "dicom", extra=("--height", "70", "--weight", "80"))
+    assert "body-mass index of 163" in message and "inches" in message
+    # Read so from the files: both ignored, with a warning (no BSA indexing) ...
+    _set_patient_size(dicom_cine, PatientSize="70", PatientWeight="80")
+    with pytest.warns(InputWarning, match="body-mass index of 163.*Both are ignored"):
+        patient = load_study(tmp_path / "dicom").patient
+    assert patient.height_cm is None and patient.weight_kg is None
+    # ... and a height given beside the weight read from the files is refused.
+    _set_patient_size(dicom_cine, PatientSize=None, PatientWeight="80")
+    message = segment_refused(capsys, tmp_path, tmp_path / "dicom", extra=("--height", "70"))
+    assert "--height with the weight read from the input" in message and "163" in message
+    assert load_study(tmp_path / "dicom").patient.weight_kg == pytest.approx(80)
+
+
 # ------------------------------------------------------------------------------------------ NIfTI / NRRD
 
 

@@ -38,7 +38,7 @@ from cmrseg.review import (
     review_model_path,
     review_slices,
 )
-from cmrseg.validate import check_height_weight, check_sex_age
+from cmrseg.validate import check_given_with_read, check_height_weight, check_sex_age
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ def load_for_output(
         study.patient.height_cm = height_cm
     if weight_kg is not None:
         study.patient.weight_kg = weight_kg
+    check_given_with_read(study.patient, height_cm is not None, weight_kg is not None)
     if sex is not None:
         study.patient.sex = sex_code(sex)
     if age_years is not None:

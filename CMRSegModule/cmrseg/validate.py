@@ -43,6 +43,9 @@ MIN_GREY_VALUES = 16
 # Patient size.
 HEIGHT_CM = (50.0, 250.0)
 WEIGHT_KG = (2.0, 400.0)
+# Body-mass index (kg/m^2) no patient has: a height or weight in other units (inches, pounds) that each
+# pass their own range, such as 70 (inches) and 80 kg (BMI 163), which would index every volume 60 % high.
+BMI_RANGE = (10.0, 100.0)
 AGE_YEARS = (0.0, 130.0)
 
 
@@ -233,6 +236,22 @@ def check_height_weight(height_cm: float | None, weight_kg: float | None) -> Non
                 f"--{what} {value:g} is not a plausible {what} in {unit} ({low:g}-{high:g} {unit})."
                 + _unit_hint(value, what)
             )
+    if implausible_bmi(height_cm, weight_kg):
+        raise CMRSegError(f"--height {height_cm:g} and --weight {weight_kg:g}: {_bmi_problem(height_cm, weight_kg)}")
+
+
+def implausible_bmi(height_cm: float | None, weight_kg: float | None) -> bool:
+    """Whether a height (cm) and weight (kg), both given, make a body-mass index no patient has."""
+    if height_cm is None or weight_kg is None:
+        return False
+    low, high = BMI_RANGE
+    return not low <= weight_kg / (height_cm / 100.0) ** 2 <= high
+
+
+def _bmi_problem(height_cm: float, weight_kg: float) -> str:
+    return (f"a height of {height_cm:g} cm and a weight of {weight_kg:g} kg give a body-mass index of "
+            f"{weight_kg / (height_cm / 100.0) ** 2:.0f} kg/m2 (plausible {BMI_RANGE[0]:g}-{BMI_RANGE[1]:g}): one of "
+            "them is probably in other units (a height in inches, a weight in pounds).")
 
 
 def check_sex_age(sex: str | None, age_years: float | None) -> None:
@@ -257,4 +276,21 @@ def plausible_patient(patient: PatientInfo, source: str) -> PatientInfo:
                 stacklevel=2,
             )
             setattr(patient, attribute, None)
+    if implausible_bmi(patient.height_cm, patient.weight_kg):
+        warnings.warn(
+            f"{source}: {_bmi_problem(patient.height_cm, patient.weight_kg)} Both are ignored (no BSA indexing "
+            "unless --height and --weight are given).",
+            InputWarning,
+            stacklevel=2,
+        )
+        patient.height_cm = patient.weight_kg = None
     return patient
+
+
+def check_given_with_read(patient: PatientInfo, height_given: bool, weight_given: bool) -> None:
+    """Refuse a user-given height or weight that makes an impossible body-mass index with the other value as
+    read from the input."""
+    if height_given != weight_given and implausible_bmi(patient.height_cm, patient.weight_kg):
+        given, read = ("--height", "weight") if height_given else ("--weight", "height")
+        raise CMRSegError(f"{given} with the {read} read from the input: "
+                          f"{_bmi_problem(patient.height_cm, patient.weight_kg)}")
