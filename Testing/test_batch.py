@@ -98,6 +98,23 @@ def test_one_folder_with_two_cine_series_gives_two_studies(tmp_path):
     assert len({job.series_uid for job in jobs}) == 2
 
 
+def test_a_cine_stored_as_one_series_per_slice_is_one_study(tmp_path):
+    import pydicom
+
+    from cmrseg.io.dicom_cine import read_dicom_cine
+
+    study = small_cine(17)
+    write_dicom_cine(study, tmp_path / "exam")
+    for z, files in enumerate(zip(*read_dicom_cine(tmp_path / "exam").slice_files, strict=True)):
+        for name in files:  # one series per slice position
+            ds = pydicom.dcmread(tmp_path / "exam" / name)
+            ds.SeriesInstanceUID, ds.SeriesNumber = f"1.2.826.0.1.3680043.8.498.{z + 1}", 20 + z
+            ds.save_as(tmp_path / "exam" / name)
+    (job,) = find_studies([tmp_path])
+    assert job.name == "exam" and job.series_uid is None  # the reader's choice: the stack joined
+    np.testing.assert_array_equal(read_dicom_cine(job.inputs[0]).image.shape, study.image.shape)
+
+
 @pytest.mark.shared_data
 def test_an_acdc_root_gives_one_study_per_patient(acdc_root):
     jobs = find_studies([acdc_root])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cmrseg.io.dicom_cine import (
     read_dicom_cine_with_index,
     scan_dicom_folder,
 )
+from cmrseg.io.dicom_series import cine_stacks
 from cmrseg.io.study import Study
 
 pytestmark = pytest.mark.shared_data
@@ -260,15 +262,45 @@ def test_two_series_picks_the_cine_and_uid_selects(small: Path, caplog: pytest.L
         read_dicom_cine(small, series_uid="9.9")
 
 
-def test_a_stack_split_over_two_series_is_refused_unless_one_is_named(small: Path) -> None:
-    # Slices 3-4 exported as a second series: reading the first alone would measure part of the heart.
+def test_a_stack_split_over_several_series_is_read_as_one(small: Path) -> None:
+    reference = read_dicom_cine(small)
+    # Slices 3-4 exported as a second series (a second breath-hold): joined, every slice where it was.
     for block in (3, 4):
         for phase in range(1, PHASES + 1):
             edit(small / f"{block * 20 + phase}.dcm", SeriesInstanceUID="1.2.3.5", SeriesNumber=301)
-    with pytest.raises(CMRSegError, match=r"(?s)split over several series: series 300 .*series 301.*--series"):
-        read_dicom_cine(small)
-    named = read_dicom_cine(small, series_uid="1.2.3.5")  # the user's choice stands
+    study = read_dicom_cine(small)
+    np.testing.assert_array_equal(study.image, reference.image)
+    assert study.slice_files == reference.slice_files and study.spacing == reference.spacing
+    named = read_dicom_cine(small, series_uid="1.2.3.5")  # a series named is read alone: the user's choice
     assert named.image.shape == (PHASES, 2, 256, 256)
+    # One series per slice, as many scanners store a cine taken one breath-hold per slice.
+    for block in range(BLOCKS):
+        for phase in range(1, PHASES + 1):
+            edit(small / f"{block * 20 + phase}.dcm", SeriesInstanceUID=f"1.2.3.{10 + block}", SeriesNumber=block)
+    (stack,) = [s for s in cine_stacks(scan_dicom_folder(small)) if s.num_positions > 1]
+    assert [p.series_number for p in stack.parts] == list(range(BLOCKS)) and "5 series (0, 1, 2, 3, 4)" in (
+        stack.describe())
+    np.testing.assert_array_equal(read_dicom_cine(small).image, reference.image)
+
+
+def test_a_parallel_cine_left_out_of_the_stack_is_named(small: Path) -> None:
+    # Slices 3-4 in a series with a phase fewer (another breath-hold, another heart rate): not joined, as its
+    # phases do not match; the stack read lacks them, and the warning says so.
+    for block in (3, 4):
+        (small / f"{block * 20 + PHASES}.dcm").unlink()
+        for phase in range(1, PHASES):
+            edit(small / f"{block * 20 + phase}.dcm", SeriesInstanceUID="1.2.3.5", SeriesNumber=301)
+    with pytest.warns(DicomReadWarning, match=r"series 301 .* other slice positions, with 2 phases against the "
+                                              r"stack's 3; it was not read.*volumes are too small"):
+        study = read_dicom_cine(small)
+    assert study.image.shape == (PHASES, 3, 256, 256)
+    # Another study's series is not the same heart: neither joined nor named.
+    for block in (3, 4):
+        for phase in range(1, PHASES):
+            edit(small / f"{block * 20 + phase}.dcm", StudyInstanceUID="1.2.3.99")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DicomReadWarning)
+        assert read_dicom_cine(small).image.shape == (PHASES, 3, 256, 256)
 
 
 def test_slices_shifted_in_plane_are_all_named_in_one_warning(small: Path) -> None:

@@ -189,3 +189,32 @@ def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
     files = study.slice_files[0] + study.slice_files[1]
     assert uids == {pydicom.dcmread(tmp_path / "dicom" / name).SOPInstanceUID for name in files}
     assert hd.sr.srread(path).SeriesDescription.startswith("CMRSeg automatic measurements")
+
+
+def test_a_stack_joined_from_one_series_per_slice_gets_an_sr_but_no_seg(tmp_path):
+    """A SEG references the images of one series; an SR may reference several."""
+    from cmrseg.io.dicom_seg import check_study_for_sr
+    from cmrseg.io.dicom_sr import write_dicom_sr
+
+    phantom = make_phantom(seed=7, frames=2, slices=5, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    whole = read_dicom_cine(tmp_path / "dicom")
+    for z in range(5):  # one series per slice position
+        for frame in whole.slice_files:
+            path = tmp_path / "dicom" / frame[z]
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID, ds.SeriesNumber = f"1.2.826.0.1.3680043.8.498.{z + 1}", 10 + z
+            ds.save_as(path)
+    study = read_dicom_cine(tmp_path / "dicom")
+    np.testing.assert_array_equal(study.image, whole.image)
+    check_study_for_sr(study)
+    with pytest.raises(CMRSegError, match="joined from several series.*No SEG can be written \\(the SR can\\)"):
+        check_study_for_seg(study)
+    with pytest.raises(CMRSegError, match="joined from several series"):
+        write_dicom_seg(phantom.labels[0], study.source, study.slice_files[0], tmp_path / "a.seg.dcm", "test")
+    assert not (tmp_path / "a.seg.dcm").exists()
+    sr = hd.sr.srread(write_dicom_sr({"lv_edv_ml": 100.0}, study.source, study.slice_files[0], study.slice_files[1],
+                                     tmp_path / "m.sr.dcm", "test", "pass"))
+    (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence
+    referenced = {s.SeriesInstanceUID: len(s.ReferencedSOPSequence) for s in evidence.ReferencedSeriesSequence}
+    assert referenced == {f"1.2.826.0.1.3680043.8.498.{z + 1}": 2 for z in range(5)}  # ED and ES of each slice

@@ -114,10 +114,11 @@ def _acdc_patients(folder: Path) -> list[Path]:
 
 def _dicom_studies(root: Path) -> list[StudyJob]:
     from cmrseg.io.dicom_scan import scan_dicom_folder
+    from cmrseg.io.dicom_series import cine_stacks, stack_size
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable files are reported when the study itself is read
-        series = scan_dicom_folder(root)
+        series = cine_stacks(scan_dicom_folder(root))
     cines = [s for s in series if s.num_positions > 1 and s.num_phases > 1]
     for skipped in (s for s in series if s not in cines):
         log.info("Skipped %s under %s: not a multi-slice cine.", skipped.describe(), root)
@@ -130,11 +131,17 @@ def _dicom_studies(root: Path) -> list[StudyJob]:
         relative = folder.relative_to(root)
         base = _safe("_".join(relative.parts) if relative.parts else root.resolve().name)
         for cine in members:
+            # a stack joined from several series has no UID of its own: the reader reads it only as its choice
+            if cine.parts and cine is not max(members, key=stack_size):
+                log.warning("Skipped %s under %s: a stack joined from several series is read only where it is "
+                            "the largest cine of its folder; move it to a folder of its own.", cine.describe(), folder)
+                continue
+            uid = None if cine.parts else cine.series_uid
             if len(members) == 1:
-                jobs.append(StudyJob(base, (str(folder),), cine.series_uid))
+                jobs.append(StudyJob(base, (str(folder),), uid))
             else:
                 number = cine.series_number if cine.series_number is not None else members.index(cine) + 1
-                jobs.append(StudyJob(f"{base}_s{number}", (str(folder),), cine.series_uid))
+                jobs.append(StudyJob(f"{base}_s{number}", (str(folder),), uid))
     return jobs
 
 

@@ -38,6 +38,7 @@ class InstanceHeader:
     path: Path
     series_uid: str
     series_number: int | None = None
+    study_uid: str = ""
     series_description: str = ""
     instance_number: int | None = None
     rows: int | None = None
@@ -67,17 +68,19 @@ class SeriesSummary:
     instances: list[InstanceHeader]
     num_positions: int  # distinct slice positions along the normal (0 without image geometry)
     num_phases: int  # most distinct trigger times (or instances) found at one position
+    parts: tuple[SeriesSummary, ...] = ()  # the series of a stack joined from several (cmrseg.io.dicom_series)
 
     @property
     def num_instances(self) -> int:
         return len(self.instances)
 
     def describe(self) -> str:
+        size = f"{self.num_instances} instances, {self.num_positions} slice positions x {self.num_phases} phases"
+        if self.parts:
+            numbers = ", ".join(str(p.series_number) if p.series_number is not None else "?" for p in self.parts)
+            return f'{len(self.parts)} series ({numbers}) "{self.description}" joined as one stack ({size})'
         number = f"series {self.series_number}" if self.series_number is not None else "series"
-        return (
-            f'{number} "{self.description}" ({self.num_instances} instances, {self.num_positions} slice '
-            f"positions x {self.num_phases} phases; SeriesInstanceUID {self.series_uid})"
-        )
+        return f'{number} "{self.description}" ({size}; SeriesInstanceUID {self.series_uid})'
 
 
 @dataclass
@@ -154,6 +157,7 @@ def _read_headers(path: Path) -> list[InstanceHeader]:
         common = dict(
             series_uid=series_uid,
             series_number=_int(ds.get("SeriesNumber")),
+            study_uid=str(ds.get("StudyInstanceUID", "") or ""),
             series_description=str(ds.get("SeriesDescription", "") or ""),
             rows=_int(ds.get("Rows")),
             columns=_int(ds.get("Columns")),
@@ -178,22 +182,24 @@ def _group_series(headers: list[InstanceHeader]) -> list[SeriesSummary]:
     by_uid: dict[str, list[InstanceHeader]] = {}
     for header in headers:
         by_uid.setdefault(header.series_uid, []).append(header)
-    summaries = []
-    for uid, instances in by_uid.items():
-        first = instances[0]
-        clusters = _position_clusters(instances)
-        phases = [len({_time_key(h) for h in members}) for members in clusters]
-        summaries.append(
-            SeriesSummary(
-                series_uid=uid,
-                series_number=first.series_number,
-                description=first.series_description,
-                instances=instances,
-                num_positions=len(clusters),
-                num_phases=max(phases, default=0),
-            )
-        )
+    summaries = [summarise(instances) for instances in by_uid.values()]
     return sorted(summaries, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
+
+
+def summarise(instances: list[InstanceHeader], parts: tuple[SeriesSummary, ...] = ()) -> SeriesSummary:
+    """The summary of one series' instances, or of a stack joined from the series ``parts``."""
+    first = instances[0]
+    clusters = _position_clusters(instances)
+    phases = [len({_time_key(h) for h in members}) for members in clusters]
+    return SeriesSummary(
+        series_uid=first.series_uid,
+        series_number=first.series_number,
+        description=first.series_description,
+        instances=instances,
+        num_positions=len(clusters),
+        num_phases=max(phases, default=0),
+        parts=parts,
+    )
 
 
 def _time_key(header: InstanceHeader) -> float | int | None:

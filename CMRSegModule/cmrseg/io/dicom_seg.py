@@ -84,31 +84,39 @@ def _as_source(dataset):
     return dataset
 
 
-SAME_FOR_ALL = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "Rows", "Columns")
+SAME_FOR_SR = ("StudyInstanceUID", "FrameOfReferenceUID")  # an SR may reference images of several series
+SAME_FOR_SEG = (*SAME_FOR_SR, "SeriesInstanceUID", "Rows", "Columns")  # a SEG, those of one series
 
 
-def check_seg_sources(folder: str | Path, files: list[str]) -> None:
-    """Refuse images that cannot be the sources of one DICOM SEG (reads headers only).
+def check_seg_sources(folder: str | Path, files: list[str], shared: tuple[str, ...] = SAME_FOR_SEG) -> None:
+    """Refuse images that cannot be the sources of one DICOM SEG (or, with ``shared`` :data:`SAME_FOR_SR`,
+    of one SR); reads headers only.
 
     Raises:
-        CMRSegError: the files disagree on the study, series, frame of reference or matrix (a SEG belongs to
-            one study; broken anonymisation often splits one).
+        CMRSegError: the files disagree on the study or frame of reference (one study; broken anonymisation
+            often splits one), or, for a SEG, on the series or matrix (a stack joined from several series).
     """
     import pydicom
 
-    values: dict[str, set] = {keyword: set() for keyword in SAME_FOR_ALL}
+    values: dict[str, set] = {keyword: set() for keyword in shared}
     with dicom_config.disable_value_validation():
         for name in sorted(set(files)):
             header = pydicom.dcmread(Path(folder) / name, stop_before_pixels=True)
-            for keyword in SAME_FOR_ALL:
+            for keyword in shared:
                 values[keyword].add(str(header.get(keyword, "")))
     mixed = {keyword: found for keyword, found in values.items() if len(found) > 1}
-    if mixed:
-        counts = ", ".join(f"{len(found)} {keyword} values" for keyword, found in mixed.items())
+    if not mixed:
+        return
+    counts = ", ".join(f"{len(found)} {keyword} values" for keyword, found in mixed.items())
+    if set(mixed) <= {"SeriesInstanceUID", "Rows", "Columns"}:
         raise CMRSegError(
-            f"The images of {folder} carry {counts}; the sources of a DICOM SEG or SR must share one study, "
-            "series and frame of reference (an anonymisation may have split them). No SEG or SR can be written."
+            f"The images of {folder} carry {counts}: the stack was joined from several series, and a DICOM SEG "
+            "references the images of one series. No SEG can be written (the SR can)."
         )
+    raise CMRSegError(
+        f"The images of {folder} carry {counts}; the sources of a DICOM SEG or SR must share one study and "
+        "frame of reference (an anonymisation may have split them). No SEG or SR can be written."
+    )
 
 
 def check_study_for_sr(study: Study) -> None:
@@ -116,7 +124,7 @@ def check_study_for_sr(study: Study) -> None:
     split (see above). A SEG asks more (:func:`check_study_for_seg`)."""
     if study.slice_files is None:
         raise CMRSegError("A DICOM SEG or SR needs a study read from DICOM files (it references the source images).")
-    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
+    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame], SAME_FOR_SR)
 
 
 def check_study_for_seg(study: Study) -> None:
@@ -127,9 +135,10 @@ def check_study_for_seg(study: Study) -> None:
 
 
 def check_seg_beyond_sr(study: Study) -> None:
-    """Refuse, in a study that can have an SR, what a SEG cannot have: phases whose sources no SEG can
-    reference (:func:`check_phase_sources`), enhanced frames without a shared geometry
+    """Refuse, in a study that can have an SR, what a SEG cannot have: sources from several series, phases
+    whose sources no SEG can reference (:func:`check_phase_sources`), enhanced frames without a shared geometry
     (:func:`check_enhanced_header`), or sources without a slice thickness."""
+    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
     frames_of = study.slice_frames or [None] * len(study.slice_files)
     for files, frames in zip(study.slice_files, frames_of, strict=True):
         check_phase_sources(files, frames)

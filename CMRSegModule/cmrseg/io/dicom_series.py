@@ -1,10 +1,18 @@
-"""Which series of a scanned DICOM folder is the cine short-axis stack (the one named, or the one with the most
-slices x phases), and the refusal of a stack split over several series. The choice is logged at INFO level on
-the reader's logger, ``cmrseg.io.dicom_cine``."""
+"""Which series of a scanned DICOM folder is the cine short-axis stack: the one named, or else the stack with
+the most slices x phases, where a stack may be joined from several series.
+
+Scanners often store a short-axis cine as one series per breath-hold, down to one series per slice. Series
+are joined into one stack when they continue one another (:func:`continues_stack`): the same study, image
+grid and phases, at other slice positions. A parallel cine series on the same grid that is
+left out (other phases, or a position the stack already has) is named in a :class:`DicomReadWarning`, as the
+stack may then cover only part of the heart. The choice is logged at INFO level on the reader's logger,
+``cmrseg.io.dicom_cine``.
+"""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +21,14 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_scan import (
     GEOMETRY_TOLERANCE,
     POSITION_TOLERANCE_MM,
+    DicomReadWarning,
+    InstanceHeader,
     SeriesSummary,
     _group_series,
     _position_clusters,
     _Scan,
     _slice_normal,
+    summarise,
 )
 
 logger = logging.getLogger("cmrseg.io.dicom_cine")
@@ -25,6 +36,11 @@ logger = logging.getLogger("cmrseg.io.dicom_cine")
 
 def _listing(series: list[SeriesSummary]) -> str:
     return "\n".join(f"  - {s.describe()}" for s in series)
+
+
+def stack_size(series: SeriesSummary) -> tuple:
+    """What the reader's choice maximises: multi-phase first, then slices x phases, then instances."""
+    return series.num_phases > 1, series.num_positions * series.num_phases, series.num_instances
 
 
 def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSummary:
@@ -42,26 +58,18 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
             f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found:\n"
             + _listing(series)
         )
-    candidates = [s for s in series if s.num_positions >= 2]
+    candidates = [s for s in cine_stacks(series) if s.num_positions >= 2]
     if not candidates:
         raise CMRSegError(
-            f"No cine short-axis series in {folder}: no series has images at several slice positions. "
-            f"Series found:\n{_listing(series)}\nChoose a folder with a short-axis stack."
+            f"No cine short-axis series in {folder}: no series (or series continuing one another) has images at "
+            f"several slice positions. Series found:\n{_listing(series)}\nChoose a folder with a short-axis stack."
         )
-    best = max(candidates, key=lambda s: (s.num_phases > 1, s.num_positions * s.num_phases, s.num_instances))
-    continuing = [s for s in candidates if s is not best and _continues_stack(best, s)]
-    if continuing:
-        raise CMRSegError(
-            f"The short-axis stack in {folder} is split over several series: "
-            + ", ".join(s.describe() for s in [best, *continuing])
-            + " are parallel, with the same phases, at other slice positions. One series would cover only part of "
-            "the heart, and its volumes would look right but be too small. Put the stack into one folder or "
-            "series, or name the series to read with --series (its SeriesInstanceUID) if it alone covers the heart."
-        )
+    best = max(candidates, key=stack_size)
+    _warn_of_left_out(best, series)
     if len(series) > 1:
         kind = "multi-phase" if best.num_phases > 1 else "single-phase"
         logger.info(
-            "Chose %s among %d series in %s: %s, with the most slices x phases of the %d stacked series. "
+            "Chose %s among %d series in %s: %s, with the most slices x phases of the %d stacks. "
             "Name another with series_uid.\n%s",
             best.describe(),
             len(series),
@@ -73,15 +81,69 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
     return best
 
 
-def _continues_stack(stack: SeriesSummary, other: SeriesSummary) -> bool:
-    """Whether ``other`` looks like more slices of ``stack``: the same phases, slices parallel to its slices,
-    and none at a position that ``stack`` has."""
-    own, more = _position_clusters(stack.instances), _position_clusters(other.instances)
-    if other.num_phases != stack.num_phases or not own or not more:
+def cine_stacks(series: list[SeriesSummary]) -> list[SeriesSummary]:
+    """The series with those that continue one another joined into one stack each (largest series first)."""
+    groups: list[list[SeriesSummary]] = []
+    stacks: list[SeriesSummary] = []
+    for one in sorted(series, key=stack_size, reverse=True):
+        for i, stack in enumerate(stacks):
+            if continues_stack(stack, one):
+                groups[i].append(one)
+                ordered = sorted(groups[i], key=lambda s: (s.series_number is None, s.series_number or 0))
+                stacks[i] = summarise([h for s in ordered for h in s.instances], tuple(ordered))
+                break
+        else:
+            groups.append([one])
+            stacks.append(one)
+    return stacks
+
+
+def _first_located(series: SeriesSummary) -> InstanceHeader | None:
+    return next((h for h in series.instances if h.has_geometry), None)
+
+
+def same_grid(a: InstanceHeader, b: InstanceHeader) -> bool:
+    """One study, matrix, pixel spacing and orientation: what every image of a stack shares. (Not the frame of
+    reference: anonymisation often gives every image its own, as in the shared Sunnybrook studies; a series
+    is read all the same.)"""
+    if (a.study_uid, a.rows, a.columns) != (b.study_uid, b.rows, b.columns):
         return False
-    normal = _slice_normal(own[0][0].orientation)
-    if abs(float(np.dot(normal, _slice_normal(more[0][0].orientation)))) < 1 - GEOMETRY_TOLERANCE:
-        return False
-    positions = [float(np.dot(normal, cluster[0].position)) for cluster in own]
-    return all(min(abs(float(np.dot(normal, cluster[0].position)) - p) for p in positions) > POSITION_TOLERANCE_MM
-               for cluster in more)
+    spacing = np.abs(np.subtract(a.pixel_spacing, b.pixel_spacing)) / np.maximum(np.abs(a.pixel_spacing), 1.0)
+    return bool(spacing.max() <= GEOMETRY_TOLERANCE
+                and np.abs(np.subtract(a.orientation, b.orientation)).max() <= GEOMETRY_TOLERANCE)
+
+
+def _shares_a_position(stack: SeriesSummary, other: SeriesSummary) -> bool:
+    normal = _slice_normal(_first_located(stack).orientation)
+    own = [float(np.dot(normal, cluster[0].position)) for cluster in _position_clusters(stack.instances)]
+    return any(min(abs(float(np.dot(normal, cluster[0].position)) - p) for p in own) <= POSITION_TOLERANCE_MM
+               for cluster in _position_clusters(other.instances))
+
+
+def _parallel_on_its_grid(stack: SeriesSummary, other: SeriesSummary) -> bool:
+    a, b = _first_located(stack), _first_located(other)
+    return a is not None and b is not None and same_grid(a, b)
+
+
+def continues_stack(stack: SeriesSummary, other: SeriesSummary) -> bool:
+    """Whether ``other`` is more slices of ``stack``: the same phases on the same grid, and no slice at a
+    position that ``stack`` has."""
+    return (other.num_phases == stack.num_phases and _parallel_on_its_grid(stack, other)
+            and not _shares_a_position(stack, other))
+
+
+def _warn_of_left_out(chosen: SeriesSummary, series: list[SeriesSummary]) -> None:
+    """Name the cine series on the chosen stack's grid that it leaves out: part of the heart may be missing."""
+    members = {s.series_uid for s in chosen.parts} or {chosen.series_uid}
+    for other in series:
+        if other.series_uid in members or other.num_phases < 2 or not _parallel_on_its_grid(chosen, other):
+            continue
+        why = ("at slice positions the stack already has" if _shares_a_position(chosen, other)
+               else f"at other slice positions, with {other.num_phases} phases against the stack's {chosen.num_phases}")
+        warnings.warn(
+            f"{other.describe()} is a cine on the grid of the stack read ({chosen.describe()}), {why}; it was not "
+            "read. If it holds slices of this heart the stack lacks, the volumes are too small: export the "
+            "short-axis cine with the same phases in every slice.",
+            DicomReadWarning,
+            stacklevel=4,
+        )

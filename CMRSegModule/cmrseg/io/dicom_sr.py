@@ -19,7 +19,7 @@ from pydicom import config as dicom_config
 
 from cmrseg import __version__
 from cmrseg.errors import CMRSegError
-from cmrseg.io.dicom_seg import _as_source, check_seg_sources
+from cmrseg.io.dicom_seg import SAME_FOR_SR, _as_source, check_seg_sources
 
 SCHEME = "99CMRSEG"
 # measures.json key -> (standard concept in pydicom's DICOM code dictionary or None, private code value,
@@ -71,7 +71,7 @@ def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_f
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
-    check_seg_sources(folder, ed_files + es_files)
+    check_seg_sources(folder, ed_files + es_files, SAME_FOR_SR)
     with dicom_config.disable_value_validation(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         # each file once: an enhanced (multi-frame) file holds every slice of both phases
