@@ -328,6 +328,16 @@ def test_missing_trigger_time_orders_by_instance_number(small: Path) -> None:
     assert study.frame_times_ms.tolist() == [0.0, 1.0, 2.0]
 
 
+def test_trigger_times_all_alike_order_by_instance_number(small: Path) -> None:
+    reference = read_dicom_cine(small)
+    for path in small.glob("*.dcm"):  # zeroed, as some exports and anonymisers leave them
+        edit(path, TriggerTime=0)
+    with pytest.warns(DicomReadWarning, match="gives every phase of a slice the same TriggerTime"):
+        study = read_dicom_cine(small)
+    np.testing.assert_array_equal(study.image, reference.image)
+    assert study.frame_times_ms.tolist() == [0.0, 1.0, 2.0]
+
+
 def test_rescale_is_applied(small: Path) -> None:
     reference = read_dicom_cine_with_index(small)
     edit(small / "43.dcm", RescaleSlope=2, RescaleIntercept=-10)
@@ -335,3 +345,13 @@ def test_rescale_is_applied(small: Path) -> None:
     (ref,) = [r for r in refs if r.path.name == "43.dcm"]
     expected = reference[0].image[ref.frame, ref.slice] * 2 - 10
     np.testing.assert_array_equal(study.image[ref.frame, ref.slice], expected)
+
+
+def test_monochrome1_images_are_inverted_so_that_blood_is_bright(small: Path) -> None:
+    reference = read_dicom_cine(small)
+    first = dcmread(next(small.glob("*.dcm")))
+    assert first.PixelRepresentation == 1 and "RescaleSlope" not in first  # signed, stored values as they are
+    low, high = -(2 ** (first.BitsStored - 1)), 2 ** (first.BitsStored - 1) - 1
+    for path in small.glob("*.dcm"):  # the same pixels, declared to show their lowest value white
+        edit(path, PhotometricInterpretation="MONOCHROME1")
+    np.testing.assert_array_equal(read_dicom_cine(small).image, (low + high) - reference.image)

@@ -35,6 +35,24 @@ def test_an_enhanced_multiframe_cine_reads_as_its_one_image_files_do(tmp_path):
     assert enhanced.slice_frames == [[frame_of[name] for name in phase] for phase in classic.slice_files]
 
 
+def test_enhanced_files_of_one_frame_each_read_as_the_one_image_files_do(tmp_path):
+    """Some scanners export an Enhanced MR cine one frame per file, the geometry still in the functional groups."""
+    import shutil
+
+    phantom = make_phantom(seed=6, frames=3, slices=5, matrix=(96, 112), oblique=True)
+    paths = write_dicom_cine(phantom.study, tmp_path / "classic")
+    for i, path in enumerate(paths):
+        alone = tmp_path / "alone" / str(i)
+        alone.mkdir(parents=True)
+        shutil.copy(path, alone / path.name)
+        enhanced_from_classic(alone, tmp_path / "enhanced" / f"frame{i}.dcm")
+    classic, enhanced = read_dicom_cine(tmp_path / "classic"), read_dicom_cine(tmp_path / "enhanced")
+    np.testing.assert_array_equal(enhanced.image, classic.image)
+    assert enhanced.spacing == classic.spacing and enhanced.origin == classic.origin
+    np.testing.assert_array_equal(enhanced.frame_times_ms, classic.frame_times_ms)
+    assert {frame for phase in enhanced.slice_frames for frame in phase} == {1}
+
+
 def test_a_multiframe_file_without_frame_geometry_is_refused(tmp_path):
     import pydicom
 

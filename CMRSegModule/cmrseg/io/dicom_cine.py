@@ -29,6 +29,7 @@ from pydicom import config as dicom_config
 
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_codecs import decoder_advice
+from cmrseg.io.dicom_pixels import read_pixels
 from cmrseg.io.dicom_scan import (  # noqa: F401 (scan_dicom_folder: re-exported, part of this reader's API)
     GEOMETRY_TOLERANCE,
     TRIGGER_TOLERANCE_MS,
@@ -42,6 +43,7 @@ from cmrseg.io.dicom_scan import (  # noqa: F401 (scan_dicom_folder: re-exported
     _scan_folder,
     _slice_normal,
     scan_dicom_folder,
+    times_tell_phases,
 )
 from cmrseg.io.dicom_series import choose_series
 from cmrseg.io.study import PatientInfo, Study
@@ -204,15 +206,18 @@ def _layout(series: SeriesSummary, scan: _Scan) -> _Layout:
             f"{series.describe()} has a single slice position; CMRSeg needs a stack of short-axis slices. "
             "Choose the short-axis cine series." + note
         )
-    by_time = all(h.trigger_time is not None for h in series.instances)
+    by_time = times_tell_phases(clusters)
     if not by_time:
         if any(h.instance_number is None for h in series.instances):
             raise CMRSegError(
                 f"{series.describe()} lacks TriggerTime and InstanceNumber, so its phases cannot be ordered."
             )
+        times = {h.trigger_time for h in series.instances}
+        why = ("gives every phase of a slice the same TriggerTime" if None not in times
+               else "has instances without TriggerTime")
         warnings.warn(
-            f"Some instances of {series.describe()} have no TriggerTime; phases are ordered by InstanceNumber "
-            "within each slice position and frame times are frame indices.",
+            f"{series.describe()} {why}; phases are ordered by InstanceNumber within each slice position and "
+            "frame times are frame indices.",
             DicomReadWarning,
             stacklevel=4,
         )
@@ -247,42 +252,6 @@ def _layout(series: SeriesSummary, scan: _Scan) -> _Layout:
 
 
 # ---------------------------------------------------------------------------------------- reading
-
-
-def _read_pixels(header: InstanceHeader, last: dict) -> tuple[np.ndarray, pydicom.Dataset]:
-    """One image, rescaled; ``last`` keeps the last file decoded (an enhanced file holds every frame)."""
-    try:
-        with dicom_config.disable_value_validation():
-            if last.get("path") != header.path:
-                last.clear()
-                last["ds"] = pydicom.dcmread(header.path, force=False)
-                last["pixels"], last["path"] = last["ds"].pixel_array, header.path
-            ds, pixels = last["ds"], last["pixels"]
-            if header.frame_index is not None:
-                pixels = pixels[header.frame_index]
-            slope, intercept = header.rescale or (_float(ds.get("RescaleSlope")), _float(ds.get("RescaleIntercept")))
-    except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file's name
-        raise CMRSegError(
-            f"Cannot read the pixel data of {header.path} ({type(exc).__name__}: {_first_sentence(exc)}). The "
-            "file may be truncated or compressed with a codec that is not installed; replace it or export the "
-            f"series uncompressed. (Transfer syntax {header.transfer_syntax or 'not given'}.)"
-        ) from exc
-    if pixels.shape != (header.rows, header.columns):
-        raise CMRSegError(
-            f"{header.path} holds pixels of shape {pixels.shape}, not Rows x Columns = "
-            f"{header.rows} x {header.columns}; it is not a single 2D image."
-        )
-    for name, value in (("RescaleSlope", slope), ("RescaleIntercept", intercept)):
-        if value is not None and not np.isfinite(value):
-            raise CMRSegError(f"{header.path} has {name} {value}; its intensities cannot be used. Replace the file.")
-    if slope == 0:
-        raise CMRSegError(f"{header.path} has RescaleSlope 0, which makes the image blank. Replace the file.")
-    image = pixels.astype(np.float32)
-    if slope is not None and slope != 1.0:
-        image *= np.float32(slope)
-    if intercept:
-        image += np.float32(intercept)
-    return image, ds
 
 
 def _age_years(value: object) -> float | None:
@@ -363,7 +332,7 @@ def read_dicom_cine_with_index(
     last: dict = {}
     for z, members in enumerate(layout.grid):
         for t, header in enumerate(members):
-            image[t, z], ds = _read_pixels(header, last)
+            image[t, z], ds = read_pixels(header, last)
             first_ds = first_ds if first_ds is not None else ds
             refs.append(InstanceRef(header.path, header.instance_number, t, z))
             files[t][z] = header.path.relative_to(folder).as_posix()
@@ -389,12 +358,3 @@ def read_dicom_cine(
 ) -> Study:
     """The cine short-axis series of a DICOM folder as a :class:`Study` (see :func:`read_dicom_cine_with_index`)."""
     return read_dicom_cine_with_index(folder, series_uid, progress)[0]
-
-
-# ---------------------------------------------------------------------------------------- helpers
-
-
-def _first_sentence(exc: Exception) -> str:
-    """The first line of an exception message, whole (never cut mid-word)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 300 else text[: text.rfind(" ", 0, 300)] + " ..."

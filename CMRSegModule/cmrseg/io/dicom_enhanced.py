@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pydicom
 
-from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats, _int
+from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats
 
 GROUPS_READ = ("PixelMeasuresSequence", "PlaneOrientationSequence", "PlanePositionSequence",
                "CardiacSynchronizationSequence", "PixelValueTransformationSequence")
 
 
 def has_frame_groups(ds: pydicom.Dataset) -> bool:
-    """Whether ``ds`` describes its frames with per-frame functional groups (an enhanced multi-frame image)."""
-    return (_int(ds.get("NumberOfFrames")) or 1) > 1 and "PerFrameFunctionalGroupsSequence" in ds
+    """Whether ``ds`` describes its frames with per-frame functional groups (an enhanced image: multi-frame,
+    or one frame per file as some scanners export it)."""
+    return "PerFrameFunctionalGroupsSequence" in ds
 
 
 def frame_headers(ds: pydicom.Dataset, path: Path, common: dict) -> list[InstanceHeader]:

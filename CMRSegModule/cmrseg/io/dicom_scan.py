@@ -190,7 +190,8 @@ def summarise(instances: list[InstanceHeader], parts: tuple[SeriesSummary, ...] 
     """The summary of one series' instances, or of a stack joined from the series ``parts``."""
     first = instances[0]
     clusters = _position_clusters(instances)
-    phases = [len({_time_key(h) for h in members}) for members in clusters]
+    by_time = times_tell_phases(clusters)
+    phases = [len({_phase_key(h, by_time) for h in members}) for members in clusters]
     return SeriesSummary(
         series_uid=first.series_uid,
         series_number=first.series_number,
@@ -202,8 +203,17 @@ def summarise(instances: list[InstanceHeader], parts: tuple[SeriesSummary, ...] 
     )
 
 
-def _time_key(header: InstanceHeader) -> float | int | None:
-    if header.trigger_time is not None:
+def times_tell_phases(clusters: list[list[InstanceHeader]]) -> bool:
+    """Whether TriggerTime tells the phases of each slice position apart: every instance has one, and where a
+    position has several instances they do not all share one (some exports and anonymisers zero it)."""
+    if any(h.trigger_time is None for members in clusters for h in members):
+        return False
+    several = [members for members in clusters if len(members) > 1]
+    return not several or any(len({_phase_key(h, True) for h in members}) > 1 for members in several)
+
+
+def _phase_key(header: InstanceHeader, by_time: bool) -> float | int:
+    if by_time:
         return round(header.trigger_time / TRIGGER_TOLERANCE_MS)
     return header.instance_number if header.instance_number is not None else id(header)
 
