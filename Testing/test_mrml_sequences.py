@@ -118,3 +118,43 @@ def test_label_maps_and_sequences_of_other_things_are_refused(headless_slicer):
     assert "is empty" in inputProblem(scene.AddNewNodeByClass("vtkMRMLSequenceNode", "empty"))
     sequence, _, _ = createSequenceFromStudy(scene, small_study())
     assert inputProblem(sequence) == "" and describeInputNode(sequence) == "Cine with 3 frames (0 to 2)."
+
+
+def test_a_sequence_file_slicer_writes_is_read_by_the_command_as_the_same_cine(headless_slicer, tmp_path):
+    """The module's own save format (.seq.nrrd, frames on a 'list' axis) as a command-line input."""
+    from cmrseg.io.volume_files import read_volume_file
+
+    study = small_study(frame_times_ms=[0.0, 40.5, 81.0])
+    study.direction = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], dtype=float)
+    sequence, _, _ = createSequenceFromStudy(headless_slicer.scene, study)
+    storage = slicer.vtkMRMLVolumeSequenceStorageNode()
+    headless_slicer.scene.AddNode(storage)
+    storage.SetFileName(str(tmp_path / "cine.seq.nrrd"))
+    assert storage.WriteData(sequence)
+    back = read_volume_file(tmp_path / "cine.seq.nrrd")
+    np.testing.assert_array_equal(back.image, study.image)
+    np.testing.assert_allclose(back.spacing, study.spacing)
+    np.testing.assert_allclose(back.origin, study.origin, atol=1e-9)
+    np.testing.assert_allclose(back.direction, study.direction, atol=1e-9)
+    np.testing.assert_allclose(back.frame_times_ms, [0.0, 40.5, 81.0])
+
+
+def test_a_sequence_file_with_its_frames_on_the_first_axis_is_read_too(tmp_path):
+    """Older sequence files list the frames first: ``kinds: list domain domain domain``."""
+    import gzip
+
+    from cmrseg.io.volume_files import read_volume_file
+
+    image = small_study().image  # [t, z, y, x]
+    frames, slices, rows, columns = image.shape
+    header = "\n".join([
+        "NRRD0004", "type: float", "dimension: 4", "space: left-posterior-superior",
+        f"sizes: {frames} {columns} {rows} {slices}", "space directions: none (1.5,0,0) (0,1.5,0) (0,0,8)",
+        "kinds: list domain domain domain", 'labels: "frame" "" "" ""', "endian: little", "encoding: gzip",
+        "space origin: (0,0,0)", "axis 0 index type:=numeric", "axis 0 index values:=0 1 2",
+    ]) + "\n\n"  # fmt: skip
+    data = np.moveaxis(image, 0, -1).astype("<f4")  # [z, y, x, t]: the frame axis varies fastest
+    (tmp_path / "old.seq.nrrd").write_bytes(header.encode() + gzip.compress(data.tobytes()))
+    back = read_volume_file(tmp_path / "old.seq.nrrd")
+    np.testing.assert_array_equal(back.image, image)
+    assert back.spacing == (1.5, 1.5, 8.0) and not back.frame_times_known  # frames labelled, not timed

@@ -123,8 +123,9 @@ def orthonormal_nifti_copy(path: Path, header: NiftiHeader, target: Path) -> Pat
     return target
 
 
-def check_nrrd(path: Path) -> None:
-    """A NRRD file's (attached or detached) raw or gzip data must have the size its header promises."""
+def check_nrrd(path: Path) -> dict[str, str]:
+    """A NRRD file's (attached or detached) raw or gzip data must have the size its header promises. Returns
+    the header's fields (keys in lower case)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -144,7 +145,9 @@ def check_nrrd(path: Path) -> None:
         sizes = [int(n) for n in fields["sizes"].split()]
     except (KeyError, ValueError) as exc:
         raise CMRSegError(f"{path}: the NRRD header has no valid 'sizes' field.") from exc
-    shape = (sizes + [1, 1, 1, 1])[:4]
+    frames = nrrd_frames_axis(fields)
+    shape = ([*sizes[:frames], *sizes[frames + 1:], sizes[frames]] if frames is not None
+             else sizes + [1, 1, 1, 1])[:4]  # x, y, z, t  # fmt: skip
     check_dimensions((shape[3], shape[2], shape[1], shape[0]), str(path))
     sizes_bytes = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2,
                    "uint16": 2, "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "double": 8,
@@ -153,7 +156,7 @@ def check_nrrd(path: Path) -> None:
     item = sizes_bytes.get(fields.get("type", "").lower())
     encoding = fields.get("encoding", "raw").lower()
     if item is None or encoding not in ("raw", "gzip", "gz"):
-        return  # other encodings (ascii, bzip2) are left to ITK
+        return fields  # other encodings (ascii, bzip2) are left to ITK
     expected = int(np.prod(sizes, dtype=np.int64)) * item
     detached = fields.get("data file") or fields.get("datafile")
     if detached:
@@ -173,3 +176,13 @@ def check_nrrd(path: Path) -> None:
             f"{path} is truncated: its header promises {expected:,} bytes of voxel data but it holds "
             f"{len(payload):,}. Copy or export it again."
         )
+    return fields
+
+
+def nrrd_frames_axis(fields: dict[str, str]) -> int | None:
+    """The axis of a Slicer volume sequence NRRD that lists its frames (``kinds`` one ``list`` and three
+    ``domain``: last as Slicer writes it now, first in older files), else None."""
+    kinds = fields.get("kinds", "").lower().split()
+    if len(kinds) == 4 and kinds.count("list") == 1 and kinds.count("domain") == 3:
+        return kinds.index("list")
+    return None

@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from cmrseg.errors import CMRSegError
-from cmrseg.io.file_checks import NiftiHeader, check_nifti, check_nrrd, orthonormal_nifti_copy
+from cmrseg.io.file_checks import NiftiHeader, check_nifti, check_nrrd, nrrd_frames_axis, orthonormal_nifti_copy
 from cmrseg.io.study import Study
 from cmrseg.validate import ORTHONORMAL_TOLERANCE, InputWarning
 
@@ -72,16 +72,17 @@ def read_image(path: str | Path, nifti: NiftiHeader | None = None) -> sitk.Image
             raise CMRSegError(f"Cannot read {path} as an image ({str(exc).strip().splitlines()[-1]}).") from exc
 
 
-def check_file(path: Path) -> NiftiHeader | None:
-    """Integrity checks of NIfTI and NRRD files (see :mod:`cmrseg.io.file_checks`); the NIfTI header."""
+def check_file(path: Path) -> tuple[NiftiHeader | None, dict[str, str]]:
+    """Integrity checks of NIfTI and NRRD files (see :mod:`cmrseg.io.file_checks`): the NIfTI header, the
+    NRRD header's fields."""
     name = path.name.lower()
     if not path.is_file():
         raise CMRSegError(f"{path} does not exist or is not a file.")
     if name.endswith((".nii", ".nii.gz")):
-        return check_nifti(path)
+        return check_nifti(path), {}
     if name.endswith((".nrrd", ".nhdr")):
-        check_nrrd(path)
-    return None
+        return None, check_nrrd(path)
+    return None, {}
 
 
 def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None) -> np.ndarray | None:
@@ -102,26 +103,49 @@ def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None) -> np.ndarray 
 def read_volume_file(path: str | Path) -> Study:
     """A 3D frame (``t = 1``) or a 4D cine (time as the 4th axis) from NIfTI / NRRD / MetaImage."""
     path = Path(path)
-    nifti = check_file(path)
+    nifti, nrrd = check_file(path)
     image = read_image(path, nifti)
     array = sitk.GetArrayFromImage(image)  # [z, y, x] or [t, z, y, x]
     dim = image.GetDimension()
+    frames_axis = nrrd_frames_axis(nrrd)
+    if frames_axis is not None and dim == 3:  # a Slicer volume sequence: ITK gives its frames as components
+        return _study(np.moveaxis(array, -1, 0), image, _sequence_times_ms(nrrd, frames_axis), path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CMRSegError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1.")
     if dim == 2:
         raise CMRSegError(f"{path} is a single 2D image; CMRSeg needs a stack of short-axis slices (3D or 4D).")
     if dim not in (3, 4):
         raise CMRSegError(f"{path} has {dim} dimensions; expected a 3D frame or a 4D cine.")
-    spacing = image.GetSpacing()[:3]
-    origin = image.GetOrigin()[:3]
-    direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
-    frame_times = _frame_times_ms(image, nifti) if dim == 4 else None
+    return _study(array, image, _frame_times_ms(image, nifti) if dim == 4 else None, path)
+
+
+def _sequence_times_ms(fields: dict[str, str], axis: int) -> np.ndarray | None:
+    """The frame times of a Slicer volume sequence NRRD whose frame axis is labelled time in ms or s (its
+    ``axis N index values``), else None (frames are then numbered)."""
+    labels, units = (_quoted(fields.get(key, "")) for key in ("labels", "units"))
+    per_unit = {"ms": 1.0, "s": 1000.0}.get(units[axis] if axis < len(units) else "")
+    if axis >= len(labels) or labels[axis].lower() != "time" or per_unit is None:
+        return None
+    try:
+        values = np.array([float(v) for v in fields.get(f"axis {axis} index values", "").split()])
+    except ValueError:
+        return None
+    return values * per_unit if len(values) and np.all(np.isfinite(values)) else None
+
+
+def _quoted(value: str) -> list[str]:
+    return [part for i, part in enumerate(value.split('"')) if i % 2 == 1]
+
+
+def _study(array: np.ndarray, image: sitk.Image, frame_times_ms: np.ndarray | None, path: Path) -> Study:
+    """The study of an image array ``[z, y, x]`` or ``[t, z, y, x]`` with the geometry of ``image``."""
+    dim = image.GetDimension()
     return Study(
         image=array.astype(np.float32),
-        spacing=spacing,
-        origin=origin,
-        direction=direction,
-        frame_times_ms=frame_times,
+        spacing=image.GetSpacing()[:3],
+        origin=image.GetOrigin()[:3],
+        direction=np.array(image.GetDirection()).reshape(dim, dim)[:3, :3],
+        frame_times_ms=frame_times_ms,
         source=str(path),
     )
 
