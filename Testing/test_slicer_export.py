@@ -76,7 +76,7 @@ def test_export_writes_files_that_read_back_equal(headless_slicer, edited, obliq
     table_rows = ResultsTable.readTable(review.table)
     assert [r[0] for r in rows[1:]] == [r["parameter"] for r in table_rows]
     lv_edv = next(r for r in rows if r[0] == "LV EDV")
-    assert float(lv_edv[4]) == pytest.approx(-50 * study.voxel_volume_ml, abs=0.006)
+    assert float(lv_edv[4]) == pytest.approx(-50 * study.voxel_volume_ml, abs=0.051)  # one decimal, as shown
     # JSON: exact values, model, basal rule, frames, version.
     document = json.loads(paths["json"].read_text())
     assert document["model"] == "test labels" and document["basal_rule"] == "none"

@@ -275,7 +275,7 @@ def writeResultsCsv(table, path: str | Path) -> Path:
         writer.writerow(ResultsTable.COLUMNS)
         for row in ResultsTable.readTable(table):
             writer.writerow([row["parameter"], row["unit"]] + [
-                "" if math.isnan(row[column]) else f"{row[column]:.{ResultsTable.DECIMALS}f}"
+                "" if math.isnan(row[column]) else f"{row[column]:.{ResultsTable.decimalsOf(row['key'])}f}"
                 for column in ("automatic", "corrected", "difference")
             ] + [row["reference"], row["automatic_flag"], row["corrected_flag"]])
     return Path(path)

@@ -5,10 +5,10 @@ reference range (:mod:`cmrseg.reference`, for the patient's sex and age) and whe
 against it (``low (z -3.2)``; empty without a range). Rows
 follow :data:`cmrseg.report.PARAMETERS`, then the BSA-indexed values and the BSA when height and weight are
 known, and the quality check (:mod:`cmrseg.qc`) of each column as a code (0 pass, 1 review, 2 fail; its flags
-are in the exact values' ``qc``); a single-frame result has frame volumes instead. The cells show values rounded to
-:data:`DECIMALS`; the exact values are kept as JSON in the table's attributes (``CMRSeg.AutomaticMeasures``,
-``CMRSeg.CorrectedMeasures``) for export. The automatic column is written once, when the table is made;
-only the corrected column is recomputed, from the corrected segmentation nodes.
+are in the exact values' ``qc``); a single-frame result has frame volumes instead. The cells show values rounded
+to :data:`DECIMALS` (the BSA to :data:`BSA_DECIMALS`); the exact values are kept as JSON in the table's attributes
+(``CMRSeg.AutomaticMeasures``, ``CMRSeg.CorrectedMeasures``) for export. The automatic column is written once,
+when the table is made; only the corrected column is recomputed, from the corrected segmentation nodes.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ FRAME_PARAMETERS = (
     ("rv_ml", "RV blood pool volume", "ml"),
     ("myo_mass_g", "LV mass", "g"),
 )
-DECIMALS = 2
+# One decimal, as the report and the printout show values and as the reference flags and the quality check
+# judge them (a cell never shows a value on the other side of a range than its flag says); the BSA two.
+DECIMALS = 1
+BSA_DECIMALS = 2
 QC_ROW = ("qc_status", "Quality check (0 pass, 1 review, 2 fail)", "")
 QC_CODES = {"pass": 0, "review": 1, "fail": 2}
 ROW_KEYS_ATTRIBUTE = "CMRSeg.RowKeys"
@@ -49,6 +52,11 @@ PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.Weigh
                       "age_years": "CMRSeg.AgeYears"}
 BSA_METHOD_ATTRIBUTE = "CMRSeg.BsaMethod"
 CURVE_ATTRIBUTE = "CMRSeg.LvCurve"  # the run's LV volume curve, judged again with the corrected ED/ES volumes
+
+
+def decimalsOf(key: str) -> int:
+    """The decimals a row's cells show."""
+    return BSA_DECIMALS if key == "bsa_m2" else DECIMALS
 
 
 def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | None = None,
@@ -209,7 +217,7 @@ def readTable(table) -> list[dict]:
 
 
 def exactRows(table) -> list[dict]:
-    """:func:`readTable`'s rows with the exact values (the cells hold them rounded to DECIMALS), for a display
+    """:func:`readTable`'s rows with the exact values (the cells hold them rounded, :func:`decimalsOf`), for a display
     that rounds them once, as the report and the printout do (rounding twice shows 86.5 for 86.5534)."""
     automatic, corrected = automaticMeasures(table), correctedMeasures(table)
     exact = {"automatic": automatic, "corrected": corrected,
@@ -226,7 +234,7 @@ def _setColumn(table, column: str, values: dict) -> None:
     array = table.GetTable().GetColumnByName(column)
     for row, key in enumerate(rowKeys(table)):
         value = values.get(key)
-        array.SetValue(row, round(value, DECIMALS) if _isNumber(value) else math.nan)
+        array.SetValue(row, round(value, decimalsOf(key)) if _isNumber(value) else math.nan)
     array.Modified()
     table.GetTable().Modified()
     table.Modified()

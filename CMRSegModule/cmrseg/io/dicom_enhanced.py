@@ -12,16 +12,20 @@ from pathlib import Path
 
 import pydicom
 
-from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats
+from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats, _int
 
 GROUPS_READ = ("PixelMeasuresSequence", "PlaneOrientationSequence", "PlanePositionSequence",
                "CardiacSynchronizationSequence", "PixelValueTransformationSequence")
 
 
 def has_frame_groups(ds: pydicom.Dataset) -> bool:
-    """Whether ``ds`` describes its frames with per-frame functional groups (an enhanced image: multi-frame,
-    or one frame per file as some scanners export it)."""
-    return "PerFrameFunctionalGroupsSequence" in ds
+    """Whether ``ds`` describes its frames with per-frame functional groups (an enhanced image): several
+    frames, or one whose position is in the groups only (some scanners export an enhanced cine one frame per
+    file). A one-image file with its own position is read as one, whatever groups it carries besides (the
+    shared Sunnybrook images carry a stray per-frame group)."""
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        return False
+    return (_int(ds.get("NumberOfFrames")) or 1) > 1 or "ImagePositionPatient" not in ds
 
 
 def frame_headers(ds: pydicom.Dataset, path: Path, common: dict) -> list[InstanceHeader]:
