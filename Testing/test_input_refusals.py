@@ -166,6 +166,18 @@ def test_scanner_rounding_in_the_sform_is_accepted_and_straightened(acdc_ed_byte
         load_study(path)
 
 
+def test_a_voxel_size_the_sform_contradicts_is_refused(acdc_ed_bytes, tmp_path, capsys):
+    # The slices placed 10 mm apart by the sform, but 8 mm (a slice thickness) as the voxel size: every
+    # volume would be 20 % low. (ACDC's own sform has unit scale: no spacing to compare, as above.)
+    srow = np.hstack([np.diag([1.5625, 1.5625, 10.0]), np.zeros((3, 1))]).ravel()
+    agreeing = _nifti_with(acdc_ed_bytes, tmp_path / "agreeing.nii", _252=("<2h", (0, 1)), _280=("<12f", srow))
+    assert load_study(agreeing).spacing == pytest.approx((1.5625, 1.5625, 10.0))
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "thickness.nii", _252=("<2h", (0, 1)), _280=("<12f", srow),
+                       _88=("<f", (8.0,)))
+    message = segment_refused(capsys, tmp_path, path)
+    assert "[1.562, 1.562, 8.0] mm disagrees with" in message and "[1.562, 1.562, 10.0] mm" in message
+
+
 def test_a_truncated_nrrd_is_refused(oblique_phantom, tmp_path, capsys):
     path = write_study(oblique_phantom.study, tmp_path / "cine.nrrd")
     data = path.read_bytes()

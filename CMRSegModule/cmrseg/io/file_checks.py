@@ -104,7 +104,29 @@ def check_nifti(path: Path) -> NiftiHeader:
         raise CMRSegError(
             f"{path}: the voxel size in the header is {list(spatial)} mm; sizes must be finite and positive."
         )
+    _check_sform_agrees(header, path)
     return header
+
+
+SFORM_SPACING_TOLERANCE = 0.01  # relative
+
+
+def _check_sform_agrees(header: NiftiHeader, path: Path) -> None:
+    """Refuse a header whose sform places the voxels at other distances than its voxel size says (a slice
+    thickness written as the voxel size, say: every volume would be off by their ratio). An sform of unit scale
+    (every axis 1 mm, as in ACDC's files) carries no spacing and is not compared."""
+    if header.sform_code <= 0 or len(header.pixdim) < 3:
+        return
+    placed = np.linalg.norm(header.srow[:, :3], axis=0)
+    if not np.all(np.isfinite(placed)) or np.allclose(placed, 1.0, atol=1e-3):
+        return
+    given = np.array(header.pixdim[:3])
+    if np.max(np.abs(placed - given) / given) > SFORM_SPACING_TOLERANCE:
+        raise CMRSegError(
+            f"{path}: the header's voxel size {np.round(given, 3).tolist()} mm disagrees with the spacing its sform "
+            f"places the voxels at, {np.round(placed, 3).tolist()} mm; the volumes would depend on which is right. "
+            "Convert the images again (the slice spacing, not the thickness, is the third voxel size)."
+        )
 
 
 def orthonormal_nifti_copy(path: Path, header: NiftiHeader, target: Path) -> Path:
