@@ -93,16 +93,16 @@ def test_approve_needs_a_name_and_export_never_overwrites_silently(session):
 
 
 def test_the_page_rounds_the_exact_values_once(session):
-    """The page shows each value as the report and the printout do: the exact value to one decimal (the
-    table's cells hold two decimals; rounding those again showed 86.5 for 86.5534)."""
+    """The page shows each value as the report and the printout do: the exact value rounded once to one
+    decimal, never a rounded cell rounded again (86.5534 held as 86.55 once showed 86.5)."""
     from CMRSegModuleLib import ResultsTable
     from CMRSegWeb.ReviewApp import _displayRow
 
     automatic = ResultsTable.automaticMeasures(session.review.table)
     cells = {row["key"]: row for row in ResultsTable.readTable(session.review.table)}
     for row in session.tableRows():
-        assert row["automatic"] == automatic[row["key"]]  # exact, not the cell's two decimals
-        assert cells[row["key"]]["automatic"] == round(automatic[row["key"]], 2)
+        assert row["automatic"] == automatic[row["key"]]  # exact, not the cell's rounded value
+        assert cells[row["key"]]["automatic"] == round(automatic[row["key"]], ResultsTable.decimalsOf(row["key"]))
         assert _displayRow(row)["automatic"] == f"{automatic[row['key']]:.1f}"
 
 

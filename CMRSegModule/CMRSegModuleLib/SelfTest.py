@@ -63,7 +63,7 @@ def workflowOnPhantom(test, scene, logic) -> None:
     test.assertEqual(corrected["rv_edv_ml"], automatic["rv_edv_ml"])
     test.assertEqual(ResultsTable.automaticMeasures(review.table), automatic)
     row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "lv_edv_ml")
-    test.assertAlmostEqual(row["difference"], -40 * voxelMl, places=2)
+    test.assertAlmostEqual(row["difference"], -40 * voxelMl, delta=0.051)  # the cell shows one decimal
 
     totals = Corrections.correctionTotals(Corrections.correctionRecord(review))
     test.assertAlmostEqual(totals["ED LV"]["removed_ml"], 40 * voxelMl, places=9)
