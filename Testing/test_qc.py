@@ -14,7 +14,16 @@ from cmrseg.cli import main
 from cmrseg.io import acdc
 from cmrseg.labels import LV, MYO, RV
 from cmrseg.measures import frame_measures, study_measures
-from cmrseg.qc import Flag, curve_flags, measure_flags, quality_check, shortening_flags, structure_flags
+from cmrseg.qc import (
+    Flag,
+    curve_flags,
+    edge_flags,
+    measure_flags,
+    quality_check,
+    shortening_flags,
+    side_flags,
+    structure_flags,
+)
 
 
 def ring_heart(slices: int = 9) -> np.ndarray:
@@ -113,6 +122,28 @@ def test_a_ventricle_on_far_fewer_slices_at_es_than_at_ed_is_for_review():
     assert "rv_es_coverage" in codes(Flag(**f) for f in quality_check({0: ed, 1: es}, 0, 1, None)["flags"])
 
 
+def test_a_structure_cut_by_the_edge_of_the_image_is_for_review():
+    labels = ring_heart()
+    assert edge_flags(labels, "ED") == []
+    cut = labels[:, :, :53]  # the field of view ending at column 52: through the RV (centre column 50)
+    (flag,) = edge_flags(cut, "ED")
+    assert flag.code == "at_image_edge" and flag.severity == "review" and flag.slice == 0
+    assert "RV blood pool" in flag.message and "LV" not in flag.message
+
+
+def test_an_rv_to_the_patients_left_is_for_review():
+    labels = ring_heart()  # LV centre column 28, RV column 50: the RV towards higher x
+    spacing = (1.5, 1.5, 8.0)
+    to_the_right = np.diag([-1.0, 1.0, 1.0])  # the x axis pointing to the patient's right (LPS -x)
+    assert side_flags(labels, spacing, to_the_right) == []
+    (flag,) = side_flags(labels, spacing, np.eye(3))  # x towards the patient's left: the RV on the left
+    assert flag.code == "rv_side" and "33 mm to the patient's left" in flag.message  # 22 columns of 1.5 mm
+    mirrored = labels[:, :, ::-1]
+    assert side_flags(mirrored, spacing, np.eye(3)) == []
+    qc = quality_check({0: labels}, None, None, None, geometry=(spacing, np.eye(3)))
+    assert [f["code"] for f in qc["flags"]] == ["rv_side"] and qc["flags"][0]["phase"] is None
+
+
 def test_a_value_on_a_limit_as_printed_is_not_called_outside_it():
     ed, es = frame_measures(ring_heart(), (1.5, 1.5, 8)), frame_measures(ring_heart(), (1.5, 1.5, 8))
     study = study_measures(ed, es).as_dict()
@@ -129,7 +160,8 @@ def test_expert_masks_of_the_shared_acdc_patients_pass(acdc_root):
     for folder in acdc.list_patients(acdc_root):
         ed, es = acdc.load_frame(folder, "ED"), acdc.load_frame(folder, "ES")
         measures = study_measures(frame_measures(ed.mask, ed.study.spacing), frame_measures(es.mask, es.study.spacing))
-        qc = quality_check({0: ed.mask, 1: es.mask}, 0, 1, measures.as_dict())
+        qc = quality_check({0: ed.mask, 1: es.mask}, 0, 1, measures.as_dict(),
+                           geometry=(ed.study.spacing, ed.study.direction))
         statuses[qc["status"]] += 1
         flagged.update(f["code"] for f in qc["flags"])
     total = sum(statuses.values())

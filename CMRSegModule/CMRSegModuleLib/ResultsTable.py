@@ -60,13 +60,14 @@ def decimalsOf(key: str) -> int:
 
 
 def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | None = None,
-                          bsaMethod: str = "mosteller", curve: dict | None = None) -> dict:
+                          bsaMethod: str = "mosteller", curve: dict | None = None, direction=None) -> dict:
     """The clinical parameters of ED and ES label maps (``[z, y, x]``, ACDC values) as a flat dict.
 
     With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`, the quality check ``qc`` and its
     code ``qc_status``. With ``esLabels`` None (a single frame): ``lv_ml``, ``rv_ml``, ``myo_ml``, ``myo_mass_g``.
     ``curve`` is the run's LV volume curve (:func:`lvCurve`) when it segmented every frame: the check judges
-    it with these ED and ES volumes in it, as ``cmrseg segment`` judges its own.
+    it with these ED and ES volumes in it, as ``cmrseg segment`` judges its own. ``direction`` (LPS, as
+    :func:`volumeNodeGeometry` gives it) lets the check find the side of the RV.
     """
     ed = frame_measures(edLabels, spacing)
     if esLabels is None:
@@ -76,7 +77,8 @@ def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | No
     judged = None
     if curve is not None:
         judged = {**curve["lv_ml"], curve["ed"]: ed.lv_ml, curve["es"]: es.lv_ml}
-    qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures, judged)
+    geometry = None if direction is None else (spacing, direction)
+    qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures, judged, geometry)
     reference = compare_with_ranges(measures, getattr(patient, "sex", None), getattr(patient, "age_years", None))
     return {**measures, "qc": qc, "qc_status": QC_CODES[qc["status"]], "reference": reference}
 
@@ -92,10 +94,10 @@ def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esV
                               patient: PatientInfo | None = None, bsaMethod: str = "mosteller",
                               curve: dict | None = None) -> dict:
     """:func:`measuresFromLabelmaps` of segmentation nodes, each exported on its reference volume's grid."""
-    spacing = volumeNodeGeometry(edVolume)[0]
+    spacing, _, direction = volumeNodeGeometry(edVolume)
     edLabels = labelmapFromSegmentation(edSegmentation, edVolume)
     esLabels = labelmapFromSegmentation(esSegmentation, esVolume) if esSegmentation is not None else None
-    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod, curve)
+    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod, curve, direction)
 
 
 def tableRows(measures: dict) -> list[tuple[str, str, str]]:

@@ -36,7 +36,8 @@ def check_case(case, segmenter: Segmenter) -> dict:
     ed, es = (frame_measures(predicted[f], case.study.spacing) for f in (case.ed_frame, case.es_frame))
     measures = study_measures(ed, es).as_dict()
     row.update({key: measures[key] for key in ("rv_edv_ml", "rv_esv_ml", "rv_ef_pct")})
-    row["qc"] = quality_check(predicted, case.ed_frame, case.es_frame, measures)["status"]
+    geometry = (case.study.spacing, case.study.direction)
+    row["qc"] = quality_check(predicted, case.ed_frame, case.es_frame, measures, geometry=geometry)["status"]
     return row
 
 

@@ -26,6 +26,11 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
   ``review`` (ACDC experts: median 21 %, 90th percentile 51 %).
 - LV mass at ED and ES differing by more than 25 %: the myocardium does not change volume (ACDC experts:
   median 13 %, 95th percentile 26 %, from contouring conventions). ``review``.
+- A structure reaching the edge of the image (its outermost rows or columns): the field of view may cut it
+  off, and its volume then reads too small (no ACDC expert mask reaches the edge). ``review``.
+- The RV to the patient's left of the LV (by the image orientation in the file): situs inversus, or an
+  orientation in the file that is wrong; the network was trained on the usual anatomy and misses much of a
+  mirrored RV (ACDC experts: the RV's centre 9.5-54 mm to the right of the LV's). ``review``.
 - A single-frame jump in the LV volume curve (all frames segmented; the volumes after the basal rule, as the
   report's curve shows them): a frame deviating from the median of its four nearest frames by more than 25 %
   of the (median-filtered) curve's range and 5 ml. ``review``.
@@ -74,12 +79,14 @@ def _slices_with(labels: np.ndarray, label: int) -> np.ndarray:
     return np.flatnonzero((labels == label).any(axis=(1, 2)))
 
 
+NAMES = {LV: "LV blood pool", RV: "RV blood pool", MYO: "myocardium"}
+
+
 def structure_flags(labels: np.ndarray, phase: str | None) -> list[Flag]:
     """Checks on one frame's ``[z, y, x]`` label map (``phase`` ED, ES, or None when unknown): gaps, RV
-    coverage, LV enclosure."""
-    flags = []
-    names = {LV: "LV blood pool", RV: "RV blood pool", MYO: "myocardium"}
-    for label, name in names.items():
+    coverage, LV enclosure, the image edge."""
+    flags = edge_flags(labels, phase)
+    for label, name in NAMES.items():
         present = _slices_with(labels, label)
         if len(present) < 2:
             continue
@@ -112,6 +119,41 @@ def structure_flags(labels: np.ndarray, phase: str | None) -> list[Flag]:
                     f"On mid-ventricular slice {z} only {enclosed:.0%} of the LV blood pool's border touches "
                     "myocardium (expected all of it): check the myocardium there.", phase, int(z)))
     return flags
+
+
+def edge_flags(labels: np.ndarray, phase: str | None) -> list[Flag]:
+    """Structures on the outermost rows or columns of a slice: cut off by the field of view, perhaps."""
+    rim = np.zeros(labels.shape[1:], dtype=bool)
+    rim[[0, -1], :] = rim[:, [0, -1]] = True
+    at_edge = {label: np.flatnonzero((labels[:, rim] == label).any(axis=1)) for label in NAMES}
+    named = [NAMES[label] for label, slices in at_edge.items() if len(slices)]
+    if not named:
+        return []
+    first = min(int(slices[0]) for slices in at_edge.values() if len(slices))
+    return [Flag("at_image_edge", "review",
+                 f"The {', '.join(named)} reach(es) the edge of the image (first on slice {first}): the field of "
+                 "view may cut the heart off there, and its volumes would then read too small; check.", phase,
+                 first)]
+
+
+def side_flags(labels: np.ndarray, spacing: tuple[float, float, float], direction: np.ndarray,
+               phase: str | None = "ED") -> list[Flag]:
+    """The RV to the patient's left of the LV, by the direction of the image axes in patient coordinates
+    (LPS: +x is the patient's left)."""
+    centres = {}
+    for label in (LV, RV):
+        z, y, x = np.nonzero(labels == label)
+        if not len(z):
+            return []
+        centres[label] = np.asarray(direction) @ (np.asarray(spacing) * np.array([x.mean(), y.mean(), z.mean()]))
+    leftward = float(centres[RV][0] - centres[LV][0])
+    if leftward <= 0:
+        return []
+    return [Flag("rv_side", "review",
+                 f"The RV lies {leftward:.0f} mm to the patient's left of the LV, as the image orientation in the "
+                 "file places them: situs inversus, or an orientation in the file that is wrong. The network "
+                 "expects the usual anatomy and may have missed much of the RV: check it before using its "
+                 "numbers.", phase)]
 
 
 def shortening_flags(ed_labels: np.ndarray, es_labels: np.ndarray) -> list[Flag]:
@@ -223,8 +265,10 @@ def quality_check(
     es: int | None,
     study: dict | None,
     curve: dict[int, float] | None = None,
+    geometry: tuple[tuple[float, float, float], np.ndarray] | None = None,
 ) -> dict:
-    """The ``qc`` entry of measures.json: ``{"status": ..., "flags": [...]}``."""
+    """The ``qc`` entry of measures.json: ``{"status": ..., "flags": [...]}``. ``geometry`` (the study's
+    spacing and direction) lets it check the side of the RV."""
     flags: list[Flag] = []
     # ED and ES one frame: checked as ED (RV coverage); without ED and ES (a single frame), of unknown phase
     phases = {es: "ES", ed: "ED"} if ed is not None else dict.fromkeys(labels)
@@ -233,6 +277,9 @@ def quality_check(
             flags += structure_flags(labels[index], phase)
     if ed is not None and ed != es and ed in labels and es in labels:
         flags += shortening_flags(labels[ed], labels[es])
+    first = ed if ed is not None else next(iter(labels), None)
+    if geometry is not None and first in labels:
+        flags += side_flags(labels[first], *geometry, phases.get(first))
     if study is not None:
         flags += measure_flags(study)
     if curve is not None:

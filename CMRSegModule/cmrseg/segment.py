@@ -334,7 +334,8 @@ def segment_study(
     measures = None
     if ed is not None and ed != es:
         measures = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
-    qc = quality_check(labels, ed, es, measures, judged_curve({i: m.lv_ml for i, m in per_frame.items()}))
+    qc = quality_check(labels, ed, es, measures, judged_curve({i: m.lv_ml for i, m in per_frame.items()}),
+                       (study.spacing, study.direction))
     review = None
     if review_model is not None:
         phases = {ed: "ED", es: "ES"} if ed is not None else {frame: "frame" for frame in labels}
