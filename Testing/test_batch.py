@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_one_folder_with_two_cine_series_gives_two_studies(tmp_path):
     assert len({job.series_uid for job in jobs}) == 2
 
 
-def test_a_cine_stored_as_one_series_per_slice_is_one_study(tmp_path):
+def test_a_cine_stored_as_one_series_per_slice_is_one_study(tmp_path, caplog):
     import pydicom
 
     from cmrseg.io.dicom_cine import read_dicom_cine
@@ -113,6 +114,13 @@ def test_a_cine_stored_as_one_series_per_slice_is_one_study(tmp_path):
     (job,) = find_studies([tmp_path])
     assert job.name == "exam" and job.series_uid is None  # the reader's choice: the stack joined
     np.testing.assert_array_equal(read_dicom_cine(job.inputs[0]).image.shape, study.image.shape)
+    # A larger cine below the same folder would be the reader's choice there: the joined stack is skipped,
+    # with a warning, rather than a second job reading that other cine again.
+    write_dicom_cine(make_phantom(seed=18, frames=5, slices=6, matrix=(120, 128)).study, tmp_path / "exam" / "other")
+    with caplog.at_level(logging.WARNING, logger="cmrseg.cohort"):
+        jobs = find_studies([tmp_path])
+    assert [j.name for j in jobs] == ["exam_other"] and jobs[0].series_uid
+    assert "joined from several series is read only where it is the largest cine" in caplog.text
 
 
 @pytest.mark.shared_data

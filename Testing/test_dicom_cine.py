@@ -303,6 +303,20 @@ def test_a_parallel_cine_left_out_of_the_stack_is_named(small: Path) -> None:
         assert read_dicom_cine(small).image.shape == (PHASES, 3, 256, 256)
 
 
+def test_a_stray_slice_in_a_series_of_its_own_leaves_the_complete_series_readable(small: Path) -> None:
+    reference = read_dicom_cine(small)
+    normal = np.cross(*np.reshape(dcmread(small / "1.dcm").ImageOrientationPatient, (2, 3)).astype(float))
+    for phase in range(1, PHASES + 1):  # slice 2 again, 3 mm off: a repeat, not part of the even stack
+        stray = small / f"stray{phase}.dcm"
+        shutil.copy(small / f"{20 + phase}.dcm", stray)
+        ds = dcmread(stray)
+        edit(stray, SeriesInstanceUID="1.2.3.6", SeriesNumber=302, SOPInstanceUID=f"1.2.3.6.{phase}",
+             ImagePositionPatient=[float(v) for v in np.array(ds.ImagePositionPatient, float) + 3.0 * normal])
+    with pytest.warns(DicomReadWarning, match=r"series 302 .* would make the stack's slices unevenly spaced"):
+        study = read_dicom_cine(small)
+    np.testing.assert_array_equal(study.image, reference.image)
+
+
 def test_slices_shifted_in_plane_are_all_named_in_one_warning(small: Path) -> None:
     reference = read_dicom_cine(small)
     for block, shift_mm in ((1, 3.0), (3, 4.0)):  # along the rows: in the slice plane
@@ -328,14 +342,18 @@ def test_missing_trigger_time_orders_by_instance_number(small: Path) -> None:
     assert study.frame_times_ms.tolist() == [0.0, 1.0, 2.0]
 
 
-def test_trigger_times_all_alike_order_by_instance_number(small: Path) -> None:
+def test_trigger_times_all_zero_order_by_instance_number(small: Path) -> None:
     reference = read_dicom_cine(small)
     for path in small.glob("*.dcm"):  # zeroed, as some exports and anonymisers leave them
         edit(path, TriggerTime=0)
-    with pytest.warns(DicomReadWarning, match="gives every phase of a slice the same TriggerTime"):
+    with pytest.warns(DicomReadWarning, match="gives every phase of a slice TriggerTime 0"):
         study = read_dicom_cine(small)
     np.testing.assert_array_equal(study.image, reference.image)
     assert study.frame_times_ms.tolist() == [0.0, 1.0, 2.0]
+    for path in small.glob("*.dcm"):  # one time, not zero: images of one moment (magnitude and phase, echoes)
+        edit(path, TriggerTime=450)
+    with pytest.raises(CMRSegError, match="are duplicates: .* trigger time 450 ms"):
+        read_dicom_cine(small)
 
 
 def test_rescale_is_applied(small: Path) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pydicom
 import pytest
 from enhanced_dicom import enhanced_from_classic
 
 from cmrseg.errors import CMRSegError
-from cmrseg.io.dicom_cine import read_dicom_cine
+from cmrseg.io.dicom_cine import DicomReadWarning, read_dicom_cine
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.phantom import make_phantom
 
@@ -51,6 +52,15 @@ def test_enhanced_files_of_one_frame_each_read_as_the_one_image_files_do(tmp_pat
     assert enhanced.spacing == classic.spacing and enhanced.origin == classic.origin
     np.testing.assert_array_equal(enhanced.frame_times_ms, classic.frame_times_ms)
     assert {frame for phase in enhanced.slice_frames for frame in phase} == {1}
+    # Without trigger delays (zeroed), the files' own InstanceNumbers order the phases.
+    for i, path in enumerate(paths):
+        target = tmp_path / "enhanced" / f"frame{i}.dcm"
+        ds = pydicom.dcmread(target)
+        ds.InstanceNumber = pydicom.dcmread(path, stop_before_pixels=True).InstanceNumber
+        ds.PerFrameFunctionalGroupsSequence[0].CardiacSynchronizationSequence[0].NominalCardiacTriggerDelayTime = 0
+        ds.save_as(target)
+    with pytest.warns(DicomReadWarning, match="TriggerTime 0"):
+        np.testing.assert_array_equal(read_dicom_cine(tmp_path / "enhanced").image, classic.image)
 
 
 def test_a_multiframe_file_without_frame_geometry_is_refused(tmp_path):

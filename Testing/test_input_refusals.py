@@ -106,7 +106,7 @@ def test_a_height_and_weight_no_patient_has_together_are_not_used(dicom_cine, tm
     # ... and a height given beside the weight read from the files is refused.
     _set_patient_size(dicom_cine, PatientSize=None, PatientWeight="80")
     message = segment_refused(capsys, tmp_path, tmp_path / "dicom", extra=("--height", "70"))
-    assert "--height with the weight read from the input" in message and "163" in message
+    assert "height given, with the weight read from the input" in message and "163" in message
     assert load_study(tmp_path / "dicom").patient.weight_kg == pytest.approx(80)
 
 
@@ -176,6 +176,10 @@ def test_a_voxel_size_the_sform_contradicts_is_refused(acdc_ed_bytes, tmp_path, 
                        _88=("<f", (8.0,)))
     message = segment_refused(capsys, tmp_path, path)
     assert "[1.562, 1.562, 8.0] mm disagrees with" in message and "[1.562, 1.562, 10.0] mm" in message
+    # An sform of zeros (code set, matrix not): no spacing to compare; ITK places the voxels by the qform.
+    zeros = _nifti_with(acdc_ed_bytes, tmp_path / "zeros.nii", _252=("<2h", (1, 1)), _256=("<6f", [0.0] * 6),
+                        _280=("<12f", [0.0] * 12))
+    assert load_study(zeros).spacing == pytest.approx((1.5625, 1.5625, 10.0))
 
 
 def test_a_truncated_nrrd_is_refused(oblique_phantom, tmp_path, capsys):

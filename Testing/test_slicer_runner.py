@@ -207,3 +207,6 @@ def test_the_patient_is_what_the_user_left_in_the_fields():
     added = patientWithSettings(study, RunSettings(weightKg=85.0))
     assert (added.height_cm, added.weight_kg, added.sex, added.age_years) == (180.0, 85.0, "M", 60.0)
     assert (study.height_cm, study.sex) == (180.0, "M")  # the study's own record is not changed
+    # A height entered in inches beside the study's weight: a body-mass index no patient has, refused.
+    with pytest.raises(CMRSegError, match="height given, with the weight read from the input.*163"):
+        patientWithSettings(study, RunSettings(heightCm=70.0))

@@ -119,3 +119,11 @@ def test_a_run_interrupted_while_it_is_set_up_leaves_no_folder(acdc_root, tmp_pa
     assert not (tmp_path / "new" / "last.pt").exists()
     monkeypatch.undo()
     assert _train(tmp_path / "new", "--data", str(acdc_root), *RUN) == 0
+
+
+def test_a_stop_asked_for_in_the_last_batch_lets_the_run_finish(acdc_root, tmp_path, monkeypatch, capsys, reference):
+    out = tmp_path / "run"
+    _on_batch(monkeypatch, 6, lambda: os.kill(os.getpid(), signal.SIGINT))  # the last batch of the last epoch
+    assert _train(out, "--data", str(acdc_root), *RUN) == 0
+    assert "Done: best mean validation Dice" in capsys.readouterr().out
+    _assert_same_run(load_state(out / "last.pt"), reference)

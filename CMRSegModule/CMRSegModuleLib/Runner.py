@@ -124,13 +124,19 @@ class Progress:
 
 def patientWithSettings(patient, settings: RunSettings):
     """A copy of ``patient`` with the height, weight, sex and age the user entered: all four as entered with
-    ``settings.patientAsEntered`` (an "Unknown" sex clears the study's), else where entered."""
+    ``settings.patientAsEntered`` (an "Unknown" sex clears the study's), else where entered. Raises
+    :class:`CMRSegError` for an entered height or weight that makes an impossible body-mass index with the
+    study's other value."""
+    from cmrseg.validate import check_given_with_read
+
     patient = replace(patient)
     entered = {"height_cm": settings.heightCm, "weight_kg": settings.weightKg, "sex": settings.sex,
                "age_years": settings.ageYears}
     for attribute, value in entered.items():
         if settings.patientAsEntered or value:
             setattr(patient, attribute, value)
+    # a height entered beside the study's weight (or the reverse) that no patient has: refused, not indexed
+    check_given_with_read(patient, bool(settings.heightCm), bool(settings.weightKg))
     return patient
 
 
@@ -140,6 +146,7 @@ def prepareJob(study, settings: RunSettings, workDir: str | Path | None = None) 
     from cmrseg.segment import output_names
 
     settings = settings.checked(study.num_frames)
+    patientWithSettings(study.patient, settings)  # the entered values refused now, not after the run
     workDir = Path(tempfile.mkdtemp(prefix="CMRSeg-", dir=workDir))
     inputPath = workDir / INPUT_NAME
     try:

@@ -131,10 +131,13 @@ def _dicom_studies(root: Path) -> list[StudyJob]:
         relative = folder.relative_to(root)
         base = _safe("_".join(relative.parts) if relative.parts else root.resolve().name)
         for cine in members:
-            # a stack joined from several series has no UID of its own: the reader reads it only as its choice
-            if cine.parts and cine is not max(members, key=stack_size):
+            # a stack joined from several series has no UID of its own: the reader reads it only as its choice,
+            # the largest cine anywhere under its folder
+            rivals = [c for c in cines if c is not cine and any(folder in h.path.parents for h in c.instances)]
+            if cine.parts and any(stack_size(c) >= stack_size(cine) for c in rivals):
                 log.warning("Skipped %s under %s: a stack joined from several series is read only where it is "
-                            "the largest cine of its folder; move it to a folder of its own.", cine.describe(), folder)
+                            "the largest cine under its folder; move it to a folder of its own.", cine.describe(),
+                            folder)
                 continue
             uid = None if cine.parts else cine.series_uid
             if len(members) == 1:

@@ -291,6 +291,6 @@ def check_given_with_read(patient: PatientInfo, height_given: bool, weight_given
     """Refuse a user-given height or weight that makes an impossible body-mass index with the other value as
     read from the input."""
     if height_given != weight_given and implausible_bmi(patient.height_cm, patient.weight_kg):
-        given, read = ("--height", "weight") if height_given else ("--weight", "height")
-        raise CMRSegError(f"{given} with the {read} read from the input: "
+        given, read = ("height", "weight") if height_given else ("weight", "height")
+        raise CMRSegError(f"The {given} given, with the {read} read from the input: "
                           f"{_bmi_problem(patient.height_cm, patient.weight_kg)}")

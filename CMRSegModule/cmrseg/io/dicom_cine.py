@@ -44,14 +44,12 @@ from cmrseg.io.dicom_scan import (  # noqa: F401 (scan_dicom_folder: re-exported
     _slice_normal,
     scan_dicom_folder,
     times_tell_phases,
+    uneven_gaps,
 )
 from cmrseg.io.dicom_series import choose_series
 from cmrseg.io.study import PatientInfo, Study
 from cmrseg.progress import ProgressCallback, report
 from cmrseg.validate import check_dimensions
-
-SPACING_TOLERANCE = 0.01  # relative deviation of a slice gap from the median gap that is accepted ...
-SPACING_TOLERANCE_MM = 0.05  # ... or this absolute deviation, whichever is larger
 
 
 @dataclass(frozen=True)
@@ -170,8 +168,7 @@ def _check_phase_counts(grid: list[list[InstanceHeader]], positions: list[float]
 def _check_spacing(positions: list[float], grid: list[list[InstanceHeader]], note: str) -> float:
     gaps = np.diff(positions)
     usual = float(np.median(gaps))
-    allowed = max(SPACING_TOLERANCE * usual, SPACING_TOLERANCE_MM)
-    bad = [i for i, gap in enumerate(gaps) if abs(gap - usual) > allowed]
+    bad = uneven_gaps(positions)
     if bad:
         details = []
         for i in bad:
@@ -213,7 +210,7 @@ def _layout(series: SeriesSummary, scan: _Scan) -> _Layout:
                 f"{series.describe()} lacks TriggerTime and InstanceNumber, so its phases cannot be ordered."
             )
         times = {h.trigger_time for h in series.instances}
-        why = ("gives every phase of a slice the same TriggerTime" if None not in times
+        why = ("gives every phase of a slice TriggerTime 0" if None not in times
                else "has instances without TriggerTime")
         warnings.warn(
             f"{series.describe()} {why}; phases are ordered by InstanceNumber within each slice position and "

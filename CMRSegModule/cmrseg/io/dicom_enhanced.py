@@ -32,11 +32,13 @@ def frame_headers(ds: pydicom.Dataset, path: Path, common: dict) -> list[Instanc
     """One header per frame of an enhanced multi-frame image; ``common`` holds the file-level fields
     (series, rows, columns, modality, ...) that every frame shares."""
     headers = []
+    # a frame's number is its place in the file; a one-frame file's, the file's own InstanceNumber
+    several, own_number = len(ds.PerFrameFunctionalGroupsSequence) > 1, _int(ds.get("InstanceNumber"))
     for index in range(len(ds.PerFrameFunctionalGroupsSequence)):
         measures, plane, position, cardiac, rescale = (frame_group(ds, index, name) for name in GROUPS_READ)
         headers.append(InstanceHeader(
             path=path,
-            instance_number=index + 1,  # the frame's place in the file (phases without trigger times)
+            instance_number=index + 1 if several else own_number,  # orders phases without trigger times
             pixel_spacing=_floats(_get(measures, "PixelSpacing"), 2),
             orientation=_floats(_get(plane, "ImageOrientationPatient"), 6),
             position=_floats(_get(position, "ImagePositionPatient"), 3),

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 POSITION_TOLERANCE_MM = 0.05  # instances closer than this along the normal share a slice position
 TRIGGER_TOLERANCE_MS = 0.5  # two instances of one position closer in time than this are duplicates
 GEOMETRY_TOLERANCE = 1e-4  # on direction cosines and (relatively) on pixel spacing
+SPACING_TOLERANCE = 0.01  # relative deviation of a slice gap from the median gap that is accepted ...
+SPACING_TOLERANCE_MM = 0.05  # ... or this absolute deviation, whichever is larger
 MAX_NAMES = 5  # file names quoted in one message
 
 
@@ -204,18 +206,31 @@ def summarise(instances: list[InstanceHeader], parts: tuple[SeriesSummary, ...] 
 
 
 def times_tell_phases(clusters: list[list[InstanceHeader]]) -> bool:
-    """Whether TriggerTime tells the phases of each slice position apart: every instance has one, and where a
-    position has several instances they do not all share one (some exports and anonymisers zero it)."""
+    """Whether TriggerTime tells the phases of each slice position apart: every instance has one, and they are
+    not all zero where positions hold several instances (some exports and anonymisers zero them). Several
+    images at one position sharing another time (magnitude and phase images, echoes) are not phases: they
+    are refused as duplicates."""
     if any(h.trigger_time is None for members in clusters for h in members):
         return False
-    several = [members for members in clusters if len(members) > 1]
-    return not several or any(len({_phase_key(h, True) for h in members}) > 1 for members in several)
+    several = [h for members in clusters if len(members) > 1 for h in members]
+    return not several or any(abs(h.trigger_time) >= TRIGGER_TOLERANCE_MS for h in several)
 
 
 def _phase_key(header: InstanceHeader, by_time: bool) -> float | int:
     if by_time:
         return round(header.trigger_time / TRIGGER_TOLERANCE_MS)
     return header.instance_number if header.instance_number is not None else id(header)
+
+
+def uneven_gaps(positions: list[float]) -> list[int]:
+    """The gaps (index i: between positions i and i + 1, ascending) that differ from the usual one by more than
+    the tolerance: a slice missing there, or one that is not part of the stack."""
+    gaps = np.diff(positions)
+    if not len(gaps):
+        return []
+    usual = float(np.median(gaps))
+    allowed = max(SPACING_TOLERANCE * usual, SPACING_TOLERANCE_MM)
+    return [i for i, gap in enumerate(gaps) if abs(gap - usual) > allowed]
 
 
 def _slice_normal(orientation: tuple[float, ...]) -> np.ndarray:

@@ -29,6 +29,7 @@ from cmrseg.io.dicom_scan import (
     _Scan,
     _slice_normal,
     summarise,
+    uneven_gaps,
 )
 
 logger = logging.getLogger("cmrseg.io.dicom_cine")
@@ -82,7 +83,9 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
 
 
 def cine_stacks(series: list[SeriesSummary]) -> list[SeriesSummary]:
-    """The series with those that continue one another joined into one stack each (largest series first)."""
+    """The series with those that continue one another joined into one stack each (largest series first). A
+    group whose slices would not be evenly spaced (a stray or repeated slice, a slice missing) is not joined:
+    its series stay apart, so that a complete series among them is read alone as before."""
     groups: list[list[SeriesSummary]] = []
     stacks: list[SeriesSummary] = []
     for one in sorted(series, key=stack_size, reverse=True):
@@ -95,7 +98,14 @@ def cine_stacks(series: list[SeriesSummary]) -> list[SeriesSummary]:
         else:
             groups.append([one])
             stacks.append(one)
-    return stacks
+    return [part for stack in stacks for part in ([stack] if _evenly_spaced(stack) else stack.parts)]
+
+
+def _evenly_spaced(stack: SeriesSummary) -> bool:
+    if not stack.parts:
+        return True
+    normal = _slice_normal(_first_located(stack).orientation)
+    return not uneven_gaps([float(np.dot(normal, c[0].position)) for c in _position_clusters(stack.instances)])
 
 
 def _first_located(series: SeriesSummary) -> InstanceHeader | None:
@@ -138,8 +148,12 @@ def _warn_of_left_out(chosen: SeriesSummary, series: list[SeriesSummary]) -> Non
     for other in series:
         if other.series_uid in members or other.num_phases < 2 or not _parallel_on_its_grid(chosen, other):
             continue
-        why = ("at slice positions the stack already has" if _shares_a_position(chosen, other)
-               else f"at other slice positions, with {other.num_phases} phases against the stack's {chosen.num_phases}")
+        if _shares_a_position(chosen, other):
+            why = "at slice positions the stack already has"
+        elif other.num_phases != chosen.num_phases:
+            why = f"at other slice positions, with {other.num_phases} phases against the stack's {chosen.num_phases}"
+        else:
+            why = "at other slice positions, which would make the stack's slices unevenly spaced"
         warnings.warn(
             f"{other.describe()} is a cine on the grid of the stack read ({chosen.describe()}), {why}; it was not "
             "read. If it holds slices of this heart the stack lacks, the volumes are too small: export the "

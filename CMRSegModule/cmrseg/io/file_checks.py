@@ -118,8 +118,8 @@ def _check_sform_agrees(header: NiftiHeader, path: Path) -> None:
     if header.sform_code <= 0 or len(header.pixdim) < 3:
         return
     placed = np.linalg.norm(header.srow[:, :3], axis=0)
-    if not np.all(np.isfinite(placed)) or np.allclose(placed, 1.0, atol=1e-3):
-        return
+    if not np.all(np.isfinite(placed)) or np.any(placed < 1e-6) or np.allclose(placed, 1.0, atol=1e-3):
+        return  # an sform without spacing: degenerate (ITK then takes the qform) or of unit scale
     given = np.array(header.pixdim[:3])
     if np.max(np.abs(placed - given) / given) > SFORM_SPACING_TOLERANCE:
         raise CMRSegError(

@@ -187,7 +187,10 @@ def run_training(args: argparse.Namespace) -> int:
             teacher_sha256=teacher_sha256, partial=partial,
         )  # fmt: skip
 
-    saved_at = f"after epoch {start_epoch - 1}" if state is not None else None
+    saved_at = None  # what last.pt holds, for the message on a stop
+    if state is not None:
+        saved_at = (f"after epoch {start_epoch - 1}" if part_done is None
+                    else f"in epoch {start_epoch} after batch {part_done['step']} of {iterations}")
 
     def save_part_of_epoch(position: EpochPosition) -> None:  # reads the epoch in progress from the loop below
         nonlocal saved_at
@@ -227,7 +230,8 @@ def run_training(args: argparse.Namespace) -> int:
                 if improved:
                     save_best()
                 print(format_row(row, config.epochs, best, improved), flush=True)
-                checkpoints.stop_if_requested()
+                if epoch < config.epochs:  # a stop asked for during the last epoch's validation: it is done
+                    checkpoints.stop_if_requested()
     except (TrainingStopped, KeyboardInterrupt):
         if saved_at is None:
             print("cmrseg train: stopped before the run was first saved: run the same command to start it again.",
