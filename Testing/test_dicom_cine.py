@@ -281,6 +281,10 @@ def test_a_stack_split_over_several_series_is_read_as_one(small: Path) -> None:
     assert [p.series_number for p in stack.parts] == list(range(BLOCKS)) and "5 series (0, 1, 2, 3, 4)" in (
         stack.describe())
     np.testing.assert_array_equal(read_dicom_cine(small).image, reference.image)
+    for phase in range(1, PHASES + 1):  # a slice missing: no even stack to join into, and the refusal says why
+        (small / f"{2 * 20 + phase}.dcm").unlink()
+    with pytest.raises(CMRSegError, match="joined into a stack only when its slices are evenly spaced: is a slice"):
+        read_dicom_cine(small)
 
 
 def test_a_parallel_cine_left_out_of_the_stack_is_named(small: Path) -> None:

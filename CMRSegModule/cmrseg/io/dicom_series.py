@@ -62,8 +62,10 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
     candidates = [s for s in cine_stacks(series) if s.num_positions >= 2]
     if not candidates:
         raise CMRSegError(
-            f"No cine short-axis series in {folder}: no series (or series continuing one another) has images at "
-            f"several slice positions. Series found:\n{_listing(series)}\nChoose a folder with a short-axis stack."
+            f"No cine short-axis series in {folder}: no series has images at several slice positions (series of "
+            "one grid and phases at other positions are joined into a stack only when its slices are evenly "
+            f"spaced: is a slice missing?). Series found:\n{_listing(series)}\nChoose a folder with a short-axis "
+            "stack."
         )
     best = max(candidates, key=stack_size)
     _warn_of_left_out(best, series)
