@@ -1,7 +1,9 @@
 """Evaluation the way the published study reports it.
 
-Table 1: per structure and phase, Dice, Hausdorff distance (median over volumes of the 3D HD, and median of
-the per-slice 2D HD) and sensitivity, under both basal-slice criteria (applied to prediction and reference).
+Table 1: per structure and phase, Dice, Hausdorff distance (median over volumes of the 3D HD, and median over
+volumes of each volume's median per-slice 2D HD, on the slices where both hold the structure: a slice missed
+or added counts in the 3D HD and the Dice, not there) and sensitivity, under both basal-slice criteria
+(applied to prediction and reference).
 Table 3: R^2 and Bland-Altman bias +- 2 SD of LV EDV/ESV, RV EDV/ESV and myocardial mass at ED/ES.
 Each method (e.g. "FCN" and "FCN+corr") is compared with the same expert reference. Beside them, where the
 errors lie along the long axis (:mod:`cmrseg.error_regions`) and, where the data names them, the Dice by
