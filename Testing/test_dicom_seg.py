@@ -24,9 +24,13 @@ def test_a_seg_round_trips_onto_its_source_images(oblique, tmp_path):
     study = read_dicom_cine(tmp_path / "dicom")
     frame = 1
     labelmap = phantom.labels[frame]
-    path = write_dicom_seg(labelmap, study.source, study.slice_files[frame], tmp_path / "ed.seg.dcm", "test")
+    path = write_dicom_seg(labelmap, study.source, study.slice_files[frame], tmp_path / "ed.seg.dcm", "test",
+                           phase="ED")
     seg = hd.seg.segread(path)
     assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+    # the phase named where a PACS lists the series, so that the ED and ES SEGs are told apart
+    assert seg.SeriesDescription == "CMRSeg automatic segmentation at ED"
+    assert seg.ContentDescription == "CMRSeg LV, RV and myocardium at ED"
     assert [s.SegmentLabel for s in seg.SegmentSequence] == [s.name for s in labels.STRUCTURES]
     codes = [s.SegmentedPropertyTypeCodeSequence[0].CodeValue for s in seg.SegmentSequence]
     assert codes == [s.type[0] for s in labels.STRUCTURES]
@@ -161,7 +165,8 @@ def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
     phantom = make_phantom(seed=10, frames=3, slices=6, matrix=(120, 128))
     write_dicom_cine(phantom.study, tmp_path / "dicom")
     study = read_dicom_cine(tmp_path / "dicom")
-    measures = {"lv_edv_ml": 151.25, "lv_esv_ml": 60.5, "lv_sv_ml": 90.75, "lv_ef_pct": 60.0, "rv_ef_pct": None}
+    measures = {"lv_edv_ml": 151.25, "lv_esv_ml": 60.5, "lv_sv_ml": 90.75, "lv_ef_pct": 60.0, "rv_ef_pct": None,
+                "lv_edv_index": 91.114, "bsa_m2": 1.66}
     path = write_dicom_sr(measures, study.source, study.slice_files[0], study.slice_files[1], tmp_path / "m.sr.dcm",
                           "test model", "pass")  # fmt: skip
     document = pydicom.dcmread(path)
@@ -177,7 +182,8 @@ def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
                                              value.MeasurementUnitsCodeSequence[0].CodeValue)  # fmt: skip
     assert found == {  # standard LOINC concepts where DICOM has them (PS3.16), the private scheme otherwise
         "8821-1": ("LN", 151.25, "ml"), "8823-7": ("LN", 60.5, "ml"), "8811-2": ("LN", 60.0, "%"),
-        MEASUREMENTS["lv_sv_ml"][1]: (SCHEME, 90.75, "ml"),
+        MEASUREMENTS["lv_sv_ml"][1]: (SCHEME, 90.75, "ml"), "LVEDVI": (SCHEME, 91.114, "ml/m2"),
+        "BSA": (SCHEME, 1.66, "m2"),  # the BSA behind the indexed values, whatever the header's height and weight
     }  # rv_ef_pct (null) is left out
     expected = {"lv_mass_ed_g": ("18087-7", "LN"), "rv_edv_ml": ("8822-9", "LN"), "rv_esv_ml": ("8824-5", "LN"),
                 "rv_ef_pct": ("8818-7", "LN"), "rv_sv_ml": ("429483009", "SCT")}

@@ -27,12 +27,15 @@ def test_segment_writes_a_pdf_that_renders_with_the_reported_numbers(model_path,
                  "--report", "pdf", "--height", "175", "--weight", "70"]) == 0  # fmt: skip
     assert (out / "report.html").is_file()  # pdf means both
     measures = json.loads((out / "measures.json").read_text())
+    # Both name the patient and the body size behind the indexed values (the height and weight given).
+    patient = f"ID {phantom.study.patient.patient_id}, {phantom.study.patient.sex}"
+    assert patient in (out / "report.html").read_text() and "175 cm, 70 kg" in (out / "report.html").read_text()
     document = pdfium.PdfDocument(str(out / "report.pdf"))
     assert len(document) == 2  # the summary page, then the ED and ES slices
     first = page_text(document, 0)
     for text in ("CMRSeg report", "Quality check: " + measures["qc"]["status"].upper(), "LV EDV", "RV EF",
                  f"{measures['study']['lv_edv_ml']:.1f}", f"{measures['study']['rv_ef_pct']:.1f}",
-                 f"{measures['study']['lv_edv_index']:.1f}", "not a diagnosis"):  # fmt: skip
+                 f"{measures['study']['lv_edv_index']:.1f}", "not a diagnosis", patient, "175 cm, 70 kg"):  # fmt: skip
         assert text in first, text
     assert "End-diastole" in page_text(document, 1) and "End-systole" in page_text(document, 1)
     picture = np.asarray(document[0].render(scale=1).to_pil().convert("RGB")).astype(int)

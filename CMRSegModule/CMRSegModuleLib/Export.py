@@ -137,7 +137,8 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
                 from cmrseg.io.dicom_seg import write_dicom_seg
 
                 write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
-                                review.runInfo()["model"], corrected=True, frames=sources.get(f"{phase}_frames"))
+                                review.runInfo()["model"], corrected=True, frames=sources.get(f"{phase}_frames"),
+                                phase=phase)
         corrections, approval = reviewState(review, maps)
         if "dicom_sr" in written:
             from cmrseg.io.dicom_sr import write_dicom_sr

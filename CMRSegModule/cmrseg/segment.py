@@ -263,7 +263,7 @@ def write_outputs(
                 for phase, frame in (("ED", ed), ("ES", es)):
                     write_dicom_seg(labels[frame], study.source, study.slice_files[frame],
                                     scratch / f"{base}_{phase}.seg.dcm", segmenter.description,
-                                    frames=study.slice_frames[frame] if study.slice_frames else None)
+                                    frames=study.slice_frames[frame] if study.slice_frames else None, phase=phase)
             if dicom_sr:
                 from cmrseg.io.dicom_sr import write_dicom_sr
 

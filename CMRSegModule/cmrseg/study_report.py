@@ -17,6 +17,7 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
             "100": "100 % of the LV border enclosed by myocardium"}[measures["basal_rule"]]
     removed = basal_removed_text(measures)
     context = {
+        "Patient": patient_line(study.patient),
         "Study": study.description or study.source,
         "Model": segmenter.description,
         "Basal-slice rule": rule + (f"; {removed}" if removed else ""),
@@ -53,6 +54,17 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
         write_pdf(pdf_path, title, study, measures, context, overlays, curve_data)
 
 
+def patient_line(patient) -> str:
+    """Who the report is about, and the body size and sex/age behind its indexed values and ranges."""
+    if patient is None:
+        return "no patient data"
+    parts = [f"ID {patient.patient_id}" if patient.patient_id else None, patient.sex,
+             f"{patient.age_years:g} years" if patient.age_years is not None else None,
+             f"{patient.height_cm:g} cm" if patient.height_cm is not None else None,
+             f"{patient.weight_kg:g} kg" if patient.weight_kg is not None else None]
+    return ", ".join(part for part in parts if part) or "no patient data"
+
+
 def write_pdf(path, title, study, measures, context, overlays, curve_data) -> None:
     """report.pdf: the same content as report.html, laid out for printing and filing."""
     import base64
@@ -61,8 +73,6 @@ def write_pdf(path, title, study, measures, context, overlays, curve_data) -> No
     from cmrseg.report import heart_box, slice_thumbnail, volume_curve_figure
     from cmrseg.report_pdf import write_pdf_report
 
-    patient = study.patient.as_dict() if study.patient else {}
-    identifiers = {"Patient": ", ".join(f"{k} {v}" for k, v in patient.items()) or "no patient data", **context}
     regional = measures.get("regional_wall_thickness")
     bullseyes = regional_bullseyes(regional) if regional else []
     curve_png = base64.b64decode(volume_curve_figure(*curve_data)) if curve_data is not None else None
@@ -70,5 +80,5 @@ def write_pdf(path, title, study, measures, context, overlays, curve_data) -> No
     for heading, image, labels in overlays:
         box = heart_box(labels)
         pages.append((heading, [(f"slice {z}", slice_thumbnail(image[z], labels[z], box)) for z in range(len(image))]))
-    write_pdf_report(path, title, measures.get("study", {}), identifiers, measures["qc"], bullseyes, curve_png, pages,
+    write_pdf_report(path, title, measures.get("study", {}), context, measures["qc"], bullseyes, curve_png, pages,
                      measures.get("review"), measures.get("reference"))

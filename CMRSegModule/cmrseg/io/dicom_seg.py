@@ -177,9 +177,10 @@ def refuse_without_thickness(headers: dict) -> None:
 
 def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], path: str | Path, algorithm: str,
                     corrected: bool = False, series_number: int = 900,
-                    frames: list[int] | None = None) -> Path:  # fmt: skip
+                    frames: list[int] | None = None, phase: str | None = None) -> Path:  # fmt: skip
     """Write a ``[z, y, x]`` label map as a DICOM SEG referencing ``files`` (one per slice z, below ``folder``);
     for an enhanced (multi-frame) source, ``frames`` gives each slice's 1-based frame number in that one file.
+    ``phase`` (ED, ES) is named in the series and content descriptions, so that a PACS tells the two apart.
 
     Raises:
         CMRSegError: the images cannot be SEG sources (:func:`check_seg_sources`, :func:`check_phase_sources`,
@@ -202,7 +203,7 @@ def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], 
         if labelmap.shape != shape:
             raise CMRSegError(f"The label map {labelmap.shape} does not fit its {shape[0]} source images {shape}.")
         try:
-            seg = _segmentation(labelmap, sources, algorithm, corrected, series_number)
+            seg = _segmentation(labelmap, sources, algorithm, corrected, series_number, phase)
         except (AttributeError, KeyError, ValueError) as exc:  # what highdicom finds wrong with the sources
             raise CMRSegError(f"No DICOM SEG can be built on the images of {folder}: {exc}") from exc
         if frames is not None:
@@ -212,10 +213,12 @@ def write_dicom_seg(labelmap: np.ndarray, folder: str | Path, files: list[str], 
     return path
 
 
-def _segmentation(labelmap: np.ndarray, sources: list, algorithm: str, corrected: bool, series_number: int):
+def _segmentation(labelmap: np.ndarray, sources: list, algorithm: str, corrected: bool, series_number: int,
+                  phase: str | None):
     import highdicom as hd
 
-    return hd.seg.Segmentation(
+    at = f" at {phase}" if phase else ""
+    seg = hd.seg.Segmentation(
         source_images=sources,
         pixel_array=np.ascontiguousarray(labelmap.astype(np.uint8)),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -229,5 +232,7 @@ def _segmentation(labelmap: np.ndarray, sources: list, algorithm: str, corrected
         software_versions=__version__,
         device_serial_number="0",
         content_label="CMRSEG",
-        content_description="CMRSeg LV, RV and myocardium" + (" (corrected)" if corrected else ""),
+        content_description=f"CMRSeg LV, RV and myocardium{at}" + (" (corrected)" if corrected else ""),
     )
+    seg.SeriesDescription = f"CMRSeg {'corrected' if corrected else 'automatic'} segmentation{at}"
+    return seg

@@ -4,8 +4,9 @@ referencing the ED and ES images they were measured on, so that a PACS keeps the
 Measurements with a concept of their own in the DICOM content mapping resource (PS3.16, as pydicom's code
 dictionary carries it) use it: LOINC for the LV/RV end-diastolic and end-systolic volumes, the ejection
 fractions by MR and the LV mass, SNOMED CT for the RV stroke volume. The others (LV stroke volume, the mass
-at end-systole, the indexed values) use a private coding scheme (``99CMRSEG``) with plain meanings: a wrong
-standard code would be worse than an honest private one. Units are UCUM.
+at end-systole, the indexed values and the body surface area they were indexed by, which may come from a
+height and weight other than the images' header states) use a private coding scheme (``99CMRSEG``) with plain
+meanings: a wrong standard code would be worse than an honest private one. Units are UCUM.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ MEASUREMENTS = {
     "rv_esv_index": (None, "RVESVI", "RV end-systolic volume indexed to BSA", "ml/m2", "milliliter per square meter"),
     "rv_sv_index": (None, "RVSVI", "RV stroke volume indexed to BSA", "ml/m2", "milliliter per square meter"),
     "lv_mass_ed_index": (None, "LVMEDI", "LV mass at end-diastole indexed to BSA", "g/m2", "gram per square meter"),
+    # the BSA the indexed values were divided by: the header's height and weight may not be the ones used
+    "bsa_m2": (None, "BSA", "Body surface area used for the indexed values", "m2", "square meter"),
 }
 
 
