@@ -44,6 +44,7 @@ def test_acdc_frames_give_one_label_map_per_input_on_its_grid(acdc_root, model_p
     assert measures["study"]["lv_ef_pct"] > 0 and measures["study"]["bsa_m2"] > 1
     report = (tmp_path / "report.html").read_text()
     assert report.count("<img") >= 2
+    assert "0 / 1 of 2 (counted from 0 in input order" in report  # the two files given, in their order
     assert "(from the file header)" in report  # NIfTI: the slice spacing is the header's, not measured
     seg = read_seg_nrrd(tmp_path / "patient014_frame01_ED.seg.nrrd")
     # each phase's segmentation is named after its own frame's file
@@ -69,6 +70,9 @@ def test_phantom_dicom_study_finds_ed_es_from_the_volume_curve(phantom, model_pa
     np.testing.assert_allclose(written.direction, phantom.study.direction, atol=1e-6)
     report = (tmp_path / "out" / "report.html").read_text()
     assert 'alt="volume curve"' in report
+    # the frames as measures.json indexes them, and how a viewer counting phases from 1 numbers them
+    assert (f"{measures['ed_frame']} / {measures['es_frame']} of {frames} (counted from 0 in input order; "
+            "numbered from 1, one higher") in report
     # Regional wall thickness: the 16 AHA segments, shown as bull's-eyes.
     regional = measures["regional_wall_thickness"]
     assert [row["segment"] for row in regional] == list(range(1, 17)) and regional[0]["name"] == "basal anterior"

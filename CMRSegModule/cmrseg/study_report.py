@@ -21,8 +21,10 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
         "Study": study.description or study.source,
         "Model": segmenter.description,
         "Basal-slice rule": rule + (f"; {removed}" if removed else ""),
-        "ED / ES frames": (f"{study.frame_number(ed)} / {study.frame_number(es)} ({measures['ed_es_from']})"
-                           if ed is not None else "one frame only"),
+        "ED / ES frames": (f"{study.frame_number(ed)} / {study.frame_number(es)} of {study.num_frames} ("
+                           + ("numbered as the input numbers them" if study.frame_numbers is not None
+                              else "counted from 0 in input order; numbered from 1, one higher")
+                           + f"; {measures['ed_es_from']})" if ed is not None else "one frame only"),
         "Slice spacing": f"{study.spacing[2]:.2f} mm "
                          + ("(from slice positions)" if study.slice_files is not None else "(from the file header)"),
         "cmrseg": __version__,
