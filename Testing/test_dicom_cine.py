@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_edit import edit
 from pydicom import config as dicom_config
 
 from cmrseg.errors import CMRSegError
@@ -32,18 +33,6 @@ CASES = ("SCD0000101", "SCD0000201")
 def dcmread(path: Path, **kwargs) -> pydicom.Dataset:
     with dicom_config.disable_value_validation():
         return pydicom.dcmread(path, **kwargs)
-
-
-def edit(path: Path, **attributes) -> None:
-    """Set (or, with value None, delete) header attributes of one file in place."""
-    with dicom_config.disable_value_validation():
-        ds = pydicom.dcmread(path)
-        for name, value in attributes.items():
-            if value is None:
-                delattr(ds, name)
-            else:
-                setattr(ds, name, value)
-        ds.save_as(path)
 
 
 @dataclass

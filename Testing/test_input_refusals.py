@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pydicom
 import pytest
+from dicom_edit import edit
 
 from cmrseg.cli import main
 from cmrseg.errors import CMRSegError
@@ -85,13 +86,7 @@ def test_patient_size_in_centimetres_is_read_as_centimetres(dicom_cine, tmp_path
 
 def _set_patient_size(paths, **values) -> None:
     for path in paths:
-        ds = pydicom.dcmread(path)
-        for keyword, value in values.items():
-            if value is None:
-                delattr(ds, keyword)
-            else:
-                setattr(ds, keyword, value)
-        ds.save_as(path)
+        edit(path, **values)
 
 
 def test_a_height_and_weight_no_patient_has_together_are_not_used(dicom_cine, tmp_path, capsys):
