@@ -85,7 +85,8 @@ def _as_source(dataset):
 
 
 SAME_FOR_SR = ("StudyInstanceUID", "FrameOfReferenceUID")  # an SR may reference images of several series
-SAME_FOR_SEG = (*SAME_FOR_SR, "SeriesInstanceUID", "Rows", "Columns")  # a SEG, those of one series
+SEG_BEYOND_SR = ("SeriesInstanceUID", "Rows", "Columns")  # a SEG, those of one series
+SAME_FOR_SEG = (*SAME_FOR_SR, *SEG_BEYOND_SR)
 
 
 def check_seg_sources(folder: str | Path, files: list[str], shared: tuple[str, ...] = SAME_FOR_SEG) -> None:
@@ -108,7 +109,7 @@ def check_seg_sources(folder: str | Path, files: list[str], shared: tuple[str, .
     if not mixed:
         return
     counts = ", ".join(f"{len(found)} {keyword} values" for keyword, found in mixed.items())
-    if set(mixed) <= {"SeriesInstanceUID", "Rows", "Columns"}:
+    if set(mixed) <= set(SEG_BEYOND_SR):
         raise CMRSegError(
             f"The images of {folder} carry {counts}: the stack was joined from several series, and a DICOM SEG "
             "references the images of one series. No SEG can be written (the SR can)."
@@ -122,23 +123,33 @@ def check_seg_sources(folder: str | Path, files: list[str], shared: tuple[str, .
 def check_study_for_sr(study: Study) -> None:
     """Refuse a study that cannot have a DICOM SR (reads headers only): not read from DICOM, or its images
     split (see above). A SEG asks more (:func:`check_study_for_seg`)."""
-    if study.slice_files is None:
-        raise CMRSegError("A DICOM SEG or SR needs a study read from DICOM files (it references the source images).")
-    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame], SAME_FOR_SR)
+    check_seg_sources(study.source, _source_files(study), SAME_FOR_SR)
 
 
 def check_study_for_seg(study: Study) -> None:
     """Refuse a study that cannot have DICOM SEGs (reads headers only): what refuses an SR
-    (:func:`check_study_for_sr`), then what a SEG asks beyond it (:func:`check_seg_beyond_sr`)."""
-    check_study_for_sr(study)
-    check_seg_beyond_sr(study)
+    (:func:`check_study_for_sr`) and what a SEG asks beyond it (:func:`check_seg_beyond_sr`), each header
+    read once."""
+    check_seg_sources(study.source, _source_files(study), SAME_FOR_SEG)
+    _check_seg_frames(study)
 
 
 def check_seg_beyond_sr(study: Study) -> None:
     """Refuse, in a study that can have an SR, what a SEG cannot have: sources from several series, phases
     whose sources no SEG can reference (:func:`check_phase_sources`), enhanced frames without a shared geometry
     (:func:`check_enhanced_header`), or sources without a slice thickness."""
-    check_seg_sources(study.source, [name for frame in study.slice_files for name in frame])
+    check_seg_sources(study.source, _source_files(study), SEG_BEYOND_SR)
+    _check_seg_frames(study)
+
+
+def _source_files(study: Study) -> list[str]:
+    if study.slice_files is None:
+        raise CMRSegError("A DICOM SEG or SR needs a study read from DICOM files (it references the source images).")
+    return [name for frame in study.slice_files for name in frame]
+
+
+def _check_seg_frames(study: Study) -> None:
+    """The part of :func:`check_seg_beyond_sr` that is about the sources' frames and thickness."""
     frames_of = study.slice_frames or [None] * len(study.slice_files)
     for files, frames in zip(study.slice_files, frames_of, strict=True):
         check_phase_sources(files, frames)

@@ -104,10 +104,16 @@ def cine_stacks(series: list[SeriesSummary]) -> list[SeriesSummary]:
 
 
 def _evenly_spaced(stack: SeriesSummary) -> bool:
-    if not stack.parts:
-        return True
-    normal = _slice_normal(_first_located(stack).orientation)
-    return not uneven_gaps([float(np.dot(normal, c[0].position)) for c in _position_clusters(stack.instances)])
+    return not stack.parts or not uneven_gaps(_positions(stack, _normal(stack)))
+
+
+def _normal(series: SeriesSummary) -> np.ndarray:
+    return _slice_normal(_first_located(series).orientation)
+
+
+def _positions(series: SeriesSummary, normal: np.ndarray) -> list[float]:
+    """The series' slice positions along ``normal``, ascending."""
+    return [float(np.dot(normal, cluster[0].position)) for cluster in _position_clusters(series.instances)]
 
 
 def _first_located(series: SeriesSummary) -> InstanceHeader | None:
@@ -126,10 +132,9 @@ def same_grid(a: InstanceHeader, b: InstanceHeader) -> bool:
 
 
 def _shares_a_position(stack: SeriesSummary, other: SeriesSummary) -> bool:
-    normal = _slice_normal(_first_located(stack).orientation)
-    own = [float(np.dot(normal, cluster[0].position)) for cluster in _position_clusters(stack.instances)]
-    return any(min(abs(float(np.dot(normal, cluster[0].position)) - p) for p in own) <= POSITION_TOLERANCE_MM
-               for cluster in _position_clusters(other.instances))
+    normal = _normal(stack)
+    own = _positions(stack, normal)
+    return any(min(abs(q - p) for p in own) <= POSITION_TOLERANCE_MM for q in _positions(other, normal))
 
 
 def _parallel_on_its_grid(stack: SeriesSummary, other: SeriesSummary) -> bool:

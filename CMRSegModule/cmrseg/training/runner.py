@@ -190,14 +190,14 @@ def run_training(args: argparse.Namespace) -> int:
     saved_at = None  # what last.pt holds, for the message on a stop
     if state is not None:
         saved_at = (f"after epoch {start_epoch - 1}" if part_done is None
-                    else f"in epoch {start_epoch} after batch {part_done['step']} of {iterations}")
+                    else inside_epoch(start_epoch, part_done["step"], iterations))
 
     def save_part_of_epoch(position: EpochPosition) -> None:  # reads the epoch in progress from the loop below
         nonlocal saved_at
         save_last(epoch - 1, {"epoch": epoch, "step": position.step, "loss_sum": position.loss_sum,
                               "generator": position.generator_state, "lr": lr,
                               "seconds": time.perf_counter() - started})
-        saved_at = f"in epoch {epoch} after batch {position.step} of {iterations}"
+        saved_at = inside_epoch(epoch, position.step, iterations)
 
     every = None if args.checkpoint_minutes is None else 60 * args.checkpoint_minutes
     try:
@@ -247,7 +247,11 @@ def run_training(args: argparse.Namespace) -> int:
 def resuming_at(epoch: int, part_done: dict[str, Any] | None, iterations: int) -> str:
     if part_done is None:
         return f"resuming at epoch {epoch}."
-    return f"resuming in epoch {epoch} after batch {part_done['step']} of {iterations}."
+    return f"resuming {inside_epoch(epoch, part_done['step'], iterations)}."
+
+
+def inside_epoch(epoch: int, step: int, iterations: int) -> str:
+    return f"in epoch {epoch} after batch {step} of {iterations}"
 
 
 def saved_epoch(best_path: Path) -> int | None:
