@@ -29,6 +29,7 @@ from cmrseg.cohort import (
     COHORT_FILE,
     StudyJob,
     done_row,
+    earlier_names,
     failed_row,
     find_studies,
     finished_row,
@@ -37,6 +38,10 @@ from cmrseg.cohort import (
     write_cohort_csv,
 )
 from cmrseg.errors import CMRSegError
+
+# studies segmented and waiting to be written, each holding its images and labels in memory: where writing is
+# slower than the network (reports, --all-frames label maps), the network waits rather than memory filling up
+MAX_PENDING_WRITES = 2
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         raise CMRSegError("Name the studies to segment, or a --list file of them.")
     out = check_output_folder(args.out)
     out.mkdir(exist_ok=True)
-    jobs = find_studies(paths)
+    jobs = find_studies(paths, earlier_names(out))
     options = BatchOptions(args.all_frames, args.basal_rule, args.bsa, args.report)
     with batch_lock(out):
         others = studies_of_other_batches(out, jobs)
@@ -193,7 +198,7 @@ def segment_one(job: StudyJob, out: Path, segmenter, options: BatchOptions) -> d
     try:
         result = run_segment(list(job.inputs), out / job.name, segmenter, all_frames=options.all_frames,
                              basal_rule=options.basal_rule, bsa_method=options.bsa_method,
-                             series_uid=job.series_uid, report=options.report)
+                             series_uid=job.series_uid, report=options.report, input_state=job.input_state)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - one bad study is recorded and the batch goes on
@@ -233,7 +238,7 @@ def run_in_process(jobs: list[StudyJob], out: Path, segmenter, options: BatchOpt
     def write(item: _Loaded, result) -> dict:
         with item.stack:
             measures = measures_document(item.loaded, result, segmenter, options.basal_rule, options.bsa_method,
-                                         options.all_frames)  # fmt: skip
+                                         options.all_frames, item.job.input_state)  # fmt: skip
             write_outputs(item.folder, item.loaded, result, measures, segmenter, report=options.report)
         return done_row(item.job, measures, time.perf_counter() - item.started)
 
@@ -262,20 +267,22 @@ def run_in_process(jobs: list[StudyJob], out: Path, segmenter, options: BatchOpt
                     progress.record(failed_row(job, _reason(exc)))
                     continue
                 writes.append((job, writer.submit(write, item, result)))
-                _record_finished_writes(writes, progress, block=False)
-            _record_finished_writes(writes, progress, block=True)
+                _record_finished_writes(writes, progress, MAX_PENDING_WRITES)
+            _record_finished_writes(writes, progress)
         except BaseException:
             if next_load is not None:
                 next_load.cancel()
                 if not next_load.cancelled():  # already loading: release its lock once read
                     next_load.add_done_callback(lambda f: f.exception() is None and f.result().stack.close())
-            _record_finished_writes(writes, progress, block=True)  # writes in flight finish: nothing half-done
+            _record_finished_writes(writes, progress)  # writes in flight finish: nothing half-done
             raise
     return progress.ordered()
 
 
-def _record_finished_writes(writes: list[tuple[StudyJob, Future]], progress: CohortProgress, block: bool) -> None:
-    while writes and (block or writes[0][1].done()):
+def _record_finished_writes(writes: list[tuple[StudyJob, Future]], progress: CohortProgress,
+                            pending: int = 0) -> None:  # fmt: skip
+    """Record the finished writes, waiting for the oldest while more than ``pending`` are not finished."""
+    while writes and (len(writes) > pending or writes[0][1].done()):
         job, future = writes.pop(0)
         try:
             progress.record(future.result())

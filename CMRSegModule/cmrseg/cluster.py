@@ -24,9 +24,11 @@ from cmrseg.training.split import file_sha256
 _SEGMENTERS: dict[tuple[str | None, str], object] = {}  # per worker process: (model, device) -> Segmenter
 
 
-def _segmenter(model: str | None, device: str):
+def _segmenter(model: str | None, device: str, model_sha256: str | None = None):
+    """The worker's network for ``model``, loaded again when it is not the file of ``model_sha256`` (the file
+    was replaced since this worker loaded it)."""
     key = (model, device)
-    if key not in _SEGMENTERS:
+    if key not in _SEGMENTERS or model_sha256 not in (None, _SEGMENTERS[key].model_sha256):
         from cmrseg.inference import Segmenter
 
         _SEGMENTERS[key] = Segmenter.load(model, device=device)
@@ -59,11 +61,15 @@ def check_paths(inputs: list[str], out: str) -> str | None:
     return None
 
 
-def segment_task(job: dict, out: str, options: dict, model: str | None, device: str) -> dict:
-    """Run on a worker: one study, as in a single process."""
+def segment_task(job: dict, out: str, options: dict, model: str | None, device: str, model_sha256: str) -> dict:
+    """Run on a worker: one study, as in a single process, with the model file the batch started with."""
     from cmrseg.batch import BatchOptions, segment_one
 
-    return segment_one(StudyJob(**job), Path(out), _segmenter(model, device), BatchOptions(**options))
+    segmenter = _segmenter(model, device, model_sha256)
+    if segmenter.model_sha256 != model_sha256:
+        return failed_row(StudyJob(**job), f"the model file {model or 'shipped'} was replaced after the batch "
+                                           "started; run the batch again")  # fmt: skip
+    return segment_one(StudyJob(**job), Path(out), segmenter, BatchOptions(**options))
 
 
 def run_on_cluster(address: str, jobs: list[StudyJob], out: Path, options, model: str | None,
@@ -95,12 +101,13 @@ def run_on_cluster(address: str, jobs: list[StudyJob], out: Path, options, model
                 "(a shared filesystem)."
             )
         client.register_plugin(segmenter_plugin(model, device))
-        progress = CohortProgress(jobs, out, options.settings(file_sha256(model or default_model_path())))
+        model_sha256 = file_sha256(model or default_model_path())
+        progress = CohortProgress(jobs, out, options.settings(model_sha256))
         todo = progress.skip_finished()
         run = uuid.uuid4().hex  # task keys of their own: a scheduler hands a known key's result to any client
         futures = {
-            client.submit(segment_task, job.as_dict(), str(out), options.as_dict(), model, device, pure=False,
-                          key=f"cmrseg-{run}-{job.name}"): job
+            client.submit(segment_task, job.as_dict(), str(out), options.as_dict(), model, device, model_sha256,
+                          pure=False, key=f"cmrseg-{run}-{job.name}"): job
             for job in todo
         }  # fmt: skip
         for future in as_completed(futures):

@@ -13,18 +13,22 @@ Studies are found as follows (each input path, or each line of ``--list``):
 
 Inputs are recorded as absolute paths; a study given twice is segmented once. Names are made unique
 (``_2``, ``_3``, ...) and used as output folder names; they come from file and folder names, not from the
-DICOM header, so no patient identifier is added that the paths do not already carry.
+DICOM header, so no patient identifier is added that the paths do not already carry. A study that an earlier
+run into the same output folder segmented keeps that run's name (a cine added to a folder would otherwise
+shift the numbered names of the others). Each study also gets the state of its files (paths, sizes and
+modification times, hashed): a resumed batch reuses a result only when its files are as they were.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from cmrseg.errors import CMRSegError
@@ -51,6 +55,7 @@ class StudyJob:
     name: str
     inputs: tuple[str, ...]
     series_uid: str | None = None
+    input_state: str | None = None  # files_state() of the files the study is read from
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -70,8 +75,9 @@ def read_list_file(path: str | Path) -> list[str]:
     return [str(path.parent / entry) if not os.path.isabs(entry) else entry for entry in entries]
 
 
-def find_studies(paths: list[str | Path]) -> list[StudyJob]:
-    """The studies the given paths hold (see the module docstring), in the order given.
+def find_studies(paths: list[str | Path], earlier: dict | None = None) -> list[StudyJob]:
+    """The studies the given paths hold (see the module docstring), in the order given; those in ``earlier``
+    (:func:`earlier_names` of the output folder) keep the names they had.
 
     Raises:
         CMRSegError: a path does not exist, or no study was found at all.
@@ -82,34 +88,56 @@ def find_studies(paths: list[str | Path]) -> list[StudyJob]:
         if not path.exists():
             raise CMRSegError(f"{path} does not exist.")
         # absolute and without links: the same on every worker of a cluster, and as measures.json records it
-        found = [StudyJob(job.name, tuple(str(Path(p).resolve()) for p in job.inputs), job.series_uid)
-                 for job in _studies_in(path.resolve())]  # fmt: skip
+        found = [StudyJob(job.name, tuple(str(Path(p).resolve()) for p in job.inputs), job.series_uid,
+                          job.input_state) for job in _studies_in(path.resolve())]  # fmt: skip
         if not found:
             log.warning("No study found in %s (no NIfTI/NRRD cine, ACDC patient or cine DICOM series).", path)
         jobs += found
     if not jobs:
         raise CMRSegError("No study found in the inputs: give DICOM folders, ACDC patient folders or 4D cine files.")
-    return _unique_names(_without_repeats(jobs))
+    return _unique_names(_without_repeats(jobs), earlier or {})
+
+
+def files_state(files: list[Path]) -> str:
+    """A hash of the files' paths, sizes and modification times: it changes when a file is replaced, added or
+    removed (as a build tool tells a changed input), without reading the images again."""
+    lines = []
+    for path in sorted(set(files)):
+        stat = path.stat()
+        lines.append(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
 
 
 def _studies_in(path: Path) -> list[StudyJob]:
     if path.is_file():
         if is_volume_file(path):
-            return [StudyJob(_safe(stem(path)), (str(path),))]
+            return [StudyJob(_safe(stem(path)), (str(path),), None, files_state([path]))]
         raise CMRSegError(f"{path} is not a NIfTI/NRRD cine or a folder.")
     if acdc.is_patient_folder(path):
-        return [StudyJob(_safe(path.name), (str(path),))]
+        return [StudyJob(_safe(path.name), (str(path),), None, files_state(_folder_files(path)))]
     patients = _acdc_patients(path)
     if patients:
-        return [StudyJob(_safe(p.name), (str(p),)) for p in patients]
+        return [StudyJob(_safe(p.name), (str(p),), None, files_state(_folder_files(p))) for p in patients]
     return _dicom_studies(path)
 
 
 def _acdc_patients(folder: Path) -> list[Path]:
-    try:
-        return acdc.list_patients(folder)
-    except CMRSegError:
-        return []
+    """The ACDC patient folders in ``folder`` and in its ``training`` and ``testing`` folders (an ACDC root);
+    anything else there is named in a warning, not searched (give it as an input of its own)."""
+    parts = [folder, *(folder / part for part in ("training", "testing") if (folder / part).is_dir())]
+    patients = [p for part in parts for p in sorted(part.iterdir()) if acdc.is_patient_folder(p)]
+    if patients:
+        others = [p.name for part in parts for p in sorted(part.iterdir()) if p not in patients and p not in parts
+                  and not p.name.startswith(".") and (p.is_dir() or is_volume_file(p))]  # fmt: skip
+        if others:
+            log.warning("%s is read as an ACDC root: %s in it %s not searched for studies; give %s as inputs of "
+                        "their own.", folder, ", ".join(others[:5]) + (", ..." if len(others) > 5 else ""),
+                        "is" if len(others) == 1 else "are", "it" if len(others) == 1 else "them")
+    return patients
 
 
 def _dicom_studies(root: Path) -> list[StudyJob]:
@@ -140,11 +168,12 @@ def _dicom_studies(root: Path) -> list[StudyJob]:
                             folder)
                 continue
             uid = None if cine.parts else cine.series_uid
-            if len(members) == 1:
-                jobs.append(StudyJob(base, (str(folder),), uid))
-            else:
-                number = cine.series_number if cine.series_number is not None else members.index(cine) + 1
-                jobs.append(StudyJob(f"{base}_s{number}", (str(folder),), uid))
+            # a joined stack is read as the reader's choice under its folder: any cine added there may change it
+            files = _folder_files(folder) if cine.parts else [h.path for h in cine.instances]
+            name = base
+            if len(members) > 1:
+                name += f"_s{cine.series_number if cine.series_number is not None else members.index(cine) + 1}"
+            jobs.append(StudyJob(name, (str(folder),), uid, files_state(files)))
     return jobs
 
 
@@ -165,20 +194,37 @@ def _without_repeats(jobs: list[StudyJob]) -> list[StudyJob]:
     return kept
 
 
-def _unique_names(jobs: list[StudyJob]) -> list[StudyJob]:
-    """A repeated name gets the first ``_2``, ``_3``, ... that no study is named, compared case-insensitively
-    (output folders on a case-insensitive filesystem are the same folder)."""
-    given = {job.name.lower() for job in jobs}
-    taken: set[str] = set()
+def _unique_names(jobs: list[StudyJob], earlier: dict) -> list[StudyJob]:
+    """A study in ``earlier`` keeps its name there; a repeated name gets the first ``_2``, ``_3``, ... that no
+    study is named, nor an earlier result's folder, compared case-insensitively (output folders on a
+    case-insensitive filesystem are the same folder)."""
+    kept = {job: earlier[(job.inputs, job.series_uid)] for job in jobs if (job.inputs, job.series_uid) in earlier}
+    reserved = {name.lower() for name in earlier.values()}
+    given = {job.name.lower() for job in jobs} | reserved
+    taken = {name.lower() for name in kept.values()}
     unique = []
     for job in jobs:
-        name, number = job.name, 1
-        while name.lower() in taken or (number > 1 and name.lower() in given):
+        name, number = kept.get(job, job.name), 1
+        while job not in kept and (name.lower() in taken or name.lower() in reserved
+                                   or (number > 1 and name.lower() in given)):  # fmt: skip
             number += 1
             name = f"{job.name}_{number}"
         taken.add(name.lower())
-        unique.append(job if name == job.name else StudyJob(name, job.inputs, job.series_uid))
+        unique.append(job if name == job.name else replace(job, name=name))
     return unique
+
+
+def earlier_names(out: Path) -> dict[tuple[tuple[str, ...], str | None], str]:
+    """``(inputs, series_uid) -> folder name`` of the results an earlier batch left in ``out``."""
+    names = {}
+    for measures_file in sorted(out.glob("*/measures.json")) if out.is_dir() else []:
+        try:
+            measures = json.loads(measures_file.read_text(encoding="utf-8"))
+            key = (tuple(measures["input"]), measures.get("series_uid"))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # not a result: its study fails with the reason when its name comes up
+        names.setdefault(key, measures_file.parent.name)
+    return names
 
 
 def done_row(job: StudyJob, measures: dict, seconds: float | None) -> dict:
@@ -201,13 +247,17 @@ def failed_row(job: StudyJob, reason: str) -> dict:
 
 
 def finished_row(job: StudyJob, study_dir: Path, settings: dict) -> dict | None:
-    """What an earlier run left in ``study_dir`` (resume): the done row of a complete result of this study made
-    with these ``settings`` (measures.json's model_sha256, basal_rule, bsa_method, all_frames); a failed row
+    """What an earlier run left in ``study_dir`` (resume): the done row of a complete result of this study, of
+    its files as they are now (``input_state``), made with these ``settings`` (measures.json's model_sha256,
+    basal_rule, bsa_method, all_frames); a failed row
     naming why, when the folder holds a result that is not that (left as it is: a batch never replaces
     files); None when it holds none (a run stopped before its commit leaves none)."""
     from cmrseg.outputs import JOURNAL_NAME, read_manifest
 
-    listed = read_manifest(study_dir)
+    try:
+        listed = read_manifest(study_dir)
+    except CMRSegError as exc:  # one damaged folder fails its study, not the batch
+        return failed_row(job, str(exc))
     if (study_dir / JOURNAL_NAME).exists() or not listed:
         return None  # nothing committed (the run on it rolls a half-done commit back)
     missing = [name for name in listed if not (study_dir / name).is_file()]
@@ -219,12 +269,18 @@ def finished_row(job: StudyJob, study_dir: Path, settings: dict) -> dict | None:
     except (OSError, ValueError) as exc:
         return failed_row(job, f"{study_dir} holds an earlier result whose measures.json cannot be read ({exc}); "
                                "it is left as it is")  # fmt: skip
-    if measures.get("input") != list(job.inputs):
+    if measures.get("input") != list(job.inputs) or measures.get("series_uid") != job.series_uid:
         other = " ".join(measures.get("input") or [])
-        return failed_row(job, f"{study_dir} holds the result of another input ({other}); it is left as it is")
-    if any(key not in measures for key in settings):
+        series = f", series {measures['series_uid']}" if measures.get("series_uid") else ""
+        return failed_row(job, f"{study_dir} holds the result of another input ({other}{series}); it is left as "
+                               "it is")  # fmt: skip
+    if any(key not in measures for key in [*settings, "input_state"]):
         return failed_row(job, f"{study_dir} holds a result of an earlier cmrseg, which did not record the model "
                                "and settings it was made with; it is left as it is: move the folder away to "
+                               "segment this study again")  # fmt: skip
+    if measures["input_state"] != job.input_state:
+        return failed_row(job, f"{study_dir} holds a result of this study's files as they were before (a file was "
+                               "replaced, added or removed since); it is left as it is: move the folder away to "
                                "segment this study again")  # fmt: skip
     changed = [f"{key} {measures[key]}, not {value}" for key, value in settings.items() if measures[key] != value]
     if changed:

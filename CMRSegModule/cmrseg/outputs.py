@@ -68,8 +68,9 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _fsync_dir(folder: Path) -> None:
-    handle = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    handle = os.open(path, os.O_RDONLY)
     try:
         os.fsync(handle)
     finally:
@@ -221,6 +222,8 @@ class OutputFolder:
         (scratch / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
         (scratch / BACKUP).mkdir()
         new = [*names, MANIFEST_NAME]
+        for name in new:  # on disk before the renames: a power loss after the commit leaves no empty file
+            _fsync(scratch / name)
         journal = {"scratch": scratch.name, "old": old, "new": new}
         with _signals_held():
             try:
@@ -229,7 +232,7 @@ class OutputFolder:
                     _replace(self.path / name, scratch / BACKUP / name)
                 for name in new:
                     _replace(scratch / name, self.path / name)
-                _fsync_dir(self.path)
+                _fsync(self.path)
             except BaseException as exc:
                 self._rollback(scratch, old, new)
                 (self.path / JOURNAL_NAME).unlink(missing_ok=True)

@@ -116,11 +116,13 @@ def run_segment(
     age_years: float | None = None,
     dicom_seg: bool = False,
     dicom_sr: bool = False,
+    input_state: str | None = None,
 ) -> SegmentationResult:
     """Segment a study and write its outputs into ``out_dir`` as one complete set (see :mod:`cmrseg.outputs`).
 
     ``report`` is ``"html"`` (report.html), ``"pdf"`` (report.html and report.pdf) or ``"none"``;
-    ``dicom_seg`` adds DICOM SEG files of ED and ES, ``dicom_sr`` a DICOM SR of the parameters (DICOM inputs only).
+    ``dicom_seg`` adds DICOM SEG files of ED and ES, ``dicom_sr`` a DICOM SR of the parameters (DICOM inputs only);
+    ``input_state`` is recorded for a batch's resume (:func:`cmrseg.cohort.files_state`).
     """
     check_height_weight(height_cm, weight_kg)
     check_sex_age(sex, age_years)
@@ -134,7 +136,7 @@ def run_segment(
 
             (check_study_for_seg if dicom_seg else check_study_for_sr)(loaded.study)
         result = segment_study(loaded.study, segmenter, ed, es, all_frames, basal_rule, bsa_method, progress)
-        measures = measures_document(loaded, result, segmenter, basal_rule, bsa_method, all_frames)
+        measures = measures_document(loaded, result, segmenter, basal_rule, bsa_method, all_frames, input_state)
         outputs = write_outputs(folder, loaded, result, measures, segmenter, overwrite, report, dicom_seg, dicom_sr)
     return SegmentationResult(loaded.study, result.labels, result.ed_frame, result.es_frame, measures, outputs)
 
@@ -180,7 +182,7 @@ def load_for_output(
 
 
 def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter: Segmenter, basal_rule: str,
-                      bsa_method: str, all_frames: bool) -> dict:
+                      bsa_method: str, all_frames: bool, input_state: str | None = None) -> dict:
     """The content of measures.json (JSON-safe: no NaN), with the settings that made it (a resumed batch
     reuses a result only when they are the batch's)."""
     study, ed, es = loaded.study, result.ed_frame, result.es_frame
@@ -190,6 +192,7 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "model_sha256": segmenter.model_sha256,
         "input": [str(p.resolve()) for p in loaded.inputs],
         "series_uid": loaded.series_uid,
+        "input_state": input_state,  # the batch's record of the input files (None from cmrseg segment)
         "image_sha256": study.image_sha256(),
         # what the indexing and the reference ranges used (given or read); never an identifier
         "patient": {key: value for key, value in study.patient.as_dict().items()
