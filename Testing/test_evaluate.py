@@ -12,6 +12,7 @@ from cmrseg.evaluate import table1, table1_markdown
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import write_frame
 from cmrseg.labels import LV
+from cmrseg.training.split import read_split
 
 
 def write_cases(phantom, folder, frames_by_phase, change=None):
@@ -58,6 +59,21 @@ def test_folder_evaluation_has_known_answers(phantom, tmp_path, capsys):
     assert "FCN+corr" in capsys.readouterr().out
 
 
+def test_progress_counts_every_case_and_a_case_of_no_phase_is_named_where_table_3_leaves_it_out(phantom, tmp_path,
+                                                                                                 capsys):
+    frames = {"ED": [0, 1, 19], "ES": [6, 7, 8], "mid": [3]}
+    write_cases(phantom, tmp_path / "ref", frames)
+    write_cases(phantom, tmp_path / "pred", frames)
+    assert main(["evaluate", "--ref", str(tmp_path / "ref"), "--pred", str(tmp_path / "pred"),
+                 "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr()
+    assert "PROGRESS 0/7" in printed.out + printed.err and "PROGRESS 7/7" in printed.out + printed.err
+    assert "1 cases (case0_mid) are in Table 1 but not in Table 3" in printed.err
+    results = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert {r["n"] for r in results["table3"]} == {3}
+    assert next(r for r in results["table1"] if r["phase"] == "ED+ES")["n"] == 7
+
+
 def test_missing_prediction_is_a_clear_error(phantom, tmp_path, capsys):
     write_cases(phantom, tmp_path / "ref", {"ED": [0]})
     (tmp_path / "pred").mkdir()
@@ -85,6 +101,18 @@ def test_folders_that_cannot_be_compared_are_refused_before_any_table(phantom, t
         grid = Study(image=labels[None].astype(np.float32), spacing=study.spacing)
         write_frame(labels, grid, cropped / f"{name}.nii.gz")
     assert "is not on the grid of its reference" in refused(tmp_path / "ref", cropped)
+    # The same voxels stored mirrored (another x direction and origin): the arrays differ, the anatomy does not;
+    # compared array to array they scored a Dice of 0.1.
+    mirrored = tmp_path / "mirrored"
+    mirrored.mkdir()
+    for name, frame in (("case0_ED", 0), ("case0_ES", 6)):
+        study = phantom.study
+        direction = study.direction.copy()
+        direction[:, 0] *= -1
+        origin = np.asarray(study.origin) + study.direction[:, 0] * study.spacing[0] * (study.matrix[1] - 1)
+        grid = Study(image=study.image[:1], spacing=study.spacing, origin=tuple(origin), direction=direction)
+        write_frame(phantom.labels[frame][:, :, ::-1], grid, mirrored / f"{name}.nii.gz")
+    assert "or the axes' directions differ" in refused(tmp_path / "ref", mirrored)
     # An ACDC patient folder: images beside the _gt masks would be counted twice, an image as a label map.
     acdc_like = tmp_path / "acdc_like"
     acdc_like.mkdir()
@@ -145,6 +173,12 @@ def test_model_on_acdc_patients_reproduces_both_tables(acdc_root, model_path, tm
     assert 0 <= score["all"]["auc"] <= 1
     assert set(review["interval_coverage"]) == {"lv_edv_ml", "lv_ef_pct", "rv_ef_pct", "lv_mass_ed_g"}
     assert review["in_sample_patients"] == [fitted]
+    # The network's own split lies beside it: the tables say which of these patients trained it.
+    shipped_train = read_split(model_path.with_suffix(".split.json"))["train"]
+    trained = sorted({"patient003", "patient024", fitted} & set(shipped_train))
+    assert trained and results["note"].startswith(f"In-sample: the network was trained on {len(trained)} of these 3")
+    assert ", ".join(trained) in results["note"]
+    assert (tmp_path / "eval" / "table1.md").read_text().startswith("In-sample")
     assert (tmp_path / "eval" / "review.md").read_text().startswith(
         "In-sample: the review score was fitted on 1 of these 3 patients")
 
@@ -158,3 +192,12 @@ def test_a_structure_missed_in_a_case_is_counted_beside_the_distance_medians():
     assert both["hd_median_mm"] == 3.0 and both["hd_infinite"] == 1 and both["dice_mean"] == pytest.approx(1.9 / 3)
     line = table1_markdown([both]).splitlines()[2]
     assert "| 3.0 (+1 inf) | 3.0 | 3.0 (+1 inf) |" in line  # HD 3D, HD 2D (slices with both), HD95
+
+
+def test_tables_say_when_the_patients_scored_trained_the_network_or_nobody_knows():
+    from cmrseg.cli import in_sample_note
+
+    assert in_sample_note({"patient001", "patient002"}, ["patient003", "patient004"]) is None
+    assert in_sample_note({"patient001", "patient002"}, ["patient002", "patient003"]).startswith(
+        "In-sample: the network was trained on 1 of these 2 patients (patient002)")
+    assert in_sample_note(None, ["patient003"]).startswith("Held out? The network does not say")

@@ -50,3 +50,10 @@ def test_a_fine_tuned_distilled_network_names_the_committed_files_it_started_and
     assert model_card.origin_lines(Path("runs/plain"), {"config": {"augmentation": "strong"}}) == []
     with pytest.raises(SystemExit, match="the distillation teacher .* is neither the file there"):
         model_card.distillation_line(Path("runs/student"), {**training, "teacher_sha256": "0" * 64})
+
+
+def test_a_recorded_training_command_names_the_split_the_card_ships():
+    old = "cmrseg train --data d --seed 1 --out OUT"  # recorded before commands named their split
+    assert model_card.with_split(old, "S.json") == "cmrseg train --data d --seed 1 --split S.json --out OUT"
+    new = "cmrseg train --data d --seed 1 --split runs/x/split.json --out OUT"
+    assert model_card.with_split(new, "S.json") == "cmrseg train --data d --seed 1 --split S.json --out OUT"

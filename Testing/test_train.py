@@ -252,6 +252,8 @@ def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_
     assert 1 <= training["best_epoch"] <= training["epochs_trained"] <= 3
     assert len(training["split_sha256"]) == 64 and training["machine"]["torch"] == torch.__version__
     assert training["command"].startswith("cmrseg train --data ") and "--max-patients 1 " in training["command"]
+    # the run's split named: its seed alone would make another split when the run was given one
+    assert f"--split {tmp_path / 'run' / 'split.json'} --out OUT" in training["command"]
     assert set(meta["metrics"]["validation"]) >= {"dice_LV", "dice_RV", "dice_Myo", "dice_mean", "val_loss"}
     assert meta["labels"] == {"0": "background", "1": "RV", "2": "Myo", "3": "LV"}
     with torch.no_grad():

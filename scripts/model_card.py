@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,8 @@ from cmrseg.training.split import file_sha256, make_fold_splits, read_split
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "acdc"
-FOLD_VALIDATION = "CMRSegModule/Resources/Models/cmrseg_dense_unet.split.json"  # the validation part of the folds
+SHIPPED_SPLIT = "CMRSegModule/Resources/Models/cmrseg_dense_unet.split.json"
+FOLD_VALIDATION = SHIPPED_SPLIT  # the validation part of the folds
 LEVERS = Path(__file__).with_name("model_levers.md")  # every lever measured, kept or not (kept by hand)
 CITATION = ("Bernard et al., \"Deep Learning Techniques for Automatic MRI Cardiac Multi-Structures Segmentation "
             "and Diagnosis: Is the Problem Solved?\", IEEE TMI 37(11):2514-2525, 2018")
@@ -92,6 +94,16 @@ def input_text(configs: list[dict]) -> str:
             + " neighbour slices on each side as channels (2.5-D)")
 
 
+def with_split(command: str, split: str) -> str:
+    """A recorded training command naming ``split`` as its ``--split`` (a command recorded before commands
+    named their split, or naming the run folder's copy of it)."""
+    words = shlex.split(command)
+    if "--split" in words:
+        del words[words.index("--split"):words.index("--split") + 2]
+    out = words.index("--out")
+    return shlex.join([*words[:out], "--split", split, *words[out:]])
+
+
 def training_lines(item: dict) -> list[str]:
     """How the shipped network(s) were trained: one run, or a table of the ensemble's members."""
     if not is_ensemble(item):
@@ -106,7 +118,7 @@ def training_lines(item: dict) -> list[str]:
             f"(mean validation Dice {history['dice_mean']:.3f} on the pre-processed grid).",
             f"- Training time: {history['seconds'] / 3600:.2f} h on a {training['machine']['cpu_count']}-core CPU "
             f"({training['machine']['processor']}, torch {training['machine']['torch']}).",
-            f"- Command: `{training['command'].replace('OUT', 'runs/' + item['run'].name)}`",
+            f"- Command: `{with_split(training['command'], SHIPPED_SPLIT).replace('OUT', 'runs/' + item['run'].name)}`",
             *origin_lines(item["run"], training),
         ]
     members = item["metadata"]["training"]["members"]
@@ -126,9 +138,8 @@ def training_lines(item: dict) -> list[str]:
     count, folds = fold_files(item)
     for run, training in zip(member_runs(item), members, strict=True):
         history = best_validation_epoch(run)
-        command = training["command"].replace("OUT", "runs/" + run.name)
-        if folds:
-            command = command.replace(" --out ", f" --split {folds[run]} --out ")
+        split = folds[run] if folds else SHIPPED_SPLIT
+        command = with_split(training["command"], split).replace("OUT", "runs/" + run.name)
         lines.append(f"| {run.name} | {training['loss']} | {training['class_weighting'].split(' ')[0]} "
                      f"| {augmentation_name(training)} | {history['epochs']} "
                      f"| {training['best_epoch']} ({history['dice_mean']:.3f}) | {history['seconds'] / 3600:.2f} h "

@@ -100,11 +100,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cmrseg.inference import default_model_path
     from cmrseg.outputs import check_output_folder
     from cmrseg.progress import LinePrinter
-    from cmrseg.training.split import read_split
+    from cmrseg.training.split import read_split, trained_patients
 
     check_output_folder(args.out)  # before segmenting every case, not after
     segmented: list = []  # the model's frames with their review evidence, when the model is run
-    review_model = None
+    review_model, note = None, None
     folders = {"FCN": Path(args.pred)} if args.pred else {}
     if args.corrected:
         if not args.pred:
@@ -114,17 +114,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         if folders or args.ref or args.split or args.model:
             raise CMRSegError("--cross-validation takes each fold's model and split from its run folder; "
                               "leave out --model, --split, --pred, --corrected and --ref.")
-        from cmrseg.cross_validation import cross_validation_cases
+        from cmrseg.cross_validation import cross_validation_cases, fold_runs
         from cmrseg.inference import Segmenter
 
         def load(path):
             return Segmenter.load(path, device=args.device, bf16=False if args.fp32 else None)
 
-        cases = list(cross_validation_cases(args.cross_validation, args.data, load))
+        total = len(evaluate.PHASES) * sum(len(split["test"]) for _, split in fold_runs(args.cross_validation))
+        cases = cross_validation_cases(args.cross_validation, args.data, load)
     elif args.ref:
         if not folders:
             raise CMRSegError("--ref compares label-map folders: give --pred (and optionally --corrected).")
         cases = list(evaluate.folder_cases(Path(args.ref), folders))
+        total = len(cases)
     else:
         split_path = Path(args.split) if args.split else default_model_path().with_suffix(".split.json")
         split = read_split(split_path)
@@ -144,10 +146,13 @@ def _evaluate(args: argparse.Namespace) -> int:
             from cmrseg.review import load_review_model
 
             segmenter = Segmenter.load(args.model, device=args.device, bf16=False if args.fp32 else None)
+            note = in_sample_note(trained_patients(segmenter.source, segmenter.metadata), patients)
             review_model = load_review_model(segmenter.source)  # before the long part: a stale fit is refused
             cases = evaluate.acdc_model_cases(data, patients, segmenter, segmented)
-        cases = list(cases)
-    results = evaluate.evaluate_cases(cases, args.out, len(cases), LinePrinter())
+        total = len(evaluate.PHASES) * len(patients)
+    results = evaluate.evaluate_cases(cases, args.out, total, LinePrinter(), note)
+    if note:
+        print(note + "\n")
     print(evaluate.table1_markdown([r for r in results["table1"] if r["phase"] == "ED+ES"]))
     print(evaluate.table3_markdown(results["table3"]))
     print(error_region_markdown(results["regions"]))
@@ -171,6 +176,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(text)
     print(f"Tables, per-case results and plots in {args.out}")
     return 0
+
+
+def in_sample_note(trained: set[str] | None, patients: list[str]) -> str | None:
+    """What the tables of a network scored on ``patients`` are, where they are not a held-out result."""
+    if trained is None:
+        return ("Held out? The network does not say which patients trained it (no file of the split it records "
+                "lies beside it): these are held-out results only if none of these patients trained it.")
+    learnt = sorted(set(patients) & trained)
+    if not learnt:
+        return None
+    return (f"In-sample: the network was trained on {len(learnt)} of these {len(patients)} patients "
+            f"({', '.join(learnt[:5])}{', ...' if len(learnt) > 5 else ''}), so these tables measure its fit, "
+            "not a held-out result.")
 
 
 def _benchmark(args: argparse.Namespace) -> int:

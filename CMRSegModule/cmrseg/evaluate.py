@@ -168,34 +168,41 @@ def table3_markdown(summary: list[dict]) -> str:
 
 
 def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None = None,
-                   progress: ProgressCallback | None = None) -> dict:
+                   progress: ProgressCallback | None = None, note: str | None = None) -> dict:
     """Compute both tables and the error regions for ``cases`` and write them (Markdown, JSON, plots) to
-    ``out_dir``."""
+    ``out_dir``; ``note`` (e.g. that the patients trained the network) heads the tables and the JSON."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows, volumes, methods, region_rows = [], [], [], []
-    for done, case in enumerate(cases):
-        report(progress, done, total or 0, "Evaluating")
+    report(progress, 0, total or 0, "Evaluating")
+    for done, case in enumerate(cases, start=1):  # a model's cases are segmented as they come: counted here
         methods = list(case.methods)
         rows += case_rows(case)
         region_rows += case_error_regions(case)
         for criterion in CRITERIA:
             volumes.append({"patient": case.patient, "phase": case.phase, "criterion": criterion,
                             "values": case_volumes(case, criterion)})
+        report(progress, done, total or 0, "Evaluating")
     if not rows:
         raise CMRSegError("Nothing to evaluate: no case had both a prediction and a reference.")
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: a refused or failed case leaves no folder behind
+    unphased = sorted({v["patient"] for v in volumes if v["phase"] not in ("ED", "ES")})
+    if unphased:
+        log.warning("%d cases (%s) are in Table 1 but not in Table 3, whose parameters belong to one phase: "
+                    "their names say neither ED nor ES (_ED or _ES).", len(unphased),
+                    ", ".join(unphased[:3]) + (", ..." if len(unphased) > 3 else ""))
     first = table1(rows)
     third = table3(volumes, methods, out_dir / "plots")
     regions, groups = error_region_table(region_rows), group_table(rows)
-    results = {"table1": first, "table3": third, "regions": regions, "groups": groups, "cases": rows,
-               "volumes": volumes}
+    results = {"note": note, "table1": first, "table3": third, "regions": regions, "groups": groups,
+               "cases": rows, "volumes": volumes}
     # strict JSON: an infinite distance (a structure missing on one side) or an undefined value is null
     (out_dir / "evaluation.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False))
     if not third:
         log.warning("Table 3 is empty: its agreement statistics need at least 3 cases of one phase, ED or ES "
                     "(in --ref folders, a case's name says its phase: _ED or _ES).")
-    (out_dir / "table1.md").write_text(table1_markdown(first))
-    (out_dir / "table3.md").write_text(table3_markdown(third))
+    heading = f"{note}\n\n" if note else ""
+    (out_dir / "table1.md").write_text(heading + table1_markdown(first))
+    (out_dir / "table3.md").write_text(heading + table3_markdown(third))
     (out_dir / "regions.md").write_text(error_region_markdown(regions))
     (out_dir / "groups.md").write_text(group_markdown(groups))  # always: never an earlier run's beside these
     return results
@@ -239,16 +246,18 @@ def acdc_folder_cases(data_root: Path, patients: list[str], folders: dict[str, P
                 path = folder / name
                 if not path.is_file():
                     raise CMRSegError(f"{path} is missing: every {method} label map of the split is needed.")
-                labels = read_volume_file(path).image[0].astype(np.uint8)
-                if labels.shape != frame.mask.shape:
-                    raise CMRSegError(f"{path} has shape {labels.shape}; the expert mask has {frame.mask.shape}.")
-                methods[method] = labels
+                labels = read_volume_file(path)
+                if not labels.on_grid_of(frame.study):
+                    raise CMRSegError(f"{path} is not on the grid of its image (matrix {labels.image.shape[1:]} "
+                                      f"against {frame.mask.shape}, or its spacing, origin or axes differ).")
+                methods[method] = labels.image[0].astype(np.uint8)
             yield Case(patient, phase, frame.study.spacing, frame.mask, methods, frame.study.patient.group)
 
 
 def folder_cases(reference_dir: Path, folders: dict[str, Path]) -> Iterable[Case]:
     """Any reference folder: ``X.nii.gz`` (or ``X_gt.nii.gz``) against ``X_seg.nii.gz`` / ``X.nii.gz`` of each
-    method folder. The phase is ED or ES when the name says so (``_ED``/``_ES``), else both tables pool it."""
+    method folder. The phase is ED or ES when the name says so (``_ED``/``_ES``); a case of neither counts in
+    Table 1's ED+ES rows only (Table 3's parameters belong to one phase)."""
     from cmrseg.io.volume_files import is_volume_file, read_volume_file, stem
 
     references = sorted(p for p in reference_dir.iterdir() if is_volume_file(p))
@@ -272,11 +281,11 @@ def folder_cases(reference_dir: Path, folders: dict[str, Path]) -> Iterable[Case
             if found is None:
                 raise CMRSegError(f"No {method} label map for {path.name} in {folder}.")
             labels = read_volume_file(found)
-            if labels.image.shape[1:] != reference.image.shape[1:] or not np.allclose(labels.spacing,
-                                                                                      reference.spacing, atol=1e-3):
+            if not labels.on_grid_of(reference):  # voxel for voxel: matrix, spacing, origin and axes
                 raise CMRSegError(f"{found} is not on the grid of its reference {path} (matrix "
                                   f"{labels.image.shape[1:]} against {reference.image.shape[1:]}, spacing "
-                                  f"{labels.spacing} against {reference.spacing}).")
+                                  f"{labels.spacing} against {reference.spacing}, origin {np.round(labels.origin, 2)} "
+                                  f"against {np.round(reference.origin, 2)}, or the axes' directions differ).")
             methods[method] = _labels_of(labels, found)
         tokens = name.upper().replace("-", "_").split("_")
         phase = "ED" if "ED" in tokens else "ES" if "ES" in tokens else "all"

@@ -111,11 +111,12 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> T
     return config
 
 
-def reproducing_command(config: TrainConfig) -> str:
-    """The ``cmrseg train`` command with every setting of ``config`` spelled out (``--out`` left to choose)."""
+def reproducing_command(config: TrainConfig, split_file: str | None = None) -> str:
+    """The ``cmrseg train`` command with every setting of ``config`` spelled out (``--out`` left to choose), and
+    the ``--split`` file given (without one, the split is made from ``--seed``: another seed, another split)."""
     words = ["cmrseg", "train"]
     for name, value in asdict(config).items():
         option = "--" + name.replace("_", "-")
         if value is not None:
             words += [option, str(value)]
-    return shlex.join(words + ["--out", "OUT"])
+    return shlex.join(words + (["--split", split_file] if split_file else []) + ["--out", "OUT"])

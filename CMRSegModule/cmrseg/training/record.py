@@ -82,7 +82,7 @@ def checkpoint_metadata(
             "augmentation": augmentation.as_dict(),
             "config": asdict(config),
             "parameters": n_parameters,
-            "command": reproducing_command(config),
+            "command": reproducing_command(config, str(split_path)),  # the run's own split.json
             **({"init_sha256": init_sha256} if init_sha256 else {}),
             **({"teacher_sha256": teacher_sha256} if teacher_sha256 else {}),
             "argv": sys.argv,

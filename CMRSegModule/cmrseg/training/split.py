@@ -162,4 +162,17 @@ def check_trained_on(checkpoint: str | Path, metadata: dict[str, Any], split_pat
     """Refuse a network whose recorded training split is not the file ``split_path`` (its held-out patients
     would not be the ones that file names)."""
     if metadata.get("training", {}).get("split_sha256") != file_sha256(split_path):
-        raise CMRSegError(f"{checkpoint} was not trained on {split_path}: its recorded split differs.")
+        raise CMRSegError(f"{checkpoint} was not trained on {split_path}: its recorded split differs, so the "
+                          "patients scored may be ones it learnt from; give the split it was trained on (its run "
+                          "folder's split.json).")
+
+
+def trained_patients(checkpoint: str | Path, metadata: dict[str, Any]) -> set[str] | None:
+    """The patients a network was trained on, from the split file it records beside it (the shipped model's
+    ``.split.json``, a run folder's ``split.json``); None when no such file is there."""
+    recorded = metadata.get("training", {}).get("split_sha256")
+    checkpoint = Path(checkpoint)
+    for path in (checkpoint.with_suffix(".split.json"), checkpoint.parent / "split.json"):
+        if recorded and path.is_file() and file_sha256(path) == recorded:
+            return set(read_split(path).get("train", []))
+    return None
