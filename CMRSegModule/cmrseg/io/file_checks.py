@@ -31,6 +31,7 @@ class NiftiHeader:
     srow: np.ndarray  # 3 x 4
     nifti2: bool
     endian: str
+    nonfinite: np.ndarray | None = None  # flat indices (file order) of NaN/Inf voxels of float data, None if none
 
 
 def _read_all(path: Path) -> bytes:
@@ -58,6 +59,7 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         if len(data) < 540:
             raise CMRSegError(f"{path} is too short for a NIfTI-2 header; it is truncated.")
         dim = struct.unpack(f"{endian}8q", data[16:80])
+        datatype = struct.unpack(f"{endian}h", data[12:14])[0]
         bitpix = struct.unpack(f"{endian}h", data[14:16])[0]
         pixdim = struct.unpack(f"{endian}8d", data[104:168])
         vox_offset = struct.unpack(f"{endian}q", data[168:176])[0]
@@ -66,6 +68,7 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         units = struct.unpack(f"{endian}i", data[500:504])[0]
     else:
         dim = struct.unpack(f"{endian}8h", data[40:56])
+        datatype = struct.unpack(f"{endian}h", data[70:72])[0]
         bitpix = struct.unpack(f"{endian}h", data[72:74])[0]
         pixdim = struct.unpack(f"{endian}8f", data[76:108])
         vox_offset = int(struct.unpack(f"{endian}f", data[108:112])[0])
@@ -93,7 +96,21 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         srow=srow,
         nifti2=size == 540,
         endian=endian,
+        nonfinite=_nonfinite_voxels(data, offset, datatype, int(np.prod(dims, dtype=np.int64)), endian),
     )
+
+
+NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+
+
+def _nonfinite_voxels(data: bytes, offset: int, datatype: int, count: int, endian: str) -> np.ndarray | None:
+    """Where float voxel data are NaN or Inf: ITK reads them as 0, which would pass for dark image (a hole in
+    the blood pool, a volume too small) instead of being repaired or refused as corrupt."""
+    if datatype not in NIFTI_FLOAT_TYPES:
+        return None
+    values = np.frombuffer(data, dtype=np.dtype(endian + NIFTI_FLOAT_TYPES[datatype]), count=count, offset=offset)
+    bad = np.flatnonzero(~np.isfinite(values))
+    return bad if bad.size else None
 
 
 def check_nifti(path: Path) -> NiftiHeader:

@@ -105,7 +105,10 @@ def read_volume_file(path: str | Path) -> Study:
     path = Path(path)
     nifti, nrrd = check_file(path)
     image = read_image(path, nifti)
-    array = sitk.GetArrayFromImage(image)  # [z, y, x] or [t, z, y, x]
+    array = sitk.GetArrayFromImage(image)  # [z, y, x] or [t, z, y, x]: the file's voxel order
+    if nifti is not None and nifti.nonfinite is not None:  # ITK made them 0: back to NaN, repaired or refused later
+        array = array.astype(np.float32)
+        array.reshape(-1)[nifti.nonfinite] = np.nan
     dim = image.GetDimension()
     frames_axis = nrrd_frames_axis(nrrd)
     if frames_axis is not None and dim == 3:  # a Slicer volume sequence: ITK gives its frames as components
