@@ -207,6 +207,20 @@ def test_a_single_nan_voxel_is_repaired_and_reported(oblique_phantom, tmp_path, 
     np.testing.assert_array_equal(read.image[mask], clean[mask])  # nothing else changed
 
 
+@pytest.mark.parametrize("step_ms", [1000.0, 250.0])
+def test_a_time_step_no_cine_has_leaves_the_frame_times_unknown(oblique_phantom, tmp_path, step_ms):
+    """A 4D NIfTI whose time step was left at 1 s gave an 8 s heartbeat and filling rates 8 times too low."""
+    study = _cine(oblique_phantom)
+    study.frame_times_ms = np.arange(study.num_frames) * step_ms
+    path = write_study(study, tmp_path / "cine.nii.gz")
+    with pytest.warns(InputWarning, match=f"frames {step_ms:g} ms apart .* taken as unknown"):
+        read = load_study(path)
+    assert not read.frame_times_known
+    study.frame_times_ms = np.arange(study.num_frames) * 40.0  # a cine's timing is kept
+    read = load_study(write_study(study, tmp_path / "fast.nii.gz"))
+    assert read.frame_times_known and read.frame_times_ms[1] == pytest.approx(40.0)
+
+
 @pytest.mark.parametrize("value", [np.nan, 0.0])
 def test_a_nan_or_blank_slice_is_refused_naming_it(oblique_phantom, tmp_path, capsys, value):
     study = _cine(oblique_phantom)
@@ -219,6 +233,11 @@ def test_a_nan_or_blank_slice_is_refused_naming_it(oblique_phantom, tmp_path, ca
 def test_a_label_map_given_as_the_image_is_refused(acdc_root, tmp_path, capsys):
     message = segment_refused(capsys, tmp_path, acdc_root / "patient001/patient001_frame01_gt.nii.gz")
     assert "label map" in message
+    # ... also as a later frame, beside the image (frames given as files): the EF came from a label map
+    patient = acdc_root / "patient001"
+    message = segment_refused(capsys, tmp_path, patient / "patient001_frame01.nii.gz",
+                              patient / "patient001_frame12_gt.nii.gz")  # fmt: skip
+    assert message.startswith("cmrseg: error: frame 1 of ") and "label map" in message
 
 
 # ------------------------------------------------------------------------------------------ files and options

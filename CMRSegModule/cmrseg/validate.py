@@ -188,13 +188,17 @@ def check_intensities(study: Study) -> None:
 
 
 def check_not_label_map(study: Study) -> None:
-    """Refuse label maps and binary masks given as the image."""
-    values = np.unique(study.image[0])
-    if len(values) < MIN_GREY_VALUES and np.all(values == np.round(values)):
-        raise CMRSegError(
-            f"{study.source} holds only {len(values)} distinct values ({', '.join(f'{v:g}' for v in values[:8])}): "
-            "it is a label map or mask, not an MR image. Give the cine image itself."
-        )
+    """Refuse label maps and binary masks given as the image, in any frame (frames given as files, one of them
+    a segmentation)."""
+    for t in range(study.num_frames):
+        values = np.unique(study.image[t])
+        if len(values) < MIN_GREY_VALUES and np.all(values == np.round(values)):
+            where = f"frame {study.frame_number(t)} of " if study.num_frames > 1 else ""
+            raise CMRSegError(
+                f"{where}{study.source} holds only {len(values)} distinct values "
+                f"({', '.join(f'{v:g}' for v in values[:8])}): it is a label map or mask, not an MR image. Give the "
+                "cine image itself."
+            )
 
 
 def validate_study(study: Study) -> Study:

@@ -85,11 +85,17 @@ def check_file(path: Path) -> tuple[NiftiHeader | None, dict[str, str]]:
     return None, {}
 
 
-def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None) -> np.ndarray | None:
+# A cine covers one heartbeat: frames at most this far apart, and this long in all (20 beats per minute).
+MAX_FRAME_STEP_MS = 200.0
+MAX_CYCLE_MS = 3000.0
+
+
+def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None, path: Path) -> np.ndarray | None:
     """Frame times in ms of a 4D image, or ``None`` when the file does not say what its time axis means.
 
     NIfTI names its time unit; ITK writes ms values under the unit "seconds", so a "second" longer than
-    5 s (no cardiac frame is) is read as ms. Other formats and NIfTI without a time unit give ``None``.
+    5 s (no cardiac frame is) is read as ms. Other formats and NIfTI without a time unit give ``None``, as do
+    times no cine has (more than :data:`MAX_FRAME_STEP_MS` apart or :data:`MAX_CYCLE_MS` in all), with a warning.
     """
     step = float(image.GetSpacing()[3])
     if nifti is None or nifti.time_unit_ms is None or not np.isfinite(step) or step <= 0:
@@ -97,7 +103,13 @@ def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None) -> np.ndarray 
     per_unit = nifti.time_unit_ms
     if per_unit == 1000.0 and step > 5.0:
         per_unit = 1.0
-    return np.arange(image.GetSize()[3]) * step * per_unit
+    times = np.arange(image.GetSize()[3]) * step * per_unit
+    if step * per_unit > MAX_FRAME_STEP_MS or times[-1] > MAX_CYCLE_MS:
+        warnings.warn(f"{path}: frames {step * per_unit:g} ms apart ({times[-1]:g} ms in all) are no "
+                      "cine's timing (a time step left at its default of 1 s, say): the frame times are taken as "
+                      "unknown.", InputWarning, stacklevel=2)
+        return None
+    return times
 
 
 def read_volume_file(path: str | Path) -> Study:
@@ -119,7 +131,7 @@ def read_volume_file(path: str | Path) -> Study:
         raise CMRSegError(f"{path} is a single 2D image; CMRSeg needs a stack of short-axis slices (3D or 4D).")
     if dim not in (3, 4):
         raise CMRSegError(f"{path} has {dim} dimensions; expected a 3D frame or a 4D cine.")
-    return _study(array, image, _frame_times_ms(image, nifti) if dim == 4 else None, path)
+    return _study(array, image, _frame_times_ms(image, nifti, path) if dim == 4 else None, path)
 
 
 def _sequence_times_ms(fields: dict[str, str], axis: int) -> np.ndarray | None:
