@@ -242,6 +242,7 @@ def test_two_series_picks_the_cine_and_uid_selects(small: Path, caplog: pytest.L
         study = read_dicom_cine(small)
     assert study.image.shape == (PHASES, BLOCKS, 256, 256)
     assert "Chose series 300" in caplog.text and series[1].series_uid in caplog.text
+    assert study.series_uids == (series[1].series_uid,)  # recorded with the result: which series was measured
 
     with pytest.warns(DicomReadWarning, match="single phase"):
         single = read_dicom_cine(small, series_uid="1.2.3.4")
@@ -249,6 +250,17 @@ def test_two_series_picks_the_cine_and_uid_selects(small: Path, caplog: pytest.L
 
     with pytest.raises(CMRSegError, match=r"(?s)No series with SeriesInstanceUID 9\.9.*localizer.*series 300"):
         read_dicom_cine(small, series_uid="9.9")
+
+
+def test_two_stacks_of_the_same_size_are_not_chosen_between(small: Path) -> None:
+    """A repeated acquisition, or an export's stale files beside the new ones: either could be the heart meant."""
+    repeat = small / "repeat"
+    repeat.mkdir()
+    for path in sorted(small.glob("*.dcm")):
+        edit(shutil.copy(path, repeat / path.name), SeriesInstanceUID="1.2.3.9", SeriesNumber=400)
+    with pytest.raises(CMRSegError, match=r"holds 2 stacks of the same size .*Name one with --series"):
+        read_dicom_cine(small)
+    assert read_dicom_cine(small, series_uid="1.2.3.9").series_uids == ("1.2.3.9",)
 
 
 def test_a_stack_split_over_several_series_is_read_as_one(small: Path) -> None:
@@ -260,6 +272,7 @@ def test_a_stack_split_over_several_series_is_read_as_one(small: Path) -> None:
     study = read_dicom_cine(small)
     np.testing.assert_array_equal(study.image, reference.image)
     assert study.slice_files == reference.slice_files and study.spacing == reference.spacing
+    assert study.series_uids == (*reference.series_uids, "1.2.3.5")
     named = read_dicom_cine(small, series_uid="1.2.3.5")  # a series named is read alone: the user's choice
     assert named.image.shape == (PHASES, 2, 256, 256)
     # One series per slice, as many scanners store a cine taken one breath-hold per slice.

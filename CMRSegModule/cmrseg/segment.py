@@ -191,7 +191,8 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "model": segmenter.description,
         "model_sha256": segmenter.model_sha256,
         "input": [str(p.resolve()) for p in loaded.inputs],
-        "series_uid": loaded.series_uid,
+        "series_uid": loaded.series_uid,  # as asked for (None: the reader's choice)
+        "series_read": list(study.series_uids),  # the DICOM series measured
         "input_state": input_state,  # the batch's record of the input files (None from cmrseg segment)
         "image_sha256": study.image_sha256(),
         # what the indexing and the reference ranges used (given or read); never an identifier

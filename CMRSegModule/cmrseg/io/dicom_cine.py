@@ -346,6 +346,7 @@ def read_dicom_cine_with_index(
         description=series.description or (f"series {series.series_number}" if series.series_number else ""),
         slice_files=files,
         slice_frames=file_frames if any(h.frame_index is not None for h in series.instances) else None,
+        series_uids=tuple(part.series_uid for part in series.parts) or (series.series_uid,),
     )
     return study, sorted(refs, key=lambda r: (r.frame, r.slice))
 

@@ -68,6 +68,13 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
             "stack."
         )
     best = max(candidates, key=stack_size)
+    tied = [c for c in candidates if stack_size(c) == stack_size(best)]
+    if len(tied) > 1:  # a repeated acquisition, or an export's stale files: which heart is measured is a guess
+        raise CMRSegError(
+            f"{folder} holds {len(tied)} stacks of the same size ({best.num_positions} slices x {best.num_phases} "
+            f"phases), and which to measure is not for CMRSeg to guess: {'; '.join(c.describe() for c in tied)}. "
+            "Name one with --series SeriesInstanceUID (in Slicer: load one series), or give a folder of one."
+        )
     _warn_of_left_out(best, series)
     if len(series) > 1:
         kind = "multi-phase" if best.num_phases > 1 else "single-phase"

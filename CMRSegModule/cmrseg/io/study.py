@@ -51,6 +51,7 @@ class Study:
     # Where those files are enhanced (multi-frame) DICOM: the 1-based frame number of each [t][z] slice in its file.
     slice_frames: list[list[int]] | None = None
     frame_times_known: bool = True  # False: frame_times_ms are frame indices (no real trigger times)
+    series_uids: tuple[str, ...] = ()  # the DICOM series read (several: a stack joined from them)
 
     def __post_init__(self) -> None:
         if self.image.ndim == 3:
