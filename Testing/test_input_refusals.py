@@ -250,6 +250,29 @@ def test_a_malformed_info_cfg_is_refused(acdc_root, tmp_path, capsys):
     assert "1-based frame number" in segment_refused(capsys, tmp_path, patient)
     (patient / "Info.cfg").write_text("ED: 1\nES: 12\nHeight: tall\n")
     assert "Height" in segment_refused(capsys, tmp_path, patient)
+    (patient / "Info.cfg").write_text("ED: 1\nES: 1\n")  # loaded twice, both files named alike: refused at the end
+    assert "names frame 1 as both ED and ES" in segment_refused(capsys, tmp_path, patient)
+
+
+def test_frames_as_files_of_one_name_are_refused_before_any_work(acdc_root, tmp_path, capsys):
+    for folder, frame in (("a", "01"), ("b", "12")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(acdc_root / f"patient001/patient001_frame{frame}.nii.gz", tmp_path / folder / "frame.nii.gz")
+    message = segment_refused(capsys, tmp_path, tmp_path / "a" / "frame.nii.gz", tmp_path / "b" / "frame.nii.gz")
+    assert "would write the same frame_seg.nii.gz" in message
+
+
+def test_dicom_seg_and_sr_of_one_frame_are_refused_before_any_work(tmp_path, capsys):
+    message = segment_refused(capsys, tmp_path, tmp_path, extra=("--ed", "0", "--es", "0", "--dicom-sr"))
+    assert "hold an ED and an ES frame: give two different frames" in message
+
+
+@pytest.mark.parametrize("argv", [["segment", "x"], ["segment", "x", "--out", "y", "--basal-rule", "75"], ["bogus"]])
+def test_a_command_line_mistake_is_one_error_line(capsys, argv):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("cmrseg: error: ") and err.count("\n") == 1, err
 
 
 def test_acdc_frames_or_masks_off_each_others_grid_are_refused(acdc_root, tmp_path, capsys):

@@ -201,8 +201,17 @@ def _benchmark(args: argparse.Namespace) -> int:
     return benchmark(args.models, args.repeats)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command-line mistake is one ``cmrseg: error:`` line (and exit status 2), as every other error is, with
+    where to find the usage, not the usage itself."""
+
+    def error(self, message: str):
+        print(f"cmrseg: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmrseg", description="Short-axis cine cardiac MRI segmentation.")
+    parser = _Parser(prog="cmrseg", description="Short-axis cine cardiac MRI segmentation.")
     parser.add_argument("--version", action="version", version=f"cmrseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
     commands = parser.add_subparsers(dest="command", required=True)

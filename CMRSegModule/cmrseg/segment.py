@@ -72,7 +72,12 @@ def output_names(inputs: list[Path], study: Study) -> tuple[str, list[str]]:
     Frames of a cine are named by the input's own frame numbers (ACDC's 1-based numbers), else by index.
     """
     if frames_as_files(inputs, study):
-        return stem(inputs[0]), [f"{stem(p)}_seg.nii.gz" for p in inputs]
+        names = [f"{stem(p)}_seg.nii.gz" for p in inputs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise CMRSegError(f"Frames given as files of one name would write the same {repeated[0]}: give the files "
+                              "names of their own (e.g. the frame number).")
+        return stem(inputs[0]), names
     base = stem(inputs[0]) if is_volume_file(inputs[0]) else (inputs[0].resolve().name or "study")
     return base, [f"{base}_frame{study.frame_number(index):02d}_seg.nii.gz" for index in range(study.num_frames)]
 
@@ -127,6 +132,9 @@ def run_segment(
     check_height_weight(height_cm, weight_kg)
     check_sex_age(sex, age_years)
     check_frames(ed, es)
+    if (dicom_seg or dicom_sr) and ed is not None and ed == es:
+        raise CMRSegError("The DICOM SEG and SR hold an ED and an ES frame: give two different frames, or leave out "
+                          "--dicom-seg and --dicom-sr.")
     if (dicom_seg or dicom_sr) and importlib.util.find_spec("highdicom") is None:
         raise CMRSegError("DICOM SEG and SR need highdicom: pip install 'cmrseg[pacs]' (or highdicom).")
     with locked_output(out_dir) as folder:

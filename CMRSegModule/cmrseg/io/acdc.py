@@ -102,6 +102,8 @@ def load_patient_study(folder: str | Path) -> Study:
     folder = Path(folder)
     info = read_info(folder)
     ed, es = int(info["ED"]), int(info["ES"])
+    if ed == es:
+        raise CMRSegError(f"{folder / 'Info.cfg'} names frame {ed} as both ED and ES; correct one of them.")
     cine = folder / f"{folder.name}_4d.nii.gz"
     if cine.is_file():
         study = _read_volume(cine)
