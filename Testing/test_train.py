@@ -58,6 +58,18 @@ def test_oversampling_is_parsed_strictly_and_refused_with_a_clear_error(capsys):
     assert capsys.readouterr().err.startswith("cmrseg train: error: --oversample 'HCM=two'")
 
 
+@pytest.mark.parametrize("option", ["--lr inf", "--lr nan", "--lr 0", "--weight-decay -5", "--warmup-epochs nan",
+                                    "--jitter-px -10", "--max-patients -1", "--spacing-mm 0", "--threads -1"])
+def test_numeric_settings_that_cannot_train_are_refused_before_any_work(capsys, tmp_path, option):
+    """An infinite rate trained a network of NaN saved as best.pt; others failed deep in the run, or dropped a
+    patient (--max-patients -1 took all but one)."""
+    name, value = option.split()
+    assert train_module.main(["--out", str(tmp_path / "run"), "--data", "d", name, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cmrseg train: error: {name} ") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.shared_data
 def test_oversampling_draws_the_named_phases_and_groups_in_proportion(acdc_root):
     groups = {read_info(p)["Group"]: p.name for p in list_patients(acdc_root)}

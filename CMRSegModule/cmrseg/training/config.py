@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,7 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> T
         raise CMRSegError(f"--size {config.size}: the network input size must be a multiple of 16.")
     if config.epochs < 1 or config.batch_size < 1:
         raise CMRSegError("--epochs and --batch-size must be at least 1.")
+    check_numbers(config)
     if not 0 <= config.neighbour_slices <= 3:
         raise CMRSegError(f"--neighbour-slices {config.neighbour_slices}: give 0 (one slice) to 3 on each side.")
     if config.distil_weight is not None and not (config.distil_from and 0.0 < config.distil_weight <= 1.0):
@@ -109,6 +111,24 @@ def resolve_config(args: argparse.Namespace, stored: dict[str, Any] | None) -> T
 
         parse_oversample(config.oversample)
     return config
+
+
+# option -> (smallest allowed, whether that value itself is allowed): a value outside trains a broken network
+# (a NaN or infinite rate: every loss NaN, a validation Dice of 0 saved as best) or fails deep in the run
+NUMBER_LIMITS = {"lr": (0.0, False), "weight_decay": (0.0, True), "warmup_epochs": (0.0, True),
+                 "spacing_mm": (0.0, False), "jitter_px": (0, True), "max_patients": (1, True),
+                 "iterations_per_epoch": (1, True), "base_filters": (1, True), "init_member": (0, True)}
+
+
+def check_numbers(config: TrainConfig) -> None:
+    """Refuse numeric settings that are not finite or below their limit, before any work."""
+    for name, (lowest, inclusive) in NUMBER_LIMITS.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if not (math.isfinite(value) and (value >= lowest if inclusive else value > lowest)):
+            bound = f"at least {lowest:g}" if inclusive else f"more than {lowest:g}"
+            raise CMRSegError(f"--{name.replace('_', '-')} {value}: give a finite number {bound}.")
 
 
 def reproducing_command(config: TrainConfig, split_file: str | None = None) -> str:

@@ -74,6 +74,8 @@ def run_training(args: argparse.Namespace) -> int:
     last_path, best_path = out / "last.pt", out / "best.pt"
     if args.checkpoint_minutes is not None and not args.checkpoint_minutes >= 0:
         raise CMRSegError(f"--checkpoint-minutes must be 0 or more, not {args.checkpoint_minutes}.")
+    if args.threads is not None and args.threads < 1:
+        raise CMRSegError(f"--threads {args.threads}: give 1 or more.")
     state = None
     if args.resume:
         if not last_path.is_file():
