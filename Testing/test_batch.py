@@ -205,3 +205,8 @@ def test_the_command_skips_reports_on_request_and_refuses_bad_input(cohort, tmp_
     refused = subprocess.run([sys.executable, "-m", "cmrseg", "batch", "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and refused.stderr.startswith("cmrseg: error:") and "Traceback" not in refused.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = subprocess.run([sys.executable, "-m", "cmrseg", "batch", str(empty), "--out", str(tmp_path / "y")],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "No study found" in refused.stderr and not (tmp_path / "y").exists()

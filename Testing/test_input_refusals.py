@@ -267,7 +267,8 @@ def test_dicom_seg_and_sr_of_one_frame_are_refused_before_any_work(tmp_path, cap
     assert "hold an ED and an ES frame: give two different frames" in message
 
 
-@pytest.mark.parametrize("argv", [["segment", "x"], ["segment", "x", "--out", "y", "--basal-rule", "75"], ["bogus"]])
+@pytest.mark.parametrize("argv", [["segment", "x"], ["segment", "x", "--out", "y", "--basal-rule", "75"], ["bogus"],
+                                  ["review", "x", "--port", "99999"], ["benchmark", "--repeats", "0"]])
 def test_a_command_line_mistake_is_one_error_line(capsys, argv):
     with pytest.raises(SystemExit) as stopped:
         main(argv)

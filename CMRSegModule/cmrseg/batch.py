@@ -87,8 +87,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if not paths:
         raise CMRSegError("Name the studies to segment, or a --list file of them.")
     out = check_output_folder(args.out)
-    out.mkdir(exist_ok=True)
     jobs = find_studies(paths, earlier_names(out))
+    out.mkdir(exist_ok=True)  # only once there are studies: a refused batch leaves no folder
     options = BatchOptions(args.all_frames, args.basal_rule, args.bsa, args.report)
     with batch_lock(out):
         others = studies_of_other_batches(out, jobs)

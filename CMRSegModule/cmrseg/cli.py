@@ -201,6 +201,21 @@ def _benchmark(args: argparse.Namespace) -> int:
     return benchmark(args.models, args.repeats)
 
 
+def _whole(lowest: int, highest: int | None = None):
+    """An argparse type: a whole number in ``[lowest, highest]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest or (highest is not None and value > highest):
+            raise argparse.ArgumentTypeError(f"{value} is not {lowest}" + (f"-{highest}" if highest else " or more"))
+        return value
+
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """A command-line mistake is one ``cmrseg: error:`` line (and exit status 2), as every other error is, with
     where to find the usage, not the usage itself."""
@@ -278,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="time segmentation (ms per slice, study, cine) and peak memory")
     bench.add_argument("--models", nargs="+", default=["shipped", "paper"],
                        help="'shipped', 'paper' (untrained paper preset) or checkpoint paths")
-    bench.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
+    bench.add_argument("--repeats", type=_whole(1), default=5, help="runs per measurement (median reported)")
     bench.add_argument("--cohort", nargs="+", metavar="STUDY",
                        help="instead: time these studies as one segment process each against one batch process")
     bench.add_argument("--report", default="html", choices=("html", "none"), help="with --cohort (default html)")
@@ -300,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("input", nargs="+",
                         help="a finished `cmrseg segment` output folder, or a study as `cmrseg segment` takes it")
     review.add_argument("--out", help="for a study: the folder it is segmented into first")
-    review.add_argument("--port", type=int, default=8080, help="default 8080")
+    review.add_argument("--port", type=_whole(1, 65535), default=8080, help="default 8080")
     review.add_argument("--host", default="127.0.0.1",
                         help="default 127.0.0.1 (this computer only); any other address requires the access token")
     review.add_argument("--series", help="SeriesInstanceUID when a DICOM folder holds several cines")
