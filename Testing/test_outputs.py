@@ -85,6 +85,18 @@ def test_overwrite_replaces_the_previous_set_as_a_whole_and_keeps_other_files(pr
     assert is_complete(previous)
 
 
+def test_a_file_changed_since_it_was_written_is_never_replaced(previous):
+    """A label map corrected by hand in the output folder: a rerun with --overwrite replaced it silently."""
+    (previous / "a_frame01_seg.nii.gz").write_text("corrected by hand")
+    before = snapshot(previous)
+    with pytest.raises(CMRSegError, match=r"holds a_frame01_seg\.nii\.gz, changed since CMRSeg wrote them"):
+        write_set(previous, NEW)
+    assert snapshot(previous) == before and not list(previous.glob(f"{SCRATCH_PREFIX}*"))
+    (previous / "a_frame01_seg.nii.gz").rename(previous / "kept.nii.gz")  # moved away: the run goes on
+    write_set(previous, NEW)
+    assert snapshot(previous)["kept.nii.gz"] == "corrected by hand"
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path

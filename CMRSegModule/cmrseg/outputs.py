@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -129,6 +130,34 @@ def read_manifest(out_dir: Path) -> list[str]:
     return [name for name in files if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")]
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def changed_since_written(out_dir: Path) -> list[str]:
+    """The files of the last committed set that are no longer as CMRSeg wrote them (edited by hand, say): a
+    run replacing that set would lose the edits. Sets written before their files' sha256 were kept: none."""
+    try:
+        written = json.loads((out_dir / MANIFEST_NAME).read_text()).get("sha256") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return sorted(name for name, sha in written.items() if isinstance(name, str) and "/" not in name
+                  and (out_dir / name).is_file() and _file_sha256(out_dir / name) != sha)  # fmt: skip
+
+
+def refuse_changed_outputs(out_dir: Path) -> None:
+    """Refuse to replace a set whose files were changed since CMRSeg wrote them (``--overwrite`` replaces what
+    CMRSeg wrote, never a user's edits)."""
+    changed = changed_since_written(out_dir)
+    if changed:
+        raise CMRSegError(f"{out_dir} holds {', '.join(changed)}, changed since CMRSeg wrote them (edited?); move "
+                          "the changed files away, or choose another --out.")
+
+
 def is_complete(out_dir: str | Path) -> bool:
     """Whether ``out_dir`` holds a committed output set: a manifest, no pending journal, every listed file."""
     out_dir = Path(out_dir)
@@ -218,7 +247,9 @@ class OutputFolder:
         old = [n for n in old if (self.path / n).exists()]
         if (self.path / MANIFEST_NAME).exists():
             old.append(MANIFEST_NAME)
-        manifest = {"cmrseg_version": __version__, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": names}
+        refuse_changed_outputs(self.path)  # checked again at the commit: an edit made while the run worked
+        manifest = {"cmrseg_version": __version__, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": names,
+                    "sha256": {name: _file_sha256(scratch / name) for name in names}}
         (scratch / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
         (scratch / BACKUP).mkdir()
         new = [*names, MANIFEST_NAME]

@@ -26,7 +26,7 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import is_volume_file, stem, write_frame
 from cmrseg.measures import FrameMeasures, frame_measures, study_measures
-from cmrseg.outputs import OutputFolder, json_safe, locked_output, read_manifest
+from cmrseg.outputs import OutputFolder, json_safe, locked_output, read_manifest, refuse_changed_outputs
 from cmrseg.progress import ProgressCallback
 from cmrseg.qc import judged_curve, quality_check
 from cmrseg.reference import compare_with_ranges, flag_text, sex_code
@@ -174,6 +174,7 @@ def load_for_output(
     """Read the study for a run into the locked output ``folder`` (refused when it holds a result already)."""
     if read_manifest(folder.path) and not overwrite:
         raise CMRSegError(f"{folder.path} already holds a CMRSeg result; choose another --out or pass --overwrite.")
+    refuse_changed_outputs(folder.path)  # before the work, not after it
     inputs = [Path(p) for p in inputs]
     study = load_study(inputs, series_uid=series_uid, progress=progress)
     if height_cm is not None:
