@@ -171,3 +171,18 @@ def test_impossible_requests_raise_a_project_error():
         make_phantom(frames=1)
     with pytest.raises(CMRSegError, match="does not fit"):
         make_phantom(frames=2, matrix=(60, 60))
+
+
+def test_the_phantom_command_replaces_an_earlier_phantom_whole_and_keeps_other_files(tmp_path, capsys):
+    """--overwrite left a longer earlier cine's extra phases beside the new ones: a folder of two series."""
+    from cmrseg.cli import main
+
+    out = tmp_path / "phantom"
+    assert main(["phantom", "--out", str(out), "--frames", "4"]) == 0
+    (out / "notes.txt").write_text("the user's")
+    assert main(["phantom", "--out", str(out), "--frames", "3", "--overwrite"]) == 0
+    assert len(list((out / "dicom").iterdir())) == 3 * 10  # 3 phases of 10 slices, none of the earlier 4
+    assert (out / "notes.txt").read_text() == "the user's"
+    assert not list(tmp_path.glob(".cmrseg-phantom-*"))
+    assert main(["phantom", "--out", str(out), "--frames", "3"]) == 2  # not empty, no --overwrite
+    assert "is not empty" in capsys.readouterr().err

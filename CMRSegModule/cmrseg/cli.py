@@ -9,6 +9,7 @@ import sys
 
 from cmrseg import __version__, printout
 from cmrseg.errors import CMRSegError
+from cmrseg.validate import MAX_FRAMES
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -24,24 +25,43 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+PHANTOM_FILES = ("dicom", "cine.nii.gz", "truth_ED_seg.nii.gz", "truth_ES_seg.nii.gz", "truth.json")
+
+
 def _phantom(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    import tempfile
     from pathlib import Path
 
     from cmrseg.io.dicom_write import write_dicom_cine
     from cmrseg.io.volume_files import write_frame, write_study
+    from cmrseg.outputs import check_output_folder
     from cmrseg.phantom import make_phantom
     from cmrseg.progress import LinePrinter
 
-    out = Path(args.out)
+    out = check_output_folder(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CMRSegError(f"{out} is not empty; choose another --out or pass --overwrite.")
     phantom = make_phantom(seed=args.seed, frames=args.frames, oblique=args.oblique)
-    write_dicom_cine(phantom.study, out / "dicom", overwrite=args.overwrite, progress=LinePrinter())
-    write_study(phantom.study, out / "cine.nii.gz", overwrite=args.overwrite)
-    for phase, frame in (("ED", phantom.study.ed_frame), ("ES", phantom.study.es_frame)):
-        write_frame(phantom.labels[frame], phantom.study, out / f"truth_{phase}_seg.nii.gz", overwrite=args.overwrite)
-    truth = {"ed_frame": phantom.study.ed_frame, "es_frame": phantom.study.es_frame, **phantom.truth.summary()}
-    (out / "truth.json").write_text(json.dumps(truth, indent=2))
+    # written beside the output folder, then moved in: an interruption or a full disk leaves no partial phantom,
+    # and --overwrite leaves none of an earlier phantom's files (a longer cine's extra phases) behind
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".cmrseg-phantom-") as scratch:
+        scratch = Path(scratch)
+        write_dicom_cine(phantom.study, scratch / "dicom", progress=LinePrinter())
+        write_study(phantom.study, scratch / "cine.nii.gz")
+        for phase, frame in (("ED", phantom.study.ed_frame), ("ES", phantom.study.es_frame)):
+            write_frame(phantom.labels[frame], phantom.study, scratch / f"truth_{phase}_seg.nii.gz")
+        truth = {"ed_frame": phantom.study.ed_frame, "es_frame": phantom.study.es_frame, **phantom.truth.summary()}
+        (scratch / "truth.json").write_text(json.dumps(truth, indent=2))
+        out.mkdir(exist_ok=True)
+        for name in PHANTOM_FILES:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(scratch / name, target)
     print(f"Phantom cine ({phantom.study.num_frames} frames x {phantom.study.num_slices} slices) written to {out}:")
     print(f"  {out / 'dicom'} (DICOM series), {out / 'cine.nii.gz'} (4D NIfTI), {out / 'truth.json'} (analytic), "
           f"truth_ED_seg.nii.gz and truth_ES_seg.nii.gz (true label maps)")
@@ -240,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom = commands.add_parser("phantom", help="write the synthetic beating-heart cine (DICOM + NIfTI + truth)")
     phantom.add_argument("--out", required=True, help="output folder")
     phantom.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    phantom.add_argument("--frames", type=int, default=20, help="cardiac phases (default 20)")
+    phantom.add_argument("--frames", type=_whole(2, MAX_FRAMES), default=20, help="cardiac phases (default 20)")
     phantom.add_argument("--oblique", action="store_true", help="double-oblique slice orientation")
     phantom.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     phantom.set_defaults(run=_phantom)
