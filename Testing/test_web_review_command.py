@@ -91,6 +91,19 @@ def test_a_run_whose_images_are_gone_is_refused(run, tmp_path):
         readRunFolder(moved)
 
 
+def test_a_run_that_cannot_be_reviewed_is_refused_before_the_address_is_given(run, tmp_path):
+    """It printed an address and served a page that then said what was wrong."""
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved)
+    measures = json.loads((moved / "measures.json").read_text())
+    (moved / "measures.json").write_text(json.dumps({**measures, "input": [str(tmp_path / "gone.nii.gz")]}))
+    result = _cmrseg("review", str(moved), "--port", "1")
+    assert result.returncode == 2 and "is gone" in result.stderr and "CMRSeg review at" not in result.stdout
+    (moved / "measures.json").write_text(json.dumps({**measures, "es_frame": None}))
+    result = _cmrseg("review", str(moved), "--port", "1")
+    assert result.returncode == 2 and "holds a single-frame result" in result.stderr
+
+
 def test_a_run_whose_images_were_replaced_is_refused(run, tmp_path):
     """The same file name and matrix, other pixels (another patient's study in its place): the review would
     draw corrections over images the run did not segment."""

@@ -26,18 +26,12 @@ def readRunFolder(folder: str | Path, seriesUid: str | None = None, heightCm: fl
     from cmrseg.io.load import load_study
 
     folder = Path(folder)
-    try:
-        measures = json.loads((folder / "measures.json").read_text())
-        singleFrame = measures["ed_frame"] is None or measures["es_frame"] is None
-        inputs = [_existingInput(Path(path), folder) for path in measures["input"]]
-        result = None if singleFrame else readOutputFolder(folder)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CMRSegError(f"{folder} is not a complete CMRSeg result ({exc}).") from exc
-    if singleFrame:
-        raise CMRSegError(f"{folder} holds a single-frame result; the review needs ED and ES.")
+    measures, inputs, result = runRecord(folder)
     ranSeries = measures.get("series_uid")
     if seriesUid is not None and ranSeries is not None and seriesUid != ranSeries:
         raise CMRSegError(f"The run segmented series {ranSeries}, not {seriesUid}; review it without --series.")
+    read = measures.get("series_read") or []
+    ranSeries = ranSeries or (read[0] if len(read) == 1 else None)  # the series the reader chose then
     study = load_study(inputs, series_uid=seriesUid or ranSeries, progress=progress)
     if measures.get("image_sha256") not in (None, study.image_sha256()):
         raise CMRSegError(f"The images read from {', '.join(map(str, inputs))} are not the ones the run in {folder} "
@@ -51,6 +45,21 @@ def readRunFolder(folder: str | Path, seriesUid: str | None = None, heightCm: fl
             raise CMRSegError(f"The label map of frame {frame} ({labels.shape}) does not match the study "
                               f"({study.image.shape[1:]}); was the input changed after the run?")
     return study, result
+
+
+def runRecord(folder: Path):
+    """``(measures, inputs, RunResult)`` of a finished run, without reading its images: what a review needs
+    is refused here, before a server starts (a single frame, inputs gone, label maps missing)."""
+    try:
+        measures = json.loads((folder / "measures.json").read_text())
+        singleFrame = measures["ed_frame"] is None or measures["es_frame"] is None
+        inputs = [_existingInput(Path(path), folder) for path in measures["input"]]
+        result = None if singleFrame else readOutputFolder(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CMRSegError(f"{folder} is not a complete CMRSeg result ({exc}).") from exc
+    if singleFrame:
+        raise CMRSegError(f"{folder} holds a single-frame result; the review needs ED and ES.")
+    return measures, inputs, result
 
 
 def _existingInput(path: Path, folder: Path) -> Path:

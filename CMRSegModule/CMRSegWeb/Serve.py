@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cmrseg.errors import CMRSegError
 from CMRSegWeb import Access
-from CMRSegWeb.RunFolder import isRunFolder, readRunFolder
+from CMRSegWeb.RunFolder import isRunFolder, readRunFolder, runRecord
 
 log = logging.getLogger("cmrseg")
 
@@ -27,6 +27,7 @@ def planReview(inputs: list[str], out: str | None) -> tuple[Path, bool]:
             raise CMRSegError(f"{inputs[0]} is a finished run, reviewed where it is; leave out --out.")
         exports = Path(inputs[0]) / "review"
         check_output_folder(exports, f"The review's export folder {exports}")  # now, not after the review
+        runRecord(Path(inputs[0]))  # a result that cannot be reviewed: refused before the address is given
         return Path(inputs[0]), False
     for path in inputs:
         if not Path(path).exists():
