@@ -254,6 +254,11 @@ def test_a_malformed_info_cfg_is_refused(acdc_root, tmp_path, capsys):
     assert "names frame 1 as both ED and ES" in segment_refused(capsys, tmp_path, patient)
 
 
+def test_two_folders_are_refused_as_such(acdc_root, tmp_path, capsys):
+    message = segment_refused(capsys, tmp_path, acdc_root / "patient001", acdc_root / "patient002")
+    assert "give one DICOM or ACDC folder at a time" in message
+
+
 def test_frames_as_files_of_one_name_are_refused_before_any_work(acdc_root, tmp_path, capsys):
     for folder, frame in (("a", "01"), ("b", "12")):
         (tmp_path / folder).mkdir()

@@ -84,6 +84,11 @@ def test_no_pacs_listening_is_a_clear_error(run, capsys):
     assert "did not answer" in one_error(capsys)
 
 
+def test_a_pacs_host_that_cannot_be_found_is_named(run, capsys):
+    assert send(run, "--pacs", "no-such-pacs.invalid:104") == 2  # .invalid never resolves (RFC 2606)
+    assert "The PACS host no-such-pacs.invalid cannot be found" in one_error(capsys)
+
+
 def test_a_pacs_failure_status_names_the_files_not_stored(run, capsys):
     full = Pacs(status=0xA700)  # out of resources
     try:

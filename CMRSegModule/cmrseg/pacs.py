@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,10 @@ def send_files(files: list[Outgoing], host: str, port: int, called_aet: str = "A
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT_S
     for sop_class, syntax in dict.fromkeys((f.sop_class_uid, f.transfer_syntax_uid) for f in files):
         ae.add_requested_context(sop_class, syntax)
+    try:
+        socket.getaddrinfo(host, port)
+    except OSError as exc:
+        raise CMRSegError(f"The PACS host {host} cannot be found ({exc.strerror or exc}); check its name.") from exc
     association = ae.associate(host, port, ae_title=called_aet)
     if not association.is_established:
         why = "rejected the association" if association.is_rejected else "did not answer"

@@ -43,6 +43,10 @@ def _read(paths: list[Path], series_uid: str | None, progress: ProgressCallback 
         from cmrseg.io.dicom_cine import read_dicom_cine
 
         return read_dicom_cine(folder, series_uid=series_uid, progress=progress)
+    folders = [str(p) for p in paths if p.is_dir()]
+    if folders:
+        raise CMRSegError(f"{', '.join(folders)}: give one DICOM or ACDC folder at a time (several inputs are the "
+                          "frames of one study as NIfTI/NRRD files).")
     not_volumes = [str(p) for p in paths if not is_volume_file(p)]
     if not_volumes:
         raise CMRSegError(
