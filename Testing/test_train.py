@@ -103,6 +103,11 @@ def test_augmentation_settings_are_chosen_by_name_and_repeated_in_the_command():
     # A run recorded before augmentation had names (a yes/no flag) resumes with the standard setting.
     old = {k: v for k, v in asdict(TrainConfig(data="/d")).items() if k != "augmentation"} | {"augment": True}
     assert resolve_config(parser.parse_args(["--out", "x", "--resume"]), old).augmentation == "standard"
+    old["augment"] = False
+    assert resolve_config(parser.parse_args(["--out", "x", "--resume"]), old).augmentation == "none"
+    # A new run trains the shipped model's best single recipe unless told otherwise.
+    new = resolve_config(parser.parse_args(["--out", "x", "--data", "d"]), None)
+    assert (new.loss, new.class_weighting, new.augmentation, new.epochs) == ("wce+dice", "none", "strong", 60)
 
 
 def test_resume_refuses_changed_settings():
@@ -260,7 +265,7 @@ def test_training_run_resumes_exactly_and_ships_a_loadable_model(acdc_root, tmp_
     assert meta["architecture"]["preset"] == "compact"
     assert PreprocessConfig.from_dict(meta["preprocessing"]) == PreprocessConfig(size=(64, 64))
     training = meta["training"]
-    assert training["loss"] == "wce" and training["epochs"] == 3
+    assert training["loss"] == "wce+dice" and training["epochs"] == 3
     assert 1 <= training["best_epoch"] <= training["epochs_trained"] <= 3
     assert len(training["split_sha256"]) == 64 and training["machine"]["torch"] == torch.__version__
     assert training["command"].startswith("cmrseg train --data ") and "--max-patients 1 " in training["command"]
