@@ -66,7 +66,7 @@ class Segmenter:
     metadata: dict
     device: torch.device
     config: PreprocessConfig
-    bf16: bool = False  # bfloat16 autocast on the CPU; load() turns it on where the CPU has native bf16
+    bf16: bool = False  # bfloat16 autocast; load() turns it on on a GPU and on a CPU with native bf16
     batch_size: int = 16
     # Weighted cross-entropy trains the network to output probabilities scaled by the class weights, which
     # inflates the up-weighted classes; dividing by the weights restores the unweighted decision. A shipped
@@ -88,8 +88,8 @@ class Segmenter:
             model = model.to(memory_format=torch.channels_last)
         config = PreprocessConfig.from_dict(metadata.get("preprocessing", {}))
         options.setdefault("prior_correction", bool(metadata.get("inference", {}).get("prior_correction", False)))
-        if options.get("bf16") is None:
-            options["bf16"] = torch_device.type == "cpu" and cpu_has_fast_bf16()
+        if options.get("bf16") is None:  # a GPU computes bf16 natively (the networks train in it there)
+            options["bf16"] = torch_device.type == "cuda" or cpu_has_fast_bf16()
         return cls(model, metadata, torch_device, config, source=str(path), model_sha256=sha256, **options)
 
     @property
@@ -146,10 +146,7 @@ class Segmenter:
         return self.corrected(self.member_probabilities(slices).mean(axis=0))
 
     def _forward(self, network: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16 if self.device.type == "cpu" else torch.float16,
-            enabled=self.bf16 or self.device.type == "cuda",
-        )
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)  # --fp32: off
         with autocast:
             probabilities = torch.softmax(network(batch).float(), dim=1)
         return probabilities
