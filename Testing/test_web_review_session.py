@@ -174,6 +174,19 @@ def test_a_reopened_review_goes_on_from_its_export(tmp_path):
     assert again.tableRows() == first.tableRows()
     automatic = [[m[1].tobytes() for m in phaseLabelmaps(r.review)] for r in (first, again)]
     assert automatic[0] == automatic[1]
+    # Reopened with another weight (and so other indexed values and flags): the corrections come back, the
+    # approval of other numbers does not, and the export's SEG and SR are not sent as this result's.
+    from cmrseg.io.study import PatientInfo
+    from CMRSegModuleLib.Export import sendToPacs
+
+    heavier = PatientInfo(height_cm=170, weight_kg=110, sex="M", age_years=50)
+    reweighed = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="p2",
+                                                                 patient=heavier), view, tmp_path)  # fmt: skip
+    assert reweighed.restored.startswith("Went on from the corrections exported") and "(not approved)" in (
+        reweighed.restored)
+    assert approvalOf(reweighed.review)["status"] == "not approved"
+    with pytest.raises(CMRSegError, match="changed since the export"):
+        sendToPacs(reweighed.review, tmp_path, "127.0.0.1:11112", "PACS", "CMRSEG")
     # Another result's export under the same name is not taken for this one's.
     other = Runner.RunResult({ed: phantom.labels[es], es: phantom.labels[ed]}, ed, es, "other", "none")
     fresh = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, other, name="p2"), view,

@@ -42,7 +42,7 @@ def reviewState(review: ReviewNodes, maps: list | None = None) -> tuple[list[dic
     """The correction record and the approval, from one export of the label maps (the module shows both
     after every edit); ``maps`` (:func:`phaseLabelmaps`) when the caller has them already."""
     maps = phaseLabelmaps(review) if maps is None else maps
-    return _record(maps), _approval(review, _fingerprint(maps))
+    return _record(maps), _approval(review, correctedFingerprint(review, maps))
 
 
 def hasReviewWork(review: ReviewNodes) -> bool:
@@ -142,12 +142,17 @@ def writeCorrectionCsv(rows: list[dict], path: str | Path) -> Path:
 
 
 def correctedFingerprint(review: ReviewNodes, maps: list | None = None) -> str:
-    """SHA-256 of the corrected label maps and their grids: changes with any edit of any voxel."""
-    return _fingerprint(phaseLabelmaps(review) if maps is None else maps)
+    """SHA-256 of what the corrected numbers are computed from: the corrected label maps and their grids (any
+    edit of any voxel) and the patient's height, weight, sex, age and BSA formula (indexed values and flags: a
+    result reopened with another weight is not the one approved or exported)."""
+    from CMRSegModuleLib.ResultsTable import BSA_METHOD_ATTRIBUTE, tablePatient
+
+    facts = {**tablePatient(review.table).as_dict(), "bsa": review.table.GetAttribute(BSA_METHOD_ATTRIBUTE) or ""}
+    return _fingerprint(phaseLabelmaps(review) if maps is None else maps, json.dumps(facts, sort_keys=True))
 
 
-def _fingerprint(maps: list[tuple[str, np.ndarray, np.ndarray, float]]) -> str:
-    digest = hashlib.sha256()
+def _fingerprint(maps: list[tuple[str, np.ndarray, np.ndarray, float]], facts: str = "") -> str:
+    digest = hashlib.sha256(facts.encode())
     for phase, _, corrected, _ in maps:
         digest.update(f"{phase}:{corrected.shape}".encode())
         digest.update(np.ascontiguousarray(corrected).tobytes())

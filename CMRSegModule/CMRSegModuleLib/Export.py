@@ -345,13 +345,14 @@ def sendToPacs(review: ReviewNodes, folder: str | Path, address: str, calledAet:
     if not paths["json"].is_file():
         raise CMRSegError(f"Export first: {paths['json'].name} not found in {folder}.")
     document = json.loads(paths["json"].read_text(encoding="utf-8"))
+    exported = document.get("corrected_fingerprint")
+    if exported != correctedFingerprint(review):
+        raise CMRSegError("The segmentations, or the patient's height, weight, sex or age, changed since the export; "
+                          "export again before sending to the PACS.")
     dicomPaths = [paths[kind] for kind in DICOM_KINDS if kind in document.get("files", {})]
     if not dicomPaths:  # what the export wrote, not whether the sources are still there (sending needs none)
         raise CMRSegError(f"The export in {folder} has no DICOM SEG or SR to send ({document.get('dicom_seg')}).")
     missing = [p.name for p in dicomPaths if not p.exists()]
     if missing:
         raise CMRSegError(f"Export again: {', '.join(missing)} not found in {folder}.")
-    exported = document.get("corrected_fingerprint")
-    if exported != correctedFingerprint(review):
-        raise CMRSegError("The segmentations changed since the export; export again before sending to the PACS.")
     return send_files(files_to_send(dicomPaths), host, port, calledAet, callingAet, progress)
