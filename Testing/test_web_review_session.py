@@ -187,8 +187,18 @@ def test_a_reopened_review_goes_on_from_its_export(tmp_path):
     assert approvalOf(reweighed.review)["status"] == "not approved"
     with pytest.raises(CMRSegError, match="changed since the export"):
         sendToPacs(reweighed.review, tmp_path, "127.0.0.1:11112", "PACS", "CMRSEG")
-    # Another result's export under the same name is not taken for this one's.
+    # Another result's export under the same names (the run made again) is not taken for this one's, nor in its
+    # way: the page cannot choose a folder, and exporting there was refused (the corrections had nowhere to go).
     other = Runner.RunResult({ed: phantom.labels[es], es: phantom.labels[ed]}, ed, es, "other", "none")
     fresh = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, other, name="p2"), view,
                           tmp_path)  # fmt: skip
-    assert fresh.restored is None and approvalOf(fresh.review)["status"] == "not approved"
+    beside = tmp_path.with_name(f"{tmp_path.name}-2")
+    assert fresh.exportFolder == beside and approvalOf(fresh.review)["status"] == "not approved"
+    assert fresh.restored == (f"{tmp_path} holds the export of an earlier result (the run was made again since); "
+                              f"this review exports to {beside}.")
+    earlier = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    assert fresh.export() and all(path.parent == beside for path in fresh.export(overwrite=True))
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == earlier
+    reopened = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, other, name="p2"), view,
+                             tmp_path)  # fmt: skip
+    assert reopened.exportFolder == beside and "Went on from the corrections exported" in reopened.restored

@@ -100,7 +100,7 @@ def existingExportFiles(review: ReviewNodes, folder: str | Path, baseName: str |
         CMRSegError: they are another result's export (never replaced): asked first, not after the question.
     """
     paths = exportPaths(review, folder, baseName)
-    _refuseAnotherResults(review, paths["json"])
+    _refuseAnotherResults(review, folder, baseName)
     return [path for path in paths.values() if path.exists()]
 
 
@@ -118,7 +118,7 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     existing = [path.name for path in paths.values() if path.exists()]
     if existing and not overwrite:
         raise CMRSegError(f"{folder} already holds {', '.join(existing)}; choose another folder or allow overwriting.")
-    _refuseAnotherResults(review, paths["json"])
+    _refuseAnotherResults(review, folder, baseName)
     corrected = updateCorrected(review)
     maps = phaseLabelmaps(review)  # one export of the label maps for the files, the record and the JSON
     sources = storedDicomSources(review)
@@ -199,16 +199,23 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
     return f"Went on from the corrections exported {document.get('exported', '')} ({state})."
 
 
-def _refuseAnotherResults(review: ReviewNodes, resultsJson: Path) -> None:
+def holdsAnotherResult(review: ReviewNodes, folder: str | Path, baseName: str | None = None) -> bool:
+    """Whether ``folder`` holds, under this result's export names, the export of another result (another
+    patient, another run of the same study)."""
+    try:
+        document = json.loads(exportPaths(review, folder, baseName)["json"].read_text(encoding="utf-8"))
+        earlier = document.get("automatic_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return False  # none, or not one of ours: the overwrite question covers it
+    return earlier is not None and earlier != automaticFingerprints(review)
+
+
+def _refuseAnotherResults(review: ReviewNodes, folder: Path, baseName: str | None) -> None:
     """Export names come from the study's description ("SAX cine" for many patients): never replace the
     export of another result (another patient, another run) that has the same names."""
-    try:
-        earlier = json.loads(resultsJson.read_text(encoding="utf-8")).get("automatic_fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return  # none, or not one of ours: the overwrite question covers it
-    if earlier is not None and earlier != automaticFingerprints(review):
-        raise CMRSegError(f"{resultsJson.parent} holds the export of another result under the same names "
-                          f"({resultsJson.name}); choose another folder.")
+    if holdsAnotherResult(review, folder, baseName):
+        raise CMRSegError(f"{folder} holds the export of another result under the same names "
+                          f"({exportPaths(review, folder, baseName)['json'].name}); choose another folder.")
 
 
 def _moveInTogether(scratch: Path, paths: list[Path]) -> None:

@@ -63,6 +63,17 @@ def _rotateToShortAxis(sliceNode, volume) -> None:
     sliceNode.RotateToVolumePlane(volume)
 
 
+def ownExportFolder(review, folder: Path) -> Path:
+    """``folder``, or where a run made again exports beside the earlier result's export it holds (which the
+    page could not replace, and whose folder it cannot change): the first of ``folder-2``, ``folder-3``, ...
+    that holds no other result's export (this result's, when reopened)."""
+    candidate, number = folder, 1
+    while Export.holdsAnotherResult(review, candidate):
+        number += 1
+        candidate = folder.with_name(f"{folder.name}-{number}")
+    return candidate
+
+
 @dataclass
 class ViewState:
     """What the page shows: the phase, the slice (0 = the volume's first), window and level."""
@@ -81,9 +92,12 @@ class ReviewSession:
         self.app = app
         self.review = review
         self.view = sliceView
-        self.exportFolder = Path(exportFolder)
+        self.exportFolder = ownExportFolder(review, Path(exportFolder))
+        moved = (f"{exportFolder} holds the export of an earlier result (the run was made again since); this "
+                 f"review exports to {self.exportFolder}." if self.exportFolder != Path(exportFolder) else None)
         # a review reopened goes on from its export (before the undo history starts: not undoable)
-        self.restored = Export.restoreExport(review, self.exportFolder)
+        restored = Export.restoreExport(review, self.exportFolder)
+        self.restored = " ".join(text for text in (moved, restored) if text) or None
         self.editor = app.segmentation_editor
         self._undo = {phase: UndoStack(undo_limit=20) for phase, *_ in review.phases()}
         self.phase = review.phases()[0][0]
