@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -102,6 +103,20 @@ def test_a_run_that_cannot_be_reviewed_is_refused_before_the_address_is_given(ru
     (moved / "measures.json").write_text(json.dumps({**measures, "es_frame": None}))
     result = _cmrseg("review", str(moved), "--port", "1")
     assert result.returncode == 2 and "holds a single-frame result" in result.stderr
+
+
+def test_a_run_under_review_is_not_served_twice(run):
+    """A second review's export (even of no edits) replaced the first one's corrections."""
+    from cmrseg.outputs import lock_folder
+
+    (run / "review").mkdir(exist_ok=True)
+    held = lock_folder(run / "review")  # as a review serving it holds it
+    try:
+        result = _cmrseg("review", str(run), "--port", "1")
+    finally:
+        os.close(held)
+    assert result.returncode == 2 and "is under review already" in result.stderr
+    assert "CMRSeg review at" not in result.stdout
 
 
 def test_a_run_whose_images_were_replaced_is_refused(run, tmp_path):

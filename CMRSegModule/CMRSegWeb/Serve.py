@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from cmrseg.errors import CMRSegError
+from cmrseg.outputs import lock_folder
 from CMRSegWeb import Access
 from CMRSegWeb.RunFolder import isRunFolder, readRunFolder, runRecord
 
@@ -51,6 +52,19 @@ def serve(args) -> int:
     if args.bsa and not segmentFirst:
         raise CMRSegError(f"{runFolder} is reviewed with the BSA formula it was made with; leave out --bsa.")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless: no X server
+    # one review of a run at a time: a second one's export would drop the first one's corrections
+    exports = runFolder / "review"
+    exports.mkdir(parents=True, exist_ok=True)
+    lock = lock_folder(exports, busy=f"{runFolder} is under review already (another cmrseg review serves it): "
+                                     "use that page, or stop that review first.")
+    try:
+        return _serve(args, host, runFolder, segmentFirst)
+    finally:
+        os.close(lock)
+
+
+def _serve(args, host: str, runFolder: Path, segmentFirst: bool) -> int:
+    """Serve until Ctrl-C; the study is segmented first (``segmentFirst``) and loaded when the page opens."""
 
     def prepare(progress):
         if segmentFirst:

@@ -166,8 +166,9 @@ def is_complete(out_dir: str | Path) -> bool:
     return all((out_dir / name).is_file() for name in read_manifest(out_dir))
 
 
-def lock_folder(path: Path) -> int:
-    """Lock ``path`` (a folder) for this process alone; closing the returned handle releases it."""
+def lock_folder(path: Path, busy: str | None = None) -> int:
+    """Lock ``path`` (a folder) for this process alone; closing the returned handle releases it. ``busy``: the
+    error when another process holds it."""
     handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -175,7 +176,7 @@ def lock_folder(path: Path) -> int:
         os.close(handle)
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             raise CMRSegError(
-                f"Another cmrseg run is writing into {path}; wait for it to finish or choose another --out."
+                busy or f"Another cmrseg run is writing into {path}; wait for it to finish or choose another --out."
             ) from exc
         raise CMRSegError(f"Cannot lock {path} ({exc.strerror or exc}): its filesystem does not support file locks "
                           "(a network filesystem mounted without them); choose a folder on one that does.") from exc
