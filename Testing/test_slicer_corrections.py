@@ -117,6 +117,20 @@ def test_an_approval_holds_until_the_corrected_segmentation_changes(review, obli
     assert approvalOf(nodes) == {"status": "not approved"}
 
 
+
+def test_an_approval_covers_the_numbers_of_the_segmentations_approved(review, oblique_phantom):
+    """Edited with the module's automatic update off: the corrected column still showed the numbers before."""
+    from CMRSegModuleLib.ResultsTable import correctedMeasures
+
+    nodes, maps = review
+    study = oblique_phantom.study
+    before = correctedMeasures(nodes.table)["lv_edv_ml"]
+    edit_segments(nodes.edCorrected, nodes.edVolume, relabel_voxels(maps[study.ed_frame], labels.LV, 0, 200)[0])
+    assert correctedMeasures(nodes.table)["lv_edv_ml"] == before  # not recomputed yet
+    approve(nodes, "Dr A")
+    assert correctedMeasures(nodes.table)["lv_edv_ml"] == pytest.approx(before - 200 * study.voxel_volume_ml)
+
+
 def test_the_export_carries_the_record_and_the_approval(review, oblique_phantom, tmp_path):
     nodes, maps = review
     study = oblique_phantom.study
@@ -134,3 +148,19 @@ def test_the_export_carries_the_record_and_the_approval(review, oblique_phantom,
     exportReview(nodes, tmp_path / "b")
     approved = json.loads(exportPaths(nodes, tmp_path / "b")["json"].read_text())["approval"]
     assert approved["status"] == "approved" and approved["by"] == "Dr B"
+
+
+def test_a_restore_that_fails_leaves_the_result_as_it_was(headless_slicer, review, oblique_phantom, tmp_path):
+    """The ED corrections were put back before the missing ES label map stopped the restore."""
+    from CMRSegModuleLib.Export import restoreExport
+    from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
+
+    nodes, maps = review
+    study = oblique_phantom.study
+    edit_segments(nodes.edCorrected, nodes.edVolume, relabel_voxels(maps[study.ed_frame], labels.LV, 0, 20)[0])
+    exportReview(nodes, tmp_path)
+    exportPaths(nodes, tmp_path)["ES_labelmap"].unlink()
+    again = review_from_labels(headless_slicer.scene, study, maps, study.ed_frame, study.es_frame, "Corrections test")
+    with pytest.raises(CMRSegError, match="lacks its ES label map"):
+        restoreExport(again, tmp_path)
+    np.testing.assert_array_equal(labelmapFromSegmentation(again.edCorrected, again.edVolume), maps[study.ed_frame])

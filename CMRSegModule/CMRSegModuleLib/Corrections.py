@@ -169,6 +169,9 @@ def approve(review: ReviewNodes, reviewer: str, when: datetime | None = None) ->
     if not reviewer:
         raise CMRSegError("Type the reviewer's name before approving.")
     when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)  # noqa: UP017 (UTC is 3.11+)
+    from CMRSegModuleLib.ReviewNodes import updateCorrected
+
+    updateCorrected(review)  # the numbers approved are those of the segmentations approved, shown before the name
     table = review.table
     table.SetAttribute(APPROVED_BY_ATTRIBUTE, reviewer)
     table.SetAttribute(APPROVED_AT_ATTRIBUTE, when.isoformat(timespec="seconds"))

@@ -183,12 +183,14 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
     document = earlierExport(review, folder, baseName)
     if document is None:
         return None
+    labelmaps = []  # every phase read before any is put back: a failed restore leaves the result as it was
     for phase, volume, _, corrected in review.phases():
         try:
-            labelmap = read_volume_file(paths[f"{phase}_labelmap"]).image[0]
+            labelmaps.append((read_volume_file(paths[f"{phase}_labelmap"]).image[0], volume, corrected))
         except (OSError, CMRSegError) as exc:
             raise CMRSegError(f"The earlier export in {folder} lacks its {phase} label map ({exc}); move it away "
                               "to start again from the automatic result.") from exc
+    for labelmap, volume, corrected in labelmaps:
         setLabelmapToSegmentation(corrected, labelmap.astype("uint8"), volume)
     updateCorrected(review)
     approval = document.get("approval") or {}
