@@ -121,6 +121,21 @@ def test_reference_columns_follow_the_patient_and_the_corrections(headless_slice
     assert ResultsTable.tablePatient(review.table) == patient
 
 
+
+def test_the_range_is_shown_where_only_the_corrected_value_has_one(headless_slicer, oblique_phantom):
+    """ED and ES reversed by the automatic result (no SV or EF): the corrected EF's range cell was blank."""
+    study = oblique_phantom.study
+    maps = {0: oblique_phantom.labels[study.es_frame], study.es_frame: oblique_phantom.labels[0]}  # swapped
+    patient = PatientInfo(height_cm=170.0, weight_kg=70.0, sex="M", age_years=60.0)
+    review = review_from_labels(headless_slicer.scene, study, maps, 0, study.es_frame, "Swapped", patient=patient)
+    assert "lv_ef_pct" not in ResultsTable.automaticMeasures(review.table)["reference"]["parameters"]
+    edit_segments(review.edCorrected, review.edVolume, oblique_phantom.labels[0])
+    edit_segments(review.esCorrected, review.esVolume, oblique_phantom.labels[study.es_frame])
+    updateCorrected(review)
+    row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "lv_ef_pct")
+    assert row["reference"] == f"{58 - 1.96 * 5:.1f}-{58 + 1.96 * 5:.1f}" and row["corrected_flag"]
+
+
 def test_a_table_saved_before_the_reference_columns_still_updates(review, oblique_phantom):
     for name in ("reference", "automatic_flag", "corrected_flag"):  # as a scene saved by an earlier CMRSeg
         review.table.RemoveColumn(review.table.GetColumnIndex(name))

@@ -139,7 +139,7 @@ def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo |
         table.SetAttribute(CURVE_ATTRIBUTE, json.dumps(curve))
     writePatient(table, patient, PATIENT_ATTRIBUTES)
     _setColumn(table, "automatic", automatic)
-    _setReferenceColumns(table, "automatic", automatic, withRange=True)
+    _setReferenceColumns(table, "automatic", automatic)
     setCorrectedMeasures(table, automatic)
     table.SetLocked(True)  # values come from the segmentations, not from typing in the table
     return table
@@ -153,6 +153,10 @@ def setCorrectedMeasures(table, corrected: dict) -> None:
     _setColumn(table, "corrected", corrected)
     _setColumn(table, "difference", difference)
     _setReferenceColumns(table, "corrected", corrected)
+    # the range is the patient's (sex, age), whichever value has it: an automatic EF not computed has none
+    ranges = {**corrected.get("reference", {}).get("parameters", {}),
+              **automaticMeasures(table).get("reference", {}).get("parameters", {})}
+    _setCells(table, "reference", {key: rangeCell(ranges.get(key)) for key in rowKeys(table)})
     table.EndModify(wasModifying)
 
 
@@ -242,18 +246,20 @@ def _setColumn(table, column: str, values: dict) -> None:
     table.Modified()
 
 
-def _setReferenceColumns(table, column: str, measures: dict, withRange: bool = False) -> None:
-    """The ``{column}_flag`` text of each row (``low (z -3.2)``), and with ``withRange`` the range itself;
-    empty where the parameter has no range (see :mod:`cmrseg.reference`)."""
+def _setReferenceColumns(table, column: str, measures: dict) -> None:
+    """The ``{column}_flag`` text of each row (``low (z -3.2)``); empty where the parameter has no range (see
+    :mod:`cmrseg.reference`)."""
     entries = measures.get("reference", {}).get("parameters", {})
-    columns = [(f"{column}_flag", flagCell)] + ([("reference", rangeCell)] if withRange else [])
-    for name, cell in columns:
-        array = table.GetTable().GetColumnByName(name)
-        if array is None:  # a table saved by a CMRSeg without reference ranges
-            continue
-        for row, key in enumerate(rowKeys(table)):
-            array.SetValue(row, cell(entries.get(key)))
-        array.Modified()
+    _setCells(table, f"{column}_flag", {key: flagCell(entries.get(key)) for key in rowKeys(table)})
+
+
+def _setCells(table, name: str, cells: dict[str, str]) -> None:
+    array = table.GetTable().GetColumnByName(name)
+    if array is None:  # a table saved by a CMRSeg without reference ranges
+        return
+    for row, key in enumerate(rowKeys(table)):
+        array.SetValue(row, cells[key])
+    array.Modified()
     table.GetTable().Modified()
     table.Modified()
 
