@@ -211,6 +211,13 @@ def test_the_quality_check_of_each_column_follows_the_segmentations(headless_sli
     assert corrected["qc"] == expected and expected["status"] != "fail"
     row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "qc_status")
     assert row["automatic"] == 2 and row["corrected"] == ResultsTable.QC_CODES[expected["status"]]
+    # The review's top bar says both: the automatic failure, and what the correction made of it.
+    summary = ResultsTable.reviewQcSummary(review.table)
+    assert summary.startswith("Automatic result: Quality check: FAIL.")
+    assert f"Corrected: Quality check: {expected['status'].upper()}." in summary
+    edit_segments(review.edCorrected, review.edVolume, no_rv)  # the correction undone: one check, said once
+    updateCorrected(review)
+    assert ResultsTable.reviewQcSummary(review.table) == ResultsTable.qcSummary(review.table)
 
 
 def test_a_jump_in_the_runs_volume_curve_is_flagged_as_the_command_flags_it(headless_slicer, oblique_phantom):

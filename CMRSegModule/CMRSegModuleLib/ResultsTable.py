@@ -193,13 +193,20 @@ def correctedMeasures(table) -> dict:
     return json.loads(table.GetAttribute(CORRECTED_ATTRIBUTE) or "{}")
 
 
-def qcSummary(table) -> str:
-    """The automatic result's quality check in words, for the module's status line."""
-    qc = automaticMeasures(table).get("qc")
+def qcSummary(table, column: str = "automatic") -> str:
+    """The quality check of the automatic (or the corrected) result in words, for the status line."""
+    qc = (automaticMeasures(table) if column == "automatic" else correctedMeasures(table)).get("qc")
     if not qc:
         return ""
     text = f"Quality check: {qc['status'].upper()}."
     return text + "".join(f" [{flag['severity']}] {flag['message']}" for flag in qc["flags"])
+
+
+def reviewQcSummary(table) -> str:
+    """The automatic result's quality check, and the corrected result's where it differs (a correction can
+    fix a failure, or make one): what the review's top bar says."""
+    automatic, corrected = qcSummary(table), qcSummary(table, "corrected")
+    return automatic if corrected in ("", automatic) else f"Automatic result: {automatic} Corrected: {corrected}"
 
 
 def tablePatient(table) -> PatientInfo:

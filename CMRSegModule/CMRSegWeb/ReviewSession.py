@@ -205,7 +205,7 @@ class ReviewSession:
         return ResultsTable.exactRows(self.review.table)
 
     def qcSummary(self) -> str:
-        return ResultsTable.qcSummary(self.review.table)
+        return ResultsTable.reviewQcSummary(self.review.table)
 
     def reviewEntries(self) -> list[dict]:
         return ReviewList.reviewEntries(self.review.table)
