@@ -47,6 +47,7 @@ class ReviewApp(TrameApp):
         self.layoutManager.set_layout("sax")
         self.session: ReviewSession | None = None
         self._replaying = False  # inside an undo or redo: the page is brought up to date once, after it
+        self._refreshPending = False  # a recompute is due in this turn of the event loop
         self._prepare = prepare
         self._initState()
         self._buildPage()
@@ -135,7 +136,22 @@ class ReviewApp(TrameApp):
         self.state.can_undo, self.state.can_redo = self.session.canUndo(), self.session.canRedo()
 
     def _onEdited(self, *_) -> None:
+        """After an edit: the results recomputed once, however many signals the edit sent (the editor's wrappers
+        of a segmentation shown before each send one more)."""
         if self.session is None or self._replaying:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the server's event loop: at once
+            self._refreshResults()
+            return
+        if not self._refreshPending:
+            self._refreshPending = True
+            loop.call_soon(self._refreshResults)
+
+    def _refreshResults(self) -> None:
+        self._refreshPending = False
+        if self.session is None:
             return
         self.session.updateCorrected()
         with self.state:
