@@ -148,8 +148,9 @@ def _freePort() -> int:
         return sock.getsockname()[1]
 
 
-def _get(url: str, cookie: str | None = None) -> tuple[int, dict, str]:
-    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+def _get(url: str, cookie: str | None = None, origin: str | None = None) -> tuple[int, dict, str]:
+    headers = {**({"Cookie": cookie} if cookie else {}), **({"Origin": origin} if origin else {})}
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read().decode(errors="replace")
@@ -196,6 +197,11 @@ def test_every_request_needs_the_printed_token(run, host):
         assert _get(base + "index.html", cookie=cookie)[0] == 200  # the page's own requests carry the cookie
         assert _get(base + "ws", cookie=f"{Access.cookieName(port)}=wrong")[0] == 403
         assert _get(base + "index.html", cookie=f"{Access.cookieName(port + 1)}={token}")[0] == 403  # another's
+        # A page of another local port (a notebook, another server) gets this port's cookie from the browser too:
+        # refused by its origin, WebSocket included; the review's own page is let in.
+        assert _get(base + "index.html", cookie=cookie, origin=f"http://127.0.0.1:{port}")[0] == 200
+        assert _get(base + "index.html", cookie=cookie, origin=f"http://127.0.0.1:{port + 1}")[0] == 403
+        assert _get(base + "ws", cookie=cookie, origin="http://localhost:8888")[0] == 403
     finally:
         process.terminate()
         process.wait(timeout=20)

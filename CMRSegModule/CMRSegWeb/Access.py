@@ -53,9 +53,21 @@ def tokenMiddleware(token: str, cookie: str):
         given = request.query.get("token") or request.cookies.get(cookie) or ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             return web.Response(status=403, text="CMRSeg review: open the address with its access token.")
+        if not sameOrigin(request):  # a page of another port or site, sending the cookie the browser holds
+            return web.Response(status=403, text="CMRSeg review: requests from other pages are refused.")
         response = await handler(request)
         if request.query.get("token") and isinstance(response, web.StreamResponse) and not response.prepared:
             response.set_cookie(cookie, token, httponly=True, samesite="Strict")
         return response
 
     return requireToken
+
+
+def sameOrigin(request: web.Request) -> bool:
+    """Whether a request comes from the review's own page: no ``Origin`` (a plain navigation) or one naming
+    this very host and port. Browsers send a port's cookies to every port of the host, and a WebSocket is not
+    bound by the same-origin policy: the token cookie alone would let any local page in."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return origin.lower() in (f"http://{request.host}".lower(), f"https://{request.host}".lower())
