@@ -199,6 +199,8 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "cmrseg_version": __version__,
         "model": segmenter.description,
         "model_sha256": segmenter.model_sha256,
+        # where and in what precision the network ran (results of another differ in a few boundary voxels)
+        "arithmetic": f"{segmenter.device.type} {'bf16' if segmenter.bf16 else 'fp32'}",
         "input": [str(p.resolve()) for p in loaded.inputs],
         "series_uid": loaded.series_uid,  # as asked for (None: the reader's choice)
         "series_read": list(study.series_uids),  # the DICOM series measured
