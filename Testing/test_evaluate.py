@@ -74,6 +74,25 @@ def test_progress_counts_every_case_and_a_case_of_no_phase_is_named_where_table_
     assert next(r for r in results["table1"] if r["phase"] == "ED+ES")["n"] == 7
 
 
+def test_an_evaluation_writes_only_into_an_empty_folder_or_an_earlier_evaluations(phantom, tmp_path, capsys):
+    frames = {"ED": [0, 1, 19], "ES": [6, 7, 8]}
+    for folder in ("ref", "pred", "corr"):
+        write_cases(phantom, tmp_path / folder, frames)
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "table1.md").write_text("my notes")  # a user's file of an evaluation's name: it was replaced
+    args = ["evaluate", "--ref", str(tmp_path / "ref"), "--pred", str(tmp_path / "pred"), "--out", str(out)]
+    assert main(args) == 2 and "holds table1.md, and no earlier evaluation" in capsys.readouterr().err
+    assert (out / "table1.md").read_text() == "my notes"
+    (out / "table1.md").unlink()
+    assert main([*args, "--corrected", str(tmp_path / "corr")]) == 0
+    assert any("FCN+corr" in p.name for p in (out / "plots").glob("*.png"))
+    assert main(args) == 0  # written again, without the earlier run's plots of a method it no longer has
+    assert not any("FCN+corr" in p.name for p in (out / "plots").glob("*.png"))
+    assert len(list((out / "plots").glob("*.png"))) == 2 * 6
+    capsys.readouterr()
+
+
 def test_missing_prediction_is_a_clear_error(phantom, tmp_path, capsys):
     write_cases(phantom, tmp_path / "ref", {"ED": [0]})
     (tmp_path / "pred").mkdir()
@@ -195,7 +214,7 @@ def test_a_structure_missed_in_a_case_is_counted_beside_the_distance_medians():
 
 
 def test_tables_say_when_the_patients_scored_trained_the_network_or_nobody_knows():
-    from cmrseg.cli import in_sample_note
+    from cmrseg.evaluate_command import in_sample_note
 
     assert in_sample_note({"patient001", "patient002"}, ["patient003", "patient004"]) is None
     assert in_sample_note({"patient001", "patient002"}, ["patient002", "patient003"]).startswith(

@@ -191,6 +191,8 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
                     "their names say neither ED nor ES (_ED or _ES).", len(unphased),
                     ", ".join(unphased[:3]) + (", ..." if len(unphased) > 3 else ""))
     first = table1(rows)
+    for stale in (out_dir / "plots").glob("*.png"):  # an earlier evaluation's (other methods): never beside these
+        stale.unlink()
     third = table3(volumes, methods, out_dir / "plots")
     regions, groups = error_region_table(region_rows), group_table(rows)
     results = {"note": note, "table1": first, "table3": third, "regions": regions, "groups": groups,
