@@ -90,6 +90,8 @@ class ReviewPanelMixin:
         for node in nodes:
             for event in events:
                 self.addObserver(node, event, self._onSegmentationEdited)
+        if nodes:  # automatic updates (back) on, or another result: edits made unobserved are counted now
+            self._updateTimer.start()
 
     def _onSegmentationEdited(self, caller, event) -> None:
         self._updateTimer.start()
