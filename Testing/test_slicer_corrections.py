@@ -118,6 +118,20 @@ def test_an_approval_holds_until_the_corrected_segmentation_changes(review, obli
 
 
 
+def test_an_approval_saved_before_patient_facts_were_fingerprinted_still_stands(review):
+    """A scene saved by an earlier CMRSeg holds a fingerprint of the label maps alone; its table holds the facts
+    the result was approved with."""
+    from CMRSegModuleLib.Corrections import APPROVED_FINGERPRINT_ATTRIBUTE, _fingerprint, phaseLabelmaps
+
+    nodes, _ = review
+    approve(nodes, "Dr A")
+    nodes.table.SetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE, _fingerprint(phaseLabelmaps(nodes)))  # as saved then
+    assert approvalOf(nodes)["by"] == "Dr A"
+    assert nodes.table.GetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE).startswith("v2:")  # stamped anew
+    nodes.table.SetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE, "0" * 64)  # of other label maps: stale
+    assert approvalOf(nodes) == {"status": "not approved"}
+
+
 def test_an_approval_covers_the_numbers_of_the_segmentations_approved(review, oblique_phantom):
     """Edited with the module's automatic update off: the corrected column still showed the numbers before."""
     from CMRSegModuleLib.ResultsTable import correctedMeasures

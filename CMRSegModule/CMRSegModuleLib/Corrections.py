@@ -42,7 +42,7 @@ def reviewState(review: ReviewNodes, maps: list | None = None) -> tuple[list[dic
     """The correction record and the approval, from one export of the label maps (the module shows both
     after every edit); ``maps`` (:func:`phaseLabelmaps`) when the caller has them already."""
     maps = phaseLabelmaps(review) if maps is None else maps
-    return _record(maps), _approval(review, correctedFingerprint(review, maps))
+    return _record(maps), _approval(review, maps)
 
 
 def hasReviewWork(review: ReviewNodes) -> bool:
@@ -141,6 +141,9 @@ def writeCorrectionCsv(rows: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
+FINGERPRINT_VERSION = "v2:"  # label maps and patient facts; a fingerprint without it covers the label maps only
+
+
 def correctedFingerprint(review: ReviewNodes, maps: list | None = None) -> str:
     """SHA-256 of what the corrected numbers are computed from: the corrected label maps and their grids (any
     edit of any voxel) and the patient's height, weight, sex, age and BSA formula (indexed values and flags: a
@@ -148,7 +151,8 @@ def correctedFingerprint(review: ReviewNodes, maps: list | None = None) -> str:
     from CMRSegModuleLib.ResultsTable import BSA_METHOD_ATTRIBUTE, tablePatient
 
     facts = {**tablePatient(review.table).as_dict(), "bsa": review.table.GetAttribute(BSA_METHOD_ATTRIBUTE) or ""}
-    return _fingerprint(phaseLabelmaps(review) if maps is None else maps, json.dumps(facts, sort_keys=True))
+    maps = phaseLabelmaps(review) if maps is None else maps
+    return FINGERPRINT_VERSION + _fingerprint(maps, json.dumps(facts, sort_keys=True))
 
 
 def _fingerprint(maps: list[tuple[str, np.ndarray, np.ndarray, float]], facts: str = "") -> str:
@@ -182,12 +186,17 @@ def approve(review: ReviewNodes, reviewer: str, when: datetime | None = None) ->
 def approvalOf(review: ReviewNodes) -> dict:
     """``{"status": "approved", "by", "at"}`` while the corrected result is as approved, else
     ``{"status": "not approved"}`` (an approval made stale by a later edit is removed from the table)."""
-    return _approval(review, correctedFingerprint(review))
+    return _approval(review, phaseLabelmaps(review))
 
 
-def _approval(review: ReviewNodes, fingerprint: str) -> dict:
+def _approval(review: ReviewNodes, maps: list) -> dict:
     table = review.table
-    approved = table.GetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE)
+    approved, fingerprint = table.GetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE), correctedFingerprint(review, maps)
+    if approved and not approved.startswith(FINGERPRINT_VERSION) and approved == _fingerprint(maps):
+        # approved in a scene saved before the patient facts were part of it: this table holds the facts it was
+        # approved with (a result made again with others is another table), so the approval stands
+        approved = fingerprint
+        table.SetAttribute(APPROVED_FINGERPRINT_ATTRIBUTE, approved)
     if approved and approved == fingerprint:
         return {"status": "approved", "by": table.GetAttribute(APPROVED_BY_ATTRIBUTE),
                 "at": table.GetAttribute(APPROVED_AT_ATTRIBUTE)}
