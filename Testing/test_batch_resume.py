@@ -84,6 +84,22 @@ def test_a_replaced_input_or_a_damaged_folder_fails_its_study_and_nothing_else(s
     assert a.get("lv_ef_pct") is None  # the old numbers are not reported as this study's
 
 
+def test_a_result_that_does_not_record_its_files_state_is_reused_with_a_warning(segmenter, tmp_path, caplog):
+    """Results of the previous release (or of cmrseg segment) were all refused on resume, for a wrong reason."""
+    out = tmp_path / "out"
+    out.mkdir()
+    study = tmp_path / "a.nii.gz"
+    write_study(small_cine(41), study)
+    (tmp_path / ".DS_Store").write_text("a file browser's")  # beside the input: not one of its files
+    assert [r["status"] for r in resume([study], out, segmenter)] == ["done"]
+    measures = json.loads((out / "a" / "measures.json").read_text())
+    del measures["input_state"]
+    (out / "a" / "measures.json").write_text(json.dumps(measures))
+    with caplog.at_level(logging.WARNING, logger="cmrseg.cohort"):
+        (row,) = resume([study], out, segmenter)
+    assert row["status"] == "done" and "reused without checking them" in caplog.text
+
+
 def test_every_study_of_an_acdc_root_is_found_and_what_is_beside_them_is_named(tmp_path, caplog):
     root = tmp_path / "database"
     for part, patient in (("training", "patient001"), ("testing", "patient101")):

@@ -177,12 +177,16 @@ def test_the_phantom_command_replaces_an_earlier_phantom_whole_and_keeps_other_f
     """--overwrite left a longer earlier cine's extra phases beside the new ones: a folder of two series."""
     from cmrseg.cli import main
 
-    out = tmp_path / "phantom"
+    out = tmp_path / "out" / "phantom"  # a parent not there yet: scripts/example on a fresh clone
     assert main(["phantom", "--out", str(out), "--frames", "4"]) == 0
     (out / "notes.txt").write_text("the user's")
     assert main(["phantom", "--out", str(out), "--frames", "3", "--overwrite"]) == 0
     assert len(list((out / "dicom").iterdir())) == 3 * 10  # 3 phases of 10 slices, none of the earlier 4
     assert (out / "notes.txt").read_text() == "the user's"
-    assert not list(tmp_path.glob(".cmrseg-phantom-*"))
+    assert not list(out.glob(".cmrseg-phantom-*"))
     assert main(["phantom", "--out", str(out), "--frames", "3"]) == 2  # not empty, no --overwrite
     assert "is not empty" in capsys.readouterr().err
+    (out / "dicom" / "scan.dcm").write_text("a user's file")  # never removed with an earlier phantom
+    assert main(["phantom", "--out", str(out), "--frames", "3", "--overwrite"]) == 2
+    assert "holds files that are not a phantom's" in capsys.readouterr().err
+    assert (out / "dicom" / "scan.dcm").read_text() == "a user's file"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 
 from cmrseg import __version__, printout
@@ -26,6 +27,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 PHANTOM_FILES = ("dicom", "cine.nii.gz", "truth_ED_seg.nii.gz", "truth_ES_seg.nii.gz", "truth.json")
+PHANTOM_DICOM = re.compile(r"IM_z\d+_t\d+\.dcm")  # cmrseg.io.dicom_write's file names
 
 
 def _phantom(args: argparse.Namespace) -> int:
@@ -40,13 +42,17 @@ def _phantom(args: argparse.Namespace) -> int:
     from cmrseg.phantom import make_phantom
     from cmrseg.progress import LinePrinter
 
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # out/example on a fresh clone
     out = check_output_folder(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise CMRSegError(f"{out} is not empty; choose another --out or pass --overwrite.")
+    if (out / "dicom").is_dir() and not all(PHANTOM_DICOM.fullmatch(p.name) for p in (out / "dicom").iterdir()):
+        raise CMRSegError(f"{out / 'dicom'} holds files that are not a phantom's; choose another --out.")
     phantom = make_phantom(seed=args.seed, frames=args.frames, oblique=args.oblique)
-    # written beside the output folder, then moved in: an interruption or a full disk leaves no partial phantom,
-    # and --overwrite leaves none of an earlier phantom's files (a longer cine's extra phases) behind
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".cmrseg-phantom-") as scratch:
+    # written into a hidden folder, then moved in: an interruption or a full disk leaves no partial phantom, and
+    # --overwrite leaves none of an earlier phantom's files (a longer cine's extra phases) behind
+    out.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".cmrseg-phantom-") as scratch:
         scratch = Path(scratch)
         write_dicom_cine(phantom.study, scratch / "dicom", progress=LinePrinter())
         write_study(phantom.study, scratch / "cine.nii.gz")
@@ -54,7 +60,6 @@ def _phantom(args: argparse.Namespace) -> int:
             write_frame(phantom.labels[frame], phantom.study, scratch / f"truth_{phase}_seg.nii.gz")
         truth = {"ed_frame": phantom.study.ed_frame, "es_frame": phantom.study.es_frame, **phantom.truth.summary()}
         (scratch / "truth.json").write_text(json.dumps(truth, indent=2))
-        out.mkdir(exist_ok=True)
         for name in PHANTOM_FILES:
             target = out / name
             if target.is_dir() and not target.is_symlink():

@@ -109,7 +109,9 @@ def files_state(files: list[Path]) -> str:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()]
+    """The files below ``folder`` a study may be read from: not hidden ones (a file browser's .DS_Store)."""
+    return [p for p in folder.rglob("*") if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]  # fmt: skip
 
 
 def _studies_in(path: Path) -> list[StudyJob]:
@@ -274,11 +276,14 @@ def finished_row(job: StudyJob, study_dir: Path, settings: dict) -> dict | None:
         series = f", series {measures['series_uid']}" if measures.get("series_uid") else ""
         return failed_row(job, f"{study_dir} holds the result of another input ({other}{series}); it is left as "
                                "it is")  # fmt: skip
-    if any(key not in measures for key in [*settings, "input_state"]):
+    if any(key not in measures for key in settings):
         return failed_row(job, f"{study_dir} holds a result of an earlier cmrseg, which did not record the model "
                                "and settings it was made with; it is left as it is: move the folder away to "
                                "segment this study again")  # fmt: skip
-    if measures["input_state"] != job.input_state:
+    if measures.get("input_state") is None:  # a result of an earlier cmrseg, or of cmrseg segment
+        log.warning("%s: its result does not record the state of its input files; reused without checking them.",
+                    study_dir)
+    elif measures["input_state"] != job.input_state:
         return failed_row(job, f"{study_dir} holds a result of this study's files as they were before (a file was "
                                "replaced, added or removed since); it is left as it is: move the folder away to "
                                "segment this study again")  # fmt: skip
