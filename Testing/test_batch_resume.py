@@ -90,7 +90,6 @@ def test_a_result_that_does_not_record_its_files_state_is_reused_with_a_warning(
     out.mkdir()
     study = tmp_path / "a.nii.gz"
     write_study(small_cine(41), study)
-    (tmp_path / ".DS_Store").write_text("a file browser's")  # beside the input: not one of its files
     assert [r["status"] for r in resume([study], out, segmenter)] == ["done"]
     measures = json.loads((out / "a" / "measures.json").read_text())
     del measures["input_state"]

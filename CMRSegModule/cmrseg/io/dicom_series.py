@@ -54,6 +54,7 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
     if series_uid is not None:
         for summary in series:
             if summary.series_uid == series_uid:
+                _warn_if_part_of_a_stack(summary, series)
                 return summary
         raise CMRSegError(
             f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found:\n"
@@ -70,10 +71,12 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
     best = max(candidates, key=stack_size)
     tied = [c for c in candidates if stack_size(c) == stack_size(best)]
     if len(tied) > 1:  # a repeated acquisition, or an export's stale files: which heart is measured is a guess
+        how = ("move one to a folder of its own" if any(c.parts for c in tied) else
+               "name one with --series SeriesInstanceUID (in Slicer: load one series), or give a folder of one")
         raise CMRSegError(
             f"{folder} holds {len(tied)} stacks of the same size ({best.num_positions} slices x {best.num_phases} "
             f"phases), and which to measure is not for CMRSeg to guess: {'; '.join(c.describe() for c in tied)}. "
-            "Name one with --series SeriesInstanceUID (in Slicer: load one series), or give a folder of one."
+            f"To measure one, {how}."
         )
     _warn_of_left_out(best, series)
     if len(series) > 1:
@@ -89,6 +92,20 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
             _listing(series),
         )
     return best
+
+
+def _warn_if_part_of_a_stack(named: SeriesSummary, series: list[SeriesSummary]) -> None:
+    """A series named that is one of several joined as a stack here is read alone, as asked: with part of the
+    heart's slices, its volumes too small."""
+    for stack in cine_stacks(series):
+        if len(stack.parts) > 1 and named.series_uid in {part.series_uid for part in stack.parts}:
+            warnings.warn(
+                f"{named.describe()} is one of {len(stack.parts)} series joined here as one stack "
+                f"({stack.num_positions} slice positions); read alone, as named, it has {named.num_positions}. "
+                "Leave out --series to read the whole stack.",
+                DicomReadWarning,
+                stacklevel=4,
+            )
 
 
 def cine_stacks(series: list[SeriesSummary]) -> list[SeriesSummary]:
