@@ -164,8 +164,10 @@ def test_the_export_carries_the_record_and_the_approval(review, oblique_phantom,
     assert approved["status"] == "approved" and approved["by"] == "Dr B"
 
 
-def test_a_restore_that_fails_leaves_the_result_as_it_was(headless_slicer, review, oblique_phantom, tmp_path):
-    """The ED corrections were put back before the missing ES label map stopped the restore."""
+@pytest.mark.parametrize("damage", ["missing", "values"])
+def test_a_restore_that_fails_leaves_the_result_as_it_was(headless_slicer, review, oblique_phantom, tmp_path, damage):
+    """The ED corrections were put back before a missing or unusable ES label map stopped the restore."""
+    from cmrseg.io.volume_files import write_frame
     from CMRSegModuleLib.Export import restoreExport
     from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation
 
@@ -173,8 +175,11 @@ def test_a_restore_that_fails_leaves_the_result_as_it_was(headless_slicer, revie
     study = oblique_phantom.study
     edit_segments(nodes.edCorrected, nodes.edVolume, relabel_voxels(maps[study.ed_frame], labels.LV, 0, 20)[0])
     exportReview(nodes, tmp_path)
-    exportPaths(nodes, tmp_path)["ES_labelmap"].unlink()
+    es_file = exportPaths(nodes, tmp_path)["ES_labelmap"]
+    es_file.unlink()
+    if damage == "values":  # a file there, of values no label map has
+        write_frame(np.full(maps[study.es_frame].shape, 7, np.uint8), study, es_file)
     again = review_from_labels(headless_slicer.scene, study, maps, study.ed_frame, study.es_frame, "Corrections test")
-    with pytest.raises(CMRSegError, match="lacks its ES label map"):
+    with pytest.raises(CMRSegError, match="has no usable ES label map"):
         restoreExport(again, tmp_path)
     np.testing.assert_array_equal(labelmapFromSegmentation(again.edCorrected, again.edVolume), maps[study.ed_frame])

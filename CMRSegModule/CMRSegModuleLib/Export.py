@@ -177,7 +177,7 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
     """
     from cmrseg.io.volume_files import read_volume_file
     from CMRSegModuleLib.Corrections import approve
-    from CMRSegModuleLib.SegmentationNodes import setLabelmapToSegmentation
+    from CMRSegModuleLib.SegmentationNodes import checkedLabelmap, setLabelmapToSegmentation
 
     paths = exportPaths(review, folder, baseName)
     document = earlierExport(review, folder, baseName)
@@ -186,12 +186,13 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
     labelmaps = []  # every phase read before any is put back: a failed restore leaves the result as it was
     for phase, volume, _, corrected in review.phases():
         try:
-            labelmaps.append((read_volume_file(paths[f"{phase}_labelmap"]).image[0], volume, corrected))
+            labelmap = checkedLabelmap(read_volume_file(paths[f"{phase}_labelmap"]).image[0], volume)
+            labelmaps.append((labelmap, volume, corrected))
         except (OSError, CMRSegError) as exc:
-            raise CMRSegError(f"The earlier export in {folder} lacks its {phase} label map ({exc}); move it away "
+            raise CMRSegError(f"The earlier export in {folder} has no usable {phase} label map ({exc}); move it away "
                               "to start again from the automatic result.") from exc
     for labelmap, volume, corrected in labelmaps:
-        setLabelmapToSegmentation(corrected, labelmap.astype("uint8"), volume)
+        setLabelmapToSegmentation(corrected, labelmap, volume)
     updateCorrected(review)
     approval = document.get("approval") or {}
     approved = approval.get("status") == "approved"

@@ -72,7 +72,7 @@ def createSegmentationFromLabelmap(scene, labelmap: np.ndarray, referenceVolumeN
 
 def setLabelmapToSegmentation(segmentationNode, labelmap: np.ndarray, referenceVolumeNode) -> None:
     """Replace the contents of the three segments with an ACDC label map (values 0..3) on the reference grid."""
-    labelmap = _checkedLabelmap(labelmap, referenceVolumeNode)
+    labelmap = checkedLabelmap(labelmap, referenceVolumeNode)
     addStructureSegments(segmentationNode)
     labelmapNode = slicer.vtkMRMLLabelMapVolumeNode()  # a carrier, never added to the scene
     slicer.util.updateVolumeFromArray(labelmapNode, labelmap)
@@ -175,7 +175,8 @@ def _findSegment(segmentation, structure: labels.Structure) -> str | None:
     return None
 
 
-def _checkedLabelmap(labelmap: np.ndarray, referenceVolumeNode) -> np.ndarray:
+def checkedLabelmap(labelmap: np.ndarray, referenceVolumeNode) -> np.ndarray:
+    """``labelmap`` as uint8, refused unless it lies on the volume's grid and holds CMRSeg's labels only."""
     labelmap = np.asarray(labelmap)
     expected = tuple(reversed(referenceVolumeNode.GetImageData().GetDimensions()))
     if labelmap.shape != expected:
