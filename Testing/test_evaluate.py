@@ -86,9 +86,12 @@ def test_an_evaluation_writes_only_into_an_empty_folder_or_an_earlier_evaluation
     assert (out / "table1.md").read_text() == "my notes"
     (out / "table1.md").unlink()
     assert main([*args, "--corrected", str(tmp_path / "corr")]) == 0
-    assert any("FCN+corr" in p.name for p in (out / "plots").glob("*.png"))
+    assert any("FCNpluscorr" in p.name for p in (out / "plots").glob("*.png"))
+    (out / "review.md").write_text("an earlier model evaluation's review score")
+    (out / ".DS_Store").write_text("a file browser's")  # hidden: not in the way
     assert main(args) == 0  # written again, without the earlier run's plots of a method it no longer has
-    assert not any("FCN+corr" in p.name for p in (out / "plots").glob("*.png"))
+    assert not any("FCNpluscorr" in p.name for p in (out / "plots").glob("*.png"))
+    assert not (out / "review.md").exists()  # nor its review score, which this evaluation did not make
     assert len(list((out / "plots").glob("*.png"))) == 2 * 6
     capsys.readouterr()
 

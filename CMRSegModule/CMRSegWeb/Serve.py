@@ -52,9 +52,11 @@ def serve(args) -> int:
     if args.bsa and not segmentFirst:
         raise CMRSegError(f"{runFolder} is reviewed with the BSA formula it was made with; leave out --bsa.")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless: no X server
+    if segmentFirst:  # the segmentation holds its folder (a second review of it is refused there)
+        return _serve(args, host, runFolder, segmentFirst)
     # one review of a run at a time: a second one's export would drop the first one's corrections
     exports = runFolder / "review"
-    exports.mkdir(parents=True, exist_ok=True)
+    exports.mkdir(exist_ok=True)
     lock = lock_folder(exports, busy=f"{runFolder} is under review already (another cmrseg review serves it): "
                                      "use that page, or stop that review first.")
     try:

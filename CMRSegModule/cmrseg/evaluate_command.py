@@ -91,6 +91,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         (Path(args.out) / "review.md").write_text(text + "\n")
         (Path(args.out) / "review.json").write_text(json.dumps(metrics, indent=1))
         print(text)
+    else:  # an earlier evaluation's review score is not this one's
+        for name in REVIEW_FILES:
+            (Path(args.out) / name).unlink(missing_ok=True)
     print(f"Tables, per-case results and plots in {args.out}")
     return 0
 
@@ -110,14 +113,15 @@ def in_sample_note(trained: set[str] | None, patients: list[str]) -> str | None:
 
 # what an evaluation writes into its --out (cmrseg.evaluate.evaluate_cases and the review score's files)
 EVALUATION_FILES = {"evaluation.json", "table1.md", "table3.md", "regions.md", "groups.md", "plots", "review.md",
-                    "review.json"}
+                    "review.json", "evaluation.made-with"}  # the last: scripts/ship-model's record of its runs
+REVIEW_FILES = ("review.md", "review.json")
 
 
 def check_evaluation_folder(out: Path) -> None:
     """An empty or new folder, or an earlier evaluation's (written again): never one holding other files, which
     an evaluation's files of the same names would replace."""
     check_output_folder(out)
-    present = {path.name for path in out.iterdir()} if out.is_dir() else set()
+    present = {path.name for path in out.iterdir() if not path.name.startswith(".")} if out.is_dir() else set()
     others = sorted(present - EVALUATION_FILES)
     if others or (present and "evaluation.json" not in present):
         named = ", ".join((others or sorted(present))[:3]) + (", ..." if len(others or present) > 3 else "")

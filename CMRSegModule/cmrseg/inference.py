@@ -49,6 +49,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def gpu_has_bf16() -> bool:
+    """Whether the GPU computes bfloat16 natively (Ampere and later); older ones run in float32."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch before 2.3 has no including_emulation
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 / AMX). Without it, bf16 autocast is emulated
     and measured ~7x slower than float32 (AMD EPYC without avx512_bf16), so inference stays in float32."""
@@ -66,7 +74,7 @@ class Segmenter:
     metadata: dict
     device: torch.device
     config: PreprocessConfig
-    bf16: bool = False  # bfloat16 autocast; load() turns it on on a GPU and on a CPU with native bf16
+    bf16: bool = False  # bfloat16 autocast; load() turns it on where bf16 is native (a recent GPU, some CPUs)
     batch_size: int = 16
     # Weighted cross-entropy trains the network to output probabilities scaled by the class weights, which
     # inflates the up-weighted classes; dividing by the weights restores the unweighted decision. A shipped
@@ -88,8 +96,8 @@ class Segmenter:
             model = model.to(memory_format=torch.channels_last)
         config = PreprocessConfig.from_dict(metadata.get("preprocessing", {}))
         options.setdefault("prior_correction", bool(metadata.get("inference", {}).get("prior_correction", False)))
-        if options.get("bf16") is None:  # a GPU computes bf16 natively (the networks train in it there)
-            options["bf16"] = torch_device.type == "cuda" or cpu_has_fast_bf16()
+        if options.get("bf16") is None:  # where bf16 is native (the networks train in it on a GPU), else fp32
+            options["bf16"] = gpu_has_bf16() if torch_device.type == "cuda" else cpu_has_fast_bf16()
         return cls(model, metadata, torch_device, config, source=str(path), model_sha256=sha256, **options)
 
     @property

@@ -190,12 +190,13 @@ def check_intensities(study: Study) -> None:
 def check_not_label_map(study: Study) -> None:
     """Refuse label maps and binary masks given as the image, in any frame (frames given as files, one of them
     a segmentation)."""
+    files = study.source.split(", ")  # frames given as files: one each (cmrseg.io.load)
     for t in range(study.num_frames):
         values = np.unique(study.image[t])
         if len(values) < MIN_GREY_VALUES and np.all(values == np.round(values)):
-            where = f"frame {study.frame_number(t)} of " if study.num_frames > 1 else ""
+            where = files[t] if len(files) == study.num_frames > 1 else study.source
             raise CMRSegError(
-                f"{where}{study.source} holds only {len(values)} distinct values "
+                f"{where} holds only {len(values)} distinct values "
                 f"({', '.join(f'{v:g}' for v in values[:8])}): it is a label map or mask, not an MR image. Give the "
                 "cine image itself."
             )
