@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--data", help="ACDC root (default: the split's)")
     evaluation.add_argument("--model", help="checkpoint to run (default: the shipped model)")
     evaluation.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    evaluation.add_argument("--fp32", action="store_true", help="fp32 (default: bf16 on CPUs with native bf16)")
+    evaluation.add_argument("--fp32", action="store_true", help="fp32 (default: bf16 where native: recent GPUs, "
+                                                                "CPUs with AVX-512 BF16 or AMX)")
     evaluation.add_argument("--pred", help="folder of predicted label maps instead of running the model")
     evaluation.add_argument("--corrected", help="second folder (e.g. physician-corrected) reported as FCN+corr")
     evaluation.add_argument("--ref", help="folder of reference label maps (instead of an ACDC split)")
