@@ -147,6 +147,7 @@ def test_a_page_action_that_fails_says_why_on_the_page():
 def test_a_reopened_review_goes_on_from_its_export(tmp_path):
     """Reopening a run started again from the automatic result, and the next export replaced the earlier
     corrections with the automatic result plus the new edit."""
+    exports = tmp_path / "review"  # a run folder's export folder
     from CMRSegModuleLib.Corrections import approvalOf, approve, correctedFingerprint, phaseLabelmaps
     from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation, setLabelmapToSegmentation
 
@@ -157,7 +158,7 @@ def test_a_reopened_review_goes_on_from_its_export(tmp_path):
     view = app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
     result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "truth", "none")
     first = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="p2"), view,
-                          tmp_path)  # fmt: skip
+                          exports)  # fmt: skip
     assert first.restored is None  # nothing exported yet
     edited = np.where(phantom.labels[es] == 3, 2, phantom.labels[es]).astype(np.uint8)  # ES cavity to myocardium
     setLabelmapToSegmentation(first.review.esCorrected, edited, first.review.esVolume)
@@ -166,7 +167,7 @@ def test_a_reopened_review_goes_on_from_its_export(tmp_path):
     exported = correctedFingerprint(first.review)
 
     again = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="p2"), view,
-                          tmp_path)  # fmt: skip
+                          exports)  # fmt: skip
     assert again.restored.startswith("Went on from the corrections exported")
     assert "approved by Dr Before" in again.restored
     np.testing.assert_array_equal(labelmapFromSegmentation(again.review.esCorrected, again.review.esVolume), edited)
@@ -181,24 +182,24 @@ def test_a_reopened_review_goes_on_from_its_export(tmp_path):
 
     heavier = PatientInfo(height_cm=170, weight_kg=110, sex="M", age_years=50)
     reweighed = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="p2",
-                                                                 patient=heavier), view, tmp_path)  # fmt: skip
+                                                                 patient=heavier), view, exports)  # fmt: skip
     assert reweighed.restored.startswith("Went on from the corrections exported") and "(not approved)" in (
         reweighed.restored)
     assert approvalOf(reweighed.review)["status"] == "not approved"
     with pytest.raises(CMRSegError, match="changed since the export"):
-        sendToPacs(reweighed.review, tmp_path, "127.0.0.1:11112", "PACS", "CMRSEG")
+        sendToPacs(reweighed.review, exports, "127.0.0.1:11112", "PACS", "CMRSEG")
     # Another result's export under the same names (the run made again) is not taken for this one's, nor in its
     # way: the page cannot choose a folder, and exporting there was refused (the corrections had nowhere to go).
     other = Runner.RunResult({ed: phantom.labels[es], es: phantom.labels[ed]}, ed, es, "other", "none")
     fresh = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, other, name="p2"), view,
-                          tmp_path)  # fmt: skip
-    beside = tmp_path.with_name(f"{tmp_path.name}-2")
+                          exports)  # fmt: skip
+    beside = exports.with_name(f"{exports.name}-2")
     assert fresh.exportFolder == beside and approvalOf(fresh.review)["status"] == "not approved"
-    assert fresh.restored == (f"{tmp_path} holds the export of an earlier result (the run was made again since); "
+    assert fresh.restored == (f"{exports} holds the export of an earlier result (the run was made again since); "
                               f"this review exports to {beside}.")
-    earlier = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    earlier = {path.name: path.read_bytes() for path in exports.iterdir() if path.is_file()}
     assert fresh.export() and all(path.parent == beside for path in fresh.export(overwrite=True))
-    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == earlier
+    assert {path.name: path.read_bytes() for path in exports.iterdir() if path.is_file()} == earlier
     reopened = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, other, name="p2"), view,
-                             tmp_path)  # fmt: skip
+                             exports)  # fmt: skip
     assert reopened.exportFolder == beside and "Went on from the corrections exported" in reopened.restored
