@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ import numpy as np
 
 from cmrseg import __version__
 from cmrseg.errors import CMRSegError
+from cmrseg.training.split import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +130,6 @@ def read_manifest(out_dir: Path) -> list[str]:
     return [name for name in files if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")]
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def changed_since_written(out_dir: Path) -> list[str]:
     """The files of the last committed set that are no longer as CMRSeg wrote them (edited by hand, say): a
     run replacing that set would lose the edits. Sets written before their files' sha256 were kept: none."""
@@ -146,7 +138,7 @@ def changed_since_written(out_dir: Path) -> list[str]:
     except (OSError, ValueError, AttributeError):
         return []
     return sorted(name for name, sha in written.items() if isinstance(name, str) and "/" not in name
-                  and (out_dir / name).is_file() and _file_sha256(out_dir / name) != sha)  # fmt: skip
+                  and (out_dir / name).is_file() and file_sha256(out_dir / name) != sha)  # fmt: skip
 
 
 def refuse_changed_outputs(out_dir: Path) -> None:
@@ -250,7 +242,7 @@ class OutputFolder:
             old.append(MANIFEST_NAME)
         refuse_changed_outputs(self.path)  # checked again at the commit: an edit made while the run worked
         manifest = {"cmrseg_version": __version__, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": names,
-                    "sha256": {name: _file_sha256(scratch / name) for name in names}}
+                    "sha256": {name: file_sha256(scratch / name) for name in names}}
         (scratch / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
         (scratch / BACKUP).mkdir()
         new = [*names, MANIFEST_NAME]
