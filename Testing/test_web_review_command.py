@@ -119,6 +119,22 @@ def test_a_run_under_review_is_not_served_twice(run):
     assert "CMRSeg review at" not in result.stdout
 
 
+def test_a_review_stopped_before_anything_was_made_leaves_no_folder(run, tmp_path):
+    """Its export folder is made (and locked) when the review starts; stopped before any export, it goes."""
+    out = tmp_path / "new"
+    command = [*CMRSEG, "review", str(run.parent / "phantom" / "cine.nii.gz"), "--out", str(out), "--port",
+               str(_freePort())]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while (line := process.stdout.readline()) and not line.startswith("CMRSeg review at"):
+            pass
+        assert line.startswith("CMRSeg review at") and (out / "review").is_dir()  # held while it serves
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not (out / "review").exists()
+
+
 def test_a_run_whose_images_were_replaced_is_refused(run, tmp_path):
     """The same file name and matrix, other pixels (another patient's study in its place): the review would
     draw corrections over images the run did not segment."""

@@ -52,17 +52,19 @@ def serve(args) -> int:
     if args.bsa and not segmentFirst:
         raise CMRSegError(f"{runFolder} is reviewed with the BSA formula it was made with; leave out --bsa.")
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # headless: no X server
-    if segmentFirst:  # the segmentation holds its folder (a second review of it is refused there)
-        return _serve(args, host, runFolder, segmentFirst)
     # one review of a run at a time: a second one's export would drop the first one's corrections
+    created = not runFolder.exists()
     exports = runFolder / "review"
-    exports.mkdir(exist_ok=True)
+    exports.mkdir(parents=True, exist_ok=True)
     lock = lock_folder(exports, busy=f"{runFolder} is under review already (another cmrseg review serves it): "
                                      "use that page, or stop that review first.")
     try:
         return _serve(args, host, runFolder, segmentFirst)
     finally:
         os.close(lock)
+        for folder in (exports, runFolder) if created else (exports,):  # nothing left that holds nothing
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _serve(args, host: str, runFolder: Path, segmentFirst: bool) -> int:
