@@ -11,7 +11,7 @@ from cmrseg import evaluate
 from cmrseg.error_regions import error_region_markdown
 from cmrseg.errors import CMRSegError
 from cmrseg.evaluate_groups import group_markdown
-from cmrseg.inference import default_model_path
+from cmrseg.inference import Segmenter, default_model_path
 from cmrseg.outputs import check_output_folder
 from cmrseg.progress import LinePrinter
 from cmrseg.training.split import read_split, trained_patients
@@ -32,7 +32,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise CMRSegError("--cross-validation takes each fold's model and split from its run folder; "
                               "leave out --model, --split, --pred, --corrected and --ref.")
         from cmrseg.cross_validation import cross_validation_cases, fold_runs
-        from cmrseg.inference import Segmenter
 
         def load(path):
             return Segmenter.load(path, device=args.device, bf16=False if args.fp32 else None)
@@ -59,7 +58,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if folders:
             cases = evaluate.acdc_folder_cases(data, patients, folders)
         else:
-            from cmrseg.inference import Segmenter
             from cmrseg.review import load_review_model
 
             segmenter = Segmenter.load(args.model, device=args.device, bf16=False if args.fp32 else None)
