@@ -120,7 +120,7 @@ def check_evaluation_folder(out: Path) -> None:
     an evaluation's files of the same names would replace."""
     check_output_folder(out)
     present = {path.name for path in out.iterdir() if not path.name.startswith(".")} if out.is_dir() else set()
-    others = sorted(present - EVALUATION_FILES)
-    if others or (present and "evaluation.json" not in present):
-        named = ", ".join((others or sorted(present))[:3]) + (", ..." if len(others or present) > 3 else "")
+    in_the_way = sorted(present - EVALUATION_FILES) or (sorted(present) if "evaluation.json" not in present else [])
+    if in_the_way:
+        named = ", ".join(in_the_way[:3]) + (", ..." if len(in_the_way) > 3 else "")
         raise CMRSegError(f"{out} holds {named}, and no earlier evaluation: choose an empty or new --out.")

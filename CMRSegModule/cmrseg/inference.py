@@ -49,6 +49,17 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (the networks train in it on a GPU); inference runs in fp32
+    elsewhere."""
+    return gpu_has_bf16() if device.type == "cuda" else cpu_has_fast_bf16()
+
+
+def arithmetic(device: torch.device, bf16: bool) -> str:
+    """Where and in what precision a network runs: ``cpu fp32``, ``cuda bf16``."""
+    return f"{device.type} {'bf16' if bf16 else 'fp32'}"
+
+
 def gpu_has_bf16() -> bool:
     """Whether the GPU computes bfloat16 natively (Ampere and later); older ones run in float32."""
     try:
@@ -96,8 +107,8 @@ class Segmenter:
             model = model.to(memory_format=torch.channels_last)
         config = PreprocessConfig.from_dict(metadata.get("preprocessing", {}))
         options.setdefault("prior_correction", bool(metadata.get("inference", {}).get("prior_correction", False)))
-        if options.get("bf16") is None:  # where bf16 is native (the networks train in it on a GPU), else fp32
-            options["bf16"] = gpu_has_bf16() if torch_device.type == "cuda" else cpu_has_fast_bf16()
+        if options.get("bf16") is None:
+            options["bf16"] = native_bf16(torch_device)
         return cls(model, metadata, torch_device, config, source=str(path), model_sha256=sha256, **options)
 
     @property

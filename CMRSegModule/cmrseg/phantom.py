@@ -39,6 +39,7 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io.study import PatientInfo, Study
 from cmrseg.measures import MYOCARDIAL_DENSITY_G_PER_ML
 from cmrseg.phantom_render import add_bias_and_noise, heart_reach_mm, render
+from cmrseg.validate import MAX_FRAMES
 
 
 @dataclass(frozen=True)
@@ -167,10 +168,11 @@ def make_phantom(
         (the structure containing each voxel centre) and the analytic truth.
 
     Raises:
-        CMRSegError: fewer than 2 frames or 3 slices, or a grid too small for the heart.
+        CMRSegError: not 2 to MAX_FRAMES frames, fewer than 3 slices, or a grid too small for the heart.
     """
-    if frames < 2:
-        raise CMRSegError(f"A cine phantom needs at least 2 frames; got {frames}.")
+    if not 2 <= frames <= MAX_FRAMES:
+        raise CMRSegError(f"A cine phantom needs at least 2 frames and at most {MAX_FRAMES} (what CMRSeg reads); "
+                          f"got {frames}.")
     if slices < 3:
         raise CMRSegError(f"A phantom needs at least 3 slices; got {slices}.")
     rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ from cmrseg import __version__
 from cmrseg.basal import apply_basal_rule, basal_end
 from cmrseg.curves import volume_curve_rates
 from cmrseg.errors import CMRSegError
-from cmrseg.inference import Segmenter, choose_ed_es, lv_volume_curve, segment_frames
+from cmrseg.inference import Segmenter, arithmetic, choose_ed_es, lv_volume_curve, segment_frames
 from cmrseg.io.load import load_study
 from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
@@ -200,7 +200,7 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "model": segmenter.description,
         "model_sha256": segmenter.model_sha256,
         # where and in what precision the network ran (results of another differ in a few boundary voxels)
-        "arithmetic": f"{segmenter.device.type} {'bf16' if segmenter.bf16 else 'fp32'}",
+        "arithmetic": arithmetic(segmenter.device, segmenter.bf16),
         "input": [str(p.resolve()) for p in loaded.inputs],
         "series_uid": loaded.series_uid,  # as asked for (None: the reader's choice)
         "series_read": list(study.series_uids),  # the DICOM series measured
