@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 
 from cmrseg.batch import BatchOptions, batch_lock, run_in_process
-from cmrseg.cohort import COHORT_FILE, COLUMNS, find_studies, read_list_file, studies_of_other_batches
+from cmrseg.cohort import (
+    COHORT_FILE,
+    COLUMNS,
+    StudyJob,
+    done_row,
+    find_studies,
+    read_list_file,
+    studies_of_other_batches,
+)
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.io.volume_files import read_volume_file, write_study
@@ -210,3 +218,25 @@ def test_the_command_skips_reports_on_request_and_refuses_bad_input(cohort, tmp_
     refused = subprocess.run([sys.executable, "-m", "cmrseg", "batch", str(empty), "--out", str(tmp_path / "y")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and "No study found" in refused.stderr and not (tmp_path / "y").exists()
+
+
+def test_the_cohort_row_names_the_values_the_quality_check_makes_unusable():
+    import ring_hearts
+
+    from cmrseg.labels import RV
+    from cmrseg.measures import frame_measures, study_measures
+    from cmrseg.qc import quality_check
+
+    spacing = (3.0, 3.0, 10.0)
+    ed = ring_hearts.ring_heart(9, 64, (32, 28), (32, 50), (9, 14, 9))
+    es = ring_hearts.ring_heart(9, 64, (32, 28), (32, 50), (7, 14, 6))
+    for frame in (ed, es):
+        frame[3:][frame[3:] == RV] = 0  # the RV on 3 of the LV's 9 slices: missed at ED
+    study = study_measures(frame_measures(ed, spacing), frame_measures(es, spacing)).as_dict()
+    measures = {"study": study, "qc": quality_check({0: ed, 1: es}, 0, 1, study)}
+    row = done_row(StudyJob("a", ("a.nii.gz",)), measures, 1.0)
+    assert row["qc_status"] == "fail"
+    assert row["qc_not_usable"] == "rv_edv_ml rv_sv_ml rv_ef_pct rv_edv_index rv_sv_index"
+    assert float(row["rv_ef_pct"]) == study["rv_ef_pct"]  # the value stays, for whoever corrects it
+    row = done_row(StudyJob("b", ("b.nii.gz",)), {"study": study, "qc": {"status": "pass", "flags": []}}, 1.0)
+    assert row["qc_not_usable"] == ""

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from cmrseg.qc import (
     shortening_flags,
     side_flags,
     structure_flags,
+    unusable_parameters,
 )
 
 
@@ -122,6 +125,48 @@ def test_a_ventricle_on_far_fewer_slices_at_es_than_at_ed_is_for_review():
     assert "rv_es_coverage" in codes(Flag(**f) for f in quality_check({0: ed, 1: es}, 0, 1, None)["flags"])
 
 
+def test_a_failing_check_names_the_values_it_makes_unusable():
+    spacing = (3.0, 3.0, 10.0)
+    ed = ring_heart()
+    es = ring_hearts.ring_heart(9, 64, (32, 28), (32, 50), (7, 14, 6))  # smaller cavities at ES
+    for frame in (ed, es):
+        frame[3:][frame[3:] == RV] = 0  # the RV on 3 of the 9 LV slices: missed at ED (not for ES's threshold)
+    measures = study_measures(frame_measures(ed, spacing), frame_measures(es, spacing), None).as_dict()
+    qc = quality_check({0: ed, 1: es}, 0, 1, measures)
+    assert qc["status"] == "fail" and [f["code"] for f in qc["flags"] if f["severity"] == "fail"] == ["rv_coverage"]
+    # its EDV, SV and EF (and their indexed values) are not usable; its ESV and the LV's values stand
+    assert unusable_parameters(qc) == dict.fromkeys(
+        ("rv_edv_ml", "rv_edv_index", "rv_sv_ml", "rv_sv_index", "rv_ef_pct", "rv_ml"), "rv_coverage")
+    # A ventricle lost at ES takes its ESV, SV and EF, not its EDV.
+    es = ring_heart()
+    es[es == LV] = MYO
+    qc = quality_check({0: ring_heart(), 1: es}, 0, 1, study_measures(
+        frame_measures(ring_heart(), spacing), frame_measures(es, spacing)).as_dict())
+    assert {key for key in unusable_parameters(qc) if key.startswith("lv_")} == {
+        "lv_esv_ml", "lv_esv_index", "lv_sv_ml", "lv_sv_index", "lv_ef_pct", "lv_ml"}
+    # The RV lost at ED: none of its volumes (the check's message says so).
+    ed = ring_heart()
+    ed[ed == RV] = 0
+    qc = quality_check({0: ed, 1: es}, 0, 1, study_measures(
+        frame_measures(ed, spacing), frame_measures(es, spacing)).as_dict())
+    assert {"rv_edv_ml", "rv_esv_ml", "rv_sv_ml", "rv_ef_pct"} <= set(unusable_parameters(qc))
+    # ED and ES reversed: neither volume is what its name says.
+    swapped = study_measures(frame_measures(ring_heart(6), spacing), frame_measures(ring_heart(), spacing))
+    assert {"lv_edv_ml", "lv_esv_ml", "rv_edv_ml", "rv_esv_ml"} <= set(
+        unusable_parameters(quality_check({}, None, None, swapped.as_dict())))
+    # Review flags (unusual, possible) make nothing unusable; nor does a passing check.
+    review = {"status": "review", "flags": [asdict(Flag("lv_ef_range", "review", "LV EF 90.0 %"))]}
+    assert unusable_parameters(review) == {} and unusable_parameters({"status": "pass", "flags": []}) == {}
+    assert unusable_parameters(None) == {}
+
+
+def test_a_single_frame_with_a_missed_rv_has_an_unusable_rv_volume():
+    labels = ring_heart()
+    labels[1:][labels[1:] == RV] = 0
+    qc = quality_check({0: labels}, None, None, None)
+    assert set(unusable_parameters(qc)) >= {"rv_ml"} and "lv_ml" not in unusable_parameters(qc)
+
+
 def test_a_structure_cut_by_the_edge_of_the_image_is_for_review():
     labels = ring_heart()
     assert edge_flags(labels, "ED") == []
@@ -186,12 +231,28 @@ def test_a_missed_rv_fails_the_quality_check(sunnybrook_root, model_path, tmp_pa
     write_study(replace(study, direction=np.eye(3)), tmp_path / "no_orientation.nii.gz")
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "no_orientation.nii.gz"), "--out", str(out),
-                 "--model", str(model_path), "--strict"]) == 3
+                 "--model", str(model_path), "--strict", "--report", "pdf"]) == 3
     printed = capsys.readouterr().out
     assert "Quality check: FAIL" in printed
     qc = json.loads((out / "measures.json").read_text())["qc"]
     assert qc["status"] == "fail"
     assert {"rv_coverage", "rv_edv_implausible"} <= {f["code"] for f in qc["flags"] if f["severity"] == "fail"}
+    # The RV's numbers are marked where they are printed and in both reports, not only in the check above them;
+    # the LV's stand unmarked.
+    lines = {" ".join(line.split()[:2]): line for line in printed.splitlines()
+             if line.startswith("  ") and line.split()[0] in ("LV", "RV")}
+    for name in ("RV EDV", "RV SV", "RV EF"):
+        assert "NOT USABLE (quality check: rv_" in lines[name], lines[name]
+    for name in ("LV EDV", "LV ESV", "LV EF"):
+        assert "NOT USABLE" not in lines[name], lines[name]
+    rows = dict(row[:2] for row in csv.reader((out / "measures.csv").open()) if row)
+    assert {"rv_edv_ml", "rv_sv_ml", "rv_ef_pct"} <= set(rows["qc_not_usable"].split())
+    assert not any(key.startswith("lv_") for key in rows["qc_not_usable"].split())
+    report = (out / "report.html").read_text()
+    assert report.count("NOT USABLE (quality check: rv_") == 4  # RV EDV, ESV, SV, EF
+    pdfium = pytest.importorskip("pypdfium2")
+    text = pdfium.PdfDocument(str(out / "report.pdf"))[0].get_textpage().get_text_range()
+    assert text.count("NOT USABLE (quality check: rv_") == 4
 
 
 @pytest.mark.shared_data

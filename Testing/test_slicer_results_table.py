@@ -209,7 +209,13 @@ def test_the_quality_check_of_each_column_follows_the_segmentations(headless_sli
     expected = quality_check({0: truth[ed], 1: truth[es]}, 0, 1, study_measures(
         frame_measures(truth[ed], study.spacing), frame_measures(truth[es], study.spacing)).as_dict())
     assert corrected["qc"] == expected and expected["status"] != "fail"
-    row = next(r for r in ResultsTable.readTable(review.table) if r["key"] == "qc_status")
+    rows = {r["key"]: r for r in ResultsTable.readTable(review.table)}
+    # The values the failing check makes unusable say so in their row; the painted RV's do not.
+    for key in ("rv_edv_ml", "rv_sv_ml", "rv_ef_pct"):
+        assert rows[key]["automatic_flag"].startswith("NOT USABLE (quality check: rv_"), rows[key]
+        assert "NOT USABLE" not in rows[key]["corrected_flag"]
+    assert not any("NOT USABLE" in rows[key]["automatic_flag"] for key in ("lv_edv_ml", "lv_ef_pct"))
+    row = rows["qc_status"]
     assert row["automatic"] == 2 and row["corrected"] == ResultsTable.QC_CODES[expected["status"]]
     # The review's top bar says both: the automatic failure, and what the correction made of it.
     summary = ResultsTable.reviewQcSummary(review.table)

@@ -103,7 +103,7 @@ def test_the_page_rounds_the_exact_values_once(session):
     for row in session.tableRows():
         assert row["automatic"] == automatic[row["key"]]  # exact, not the cell's rounded value
         assert cells[row["key"]]["automatic"] == round(automatic[row["key"]], ResultsTable.decimalsOf(row["key"]))
-        assert _displayRow(row)["automatic"] == f"{automatic[row['key']]:.1f}"
+        assert _displayRow(row)["automatic"] == f"{automatic[row['key']]:.{ResultsTable.decimalsOf(row['key'])}f}"
 
 
 def test_the_page_row_shows_the_range_and_the_corrected_flag():
@@ -118,6 +118,16 @@ def test_the_page_row_shows_the_range_and_the_corrected_flag():
     assert not unflagged["flagged"]
     without = _displayRow(row | {"reference": "", "automatic_flag": "", "corrected_flag": ""})
     assert without["reference"] == "" and not without["flagged"]
+    # A value the quality check makes unusable is flagged, the automatic one too when the correction mended it.
+    unusable = {"automatic_flag": "NOT USABLE (quality check: rv_coverage); normal (z -1.2)"}
+    mended = _displayRow(row | unusable | {"corrected_flag": "normal (z +0.3)"})
+    assert mended["flagged"] and mended["reference"] == (
+        "51.2-70.8; normal (z +0.3); automatic: NOT USABLE (quality check: rv_coverage); normal (z -1.2)")
+    both = _displayRow(row | unusable | {"corrected_flag": unusable["automatic_flag"]})
+    assert both["flagged"] and both["reference"].count("NOT USABLE") == 1
+    # The BSA with the table's two decimals, as the Slicer table shows it.
+    bsa = _displayRow({**row, "key": "bsa_m2", "automatic": 1.8449, "corrected": 1.8449, "difference": 0.0})
+    assert bsa["automatic"] == "1.84" and bsa["difference"] == "0.00"
 
 
 def test_a_page_action_that_fails_says_why_on_the_page():

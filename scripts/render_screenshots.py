@@ -37,7 +37,7 @@ def draw_table(axis, table) -> None:
     cells = [[r["parameter"], r["unit"], f"{r['automatic']:.1f}", f"{r['corrected']:.1f}", f"{r['difference']:+.1f}",
               r["reference"], r["corrected_flag"]] for r in rows]
     shown = axis.table(cellText=cells, colLabels=["Parameter", "Unit", "Automatic", "Corrected", "Difference",
-                                                  "Reference", "Corrected vs range"],
+                                                  "Reference", "Corrected: check, range"],
                        loc="center", cellLoc="left", colWidths=[0.3, 0.08, 0.11, 0.11, 0.11, 0.13, 0.18])
     shown.auto_set_font_size(False)
     shown.set_fontsize(8)

@@ -20,7 +20,7 @@ import vtk
 
 from cmrseg.io.study import PatientInfo
 from cmrseg.measures import frame_measures, study_measures
-from cmrseg.qc import judged_curve, quality_check
+from cmrseg.qc import judged_curve, quality_check, unusable_parameters, unusable_text
 from cmrseg.reference import compare_with_ranges
 from cmrseg.report import INDEXED, PARAMETERS
 from CMRSegModuleLib.PatientAttributes import readPatient, writePatient
@@ -32,7 +32,8 @@ COLUMNS = ("parameter", "unit", "automatic", "corrected", "difference", "referen
 TEXT_COLUMNS = ("parameter", "unit", "reference", "automatic_flag", "corrected_flag")
 COLUMN_TITLES = {"parameter": "Parameter", "unit": "Unit", "automatic": "Automatic", "corrected": "Corrected",
                  "difference": "Difference (corrected - automatic)", "reference": "Reference range",
-                 "automatic_flag": "Automatic vs range", "corrected_flag": "Corrected vs range"}
+                 "automatic_flag": "Automatic: quality check, range",
+                 "corrected_flag": "Corrected: quality check, range"}
 FRAME_PARAMETERS = (
     ("lv_ml", "LV blood pool volume", "ml"),
     ("rv_ml", "RV blood pool volume", "ml"),
@@ -254,10 +255,14 @@ def _setColumn(table, column: str, values: dict) -> None:
 
 
 def _setReferenceColumns(table, column: str, measures: dict) -> None:
-    """The ``{column}_flag`` text of each row (``low (z -3.2)``); empty where the parameter has no range (see
-    :mod:`cmrseg.reference`)."""
+    """The ``{column}_flag`` text of each row (``low (z -3.2)``), empty where the parameter has no range (see
+    :mod:`cmrseg.reference`); first, where the quality check makes the value unusable, that."""
     entries = measures.get("reference", {}).get("parameters", {})
-    _setCells(table, f"{column}_flag", {key: flagCell(entries.get(key)) for key in rowKeys(table)})
+    unusable = unusable_parameters(measures.get("qc"))
+    cells = {key: "; ".join(text for text in (unusable_text(unusable[key]) if key in unusable else "",
+                                              flagCell(entries.get(key))) if text)
+             for key in rowKeys(table)}
+    _setCells(table, f"{column}_flag", cells)
 
 
 def _setCells(table, name: str, cells: dict[str, str]) -> None:

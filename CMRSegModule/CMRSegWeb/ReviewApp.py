@@ -24,7 +24,8 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
 from cmrseg.errors import CMRSegError
-from CMRSegModuleLib import Corrections, ReviewList, ReviewNodes
+from cmrseg.qc import NOT_USABLE
+from CMRSegModuleLib import Corrections, ResultsTable, ReviewList, ReviewNodes
 from CMRSegWeb.ReviewSession import ReviewSession, createSlicerApp
 
 log = logging.getLogger("cmrseg")
@@ -328,11 +329,15 @@ class ReviewApp(TrameApp):
 
 
 def _displayRow(row: dict) -> dict:
-    """A results-table row for the page: the values to one decimal, blank where not defined (NaN), and the
-    reference range with the corrected value's flag."""
-    values = {column: "" if math.isnan(row[column]) else f"{row[column]:.1f}"
+    """A results-table row for the page: the values with the table's decimals, blank where not defined (NaN),
+    and the reference range with the corrected value's flag (and the automatic value's, when the quality check
+    makes only that one unusable)."""
+    decimals = ResultsTable.decimalsOf(row["key"])
+    values = {column: "" if math.isnan(row[column]) else f"{row[column]:.{decimals}f}"
               for column in ("automatic", "corrected", "difference")}
     flag = row["corrected_flag"]
-    reference = "; ".join(text for text in (row["reference"], flag) if text)  # the corrected value's place
+    automatic = row["automatic_flag"]
+    unusable = automatic if automatic.startswith(NOT_USABLE) and not flag.startswith(NOT_USABLE) else ""
+    reference = "; ".join(text for text in (row["reference"], flag, unusable and f"automatic: {unusable}") if text)
     return {"key": row["key"], "parameter": row["parameter"], "unit": row["unit"], **values, "reference": reference,
-            "flagged": flag.startswith(("low", "high"))}
+            "flagged": flag.startswith(("low", "high", NOT_USABLE)) or bool(unusable)}

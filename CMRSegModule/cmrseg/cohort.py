@@ -35,6 +35,7 @@ from cmrseg.errors import CMRSegError
 from cmrseg.io import acdc
 from cmrseg.io.volume_files import is_volume_file, stem
 from cmrseg.measures import StudyMeasures
+from cmrseg.qc import unusable_parameters
 from cmrseg.reference import load_ranges
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ PARAMETER_COLUMNS = [f.name for f in fields(StudyMeasures)]
 RATE_COLUMNS = ["lv_per_ml_s", "lv_pfr_ml_s", "rv_per_ml_s", "rv_pfr_ml_s"]  # cmrseg.curves, cines with times
 # low / normal / high against the reference range (cmrseg.reference), blank where none applied.
 FLAG_COLUMNS = [f"{key}_flag" for key in PARAMETER_COLUMNS if key in {r.parameter for r in load_ranges()}]
-COLUMNS = ["name", "input", "status", "reason", "qc_status", "ed_frame", "es_frame", "ed_frame_number",
+# the parameters the quality check makes unusable (space-separated keys; cmrseg.qc.unusable_parameters)
+COLUMNS = ["name", "input", "status", "reason", "qc_status", "qc_not_usable", "ed_frame", "es_frame", "ed_frame_number",
            "es_frame_number", *PARAMETER_COLUMNS, *FLAG_COLUMNS, *RATE_COLUMNS, "seconds"]  # fmt: skip
 COHORT_FILE = "cohort.csv"
 
@@ -233,7 +235,8 @@ def done_row(job: StudyJob, measures: dict, seconds: float | None) -> dict:
     """The cohort row of a segmented study, from its ``measures.json`` document."""
     study = measures.get("study") or {}
     row = {"name": job.name, "input": " ".join(job.inputs), "status": "done", "reason": "",
-           "qc_status": measures["qc"]["status"], "seconds": "" if seconds is None else round(seconds, 2)}
+           "qc_status": measures["qc"]["status"], "seconds": "" if seconds is None else round(seconds, 2),
+           "qc_not_usable": " ".join(key for key in PARAMETER_COLUMNS if key in unusable_parameters(measures["qc"]))}
     for key in ("ed_frame", "es_frame", "ed_frame_number", "es_frame_number"):
         row[key] = measures.get(key)
     row.update({key: study.get(key) for key in PARAMETER_COLUMNS})

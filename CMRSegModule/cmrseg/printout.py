@@ -22,6 +22,7 @@ def basal_removed_text(measures: dict) -> str:
 
 
 def format_measures(measures: dict) -> str:
+    from cmrseg.qc import unusable_parameters, unusable_text
     from cmrseg.reference import applied_text, value_checks
     from cmrseg.report import INDEXED, PARAMETERS
 
@@ -29,9 +30,13 @@ def format_measures(measures: dict) -> str:
     lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"
              + (f" ({removed})" if removed else "")]
     study = measures.get("study")
-    if not study:
+    unusable = unusable_parameters(measures.get("qc"))
+    if not study:  # one frame (or ED and ES one frame): its volumes
+        def volume(key: str) -> str:
+            return f"{frame[key]:.1f} ml" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
+
         for index, frame in measures["frames"].items():
-            lines.append(f"frame {index}: LV {frame['lv_ml']:.1f} ml, RV {frame['rv_ml']:.1f} ml, "
+            lines.append(f"frame {index}: LV {volume('lv_ml')}, RV {volume('rv_ml')}, "
                          f"LV mass {frame['myo_mass_g']:.1f} g")
         return "\n".join(lines)
     # the numbers that name the frames in the output files and the report, not the 0-based indices
@@ -42,7 +47,8 @@ def format_measures(measures: dict) -> str:
         indexed = study.get(INDEXED.get(key, ""))
         extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""
         value = f"{study[key]:8.1f}" if study[key] is not None else f"{'-':>8}"
-        checks = "; ".join(text for text, _ in value_checks(reference, key, INDEXED.get(key)))
+        checks = "; ".join(([unusable_text(unusable[key])] if key in unusable else [])
+                           + [text for text, _ in value_checks(reference, key, INDEXED.get(key))])
         lines.append(f"  {name:14} {value} {unit}{extra}" + (f"   {checks}" if checks else ""))
     if reference:
         lines.append(f"Reference ranges ({reference['limits']}; sources in measures.json): {applied_text(reference)}")

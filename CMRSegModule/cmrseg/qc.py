@@ -170,6 +170,46 @@ def shortening_flags(ed_labels: np.ndarray, es_labels: np.ndarray) -> list[Flag]
     return flags
 
 
+# The parameters each failing check makes unusable, by phase where the check names one: a value the check calls
+# not usable is marked so wherever it is shown, not only in the check's message above the table.
+_VOLUMES = {"ED": ("edv_ml", "sv_ml", "ef_pct"), "ES": ("esv_ml", "sv_ml", "ef_pct"),
+            None: ("edv_ml", "esv_ml", "sv_ml", "ef_pct")}
+_SINGLE_FRAME = {"lv": "lv_ml", "rv": "rv_ml"}
+_INDEXED = {"edv_ml": "edv_index", "esv_ml": "esv_index", "sv_ml": "sv_index"}
+
+
+def unusable_parameters(qc: dict | None) -> dict[str, str]:
+    """``{parameter key: code of the failing check}`` for the values a failing check makes unusable (study
+    parameters, their BSA-indexed values, and a single frame's volumes)."""
+    unusable: dict[str, str] = {}
+    for flag in (qc or {}).get("flags", []):
+        if flag["severity"] != "fail":
+            continue
+        code, phase = flag["code"], flag["phase"]
+        if code in ("rv_coverage", "lv_gap"):  # the structure's volume at the flag's phase
+            side = code[:2]
+        elif code.endswith(("_edv_implausible", "_sv_not_positive")):
+            side, phase = code[:2], None  # a ventricle lost at ED, or ED and ES reversed: none of its volumes
+        elif code.endswith("_esv_implausible"):
+            side, phase = code[:2], "ES"
+        else:
+            continue
+        for key in _VOLUMES[phase]:
+            unusable.setdefault(f"{side}_{key}", code)
+            if key in _INDEXED:
+                unusable.setdefault(f"{side}_{_INDEXED[key]}", code)
+        unusable.setdefault(_SINGLE_FRAME[side], code)
+    return unusable
+
+
+NOT_USABLE = "NOT USABLE"
+
+
+def unusable_text(code: str) -> str:
+    """How a surface marks a value that a failing check makes unusable (one wording everywhere)."""
+    return f"{NOT_USABLE} (quality check: {code})"
+
+
 def _outside(value: float, low: float, high: float) -> bool:
     return not low <= value <= high
 

@@ -171,12 +171,17 @@ def rates_line(rates: dict) -> str:
     return f"<ul>{items}</ul>"
 
 
-def reference_cell(reference: dict | None, key: str) -> str:
-    """The value's and its indexed value's place against the reference range (HTML), empty without ranges."""
+def reference_cell(reference: dict | None, key: str, unusable: dict[str, str]) -> str:
+    """The value's and its indexed value's place against the reference range (HTML), empty without ranges;
+    first, when the quality check makes the value unusable (``unusable``: :func:`cmrseg.qc.unusable_parameters`),
+    that."""
+    from cmrseg.qc import unusable_text
     from cmrseg.reference import value_checks
 
-    return "<br>".join(f"<b style=\"color:#b00\">{html.escape(text)}</b>" if entry["flag"] in ("low", "high")
-                       else html.escape(text) for text, entry in value_checks(reference, key, INDEXED.get(key)))
+    marks = [f"<b style=\"color:#b00\">{html.escape(unusable_text(unusable[key]))}</b>"] if key in unusable else []
+    return "<br>".join(marks + [f"<b style=\"color:#b00\">{html.escape(text)}</b>" if entry["flag"] in ("low", "high")
+                               else html.escape(text)
+                               for text, entry in value_checks(reference, key, INDEXED.get(key))])
 
 
 def reference_note(reference: dict | None) -> str:
@@ -190,7 +195,10 @@ def reference_note(reference: dict | None) -> str:
             f"{html.escape(applied_text(reference))}" + (f"</p><ul class=\"note\">{items}</ul>" if items else "</p>"))
 
 
-def measures_table(measures: dict, reference: dict | None = None) -> str:
+def measures_table(measures: dict, reference: dict | None = None, qc: dict | None = None) -> str:
+    from cmrseg.qc import unusable_parameters
+
+    unusable = unusable_parameters(qc)
     rows = []
     for key, name, unit in PARAMETERS:
         indexed = measures.get(INDEXED.get(key, ""))
@@ -198,7 +206,7 @@ def measures_table(measures: dict, reference: dict | None = None) -> str:
         rows.append(
             f"<tr><td>{name}</td><td>{_value(measures.get(key))} {unit}</td>"
             f"<td>{_value(indexed) if indexed is not None else ''} {index_unit}</td>"
-            f"<td>{reference_cell(reference, key)}</td></tr>"
+            f"<td>{reference_cell(reference, key, unusable)}</td></tr>"
         )
     return ("<table><tr><th>Parameter</th><th>Value</th><th>Indexed (BSA)</th><th>Reference range (flag, z)</th></tr>"
             + "".join(rows) + "</table>" + reference_note(reference))
@@ -231,7 +239,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:10
 .slice{{text-align:center;font-size:80%}}.slice img{{margin:0}}</style></head><body>
 <h1>{html.escape(title)}</h1>
 {qc_box(qc) if qc is not None else ""}
-{measures_table(measures, reference)}
+{measures_table(measures, reference, qc)}
 {review_table(review, review_frames) if review else ""}
 {regional_section(regional) if regional else ""}
 {rates_line(rates) if rates else ""}
