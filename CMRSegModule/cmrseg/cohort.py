@@ -234,9 +234,10 @@ def earlier_names(out: Path) -> dict[tuple[tuple[str, ...], str | None], str]:
 def done_row(job: StudyJob, measures: dict, seconds: float | None) -> dict:
     """The cohort row of a segmented study, from its ``measures.json`` document."""
     study = measures.get("study") or {}
+    unusable = unusable_parameters(measures["qc"], study)
     row = {"name": job.name, "input": " ".join(job.inputs), "status": "done", "reason": "",
            "qc_status": measures["qc"]["status"], "seconds": "" if seconds is None else round(seconds, 2),
-           "qc_not_usable": " ".join(key for key in PARAMETER_COLUMNS if key in unusable_parameters(measures["qc"]))}
+           "qc_not_usable": " ".join(key for key in PARAMETER_COLUMNS if key in unusable)}
     for key in ("ed_frame", "es_frame", "ed_frame_number", "es_frame_number"):
         row[key] = measures.get(key)
     row.update({key: study.get(key) for key in PARAMETER_COLUMNS})

@@ -30,8 +30,9 @@ def format_measures(measures: dict) -> str:
     lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"
              + (f" ({removed})" if removed else "")]
     study = measures.get("study")
-    unusable = unusable_parameters(measures.get("qc"))
     if not study:  # one frame (or ED and ES one frame): its volumes
+        unusable = unusable_parameters(measures.get("qc"))
+
         def volume(key: str) -> str:
             return f"{frame[key]:.1f} ml" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
 
@@ -43,6 +44,7 @@ def format_measures(measures: dict) -> str:
     lines.append(f"ED frame {measures['ed_frame_number']}, ES frame {measures['es_frame_number']} "
                  f"({measures['ed_es_from']})")
     reference = measures.get("reference", {})
+    unusable = unusable_parameters(measures.get("qc"), study)
     for key, name, unit in PARAMETERS:
         indexed = study.get(INDEXED.get(key, ""))
         extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""

@@ -178,9 +178,13 @@ _SINGLE_FRAME = {"lv": "lv_ml", "rv": "rv_ml"}
 _INDEXED = {"edv_ml": "edv_index", "esv_ml": "esv_index", "sv_ml": "sv_index"}
 
 
-def unusable_parameters(qc: dict | None) -> dict[str, str]:
+def unusable_parameters(qc: dict | None, values: dict | None = None) -> dict[str, str]:
     """``{parameter key: code of the failing check}`` for the values a failing check makes unusable (study
-    parameters, their BSA-indexed values, and a single frame's volumes)."""
+    parameters, their BSA-indexed values, and a single frame's volumes); with ``values``, only those it holds
+    as numbers (a value not given, shown ``-``, needs no mark)."""
+    if values is not None:
+        return {key: code for key, code in unusable_parameters(qc).items()
+                if isinstance(values.get(key), (int, float)) and np.isfinite(values[key])}
     unusable: dict[str, str] = {}
     for flag in (qc or {}).get("flags", []):
         if flag["severity"] != "fail":

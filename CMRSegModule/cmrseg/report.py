@@ -198,7 +198,7 @@ def reference_note(reference: dict | None) -> str:
 def measures_table(measures: dict, reference: dict | None = None, qc: dict | None = None) -> str:
     from cmrseg.qc import unusable_parameters
 
-    unusable = unusable_parameters(qc)
+    unusable = unusable_parameters(qc, measures)
     rows = []
     for key, name, unit in PARAMETERS:
         indexed = measures.get(INDEXED.get(key, ""))

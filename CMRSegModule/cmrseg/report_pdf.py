@@ -55,7 +55,7 @@ def write_pdf_report(
     from cmrseg.reference import applied_text, sources, value_checks
     from cmrseg.report import INDEXED, PARAMETERS
 
-    unusable = unusable_parameters(qc)
+    unusable = unusable_parameters(qc, measures)
 
     class Report(FPDF):
         def footer(self) -> None:

@@ -386,7 +386,7 @@ def write_measures_csv(measures: dict, path: Path) -> None:
             writer.writerow(["reference_note", reference["note"]])
         writer.writerow([])
         writer.writerow(["qc_status", measures["qc"]["status"]])
-        writer.writerow(["qc_not_usable", " ".join(unusable_parameters(measures["qc"]))])
+        writer.writerow(["qc_not_usable", " ".join(unusable_parameters(measures["qc"], measures.get("study")))])
         for flag in measures["qc"]["flags"]:
             writer.writerow([f"qc_{flag['severity']}", flag["message"]])
         writer.writerow([])
