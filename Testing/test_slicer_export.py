@@ -197,6 +197,11 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
         "Cine_ED_corrected.seg.dcm", "Cine_ES_corrected.seg.dcm"]
     seg = hd.seg.segread(tmp_path / "out" / "Cine_ES_corrected.seg.dcm")
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert seg.SeriesDescription == "CMRSeg corrected segmentation at ES"
+    # ED was not edited: its SEG says it is the automatic result (the physician changed nothing there).
+    unedited = hd.seg.segread(tmp_path / "out" / "Cine_ED_corrected.seg.dcm")
+    assert unedited.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    assert unedited.SeriesDescription == "CMRSeg automatic segmentation at ED"
     uids = [pydicom.dcmread(tmp_path / "dicom" / name).SOPInstanceUID for name in study.slice_files[es]]
     for label in (labels.RV, labels.MYO, labels.LV):
         pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[label])
@@ -222,6 +227,13 @@ def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_
     assert (sr.PreliminaryFlag, sr.VerificationFlag) == ("FINAL", "VERIFIED")
     observer = sr.VerifyingObserverSequence[0]
     assert (str(observer.VerifyingObserverName), observer.VerificationDateTime) == ("Dr SR", "20261203093005+0000")
+    # The edit undone, nothing is corrected: the SR and both SEGs say they are the automatic result.
+    edit_segments(review.esCorrected, review.esVolume, maps[es])
+    exportReview(review, tmp_path / "out", overwrite=True)
+    sr = pydicom.dcmread(tmp_path / "out" / "Cine_corrected_measures.sr.dcm")
+    assert sr.SeriesDescription.startswith("CMRSeg automatic measurements")
+    assert hd.seg.segread(tmp_path / "out" / "Cine_ES_corrected.seg.dcm").SegmentSequence[0].SegmentAlgorithmType \
+        == "AUTOMATIC"
     # The DICOM folder moved away since (a saved scene reopened): the rest is exported, and the JSON says why
     # there is no SEG or SR.
     # The earlier SEGs and (approved) SR go too: never beside a JSON of other numbers, nor sent with it.

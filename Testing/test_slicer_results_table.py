@@ -211,9 +211,10 @@ def test_the_quality_check_of_each_column_follows_the_segmentations(headless_sli
     assert corrected["qc"] == expected and expected["status"] != "fail"
     rows = {r["key"]: r for r in ResultsTable.readTable(review.table)}
     # The values the failing check makes unusable say so in their row; the painted RV's do not.
-    for key in ("rv_edv_ml", "rv_sv_ml", "rv_ef_pct"):
+    for key in ("rv_edv_ml", "rv_esv_ml"):  # the RV lost at ED: none of its volumes
         assert rows[key]["automatic_flag"].startswith("NOT USABLE (quality check: rv_"), rows[key]
         assert "NOT USABLE" not in rows[key]["corrected_flag"]
+    assert np.isnan(rows["rv_sv_ml"]["automatic"]) and rows["rv_sv_ml"]["automatic_flag"] == ""  # not given
     assert not any("NOT USABLE" in rows[key]["automatic_flag"] for key in ("lv_edv_ml", "lv_ef_pct"))
     row = rows["qc_status"]
     assert row["automatic"] == 2 and row["corrected"] == ResultsTable.QC_CODES[expected["status"]]

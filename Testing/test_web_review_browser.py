@@ -161,6 +161,13 @@ def test_a_paint_stroke_in_the_lv_changes_the_corrected_volume_by_the_painted_vo
     assert corrected < automatic, "the paint stroke did not change the corrected LV EDV"
     assert page.locator("#undo").is_enabled()
     page.screenshot(path=str(ARTIFACTS / "review-after-paint.png"))
+    # The stroke is on disk before any export: a review stopped now goes on from it.
+    from CMRSegWeb.Draft import draftPath
+
+    measures = json.loads((run / "measures.json").read_text())
+    automaticEd = read_volume_file(run / measures["frames"][str(measures["ed_frame"])]["file"]).image[0]
+    with np.load(draftPath(run / "review")) as draft:
+        assert 0 < int((automaticEd == 3).sum()) - int((draft["ED"] == 3).sum())
 
     page.fill("#reviewer", REVIEWER)
     page.click("#approve")
@@ -169,6 +176,7 @@ def test_a_paint_stroke_in_the_lv_changes_the_corrected_volume_by_the_painted_vo
     page.wait_for_function("document.querySelector('#message').innerText.startsWith('Exported')", timeout=60_000)
 
     exported = run / "review"
+    assert not draftPath(exported).exists()  # the export holds the corrections now
     results = json.loads(next(exported.glob("*_results.json")).read_text())
     assert results["approval"]["by"] == REVIEWER and results["approval"]["status"] == "approved"
     measures = json.loads((run / "measures.json").read_text())
@@ -186,13 +194,17 @@ def test_a_paint_stroke_in_the_lv_changes_the_corrected_volume_by_the_painted_vo
     assert np.array_equal(relabelled, correctedSeg.labelmap)
 
 
-def test_undo_restores_the_automatic_volume(page):
+def test_undo_restores_the_automatic_volume(page, served):
     page.click("#undo")
     page.wait_for_function(
         "document.querySelector('#row-lv_edv_ml .corrected').innerText"
         " === document.querySelector('#row-lv_edv_ml .automatic').innerText", timeout=30_000)
     assert page.locator("#redo").is_enabled()
     assert "not approved" in page.locator("#approval").inner_text().lower()
+    from CMRSegWeb.Draft import draftPath
+
+    _, run, _, _ = served
+    assert draftPath(run / "review").is_file()  # the undo is a change after the export: kept
 
 
 def test_a_review_list_entry_goes_to_the_slice_it_names(page):

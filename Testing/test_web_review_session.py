@@ -213,3 +213,65 @@ def test_a_reopened_review_goes_on_from_its_export(tmp_path):
     reopened = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, other, name="p2"), view,
                              exports)  # fmt: skip
     assert reopened.exportFolder == beside and "Went on from the corrections exported" in reopened.restored
+
+
+def test_corrections_not_yet_exported_are_not_lost_when_the_review_stops(tmp_path):
+    """Every change is kept in the export folder's draft: a review stopped before its export (Ctrl-C, a
+    restart) goes on from its corrections and approval; the export takes them over and the draft goes."""
+    from CMRSegModuleLib.Corrections import approvalOf, approve
+    from CMRSegModuleLib.SegmentationNodes import labelmapFromSegmentation, setLabelmapToSegmentation
+    from CMRSegWeb import Draft
+
+    exports = tmp_path / "review"
+    phantom = make_phantom(seed=4, frames=6, slices=8, matrix=(112, 128))
+    ed, es = phantom.study.ed_frame, phantom.study.es_frame
+    app = createSlicerApp()
+    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
+    view = app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
+    result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "truth", "none")
+
+    def reopen(run=result, patient=None) -> ReviewSession:
+        nodes = ReviewNodes.createReviewNodes(app.scene, phantom.study, run, name="p4", patient=patient)
+        return ReviewSession(app, nodes, view, exports)
+
+    first = reopen()
+    assert first.restored is None and not Draft.draftPath(exports).exists()
+    edited = np.where(phantom.labels[ed] == 3, 2, phantom.labels[ed]).astype(np.uint8)  # ED cavity to myocardium
+    setLabelmapToSegmentation(first.review.edCorrected, edited, first.review.edVolume)
+    first.updateCorrected()
+    first.saveDraft()
+    approve(first.review, "Dr Draft")
+    first.saveDraft()
+
+    again = reopen()  # the server stopped before the export
+    assert again.restored.startswith("Went on from the corrections saved ")
+    assert again.restored.endswith("not yet exported (approved by Dr Draft).")
+    np.testing.assert_array_equal(labelmapFromSegmentation(again.review.edCorrected, again.review.edVolume), edited)
+    np.testing.assert_array_equal(labelmapFromSegmentation(again.review.esCorrected, again.review.esVolume),
+                                  phantom.labels[es])
+    assert again.tableRows() == first.tableRows() and approvalOf(again.review)["by"] == "Dr Draft"
+
+    # The export holds them now: the draft goes, and a review reopened goes on from the export.
+    again.export()
+    assert not Draft.draftPath(exports).exists()
+    assert reopen().restored.startswith("Went on from the corrections exported")
+    # A change after the export is kept too, and wins over the export when reopened: the ED edit undone.
+    later = reopen()
+    setLabelmapToSegmentation(later.review.edCorrected, phantom.labels[ed], later.review.edVolume)
+    later.updateCorrected()
+    later.saveDraft()
+    latest = reopen()
+    assert latest.restored.endswith("not yet exported (not approved).")
+    np.testing.assert_array_equal(labelmapFromSegmentation(latest.review.edCorrected, latest.review.edVolume),
+                                  phantom.labels[ed])
+
+    # Another result's draft (the run made again) is not put onto this one.
+    other = Runner.RunResult({ed: phantom.labels[es], es: phantom.labels[ed]}, ed, es, "other", "none")
+    fresh = reopen(other)
+    assert fresh.exportFolder != exports and fresh.restored.startswith(f"{exports} holds the export of an earlier")
+    np.testing.assert_array_equal(labelmapFromSegmentation(fresh.review.edCorrected, fresh.review.edVolume),
+                                  phantom.labels[es])
+    # A damaged draft is refused with what to do, not taken for corrections.
+    Draft.draftPath(exports).write_bytes(b"not a draft")
+    with pytest.raises(CMRSegError, match="draft .* cannot be read .* move it away"):
+        reopen()

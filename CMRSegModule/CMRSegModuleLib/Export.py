@@ -9,9 +9,11 @@ Files, for ``<base>`` the study name and ``<phase>`` ED and ES (``frame`` for a 
   rule, the ED/ES frames, the cmrseg version, the approval (or "not approved"), the correction record and the
   regional wall (AHA segments) of the automatic and the corrected result;
 * ``<base>_corrections.csv``: ml added and removed by the correction per phase, slice and structure;
-* ``<base>_<phase>_corrected.seg.dcm``: a DICOM SEG (semi-automatic) referencing the cine's own DICOM images,
+* ``<base>_<phase>_corrected.seg.dcm``: a DICOM SEG referencing the cine's own DICOM images,
   and ``<base>_corrected_measures.sr.dcm``, the corrected parameters and their quality check as a DICOM SR,
-  when the cine was loaded from DICOM files that can be their sources (the JSON says why not otherwise).
+  when the cine was loaded from DICOM files that can be their sources (the JSON says why not otherwise). A
+  phase the physician edited is described as corrected (semi-automatic), one left as it was as automatic;
+  the SR as corrected when any phase was edited.
 
 Existing files are never replaced unless ``overwrite`` is true, and never when they are the export of another
 result (the JSON's ``automatic_fingerprint``); the files are written to a temporary folder first and moved
@@ -126,6 +128,8 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
     segProblem = problem or sources.get("segProblem")
     written = {kind: path for kind, path in paths.items()
                if not (problem and kind in DICOM_KINDS or segProblem and kind in SEG_KINDS)}  # fmt: skip
+    corrections, approval = reviewState(review, maps)
+    edited = {row["phase"] for row in corrections}  # a phase nobody edited is exported as the automatic result
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".cmrseg-export-") as scratch:
         scratch = Path(scratch)
@@ -137,14 +141,14 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
                 from cmrseg.io.dicom_seg import write_dicom_seg
 
                 write_dicom_seg(labelmap, sources["folder"], sources[phase], scratch / paths[f"{phase}_dicom_seg"].name,
-                                review.runInfo()["model"], corrected=True, frames=sources.get(f"{phase}_frames"),
-                                phase=phase)
-        corrections, approval = reviewState(review, maps)
+                                review.runInfo()["model"], corrected=phase in edited,
+                                frames=sources.get(f"{phase}_frames"), phase=phase)
         if "dicom_sr" in written:
             from cmrseg.io.dicom_sr import write_dicom_sr
 
             write_dicom_sr(corrected, sources["folder"], sources["ED"], sources["ES"], scratch / paths["dicom_sr"].name,
-                           review.runInfo()["model"], corrected["qc"]["status"], corrected=True, approval=approval)
+                           review.runInfo()["model"], corrected["qc"]["status"], corrected=bool(edited),
+                           approval=approval)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)
         writeResultsJson(review, corrected, maps, corrections, approval, written, segProblem, problem,

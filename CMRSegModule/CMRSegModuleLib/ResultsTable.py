@@ -258,7 +258,7 @@ def _setReferenceColumns(table, column: str, measures: dict) -> None:
     """The ``{column}_flag`` text of each row (``low (z -3.2)``), empty where the parameter has no range (see
     :mod:`cmrseg.reference`); first, where the quality check makes the value unusable, that."""
     entries = measures.get("reference", {}).get("parameters", {})
-    unusable = unusable_parameters(measures.get("qc"))
+    unusable = unusable_parameters(measures.get("qc"), measures)
     cells = {key: "; ".join(text for text in (unusable_text(unusable[key]) if key in unusable else "",
                                               flagCell(entries.get(key))) if text)
              for key in rowKeys(table)}

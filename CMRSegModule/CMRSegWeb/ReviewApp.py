@@ -157,6 +157,16 @@ class ReviewApp(TrameApp):
         self.session.updateCorrected()
         with self.state:
             self._syncResults()
+            self._saveDraft()
+
+    def _saveDraft(self) -> None:
+        """Keep the corrections on disk after a change (the page's message stays unless that fails)."""
+        try:
+            self.session.saveDraft()
+        except OSError as exc:
+            self.state.update(dict(message=f"Could not save the corrections to {exc.filename or 'the disk'} "
+                                           f"({exc.strerror or exc}): they are kept here only until the export; "
+                                           "free space or fix the folder.", message_error=True))  # fmt: skip
 
     def _act(self, action: Callable, success: str = "") -> None:
         """Run a page action; its message (returned text or ``success``) or the user's mistake is shown."""
@@ -224,6 +234,7 @@ class ReviewApp(TrameApp):
         def run() -> str:
             self.session.approve(self.state.reviewer)
             self._syncResults()
+            self.session.saveDraft()  # inside the action: a failure is its message
             return "Approved."
 
         self._act(run)

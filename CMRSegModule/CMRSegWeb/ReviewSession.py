@@ -25,6 +25,7 @@ from undo_stack import UndoStack
 from cmrseg import labels
 from cmrseg.errors import CMRSegError
 from CMRSegModuleLib import Corrections, Export, ResultsTable, ReviewList, ReviewNodes
+from CMRSegWeb import Draft
 
 TOOLS = {"none": SegmentationEffectNoTool, "paint": SegmentationEffectPaint, "erase": SegmentationEffectErase}
 
@@ -95,8 +96,9 @@ class ReviewSession:
         self.exportFolder = ownExportFolder(review, Path(exportFolder))
         moved = (f"{exportFolder} holds the export of an earlier result (the run was made again since); this "
                  f"review exports to {self.exportFolder}." if self.exportFolder != Path(exportFolder) else None)
-        # a review reopened goes on from its export (before the undo history starts: not undoable)
-        restored = Export.restoreExport(review, self.exportFolder)
+        # a review reopened goes on from its export, or from its draft when it changed since (before the undo
+        # history starts: not undoable)
+        restored = Draft.restoreDraft(review, self.exportFolder) or Export.restoreExport(review, self.exportFolder)
         self.restored = " ".join(text for text in (moved, restored) if text) or None
         self.editor = app.segmentation_editor
         self._undo = {phase: UndoStack(undo_limit=20) for phase, *_ in review.phases()}
@@ -222,7 +224,15 @@ class ReviewSession:
     def existingExportFiles(self) -> list[Path]:
         return Export.existingExportFiles(self.review, self.exportFolder)
 
+    def saveDraft(self) -> Path:
+        """Keep the corrections and the approval as they are now (after every change): a review stopped before
+        its export goes on from them."""
+        return Draft.saveDraft(self.review, self.exportFolder)
+
     def export(self, overwrite: bool = False) -> list[Path]:
-        """The module's export (corrected segmentations, label maps, results, corrections, DICOM SEG/SR)."""
+        """The module's export (corrected segmentations, label maps, results, corrections, DICOM SEG/SR); the
+        export holds what the draft held, which goes."""
         self.exportFolder.mkdir(parents=True, exist_ok=True)
-        return Export.exportReview(self.review, self.exportFolder, overwrite=overwrite)
+        written = Export.exportReview(self.review, self.exportFolder, overwrite=overwrite)
+        Draft.removeDraft(self.exportFolder)
+        return written
