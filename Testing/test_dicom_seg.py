@@ -16,6 +16,8 @@ from cmrseg.io.dicom_seg import check_study_for_seg, write_dicom_seg  # noqa: E4
 from cmrseg.io.dicom_write import write_dicom_cine  # noqa: E402
 from cmrseg.phantom import make_phantom  # noqa: E402
 
+PASSED = {"status": "pass", "flags": []}  # a quality check without findings
+
 
 @pytest.mark.parametrize("oblique", [False, True])
 def test_a_seg_round_trips_onto_its_source_images(oblique, tmp_path):
@@ -115,7 +117,7 @@ def test_sources_without_patient_and_study_attributes_get_a_seg_and_an_sr_withou
                                          tmp_path / "a.seg.dcm", "test"))
     assert seg.PatientID == "" and seg.StudyDate == ""  # unknown, as the sources say by leaving them out
     assert write_dicom_sr({"lv_edv_ml": 100.0}, study.source, study.slice_files[0], study.slice_files[1],
-                          tmp_path / "m.sr.dcm", "test", "pass").is_file()
+                          tmp_path / "m.sr.dcm", "test", PASSED).is_file()
     for path in (tmp_path / "dicom").iterdir():
         ds = pydicom.dcmread(path)
         del ds.SliceThickness
@@ -168,7 +170,7 @@ def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
     measures = {"lv_edv_ml": 151.25, "lv_esv_ml": 60.5, "lv_sv_ml": 90.75, "lv_ef_pct": 60.0, "rv_ef_pct": None,
                 "lv_edv_index": 91.114, "bsa_m2": 1.66}
     path = write_dicom_sr(measures, study.source, study.slice_files[0], study.slice_files[1], tmp_path / "m.sr.dcm",
-                          "test model", "pass")  # fmt: skip
+                          "test model", PASSED)  # fmt: skip
     document = pydicom.dcmread(path)
     assert document.Modality == "SR"
     found = {}
@@ -197,6 +199,36 @@ def test_the_parameters_as_a_dicom_sr_read_back(tmp_path):
     assert hd.sr.srread(path).SeriesDescription.startswith("CMRSeg automatic measurements")
 
 
+def test_the_sr_leaves_out_what_the_quality_check_makes_unusable_and_names_it(tmp_path):
+    """A PACS shows an SR's numbers without the report around them: a number the quality check calls not
+    usable is not among them, and the SR says which were left out and why."""
+    from cmrseg.io.dicom_sr import concept_name, write_dicom_sr
+
+    phantom = make_phantom(seed=10, frames=3, slices=6, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    study = read_dicom_cine(tmp_path / "dicom")
+    measures = {"lv_edv_ml": 151.25, "lv_ef_pct": 60.0, "rv_edv_ml": 41.0, "rv_esv_ml": 30.0, "rv_sv_ml": 11.0,
+                "rv_ef_pct": 26.8}
+    qc = {"status": "fail", "flags": [{"code": "rv_coverage", "severity": "fail", "phase": "ED", "slice": None,
+                                       "message": "RV blood pool on 3 of the 10 slices that hold LV at ED"}]}
+    document = pydicom.dcmread(write_dicom_sr(measures, study.source, study.slice_files[0], study.slice_files[1],
+                                              tmp_path / "m.sr.dcm", "test", qc))  # fmt: skip
+    numbers, evaluations = {}, {}
+    for item in document.ContentSequence:
+        for sub in getattr(item, "ContentSequence", []):
+            for leaf in getattr(sub, "ContentSequence", []):
+                name = leaf.ConceptNameCodeSequence[0].CodeValue
+                if leaf.ValueType == "NUM":
+                    numbers[name] = float(leaf.MeasuredValueSequence[0].NumericValue)
+                elif leaf.ValueType == "CODE":
+                    evaluations[name] = leaf.ConceptCodeSequence[0].CodeMeaning
+    code = {key: concept_name(key).value for key in measures}
+    # the RV's EDV, SV and EF were measured on an ED frame that lacks most of the RV; its ESV stands
+    assert numbers == {code["lv_edv_ml"]: 151.25, code["lv_ef_pct"]: 60.0, code["rv_esv_ml"]: 30.0}
+    assert evaluations == {"QC": "quality check fail", **{code[key]: "not usable (quality check: rv_coverage)"
+                                                           for key in ("rv_edv_ml", "rv_sv_ml", "rv_ef_pct")}}
+
+
 def test_a_stack_joined_from_one_series_per_slice_gets_an_sr_but_no_seg(tmp_path):
     """A SEG references the images of one series; an SR may reference several."""
     from cmrseg.io.dicom_seg import check_study_for_sr
@@ -220,7 +252,7 @@ def test_a_stack_joined_from_one_series_per_slice_gets_an_sr_but_no_seg(tmp_path
         write_dicom_seg(phantom.labels[0], study.source, study.slice_files[0], tmp_path / "a.seg.dcm", "test")
     assert not (tmp_path / "a.seg.dcm").exists()
     sr = hd.sr.srread(write_dicom_sr({"lv_edv_ml": 100.0}, study.source, study.slice_files[0], study.slice_files[1],
-                                     tmp_path / "m.sr.dcm", "test", "pass"))
+                                     tmp_path / "m.sr.dcm", "test", PASSED))
     (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence
     referenced = {s.SeriesInstanceUID: len(s.ReferencedSOPSequence) for s in evidence.ReferencedSeriesSequence}
     assert referenced == {f"1.2.826.0.1.3680043.8.498.{z + 1}": 2 for z in range(5)}  # ED and ES of each slice

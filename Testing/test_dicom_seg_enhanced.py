@@ -20,6 +20,8 @@ from cmrseg.io.dicom_sr import write_dicom_sr  # noqa: E402
 from cmrseg.io.dicom_write import write_dicom_cine  # noqa: E402
 from cmrseg.phantom import make_phantom  # noqa: E402
 
+PASSED = {"status": "pass", "flags": []}  # a quality check without findings
+
 
 @pytest.mark.parametrize("shared_geometry", [True, False])
 def test_a_seg_of_an_enhanced_cine_references_the_frames_of_its_phase(shared_geometry, tmp_path):
@@ -40,7 +42,7 @@ def test_a_seg_of_an_enhanced_cine_references_the_frames_of_its_phase(shared_geo
 def test_an_sr_of_an_enhanced_cine_references_its_file_once(tmp_path):
     _, study, path = enhanced_cine(tmp_path, seed=12)
     sr = write_dicom_sr({"lv_edv_ml": 151.25, "lv_ef_pct": 60.0}, study.source, study.slice_files[0],
-                        study.slice_files[1], tmp_path / "m.sr.dcm", "test", "pass")  # fmt: skip
+                        study.slice_files[1], tmp_path / "m.sr.dcm", "test", PASSED)  # fmt: skip
     evidence = pydicom.dcmread(sr).CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert [ref.ReferencedSOPInstanceUID for ref in evidence.ReferencedSOPSequence] == [
         pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID]

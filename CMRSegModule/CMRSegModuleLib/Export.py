@@ -147,7 +147,7 @@ def exportReview(review: ReviewNodes, folder: str | Path, baseName: str | None =
             from cmrseg.io.dicom_sr import write_dicom_sr
 
             write_dicom_sr(corrected, sources["folder"], sources["ED"], sources["ES"], scratch / paths["dicom_sr"].name,
-                           review.runInfo()["model"], corrected["qc"]["status"], corrected=bool(edited),
+                           review.runInfo()["model"], corrected["qc"], corrected=bool(edited),
                            approval=approval)
         writeResultsCsv(review.table, scratch / paths["csv"].name)
         writeCorrectionCsv(corrections, scratch / paths["corrections"].name)

@@ -283,7 +283,7 @@ def write_outputs(
                 from cmrseg.io.dicom_sr import write_dicom_sr
 
                 write_dicom_sr(measures["study"], study.source, study.slice_files[ed], study.slice_files[es],
-                               scratch / f"{base}_measures.sr.dcm", segmenter.description, measures["qc"]["status"])
+                               scratch / f"{base}_measures.sr.dcm", segmenter.description, measures["qc"])
         (scratch / "measures.json").write_text(json.dumps(measures, indent=2, allow_nan=False))
         write_measures_csv(measures, scratch / "measures.csv")
         if report != "none":

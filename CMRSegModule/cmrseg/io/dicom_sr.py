@@ -21,6 +21,7 @@ from pydicom import config as dicom_config
 from cmrseg import __version__
 from cmrseg.errors import CMRSegError
 from cmrseg.io.dicom_seg import SAME_FOR_SR, _as_source, check_seg_sources
+from cmrseg.qc import unusable_parameters
 
 SCHEME = "99CMRSEG"
 # measures.json key -> (standard concept in pydicom's DICOM code dictionary or None, private code value,
@@ -60,9 +61,11 @@ def concept_name(key: str):
     return getattr(getattr(codes, scheme), name)
 
 def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_files: list[str], path: str | Path,
-                   algorithm: str, qc_status: str, corrected: bool = False, approval: dict | None = None) -> Path:
+                   algorithm: str, qc: dict, corrected: bool = False, approval: dict | None = None) -> Path:
     """Write the study parameters of ``measures`` (measures.json's ``study``) as a TID 1500 SR referencing the
-    ED and ES images. Parameters without a value (null) are left out. The SR is PRELIMINARY and UNVERIFIED
+    ED and ES images, with the status of the quality check ``qc`` (measures.json's ``qc``). Parameters without
+    a value (null) are left out; so are those the quality check makes unusable, each named instead by a
+    qualitative evaluation "not usable (quality check: CODE)". The SR is PRELIMINARY and UNVERIFIED
     unless ``approval`` (the review's, ``{"status": "approved", "by", "at"}``) approves it: then FINAL and
     VERIFIED, with the reviewer as the verifying observer at the time of the approval.
 
@@ -84,19 +87,22 @@ def write_dicom_sr(measures: dict, folder: str | Path, ed_files: list[str], es_f
                                                           model_name=algorithm[:64])  # fmt: skip
         context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
             observer_type=codes.DCM.Device, observer_identifying_attributes=device))  # fmt: skip
-        items = [
-            hd.sr.Measurement(name=concept_name(key), value=float(measures[key]), unit=Code(unit, "UCUM", unit_name))
-            for key, (_, _, _, unit, unit_name) in MEASUREMENTS.items()
-            if measures.get(key) is not None and math.isfinite(measures[key])
-        ]
-        if not items:
+        given = [key for key in MEASUREMENTS if measures.get(key) is not None and math.isfinite(measures[key])]
+        if not given:
             raise CMRSegError("No clinical parameter to report (ED and ES are needed).")
+        unusable = unusable_parameters(qc, measures)
+        items = [hd.sr.Measurement(name=concept_name(key), value=float(measures[key]),
+                                   unit=Code(MEASUREMENTS[key][3], "UCUM", MEASUREMENTS[key][4]))
+                 for key in given if key not in unusable]  # fmt: skip
+        evaluations = [hd.sr.QualitativeEvaluation(
+            name=Code("QC", SCHEME, "CMRSeg quality check"),
+            value=Code(qc["status"].upper(), SCHEME, f"quality check {qc['status']}"))]
+        evaluations += [hd.sr.QualitativeEvaluation(
+            name=concept_name(key), value=Code("NOTUSABLE", SCHEME, f"not usable (quality check: {unusable[key]})"))
+            for key in given if key in unusable]  # fmt: skip
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="CMRSeg ventricular function"),
-            measurements=items,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=Code("QC", SCHEME, "CMRSeg quality check"),
-                value=Code(qc_status.upper(), SCHEME, f"quality check {qc_status}"))],
+            measurements=items or None, qualitative_evaluations=evaluations,
         )  # fmt: skip
         report = hd.sr.MeasurementReport(observation_context=context,
                                          procedure_reported=codes.SCT.MagneticResonanceImagingOfHeart,
