@@ -221,6 +221,33 @@ def test_a_time_step_no_cine_has_leaves_the_frame_times_unknown(oblique_phantom,
     assert read.frame_times_known and read.frame_times_ms[1] == pytest.approx(40.0)
 
 
+@pytest.mark.parametrize(("unit_code", "step", "expected_ms"), [
+    (16, 40.0, 40.0),  # ms
+    (24, 40000.0, 40.0),  # microseconds
+    (8, 0.04, 40.0),  # seconds
+    (8, 40.0, 40.0),  # ms under the unit "seconds", as ITK writes them
+    (8, 0.003349, None),  # a repetition time (3.3 ms) stored as the time step: no cine's frames
+])
+def test_the_nifti_time_step_is_read_in_its_own_unit(oblique_phantom, tmp_path, unit_code, step, expected_ms):
+    """The step is the header's, in the header's unit: ITK's time spacing is already in seconds, and converting
+    it again made a 40 ms step 0.04 ms (peak filling rates 1000 times too high)."""
+    import struct
+
+    study = _cine(oblique_phantom)
+    path = write_study(study, tmp_path / "cine.nii")
+    header = bytearray(path.read_bytes())
+    header[123] = (header[123] & 0x07) | unit_code  # xyzt_units: keep the space unit, set the time unit
+    struct.pack_into("<f", header, 76 + 4 * 4, step)  # pixdim[4], the time step
+    path.write_bytes(bytes(header))
+    if expected_ms is None:
+        with pytest.warns(InputWarning, match="ms apart .* repetition time .* taken as unknown"):
+            read = load_study(path)
+        assert not read.frame_times_known
+        return
+    read = load_study(path)
+    np.testing.assert_allclose(np.diff(read.frame_times_ms), expected_ms, rtol=1e-6)
+
+
 @pytest.mark.parametrize("value", [np.nan, 0.0])
 def test_a_nan_or_blank_slice_is_refused_naming_it(oblique_phantom, tmp_path, capsys, value):
     study = _cine(oblique_phantom)

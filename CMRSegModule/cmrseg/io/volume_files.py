@@ -85,7 +85,9 @@ def check_file(path: Path) -> tuple[NiftiHeader | None, dict[str, str]]:
     return None, {}
 
 
-# A cine covers one heartbeat (20 beats per minute at the slowest) in a few phases at least.
+# A cine covers one heartbeat (20 beats per minute at the slowest) in a few phases at least, each phase at
+# least 10 ms long (a time step below that is a sequence's repetition time stored in its place).
+MIN_FRAME_STEP_MS = 10.0
 MAX_FRAME_STEP_MS = 500.0
 MAX_CYCLE_MS = 3000.0
 
@@ -93,21 +95,25 @@ MAX_CYCLE_MS = 3000.0
 def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None, path: Path) -> np.ndarray | None:
     """Frame times in ms of a 4D image, or ``None`` when the file does not say what its time axis means.
 
-    NIfTI names its time unit; ITK writes ms values under the unit "seconds", so a "second" longer than
-    5 s (no cardiac frame is) is read as ms. Other formats and NIfTI without a time unit give ``None``, as do
-    times no cine has (more than :data:`MAX_FRAME_STEP_MS` apart or :data:`MAX_CYCLE_MS` in all), with a warning.
+    NIfTI names its time unit; the step is the header's own (ITK's time spacing is already converted to
+    seconds, and must not be converted again). ITK writes ms values under the unit "seconds", so a "second"
+    longer than 5 s (no cardiac frame is) is read as ms. Other formats and NIfTI without a time unit give
+    ``None``, as do steps no cine has (below :data:`MIN_FRAME_STEP_MS`, above :data:`MAX_FRAME_STEP_MS`, or
+    more than :data:`MAX_CYCLE_MS` in all), with a warning.
     """
-    step = float(image.GetSpacing()[3])
-    if nifti is None or nifti.time_unit_ms is None or not np.isfinite(step) or step <= 0:
+    if nifti is None or nifti.time_unit_ms is None or len(nifti.pixdim) < 4:
+        return None
+    step = nifti.pixdim[3]
+    if not np.isfinite(step) or step <= 0:
         return None
     per_unit = nifti.time_unit_ms
     if per_unit == 1000.0 and step > 5.0:
         per_unit = 1.0
     times = np.arange(image.GetSize()[3]) * step * per_unit
-    if step * per_unit > MAX_FRAME_STEP_MS or times[-1] > MAX_CYCLE_MS:
+    if not MIN_FRAME_STEP_MS <= step * per_unit <= MAX_FRAME_STEP_MS or times[-1] > MAX_CYCLE_MS:
         warnings.warn(f"{path}: frames {step * per_unit:g} ms apart ({times[-1]:g} ms in all) are no "
-                      "cine's timing (a time step left at its default of 1 s, say): the frame times are taken as "
-                      "unknown.", InputWarning, stacklevel=2)
+                      "cine's timing (a time step left at its default of 1 s, or the repetition time stored in "
+                      "its place, say): the frame times are taken as unknown.", InputWarning, stacklevel=2)
         return None
     return times
 
