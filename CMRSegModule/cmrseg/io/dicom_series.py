@@ -3,9 +3,10 @@ the most slices x phases, where a stack may be joined from several series.
 
 Scanners often store a short-axis cine as one series per breath-hold, down to one series per slice. Series
 are joined into one stack when they continue one another (:func:`continues_stack`): the same study, image
-grid and phases, at other slice positions. A parallel cine series on the same grid that is
-left out (other phases, or a position the stack already has) is named in a :class:`DicomReadWarning`, as the
-stack may then cover only part of the heart. The choice is logged at INFO level on the reader's logger,
+grid and phases, at other slice positions. A parallel cine series on the same grid that is left out and
+holds slices beyond the stack's ends (other phases) is refused, naming it: the stack would cover only part of
+the heart. One left out at positions the stack has, or between its slices, is named in a
+:class:`DicomReadWarning`. The choice is logged at INFO level on the reader's logger,
 ``cmrseg.io.dicom_cine``.
 """
 
@@ -55,6 +56,7 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
         for summary in series:
             if summary.series_uid == series_uid:
                 _warn_if_part_of_a_stack(summary, series)
+                _check_left_out(folder, summary, series, refuse=False)  # named: read as asked, with a warning
                 return summary
         raise CMRSegError(
             f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found:\n"
@@ -78,7 +80,7 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
             f"phases), and which to measure is not for CMRSeg to guess: {'; '.join(c.describe() for c in tied)}. "
             f"To measure one, {how}."
         )
-    _warn_of_left_out(best, series)
+    _check_left_out(folder, best, series)
     if len(series) > 1:
         kind = "multi-phase" if best.num_phases > 1 else "single-phase"
         logger.info(
@@ -173,22 +175,46 @@ def continues_stack(stack: SeriesSummary, other: SeriesSummary) -> bool:
             and not _shares_a_position(stack, other))
 
 
-def _warn_of_left_out(chosen: SeriesSummary, series: list[SeriesSummary]) -> None:
-    """Name the cine series on the chosen stack's grid that it leaves out: part of the heart may be missing."""
+def _beyond_its_ends(stack: SeriesSummary, other: SeriesSummary) -> bool:
+    """Whether ``other`` has a slice position outside the span of ``stack``'s slices (it would extend it)."""
+    normal = _normal(stack)
+    own = _positions(stack, normal)
+    return any(q < min(own) - POSITION_TOLERANCE_MM or q > max(own) + POSITION_TOLERANCE_MM
+               for q in _positions(other, normal))
+
+
+def _check_left_out(folder: Path, chosen: SeriesSummary, series: list[SeriesSummary], refuse: bool = True) -> None:
+    """Refuse a stack chosen (``refuse``) when a cine series on its grid, left out, holds slices beyond its
+    ends: the heart measured without them reads too small (another breath-hold with another phase count, say).
+    Name the others left out (a repeat at positions the stack has, a stray between its slices), and all of them
+    for a stack the user named, in a warning."""
     members = {s.series_uid for s in chosen.parts} or {chosen.series_uid}
-    for other in series:
-        if other.series_uid in members or other.num_phases < 2 or not _parallel_on_its_grid(chosen, other):
-            continue
-        if _shares_a_position(chosen, other):
-            why = "at slice positions the stack already has"
-        elif other.num_phases != chosen.num_phases:
-            why = f"at other slice positions, with {other.num_phases} phases against the stack's {chosen.num_phases}"
-        else:
-            why = "at other slice positions, which would make the stack's slices unevenly spaced"
+    left_out = [other for other in series if other.series_uid not in members and other.num_phases >= 2
+                and _parallel_on_its_grid(chosen, other)]  # fmt: skip
+    extending = [other for other in left_out
+                 if not _shares_a_position(chosen, other) and _beyond_its_ends(chosen, other)]  # fmt: skip
+    if extending and refuse:
+        how = ("move the other series out of the folder" if chosen.parts else
+               f"name it with --series {chosen.series_uid} (in Slicer: load that series alone)")
+        raise CMRSegError(
+            f"{folder}: the cine stack found ({chosen.describe()}) lacks the slices beyond its ends that "
+            + "; ".join(f"{o.describe()} holds on its grid, {_why_left_out(chosen, o)}" for o in extending)
+            + ": measured without them, the heart's volumes would be too small. Export the short-axis cine with the "
+            f"same phases in every slice and no slice missing; to measure the stack alone all the same, {how}."
+        )
+    for other in left_out:
         warnings.warn(
-            f"{other.describe()} is a cine on the grid of the stack read ({chosen.describe()}), {why}; it was not "
-            "read. If it holds slices of this heart the stack lacks, the volumes are too small: export the "
-            "short-axis cine with the same phases in every slice.",
+            f"{other.describe()} is a cine on the grid of the stack read ({chosen.describe()}), "
+            f"{_why_left_out(chosen, other)}; it was not read. If it holds slices of this heart the stack lacks, the "
+            "volumes are too small: export the short-axis cine with the same phases in every slice.",
             DicomReadWarning,
             stacklevel=4,
         )
+
+
+def _why_left_out(chosen: SeriesSummary, other: SeriesSummary) -> str:
+    if _shares_a_position(chosen, other):
+        return "at slice positions the stack already has"
+    if other.num_phases != chosen.num_phases:
+        return f"at other slice positions, with {other.num_phases} phases against the stack's {chosen.num_phases}"
+    return "at other slice positions, which would make the stack's slices unevenly spaced"
