@@ -227,7 +227,9 @@ def measures_document(loaded: LoadedStudy, result: StudySegmentation, segmenter:
         "frames": {
             str(i): {"frame_number": study.frame_number(i), "file": loaded.frame_files[i],
                      "time_ms": study.frame_time_ms(i), "lv_ml": m.lv_ml, "rv_ml": m.rv_ml,
-                     "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g}
+                     "myo_ml": m.myo_ml, "myo_mass_g": m.myo_mass_g,
+                     # the LV curve the peak rates come from
+                     **({"lv_ml_before_basal_rule": result.curve[i]} if basal_rule != "none" else {})}
             for i, m in result.per_frame.items()
         },
         **({"study": result.study_measures} if result.study_measures is not None else {}),
@@ -365,7 +367,9 @@ def segment_study(
         regional = regional_wall_thickness(labels[ed], labels[es], study.spacing, study.direction)
         segmented = sorted(labels)
         if len(segmented) > 2 and study.frame_times_known:
-            rates = volume_curve_rates(study.frame_times_ms[segmented], [per_frame[i].lv_ml for i in segmented],
+            # the LV curve without the basal-slice rule: decided in each frame, the rule takes a basal slice's
+            # blood pool out of some frames and not others, and each such step would read as a peak rate
+            rates = volume_curve_rates(study.frame_times_ms[segmented], [curve[i] for i in segmented],
                                        [per_frame[i].rv_ml for i in segmented], segmented.index(ed),
                                        segmented.index(es))  # fmt: skip
     return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc, review, regional,
