@@ -66,6 +66,18 @@ def test_thickening_from_ed_to_es():
         assert row["thickening_pct"] == pytest.approx(40.0, abs=4.0), row
 
 
+def test_es_is_measured_on_the_slices_and_levels_of_ed():
+    """An apical cavity closed at ES (no blood pool on the last slice) moved a basal slice into the mid third
+    at ES: mid thickening then compared other slices at ED and ES (the review's synthetic heart: 38-40 % for a
+    wall that thickened 40 % everywhere)."""
+    ed = ring_heart(260.0, -1, DESIGN)
+    es = ring_heart(260.0, -1, DESIGN, scale=1.4)
+    es[-1][es[-1] == LV] = MYO  # the apical slice's cavity closed at end-systole
+    rows = regional_wall_thickness(ed, es, (PIXEL_MM, PIXEL_MM, 8.0), np.eye(3))
+    for row in rows:
+        assert row["thickening_pct"] == pytest.approx(40.0, abs=4.0), row
+
+
 def test_without_rv_contact_or_enough_slices_there_are_no_segments():
     labels = ring_heart(260.0, -1, DESIGN)
     no_rv = np.where(labels == RV, 0, labels).astype(np.uint8)

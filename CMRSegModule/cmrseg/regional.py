@@ -123,12 +123,15 @@ def segment_of(angle: float, origin: float, sense: int, level: str) -> int:
 
 
 def segment_thickness(labels: np.ndarray, spacing: tuple[float, float, float], direction: np.ndarray,
-                      base: int) -> dict[int, float] | None:  # fmt: skip
+                      base: int, levels: dict[int, str] | None = None) -> dict[int, float] | None:  # fmt: skip
     """Mean wall thickness (mm) per AHA segment of one ``[z, y, x]`` frame whose base is at the ``base`` slice's
-    end; None when it has fewer than three ring slices or no RV contact to place the segments."""
+    end; None when it has fewer than three ring slices or no RV contact to place the segments. ``levels``
+    (slice -> level) puts the slices at another frame's levels: ES is measured on ED's slices at ED's levels,
+    as an apical cavity closed at ES would otherwise move slices into other thirds."""
     ordered = ring_slices(labels, base)
     if len(ordered) < 3:
         return None
+    levels = slice_levels(ordered) if levels is None else {z: levels[z] for z in ordered if z in levels}
     xy = (float(spacing[0]), float(spacing[1]))
     centres = {z: centroid_mm(labels[z] == LV, xy) for z in ordered}
     arcs = [arc for z in ordered if (arc := insertion_arc(labels[z], centres[z], xy)) is not None]
@@ -136,7 +139,7 @@ def segment_thickness(labels: np.ndarray, spacing: tuple[float, float, float], d
     if origin is None:
         return None
     sums: dict[int, list[float]] = {}
-    for z, level in slice_levels(ordered).items():
+    for z, level in levels.items():
         thickness = ray_thickness(labels[z] == MYO, centres[z], xy)
         for angle, value in zip(ANGLES_DEG, thickness, strict=True):
             if np.isfinite(value):
@@ -151,7 +154,7 @@ def regional_wall_thickness(ed: np.ndarray, es: np.ndarray, spacing, direction) 
     at_ed = segment_thickness(ed, spacing, direction, base)
     if at_ed is None:
         return None
-    at_es = segment_thickness(es, spacing, direction, base) or {}
+    at_es = segment_thickness(es, spacing, direction, base, slice_levels(ring_slices(ed, base))) or {}
     rows = []
     for number, level, name in SEGMENTS:
         ed_mm, es_mm = at_ed.get(number), at_es.get(number)
