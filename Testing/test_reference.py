@@ -57,6 +57,8 @@ def test_flags_and_z_scores_by_hand():
     assert result["without_range"] == ["rv_ef_pct"]  # no RV EF range is shipped: no flag rather than a guess
     assert "bsa_m2" not in result["parameters"] and result["applied"]
     assert flag_text(ef) == "low (51.2-70.8 %, z -3.2)"
+    # where the flag is read, the range's other convention is said too (it was only in measures.json)
+    assert flag_text(edv) == "normal (84.0-186.0 ml, z +1.0; its source counts papillary muscles as myocardium)"
     male = compare_with_ranges({"lv_ef_pct": 45.0}, "male", 50)["parameters"]["lv_ef_pct"]
     assert male["mean"] == 58 and male["z"] == pytest.approx(-2.6)  # the male row, not the female one
     high = compare_with_ranges({"lv_ef_pct": 71.0}, "F", 50)["parameters"]["lv_ef_pct"]

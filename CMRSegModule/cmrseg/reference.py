@@ -138,12 +138,15 @@ def _entry(value: float, row: ReferenceRange) -> dict:
 
 
 def flag_text(entry: dict | None) -> str:
-    """``normal (51.2-70.8 %, z -0.4)``, ``no range`` or the reason a range was not applied."""
+    """``normal (51.2-70.8 %, z -0.4)``, ``no range`` or the reason a range was not applied; a range whose
+    source counts the papillary muscles otherwise than CMRSeg says so beside it, where its flag is read."""
     if entry is None:
         return "no range"
     if entry["flag"] is None:
         return entry["reason"]
-    return f"{entry['flag']} ({entry['lower']:.1f}-{entry['upper']:.1f} {entry['unit']}, z {entry['z']:+.1f})"
+    caveat = "; its source counts papillary muscles as myocardium" if "convention" in entry else ""
+    return (f"{entry['flag']} ({entry['lower']:.1f}-{entry['upper']:.1f} {entry['unit']}, z {entry['z']:+.1f}"
+            f"{caveat})")
 
 
 def value_checks(reference: dict | None, key: str, indexed_key: str | None) -> list[tuple[str, dict]]:
