@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cmrseg.basal import apply_basal_rule, basal_end, enclosed_fraction
+from cmrseg.basal import apply_basal_rule, basal_end, basal_end_as, enclosed_fraction
 from cmrseg.io.acdc import load_frame
 from cmrseg.labels import LV, MYO
 
@@ -52,6 +52,23 @@ def test_the_rule_never_reaches_past_the_basal_third():
     result, removed = apply_basal_rule(labels, "50")
     assert removed == [0, 1, 2]
     assert all((result[z] == LV).sum() == (labels[z] == LV).sum() for z in range(3, 9))
+
+
+def test_evaluation_applies_the_rule_to_a_prediction_from_the_experts_base():
+    """A prediction's own guess of its base, swayed by a heart drawn larger at the apex (an RV error, say),
+    started the rule at the apex: its open basal slice was never tested and it scored as the expert."""
+    from cmrseg.evaluate import Case, case_rows
+    from cmrseg.labels import RV
+
+    expert = np.stack([lv_slice(1.0, radius=r) for r in (16, 15, 14, 12, 10, 7)])  # base at slice 0
+    predicted = expert.copy()
+    predicted[0] = lv_slice(0.3, radius=16)  # the basal slice's myocardium largely missed
+    predicted[5][(predicted[5] == 0)] = RV  # a large false RV at the apex: the apex end now looks larger
+    assert basal_end(predicted) == 5 and basal_end(expert) == 0
+    assert basal_end_as(predicted, expert) == 0 and basal_end_as(expert[::-1], expert[::-1]) == 5
+    rows = case_rows(Case("p", "ED", (1.5, 1.5, 8.0), expert, {"net": predicted}))
+    lv = {row["criterion"]: row["dice"] for row in rows if row["structure"] == "LV"}
+    assert lv["50"] < 0.9 and lv["100"] < 0.9  # its open basal slice loses its blood pool under either rule
 
 
 def test_basal_end_is_found_when_the_base_is_the_last_slice():

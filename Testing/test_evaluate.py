@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cmrseg.cli import main
-from cmrseg.evaluate import table1, table1_markdown
+from cmrseg.evaluate import distance_cell, table1, table1_markdown
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import write_frame
 from cmrseg.labels import LV
@@ -205,15 +205,18 @@ def test_model_on_acdc_patients_reproduces_both_tables(acdc_root, model_path, tm
         "In-sample: the review score was fitted on 1 of these 3 patients")
 
 
-def test_a_structure_missed_in_a_case_is_counted_beside_the_distance_medians():
+def test_a_structure_missed_in_a_case_counts_in_the_distance_medians():
     rows = [{"method": "FCN", "criterion": "50", "phase": "ED", "structure": "LV", "dice": d, "hd_mm": hd,
              "hd95_mm": hd, "hd_2d_median_mm": hd, "sensitivity": s}
             for d, hd, s in ((0.95, 2.0, 0.9), (0.95, 4.0, 0.9), (0.0, float("inf"), 0.0))]
     summary = table1(rows)
     both = next(r for r in summary if r["phase"] == "ED")
-    assert both["hd_median_mm"] == 3.0 and both["hd_infinite"] == 1 and both["dice_mean"] == pytest.approx(1.9 / 3)
+    # the missed case counts in the median as the largest distance (left out, it made the median 3.0)
+    assert both["hd_median_mm"] == 4.0 and both["hd_infinite"] == 1 and both["dice_mean"] == pytest.approx(1.9 / 3)
     line = table1_markdown([both]).splitlines()[2]
-    assert "| 3.0 (+1 inf) | 3.0 | 3.0 (+1 inf) |" in line  # HD 3D, HD 2D (slices with both), HD95
+    assert "| 4.0 (1 of 3 inf) | 4.0 | 4.0 (1 of 3 inf) |" in line  # HD 3D, HD 2D, HD95
+    rows[1]["hd_mm"] = float("inf")  # two of three missed: the median is infinite, and says so
+    assert distance_cell(table1(rows)[0], "hd_median_mm") == "inf (2 of 3 inf)"
 
 
 def test_tables_say_when_the_patients_scored_trained_the_network_or_nobody_knows():

@@ -139,6 +139,9 @@ def test_split_is_stratified_70_15_15_and_seeded(acdc_root, tmp_path):
         overlapping = dict(split, **{part: split[part] + [split["train" if part == "val" else "val"][0]]})
         with pytest.raises(CMRSegError, match="in more than one part"):
             read_split(write_split(overlapping, tmp_path / "overlap.json"))
+    repeated = dict(split, test=split["test"] + split["test"][:1])  # counted twice in every table of the part
+    with pytest.raises(CMRSegError, match=f"names {split['test'][0]} more than once in its test part"):
+        read_split(write_split(repeated, tmp_path / "repeated.json"))
 
 
 @pytest.mark.shared_data

@@ -49,6 +49,18 @@ def basal_end(labels: np.ndarray) -> int:
     return first if heart[with_lv[:third]].sum() >= heart[with_lv[-third:]].sum() else last
 
 
+def basal_end_as(labels: np.ndarray, reference: np.ndarray) -> int:
+    """The basal slice of ``labels`` at the end of the stack where ``reference`` has its base: in evaluation
+    the expert mask decides which end is the base (a prediction's own guess, swayed by its RV errors, could
+    start the rule at the apex and never test the base)."""
+    with_lv = np.flatnonzero((labels == LV).any(axis=(1, 2)))
+    reference_lv = np.flatnonzero((reference == LV).any(axis=(1, 2)))
+    if with_lv.size == 0 or reference_lv.size == 0:
+        return basal_end(labels)
+    at_low_end = basal_end(reference) <= reference_lv.mean()
+    return int(with_lv[0] if at_low_end else with_lv[-1])
+
+
 def apply_basal_rule(labels: np.ndarray, rule: str, base_index: int | None = None) -> tuple[np.ndarray, list[int]]:
     """A copy of ``[z, y, x]`` labels with the LV blood pool removed from the basal slices that fail ``rule``.
 

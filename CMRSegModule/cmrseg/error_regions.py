@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cmrseg.basal import apply_basal_rule, basal_end
+from cmrseg.basal import apply_basal_rule, basal_end, basal_end_as
 from cmrseg.labels import BACKGROUND, STRUCTURES
 
 REGIONS = ("base", "mid", "apex", "outside")
@@ -45,7 +45,7 @@ def case_error_regions(case) -> list[dict]:
     voxel_ml = float(np.prod(case.spacing)) / 1000.0
     rows = []
     for method, labels in case.methods.items():
-        predicted, _ = apply_basal_rule(labels, CRITERION, basal_end(labels))
+        predicted, _ = apply_basal_rule(labels, CRITERION, basal_end_as(labels, case.reference))
         for structure in STRUCTURES:
             expert = reference == structure.label
             wrong = (expert != (predicted == structure.label)).sum(axis=(1, 2))

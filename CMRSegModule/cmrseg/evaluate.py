@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg.agreement import agreement, plot_agreement
-from cmrseg.basal import apply_basal_rule, basal_end
+from cmrseg.basal import apply_basal_rule, basal_end, basal_end_as
 from cmrseg.error_regions import case_error_regions, error_region_markdown, error_region_table
 from cmrseg.errors import CMRSegError
 from cmrseg.evaluate_groups import group_markdown, group_table
@@ -65,7 +65,7 @@ def case_rows(case: Case) -> list[dict]:
     for criterion in CRITERIA:
         reference, _ = apply_basal_rule(case.reference, criterion, base)
         for method, labels in case.methods.items():
-            predicted, _ = apply_basal_rule(labels, criterion, basal_end(labels))
+            predicted, _ = apply_basal_rule(labels, criterion, basal_end_as(labels, case.reference))
             for structure in STRUCTURES:
                 metrics = structure_metrics(predicted, reference, structure.label, case.spacing)
                 rows.append({"patient": case.patient, "group": case.group, "phase": case.phase, "method": method,
@@ -77,15 +77,17 @@ def case_volumes(case: Case, criterion: str) -> dict[str, dict[str, float]]:
     """Clinical volumes of the reference and every method under one basal criterion."""
     out = {}
     for name, labels in {"reference": case.reference, **case.methods}.items():
-        cleaned, _ = apply_basal_rule(labels, criterion, basal_end(labels))
+        cleaned, _ = apply_basal_rule(labels, criterion, basal_end_as(labels, case.reference))
         measured = frame_measures(cleaned, case.spacing)
         out[name] = {"lv_ml": measured.lv_ml, "rv_ml": measured.rv_ml, "myo_mass_g": measured.myo_mass_g}
     return out
 
 
-def _finite_median(values) -> float:
+def _median(values) -> float:
+    """The median over every case with a value: a structure missed on one side (an infinite distance) counts
+    as the largest, as it is; only undefined values (NaN: no slice to measure) are left out."""
     values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
+    values = values[~np.isnan(values)]
     return float(np.median(values)) if values.size else float("nan")
 
 
@@ -110,9 +112,9 @@ def table1(rows: list[dict]) -> list[dict]:
                     "n": len(chosen),
                     "dice_mean": float(np.mean([r["dice"] for r in chosen])),
                     "dice_sd": _sample_sd([r["dice"] for r in chosen]),
-                    "hd_median_mm": _finite_median([r["hd_mm"] for r in chosen]),
-                    "hd_2d_median_mm": _finite_median([r["hd_2d_median_mm"] for r in chosen]),
-                    "hd95_median_mm": _finite_median([r["hd95_mm"] for r in chosen]),
+                    "hd_median_mm": _median([r["hd_mm"] for r in chosen]),
+                    "hd_2d_median_mm": _median([r["hd_2d_median_mm"] for r in chosen]),
+                    "hd95_median_mm": _median([r["hd95_mm"] for r in chosen]),
                     "sensitivity_mean": float(np.nanmean([r["sensitivity"] for r in chosen])),
                     "hd_infinite": int(sum(not np.isfinite(r["hd_mm"]) for r in chosen)),
                 })
@@ -140,11 +142,12 @@ def table3(volumes: list[dict], methods: Iterable[str], plot_dir: Path | None = 
 
 
 def distance_cell(row: dict, key: str) -> str:
-    """A median distance over the finite cases, with how many were infinite (the structure missing on one side:
-    a failure the median alone would hide)."""
+    """A median distance, with how many of the cases were infinite (the structure missing on one side)."""
     infinite, value = row.get("hd_infinite", 0), row[key]
-    shown = "-" if value is None or not np.isfinite(value) else f"{value:.1f}"  # None: NaN as JSON keeps it
-    return shown + (f" (+{infinite} inf)" if infinite else "")
+    # None: NaN as JSON keeps it; inf: more than half the cases missed the structure
+    shown = "-" if value is None or np.isnan(value) else "inf" if np.isinf(value) else f"{value:.1f}"
+    of = f" of {row['n']}" if "n" in row else ""
+    return shown + (f" ({infinite}{of} inf)" if infinite else "")
 
 
 def table1_markdown(summary: list[dict]) -> str:

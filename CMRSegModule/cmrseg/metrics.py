@@ -5,7 +5,9 @@ Conventions for empty masks (stated once, used everywhere):
 - Hausdorff distances: both empty -> 0.0; exactly one empty -> ``inf`` (summaries report how many).
 - Sensitivity: reference empty -> ``nan`` (undefined; left out of means).
 Distances are in mm, between mask surfaces (voxels of the mask with a 6-/4-connected neighbour outside),
-with the real anisotropic spacing.
+with the real anisotropic spacing. HD95 is the percentile over surface voxels, each counted once (as medpy and
+MONAI compute it), not weighted by the surface area each voxel stands for: with thick slices the end slices'
+voxels weigh more than their area, so compare it with HD95 values computed the same way.
 """
 
 from __future__ import annotations

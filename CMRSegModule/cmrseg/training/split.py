@@ -147,6 +147,11 @@ def read_split(path: str | Path) -> dict[str, Any]:
         raise CMRSegError(f"Cannot read the split file {path}: {exc}.") from exc
     if not isinstance(split, dict) or not all(isinstance(split.get(p), list) for p in ("train", "val")):
         raise CMRSegError(f"{path} is not a split file (it needs 'train' and 'val' lists of patient names).")
+    for part in ("train", "val", "test"):
+        names = split.get(part, [])
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # a patient counted twice would weigh twice in training and in every table of the part
+            raise CMRSegError(f"{path} names {', '.join(repeated[:5])} more than once in its {part} part.")
     train, val, test = set(split["train"]), set(split["val"]), set(split.get("test", []))
     overlap = train & val | train & test | val & test
     if overlap:
