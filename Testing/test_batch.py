@@ -236,7 +236,7 @@ def test_the_cohort_row_names_the_values_the_quality_check_makes_unusable():
     measures = {"study": study, "qc": quality_check({0: ed, 1: es}, 0, 1, study)}
     row = done_row(StudyJob("a", ("a.nii.gz",)), measures, 1.0)
     assert row["qc_status"] == "fail"
-    assert row["qc_not_usable"] == "rv_edv_ml rv_sv_ml rv_ef_pct rv_edv_index rv_sv_index"
+    assert row["qc_not_usable"] == "rv_edv_ml rv_sv_ml rv_ef_pct"  # (no indexed values: no height and weight)
     assert float(row["rv_ef_pct"]) == study["rv_ef_pct"]  # the value stays, for whoever corrects it
     row = done_row(StudyJob("b", ("b.nii.gz",)), {"study": study, "qc": {"status": "pass", "flags": []}}, 1.0)
     assert row["qc_not_usable"] == ""
