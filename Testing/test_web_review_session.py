@@ -14,14 +14,19 @@ from CMRSegModuleLib import ReviewList, ReviewNodes, Runner
 from CMRSegWeb.ReviewSession import ReviewSession, createSlicerApp
 
 
+def _appWithSliceView():
+    """A trame-slicer application with the page's one short-axis slice view, rendered off screen."""
+    app = createSlicerApp()
+    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
+    return app, app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     """The oblique phantom's truth as the result: its acquired slices are not axial, sagittal or coronal."""
     phantom = make_phantom(seed=1, frames=8, oblique=True)
     ed, es = phantom.study.ed_frame, phantom.study.es_frame
-    app = createSlicerApp()
-    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-    view = app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
+    app, view = _appWithSliceView()
     result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "truth", "none")
     review = ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="oblique phantom")
     return ReviewSession(app, review, view, tmp_path_factory.mktemp("export"))
@@ -163,9 +168,7 @@ def test_a_reopened_review_goes_on_from_its_export(tmp_path):
 
     phantom = make_phantom(seed=2, frames=6, slices=8, matrix=(112, 128))
     ed, es = phantom.study.ed_frame, phantom.study.es_frame
-    app = createSlicerApp()
-    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-    view = app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
+    app, view = _appWithSliceView()
     result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "truth", "none")
     first = ReviewSession(app, ReviewNodes.createReviewNodes(app.scene, phantom.study, result, name="p2"), view,
                           exports)  # fmt: skip
@@ -225,9 +228,7 @@ def test_corrections_not_yet_exported_are_not_lost_when_the_review_stops(tmp_pat
     exports = tmp_path / "review"
     phantom = make_phantom(seed=4, frames=6, slices=8, matrix=(112, 128))
     ed, es = phantom.study.ed_frame, phantom.study.es_frame
-    app = createSlicerApp()
-    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-    view = app.view_manager.create_view(ViewLayoutDefinition.slice_view("Axial", label="SAX"))
+    app, view = _appWithSliceView()
     result = Runner.RunResult({ed: phantom.labels[ed], es: phantom.labels[es]}, ed, es, "truth", "none")
 
     def reopen(run=result, patient=None) -> ReviewSession:
