@@ -44,7 +44,7 @@ PARAMETER_COLUMNS = [f.name for f in fields(StudyMeasures)]
 RATE_COLUMNS = ["lv_per_ml_s", "lv_pfr_ml_s", "rv_per_ml_s", "rv_pfr_ml_s"]  # cmrseg.curves, cines with times
 # low / normal / high against the reference range (cmrseg.reference), blank where none applied.
 FLAG_COLUMNS = [f"{key}_flag" for key in PARAMETER_COLUMNS if key in {r.parameter for r in load_ranges()}]
-# the parameters the quality check makes unusable (space-separated keys; cmrseg.qc.unusable_parameters)
+# qc_not_usable: the parameters the quality check makes unusable (space-separated keys, cmrseg.qc)
 COLUMNS = ["name", "input", "status", "reason", "qc_status", "qc_not_usable", "ed_frame", "es_frame", "ed_frame_number",
            "es_frame_number", *PARAMETER_COLUMNS, *FLAG_COLUMNS, *RATE_COLUMNS, "seconds"]  # fmt: skip
 COHORT_FILE = "cohort.csv"

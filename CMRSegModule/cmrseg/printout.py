@@ -23,7 +23,7 @@ def basal_removed_text(measures: dict) -> str:
 
 def format_measures(measures: dict) -> str:
     from cmrseg.qc import unusable_parameters, unusable_text
-    from cmrseg.reference import applied_text, value_checks
+    from cmrseg.reference import applied_text, value_notes
     from cmrseg.report import INDEXED, PARAMETERS
 
     removed = basal_removed_text(measures)
@@ -49,8 +49,7 @@ def format_measures(measures: dict) -> str:
         indexed = study.get(INDEXED.get(key, ""))
         extra = f"   ({indexed:.1f} {unit}/m2)" if indexed is not None else ""
         value = f"{study[key]:8.1f}" if study[key] is not None else f"{'-':>8}"
-        checks = "; ".join(([unusable_text(unusable[key])] if key in unusable else [])
-                           + [text for text, _ in value_checks(reference, key, INDEXED.get(key))])
+        checks = "; ".join(value_notes(reference, key, INDEXED.get(key), unusable))
         lines.append(f"  {name:14} {value} {unit}{extra}" + (f"   {checks}" if checks else ""))
     if reference:
         lines.append(f"Reference ranges ({reference['limits']}; sources in measures.json): {applied_text(reference)}")

@@ -157,6 +157,15 @@ def value_checks(reference: dict | None, key: str, indexed_key: str | None) -> l
             if k in entries]
 
 
+def value_notes(reference: dict | None, key: str, indexed_key: str | None, unusable: dict[str, str]) -> list[str]:
+    """The texts shown beside a parameter: that the quality check makes it unusable (``unusable``:
+    :func:`cmrseg.qc.unusable_parameters`), then its :func:`value_checks`."""
+    from cmrseg.qc import unusable_text
+
+    marks = [unusable_text(unusable[key])] if key in unusable else []
+    return marks + [text for text, _ in value_checks(reference, key, indexed_key)]
+
+
 def applied_text(reference: dict) -> str:
     """``applied for F, 50 years`` or ``not applied``, then the note (what was missing)."""
     if reference["applied"]:

@@ -51,8 +51,8 @@ def write_pdf_report(
         from fpdf import FPDF
     except ImportError as exc:
         raise CMRSegError("A PDF report needs fpdf2: pip install 'cmrseg[report]' (or fpdf2).") from exc
-    from cmrseg.qc import unusable_parameters, unusable_text
-    from cmrseg.reference import applied_text, sources, value_checks
+    from cmrseg.qc import unusable_parameters
+    from cmrseg.reference import applied_text, sources, value_notes
     from cmrseg.report import INDEXED, PARAMETERS
 
     unusable = unusable_parameters(qc, measures)
@@ -91,8 +91,7 @@ def write_pdf_report(
         table.row(["Parameter", "Value", "Unit", "Indexed (/m2)", "Reference range (flag, z)"])
         for key, name, unit in PARAMETERS:
             indexed = measures.get(INDEXED.get(key, ""))
-            checks = "; ".join(([unusable_text(unusable[key])] if key in unusable else [])
-                               + [text for text, _ in value_checks(reference, key, INDEXED.get(key))])
+            checks = "; ".join(value_notes(reference, key, INDEXED.get(key), unusable))
             table.row([name, _number(measures.get(key)), unit, _number(indexed) if indexed is not None else "",
                        _text(checks)])
     pdf.set_font("Helvetica", size=7)

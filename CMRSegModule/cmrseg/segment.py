@@ -390,7 +390,8 @@ def write_measures_csv(measures: dict, path: Path) -> None:
             writer.writerow(["reference_note", reference["note"]])
         writer.writerow([])
         writer.writerow(["qc_status", measures["qc"]["status"]])
-        writer.writerow(["qc_not_usable", " ".join(unusable_parameters(measures["qc"], measures.get("study")))])
+        values = measures.get("study") or next(iter(measures["frames"].values()))  # a single frame: its volumes
+        writer.writerow(["qc_not_usable", " ".join(unusable_parameters(measures["qc"], values))])
         for flag in measures["qc"]["flags"]:
             writer.writerow([f"qc_{flag['severity']}", flag["message"]])
         writer.writerow([])
