@@ -4,8 +4,8 @@ the most slices x phases, where a stack may be joined from several series.
 Scanners often store a short-axis cine as one series per breath-hold, down to one series per slice. Series
 are joined into one stack when they continue one another (:func:`continues_stack`): the same study, image
 grid and phases, at other slice positions. A parallel cine series on the same grid that is left out and
-holds slices beyond the stack's ends (other phases) is refused, naming it: the stack would cover only part of
-the heart. One left out at positions the stack has, or between its slices, is named in a
+holds slices beyond the stack's ends (other phases, or a slice missing between) is refused, naming it: the
+stack would cover only part of the heart. One left out at positions the stack has, or between its slices, is named in a
 :class:`DicomReadWarning`. The choice is logged at INFO level on the reader's logger,
 ``cmrseg.io.dicom_cine``.
 """
