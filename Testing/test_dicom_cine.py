@@ -274,9 +274,12 @@ def test_a_stack_split_over_several_series_is_read_as_one(small: Path) -> None:
     np.testing.assert_array_equal(study.image, reference.image)
     assert study.slice_files == reference.slice_files and study.spacing == reference.spacing
     assert study.series_uids == (*reference.series_uids, "1.2.3.5")
-    with pytest.warns(DicomReadWarning, match="is one of 2 series joined here as one stack .* it has 2"):
+    with pytest.warns(DicomReadWarning) as warned:
         named = read_dicom_cine(small, series_uid="1.2.3.5")  # a series named is read alone: the user's choice
     assert named.image.shape == (PHASES, 2, 256, 256)
+    # said once, as what it is: the stack's other part would complete it, not space it unevenly
+    (message,) = [str(w.message) for w in warned]
+    assert re.search("is one of 2 series joined here as one stack .* it has 2", message)
     # One series per slice, as many scanners store a cine taken one breath-hold per slice.
     for block in range(BLOCKS):
         for phase in range(1, PHASES + 1):
@@ -303,6 +306,16 @@ def test_a_parallel_cine_left_out_of_the_stack_is_refused_or_named(small: Path) 
     with pytest.raises(CMRSegError, match=r"lacks the slices beyond its ends that series 301 .* with 2 phases "
                                           r"against the stack's 3: .* too small.*--series " + re.escape(stack_uid)):
         read_dicom_cine(small)
+    # A series that also repeats a slice the stack has is refused all the same, and said to do both.
+    for phase in range(1, PHASES):
+        copy = small / f"repeat{phase}.dcm"
+        edit(shutil.copy(small / f"{2 * 20 + phase}.dcm", copy), SeriesInstanceUID="1.2.3.5", SeriesNumber=301,
+             SOPInstanceUID=f"1.2.3.5.9{phase}")
+    with pytest.raises(CMRSegError, match=r"series 301 .* repeating some of the stack's slice positions and "
+                                          r"holding others beyond its ends"):
+        read_dicom_cine(small)
+    for phase in range(1, PHASES):
+        (small / f"repeat{phase}.dcm").unlink()
     # Named, the stack is measured alone, as asked, with the series it leaves out named.
     with pytest.warns(DicomReadWarning, match=r"series 301 .* other slice positions, with 2 phases against the "
                                               r"stack's 3; it was not read.*volumes are too small"):

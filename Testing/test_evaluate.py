@@ -12,6 +12,7 @@ from cmrseg.evaluate import distance_cell, table1, table1_markdown
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import write_frame
 from cmrseg.labels import LV
+from cmrseg.outputs import json_safe
 from cmrseg.training.split import read_split
 
 
@@ -217,6 +218,8 @@ def test_a_structure_missed_in_a_case_counts_in_the_distance_medians():
     assert "| 4.0 (1 of 3 inf) | 4.0 | 4.0 (1 of 3 inf) |" in line  # HD 3D, HD 2D, HD95
     rows[1]["hd_mm"] = float("inf")  # two of three missed: the median is infinite, and says so
     assert distance_cell(table1(rows)[0], "hd_median_mm") == "inf (2 of 3 inf)"
+    stored = json.loads(json.dumps(json_safe(table1(rows)[0])))  # as evaluation.json keeps it (inf as null)
+    assert stored["hd_median_mm"] is None and distance_cell(stored, "hd_median_mm") == "inf (2 of 3 inf)"
 
 
 def test_tables_say_when_the_patients_scored_trained_the_network_or_nobody_knows():

@@ -279,3 +279,19 @@ def test_swapped_ed_and_es_on_acdc_fail_and_outputs_keep_acdc_frame_numbers(acdc
                                                                "patient001_frame12_seg.nii.gz"]
     assert measures["es_frame_number"] == 1 and measures["ed_frame_number"] == 12
     assert all(frame["time_ms"] is None for frame in measures["frames"].values())
+
+
+def test_one_frame_results_mark_only_the_frame_the_check_judged():
+    """ED and ES given as one frame with every frame segmented: the check judged that frame only."""
+    from cmrseg.printout import format_measures
+
+    frame = {"lv_ml": 120.0, "rv_ml": 12.0, "myo_ml": 100.0, "myo_mass_g": 105.0}
+    missed = {"code": "rv_coverage", "severity": "fail", "phase": "ED", "slice": None, "message": "RV missed"}
+    measures = {"model": "m", "basal_rule": "none", "ed_frame": 1, "es_frame": 1,
+                "frames": {str(i): dict(frame) for i in range(3)}, "qc": {"status": "fail", "flags": [missed]}}
+    lines = format_measures(measures).splitlines()
+    assert [line for line in lines if "NOT USABLE" in line] == [
+        "frame 1: LV 120.0 ml, RV 12.0 ml (NOT USABLE (quality check: rv_coverage)), LV mass 105.0 g"]
+    single = dict(measures, ed_frame=None, es_frame=None, frames={"0": dict(frame)},
+                  qc={"status": "fail", "flags": [dict(missed, phase=None)]})
+    assert "frame 0: LV 120.0 ml, RV 12.0 ml (NOT USABLE" in format_measures(single)

@@ -71,7 +71,8 @@ def test_phantom_dicom_study_finds_ed_es_from_the_volume_curve(phantom, model_pa
     np.testing.assert_allclose(written.origin, phantom.study.origin, atol=1e-3)
     np.testing.assert_allclose(written.direction, phantom.study.direction, atol=1e-6)
     report = (tmp_path / "out" / "report.html").read_text()
-    assert 'alt="volume curve"' in report
+    assert 'alt="volume curve"' in report and "LV rates come from the volume curve before the basal-slice rule" in (
+        report)
     # the frames as measures.json indexes them, and how a viewer counting phases from 1 numbers them
     assert (f"{measures['ed_frame']} / {measures['es_frame']} of {frames} (counted from 0 in input order; "
             "numbered from 1, one higher") in report

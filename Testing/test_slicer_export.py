@@ -172,7 +172,8 @@ def test_a_single_volume_exports_one_frame(headless_slicer, oblique_phantom, tmp
         "Vol_frame_corrected.seg.nrrd", "Vol_frame_corrected.nii.gz", "Vol_results.csv", "Vol_results.json",
         "Vol_corrections.csv"])
     document = json.loads((tmp_path / "Vol_results.json").read_text())
-    assert document["ed_frame"] is None and set(document["automatic"]) == {"lv_ml", "rv_ml", "myo_ml", "myo_mass_g"}
+    assert document["ed_frame"] is None and set(document["automatic"]) == {"lv_ml", "rv_ml", "myo_ml", "myo_mass_g",
+                                                                           "qc", "qc_status"}
 
 
 def test_a_cine_loaded_from_dicom_exports_its_corrections_as_dicom_seg(headless_slicer, tmp_path):

@@ -165,7 +165,15 @@ def test_a_single_volume_gives_frame_volumes_without_ejection_fraction(headless_
     review = review_from_labels(headless_slicer.scene, study, {0: oblique_phantom.labels[0]}, None, None, "One")
     assert review.singleFrame and [p[0] for p in review.phases()] == ["frame"]
     rows = ResultsTable.readTable(review.table)
-    assert [row["key"] for row in rows] == ["lv_ml", "rv_ml", "myo_mass_g"]
+    assert [row["key"] for row in rows] == ["lv_ml", "rv_ml", "myo_mass_g", "qc_status"]
+    assert rows[-1]["automatic"] == 0  # the structural checks pass on the phantom's truth
+    # The RV missed on most slices: its volume is marked where it is shown, as the command line marks it.
+    noRv = np.where(oblique_phantom.labels[0] == labels.RV, 0, oblique_phantom.labels[0]).astype(np.uint8)
+    missed = review_from_labels(headless_slicer.scene, study, {0: noRv}, None, None, "No RV")
+    cells = {row["key"]: row for row in ResultsTable.readTable(missed.table)}
+    assert cells["qc_status"]["automatic"] == 2
+    assert cells["rv_ml"]["automatic_flag"].startswith("NOT USABLE (quality check: rv_coverage)")
+    assert cells["lv_ml"]["automatic_flag"] == ""
     lv = float((oblique_phantom.labels[0] == labels.LV).sum()) * study.voxel_volume_ml
     assert ResultsTable.automaticMeasures(review.table)["lv_ml"] == pytest.approx(lv, rel=1e-12)
     edited, _ = relabel_voxels(oblique_phantom.labels[0], labels.LV, labels.MYO, 10)

@@ -273,6 +273,8 @@ def test_corrections_not_yet_exported_are_not_lost_when_the_review_stops(tmp_pat
     np.testing.assert_array_equal(labelmapFromSegmentation(fresh.review.edCorrected, fresh.review.edVolume),
                                   phantom.labels[es])
     # A damaged draft is refused with what to do, not taken for corrections.
-    Draft.draftPath(exports).write_bytes(b"not a draft")
-    with pytest.raises(CMRSegError, match="draft .* cannot be read .* move it away"):
-        reopen()
+    whole = Draft.draftPath(exports).read_bytes()
+    for damaged in (b"not a draft", b"", whole[: len(whole) // 2]):
+        Draft.draftPath(exports).write_bytes(damaged)  # not a draft, empty, cut short
+        with pytest.raises(CMRSegError, match="draft .* cannot be read .* move it away"):
+            reopen()

@@ -65,20 +65,23 @@ def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | No
     """The clinical parameters of ED and ES label maps (``[z, y, x]``, ACDC values) as a flat dict.
 
     With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`, the quality check ``qc`` and its
-    code ``qc_status``. With ``esLabels`` None (a single frame): ``lv_ml``, ``rv_ml``, ``myo_ml``, ``myo_mass_g``.
+    code ``qc_status``. With ``esLabels`` None (a single frame): ``lv_ml``, ``rv_ml``, ``myo_ml``, ``myo_mass_g``
+    and the frame's quality check.
     ``curve`` is the run's LV volume curve (:func:`lvCurve`) when it segmented every frame: the check judges
     it with these ED and ES volumes in it, as ``cmrseg segment`` judges its own. ``direction`` (LPS, as
     :func:`volumeNodeGeometry` gives it) lets the check find the side of the RV.
     """
     ed = frame_measures(edLabels, spacing)
-    if esLabels is None:
-        return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g}
+    geometry = None if direction is None else (spacing, direction)
+    if esLabels is None:  # the structural checks of a frame of unknown phase, as cmrseg segment makes them
+        qc = quality_check({0: edLabels}, None, None, None, geometry=geometry)
+        return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g, "qc": qc,
+                "qc_status": QC_CODES[qc["status"]]}
     es = frame_measures(esLabels, spacing)
     measures = study_measures(ed, es, patient, bsaMethod).as_dict()
     judged = None
     if curve is not None:
         judged = {**curve["lv_ml"], curve["ed"]: ed.lv_ml, curve["es"]: es.lv_ml}
-    geometry = None if direction is None else (spacing, direction)
     qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures, judged, geometry)
     reference = compare_with_ranges(measures, getattr(patient, "sex", None), getattr(patient, "age_years", None))
     return {**measures, "qc": qc, "qc_status": QC_CODES[qc["status"]], "reference": reference}
@@ -104,7 +107,7 @@ def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esV
 def tableRows(measures: dict) -> list[tuple[str, str, str]]:
     """``(key, parameter, unit)`` of each row for a measures dict (study or single frame)."""
     if "lv_edv_ml" not in measures:
-        return list(FRAME_PARAMETERS)
+        return list(FRAME_PARAMETERS) + ([QC_ROW] if "qc_status" in measures else [])
     rows = list(PARAMETERS)
     if measures.get("bsa_m2"):
         names = {key: (name, unit) for key, name, unit in PARAMETERS}

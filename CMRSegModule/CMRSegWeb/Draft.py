@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def restoreDraft(review: ReviewNodes, exportFolder: str | Path) -> str | None:
                 return None
             labelmaps = [(checkedLabelmap(stored[phase], volume), volume, corrected)
                          for phase, volume, _, corrected in review.phases()]  # fmt: skip
-    except (OSError, ValueError, KeyError, CMRSegError) as exc:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, CMRSegError) as exc:
         raise CMRSegError(f"The review's draft {path} cannot be read ({exc}); move it away to go on from the "
                           "export or the automatic result.") from exc
     for labelmap, volume, corrected in labelmaps:  # every phase checked before any is put back

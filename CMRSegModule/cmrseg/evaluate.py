@@ -144,7 +144,8 @@ def table3(volumes: list[dict], methods: Iterable[str], plot_dir: Path | None = 
 def distance_cell(row: dict, key: str) -> str:
     """A median distance, with how many of the cases were infinite (the structure missing on one side)."""
     infinite, value = row.get("hd_infinite", 0), row[key]
-    # None: NaN as JSON keeps it; inf: more than half the cases missed the structure
+    if value is None and infinite and 2 * infinite >= row.get("n", 0):
+        value = float("inf")  # an infinite median (half the cases or more missed it), as JSON could not keep it
     shown = "-" if value is None or np.isnan(value) else "inf" if np.isinf(value) else f"{value:.1f}"
     of = f" of {row['n']}" if "n" in row else ""
     return shown + (f" ({infinite}{of} inf)" if infinite else "")

@@ -22,7 +22,7 @@ def basal_removed_text(measures: dict) -> str:
 
 
 def format_measures(measures: dict) -> str:
-    from cmrseg.qc import unusable_parameters, unusable_text
+    from cmrseg.qc import judged_frame, unusable_parameters, unusable_text
     from cmrseg.reference import applied_text, value_notes
     from cmrseg.report import INDEXED, PARAMETERS
 
@@ -30,14 +30,13 @@ def format_measures(measures: dict) -> str:
     lines = [f"Model: {measures['model']}", f"Basal-slice rule: {measures['basal_rule']}"
              + (f" ({removed})" if removed else "")]
     study = measures.get("study")
-    if not study:  # one frame (or ED and ES one frame): its volumes
-        unusable = unusable_parameters(measures.get("qc"))
-
-        def volume(key: str) -> str:
-            return f"{frame[key]:.1f} ml" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
-
+    if not study:  # one frame (or ED and ES one frame): its volumes, marked where the check judged them
+        judged = judged_frame(measures)
         for index, frame in measures["frames"].items():
-            lines.append(f"frame {index}: LV {volume('lv_ml')}, RV {volume('rv_ml')}, "
+            unusable = unusable_parameters(measures.get("qc"), frame) if index == judged else {}
+            volumes = {key: f"{frame[key]:.1f} ml" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
+                       for key in ("lv_ml", "rv_ml")}  # fmt: skip
+            lines.append(f"frame {index}: LV {volumes['lv_ml']}, RV {volumes['rv_ml']}, "
                          f"LV mass {frame['myo_mass_g']:.1f} g")
         return "\n".join(lines)
     # the numbers that name the frames in the output files and the report, not the 0-based indices

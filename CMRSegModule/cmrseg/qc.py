@@ -206,6 +206,12 @@ def unusable_parameters(qc: dict | None, values: dict | None = None) -> dict[str
     return unusable
 
 
+def judged_frame(measures: dict) -> str:
+    """The key in measures.json's ``frames`` of the frame a result without study parameters was checked on: ED
+    when ED and ES are one frame (other frames segmented beside it are not judged), else its one frame."""
+    return str(measures["ed_frame"]) if measures.get("ed_frame") is not None else next(iter(measures["frames"]))
+
+
 NOT_USABLE = "NOT USABLE"
 
 

@@ -164,11 +164,13 @@ def regional_section(rows: list[dict]) -> str:
             "measures.json.</p>")
 
 
-def rates_line(rates: dict) -> str:
+def rates_line(rates: dict, basal_rule: str = "none") -> str:
     names = {"lv_per_ml_s": "LV peak ejection rate", "lv_pfr_ml_s": "LV peak filling rate",
              "rv_per_ml_s": "RV peak ejection rate", "rv_pfr_ml_s": "RV peak filling rate"}
     items = "".join(f"<li>{names[key]}: {_value(value)} ml/s</li>" for key, value in rates.items())
-    return f"<ul>{items}</ul>"
+    note = ("" if basal_rule == "none" else '<p class="note">The LV rates come from the volume curve before the '
+            "basal-slice rule (decided in each frame, the rule puts steps into the curve shown).</p>")
+    return f"<ul>{items}</ul>{note}"
 
 
 def reference_cell(reference: dict | None, key: str, unusable: dict[str, str]) -> str:
@@ -225,6 +227,7 @@ def write_report(
     regional: list[dict] | None = None,
     rates: dict | None = None,
     reference: dict | None = None,
+    basal_rule: str = "none",
 ) -> Path:
     """Write the HTML report. ``context`` holds facts shown as a list (model, basal rule, frames, BSA...)."""
     facts = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
@@ -242,7 +245,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}img{{max-width:10
 {measures_table(measures, reference, qc)}
 {review_table(review, review_frames) if review else ""}
 {regional_section(regional) if regional else ""}
-{rates_line(rates) if rates else ""}
+{rates_line(rates, basal_rule) if rates else ""}
 <ul>{facts}</ul>
 <p class="note">Automatic segmentation for review by a physician; not a diagnosis.
 Outlines: LV blood pool red, LV myocardium green, RV blood pool yellow.</p>

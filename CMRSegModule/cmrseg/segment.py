@@ -28,7 +28,7 @@ from cmrseg.io.volume_files import is_volume_file, stem, write_frame
 from cmrseg.measures import FrameMeasures, frame_measures, study_measures
 from cmrseg.outputs import OutputFolder, json_safe, locked_output, read_manifest, refuse_changed_outputs
 from cmrseg.progress import ProgressCallback
-from cmrseg.qc import judged_curve, quality_check, unusable_parameters
+from cmrseg.qc import judged_curve, judged_frame, quality_check, unusable_parameters
 from cmrseg.reference import compare_with_ranges, flag_text, sex_code
 from cmrseg.regional import regional_wall_thickness
 from cmrseg.review import (
@@ -390,7 +390,7 @@ def write_measures_csv(measures: dict, path: Path) -> None:
             writer.writerow(["reference_note", reference["note"]])
         writer.writerow([])
         writer.writerow(["qc_status", measures["qc"]["status"]])
-        values = measures.get("study") or next(iter(measures["frames"].values()))  # a single frame: its volumes
+        values = measures.get("study") or measures["frames"][judged_frame(measures)]  # one frame: its volumes
         writer.writerow(["qc_not_usable", " ".join(unusable_parameters(measures["qc"], values))])
         for flag in measures["qc"]["flags"]:
             writer.writerow([f"qc_{flag['severity']}", flag["message"]])

@@ -51,7 +51,7 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
     review_frames = {i: (study.frame(i), labels[i]) for i in (ed, es) if i is not None and i in labels}
     write_report(path, title, measures.get("study", {}), context, overlays, curve_data, measures["qc"],
                  measures.get("review"), review_frames, measures.get("regional_wall_thickness"),
-                 measures.get("volume_curve_rates"), measures.get("reference"))
+                 measures.get("volume_curve_rates"), measures.get("reference"), measures["basal_rule"])
     if pdf_path is not None:
         write_pdf(pdf_path, title, study, measures, context, overlays, curve_data)
 

@@ -55,8 +55,9 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
     if series_uid is not None:
         for summary in series:
             if summary.series_uid == series_uid:
-                _warn_if_part_of_a_stack(summary, series)
-                _check_left_out(folder, summary, series, refuse=False)  # named: read as asked, with a warning
+                joined = _warn_if_part_of_a_stack(summary, series)
+                # named: read as asked, with a warning of what it leaves out (its stack's other parts said above)
+                _check_left_out(folder, summary, [s for s in series if s.series_uid not in joined], refuse=False)
                 return summary
         raise CMRSegError(
             f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found:\n"
@@ -96,11 +97,12 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
     return best
 
 
-def _warn_if_part_of_a_stack(named: SeriesSummary, series: list[SeriesSummary]) -> None:
+def _warn_if_part_of_a_stack(named: SeriesSummary, series: list[SeriesSummary]) -> set[str]:
     """A series named that is one of several joined as a stack here is read alone, as asked: with part of the
-    heart's slices, its volumes too small."""
+    heart's slices, its volumes too small. Returns the UIDs of that stack's parts (none: not such a part)."""
     for stack in cine_stacks(series):
-        if len(stack.parts) > 1 and named.series_uid in {part.series_uid for part in stack.parts}:
+        parts = {part.series_uid for part in stack.parts}
+        if len(stack.parts) > 1 and named.series_uid in parts:
             warnings.warn(
                 f"{named.describe()} is one of {len(stack.parts)} series joined here as one stack "
                 f"({stack.num_positions} slice positions); read alone, as named, it has {named.num_positions}. "
@@ -108,6 +110,8 @@ def _warn_if_part_of_a_stack(named: SeriesSummary, series: list[SeriesSummary]) 
                 DicomReadWarning,
                 stacklevel=4,
             )
+            return parts
+    return set()
 
 
 def cine_stacks(series: list[SeriesSummary]) -> list[SeriesSummary]:
@@ -191,8 +195,7 @@ def _check_left_out(folder: Path, chosen: SeriesSummary, series: list[SeriesSumm
     members = {s.series_uid for s in chosen.parts} or {chosen.series_uid}
     left_out = [other for other in series if other.series_uid not in members and other.num_phases >= 2
                 and _parallel_on_its_grid(chosen, other)]  # fmt: skip
-    extending = [other for other in left_out
-                 if not _shares_a_position(chosen, other) and _beyond_its_ends(chosen, other)]  # fmt: skip
+    extending = [other for other in left_out if _beyond_its_ends(chosen, other)]
     if extending and refuse:
         how = ("move the other series out of the folder" if chosen.parts else
                f"name it with --series {chosen.series_uid} (in Slicer: load that series alone)")
@@ -214,6 +217,8 @@ def _check_left_out(folder: Path, chosen: SeriesSummary, series: list[SeriesSumm
 
 def _why_left_out(chosen: SeriesSummary, other: SeriesSummary) -> str:
     if _shares_a_position(chosen, other):
+        if _beyond_its_ends(chosen, other):
+            return "repeating some of the stack's slice positions and holding others beyond its ends"
         return "at slice positions the stack already has"
     if other.num_phases != chosen.num_phases:
         return f"at other slice positions, with {other.num_phases} phases against the stack's {chosen.num_phases}"
