@@ -344,6 +344,29 @@ def test_a_stray_slice_in_a_series_of_its_own_leaves_the_complete_series_readabl
     np.testing.assert_array_equal(study.image, reference.image)
 
 
+@pytest.mark.parametrize(("shift_mm", "refused"), [(1.0, False), (10.0, True)])
+def test_a_repeat_of_the_end_slice_is_named_and_a_slice_beyond_it_refused(small: Path, shift_mm, refused) -> None:
+    """The last slice again, 1 mm outward (re-planned): a repeat, named; a slice spacing outward: a slice the
+    stack lacks."""
+    reference = read_dicom_cine(small)
+    normal = np.cross(*np.reshape(dcmread(small / "1.dcm").ImageOrientationPatient, (2, 3)).astype(float))
+    first, last = (float(np.dot(normal, dcmread(small / f"{n}.dcm").ImagePositionPatient)) for n in (1, 81))
+    outward = np.sign(last - first) * normal
+    for phase in range(1, PHASES):  # a phase fewer: it cannot be joined
+        repeat = small / f"repeat{phase}.dcm"
+        shutil.copy(small / f"{80 + phase}.dcm", repeat)
+        ds = dcmread(repeat)
+        edit(repeat, SeriesInstanceUID="1.2.3.7", SeriesNumber=303, SOPInstanceUID=f"1.2.3.7.{phase}",
+             ImagePositionPatient=[float(v) for v in np.array(ds.ImagePositionPatient, float) + shift_mm * outward])
+    if refused:
+        with pytest.raises(CMRSegError, match="lacks the slices beyond its ends that series 303"):
+            read_dicom_cine(small)
+        return
+    with pytest.warns(DicomReadWarning, match=r"series 303 .* other slice positions"):
+        study = read_dicom_cine(small)
+    np.testing.assert_array_equal(study.image, reference.image)
+
+
 def test_slices_shifted_in_plane_are_all_named_in_one_warning(small: Path) -> None:
     reference = read_dicom_cine(small)
     for block, shift_mm in ((1, 3.0), (3, 4.0)):  # along the rows: in the slice plane

@@ -180,11 +180,12 @@ def continues_stack(stack: SeriesSummary, other: SeriesSummary) -> bool:
 
 
 def _beyond_its_ends(stack: SeriesSummary, other: SeriesSummary) -> bool:
-    """Whether ``other`` has a slice position outside the span of ``stack``'s slices (it would extend it)."""
+    """Whether ``other`` has a slice position beyond the ends of ``stack``'s slices by half a slice spacing or
+    more (a slice that would extend it; nearer, a repeat of the end slice, re-planned a little)."""
     normal = _normal(stack)
     own = _positions(stack, normal)
-    return any(q < min(own) - POSITION_TOLERANCE_MM or q > max(own) + POSITION_TOLERANCE_MM
-               for q in _positions(other, normal))
+    margin = max(POSITION_TOLERANCE_MM, 0.5 * float(np.median(np.diff(own)))) if len(own) > 1 else POSITION_TOLERANCE_MM
+    return any(q < min(own) - margin or q > max(own) + margin for q in _positions(other, normal))
 
 
 def _check_left_out(folder: Path, chosen: SeriesSummary, series: list[SeriesSummary], refuse: bool = True) -> None:
