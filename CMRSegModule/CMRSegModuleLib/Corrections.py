@@ -205,6 +205,23 @@ def _approval(review: ReviewNodes, maps: list) -> dict:
     return {"status": "not approved"}
 
 
+def putBack(review: ReviewNodes, labelmaps: list, record: dict) -> str:
+    """Put corrected label maps kept earlier (``(labelmap, volume, corrected segmentation)``, each already
+    checked against its volume) back into the review, with the approval ``record`` kept beside them when they
+    are still the approved ones (``record``'s ``approval`` and ``corrected_fingerprint``); returns
+    ``approved by NAME`` or ``not approved``."""
+    from CMRSegModuleLib.ReviewNodes import updateCorrected
+    from CMRSegModuleLib.SegmentationNodes import setLabelmapToSegmentation
+
+    for labelmap, volume, corrected in labelmaps:
+        setLabelmapToSegmentation(corrected, labelmap, volume)
+    updateCorrected(review)
+    approval = record.get("approval") or {}
+    if approval.get("status") == "approved" and record.get("corrected_fingerprint") == correctedFingerprint(review):
+        approve(review, approval["by"], datetime.fromisoformat(approval["at"]))  # as approved then
+    return f"approved by {approval['by']}" if approvalOf(review)["status"] == "approved" else "not approved"
+
+
 def describeCorrections(rows: list[dict]) -> str:
     """One line for the module: the edited slices per phase and the net ml per structure."""
     if not rows:

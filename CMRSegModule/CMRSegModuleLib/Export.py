@@ -38,7 +38,6 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.volume_files import write_frame
 from CMRSegModuleLib import ResultsTable
 from CMRSegModuleLib.Corrections import (
-    approvalOf,
     automaticFingerprints,
     correctedFingerprint,
     correctionTotals,
@@ -180,8 +179,8 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
         CMRSegError: the export's label maps are missing or do not fit the result's frames.
     """
     from cmrseg.io.volume_files import read_volume_file
-    from CMRSegModuleLib.Corrections import approve
-    from CMRSegModuleLib.SegmentationNodes import checkedLabelmap, setLabelmapToSegmentation
+    from CMRSegModuleLib.Corrections import putBack
+    from CMRSegModuleLib.SegmentationNodes import checkedLabelmap
 
     paths = exportPaths(review, folder, baseName)
     document = earlierExport(review, folder, baseName)
@@ -195,14 +194,7 @@ def restoreExport(review: ReviewNodes, folder: str | Path, baseName: str | None 
         except (OSError, CMRSegError) as exc:
             raise CMRSegError(f"The earlier export in {folder} has no usable {phase} label map ({exc}); move it away "
                               "to start again from the automatic result.") from exc
-    for labelmap, volume, corrected in labelmaps:
-        setLabelmapToSegmentation(corrected, labelmap, volume)
-    updateCorrected(review)
-    approval = document.get("approval") or {}
-    approved = approval.get("status") == "approved"
-    if approved and document.get("corrected_fingerprint") == correctedFingerprint(review):
-        approve(review, approval["by"], datetime.fromisoformat(approval["at"]))  # as approved then
-    state = f"approved by {approval['by']}" if approvalOf(review)["status"] == "approved" else "not approved"
+    state = putBack(review, labelmaps, document)
     return f"Went on from the corrections exported {document.get('exported', '')} ({state})."
 
 

@@ -18,13 +18,13 @@ import numpy as np
 
 from cmrseg.errors import CMRSegError
 from CMRSegModuleLib.Corrections import (
-    approvalOf,
-    approve,
     automaticFingerprints,
     correctedFingerprint,
     phaseLabelmaps,
+    putBack,
+    reviewState,
 )
-from CMRSegModuleLib.ReviewNodes import ReviewNodes, updateCorrected
+from CMRSegModuleLib.ReviewNodes import ReviewNodes
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,12 @@ def draftPath(exportFolder: str | Path) -> Path:
 
 def saveDraft(review: ReviewNodes, exportFolder: str | Path) -> Path:
     """Write this review's corrected label maps and approval to its draft (replaced whole, never half-written)."""
-    maps = phaseLabelmaps(review)
+    maps = phaseLabelmaps(review)  # one export of the label maps for the maps, the fingerprint and the approval
     record = {
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017 (UTC is 3.11+)
         "automatic_fingerprint": automaticFingerprints(review),
         "corrected_fingerprint": correctedFingerprint(review, maps),
-        "approval": approvalOf(review),
+        "approval": reviewState(review, maps)[1],
     }
     buffer = io.BytesIO()
     np.savez_compressed(buffer, record=np.array(json.dumps(record)),
@@ -73,7 +73,7 @@ def restoreDraft(review: ReviewNodes, exportFolder: str | Path) -> str | None:
     Raises:
         CMRSegError: the draft cannot be read or does not fit the result's frames.
     """
-    from CMRSegModuleLib.SegmentationNodes import checkedLabelmap, setLabelmapToSegmentation
+    from CMRSegModuleLib.SegmentationNodes import checkedLabelmap
 
     path = draftPath(exportFolder)
     if not path.is_file():
@@ -90,11 +90,5 @@ def restoreDraft(review: ReviewNodes, exportFolder: str | Path) -> str | None:
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, CMRSegError) as exc:
         raise CMRSegError(f"The review's draft {path} cannot be read ({exc}); move it away to go on from the "
                           "export or the automatic result.") from exc
-    for labelmap, volume, corrected in labelmaps:  # every phase checked before any is put back
-        setLabelmapToSegmentation(corrected, labelmap, volume)
-    updateCorrected(review)
-    approval = record.get("approval") or {}
-    if approval.get("status") == "approved" and record.get("corrected_fingerprint") == correctedFingerprint(review):
-        approve(review, approval["by"], datetime.fromisoformat(approval["at"]))
-    state = f"approved by {approval['by']}" if approvalOf(review)["status"] == "approved" else "not approved"
+    state = putBack(review, labelmaps, record)  # every phase checked above before any is put back
     return f"Went on from the corrections saved {record['saved']}, not yet exported ({state})."
