@@ -151,10 +151,11 @@ def regional_wall_thickness(ed: np.ndarray, es: np.ndarray, spacing, direction) 
     """The 16 AHA segments with ED and ES wall thickness (mm) and thickening (%), ``None`` where a segment
     has no measurement; None when the ED frame cannot be divided into segments."""
     base = basal_end(ed)  # one base for both phases: ES decided on its own could turn the stack the other way
-    at_ed = segment_thickness(ed, spacing, direction, base)
+    levels = slice_levels(ring_slices(ed, base))  # ED's, for ES too
+    at_ed = segment_thickness(ed, spacing, direction, base, levels)
     if at_ed is None:
         return None
-    at_es = segment_thickness(es, spacing, direction, base, slice_levels(ring_slices(ed, base))) or {}
+    at_es = segment_thickness(es, spacing, direction, base, levels) or {}
     rows = []
     for number, level, name in SEGMENTS:
         ed_mm, es_mm = at_ed.get(number), at_es.get(number)
