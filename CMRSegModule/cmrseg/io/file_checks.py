@@ -9,6 +9,7 @@ voxel sizes must be finite and positive, and the size must fit the caps of :mod:
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -185,6 +186,7 @@ def check_nrrd(path: Path) -> dict[str, str]:
     except (KeyError, ValueError) as exc:
         raise CMRSegError(f"{path}: the NRRD header has no valid 'sizes' field.") from exc
     frames = nrrd_frames_axis(fields)
+    frames = nrrd_time_axis(fields) if frames is None else frames
     shape = ([*sizes[:frames], *sizes[frames + 1:], sizes[frames]] if frames is not None
              else sizes + [1, 1, 1, 1])[:4]  # x, y, z, t  # fmt: skip
     check_dimensions((shape[3], shape[2], shape[1], shape[0]), str(path))
@@ -225,3 +227,21 @@ def nrrd_frames_axis(fields: dict[str, str]) -> int | None:
     if len(kinds) == 4 and kinds.count("list") == 1 and kinds.count("domain") == 3:
         return kinds.index("list")
     return None
+
+
+# The NRRD axis kinds ITK counts as axes of space; a fourth of them in a three-dimensional space is refused.
+_DOMAIN_KINDS = ("domain", "space", "time")
+
+
+def nrrd_time_axis(fields: dict[str, str]) -> int | None:
+    """The frame axis of a 4D NRRD in three-dimensional space whose fourth axis is a domain axis without a
+    space direction (``kinds: domain domain domain time``, as pynrrd and other tools write a cine), which ITK
+    does not read as it is; else None."""
+    directions = re.findall(r"\([^)]*\)|none", fields.get("space directions", "").lower())
+    kinds = fields.get("kinds", "").lower().split() or ["domain"] * len(directions)
+    if fields.get("dimension", "").strip() != "4" or len(directions) != 4 or len(kinds) != 4:
+        return None
+    spatial = [axis for axis, direction in enumerate(directions) if direction != "none"]
+    if len(spatial) != 3 or not all(kind in _DOMAIN_KINDS for kind in kinds):
+        return None
+    return ({0, 1, 2, 3} - set(spatial)).pop()

@@ -14,7 +14,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from cmrseg.errors import CMRSegError
-from cmrseg.io.file_checks import NiftiHeader, check_nifti, check_nrrd, nrrd_frames_axis, orthonormal_nifti_copy
+from cmrseg.io.file_checks import (
+    NiftiHeader,
+    check_nifti,
+    check_nrrd,
+    nrrd_frames_axis,
+    nrrd_time_axis,
+    orthonormal_nifti_copy,
+)
 from cmrseg.io.study import Study
 from cmrseg.validate import ORTHONORMAL_TOLERANCE, InputWarning
 
@@ -109,9 +116,14 @@ def _frame_times_ms(image: sitk.Image, nifti: NiftiHeader | None, path: Path) ->
     per_unit = nifti.time_unit_ms
     if per_unit == 1000.0 and step > 5.0:
         per_unit = 1.0
-    times = np.arange(image.GetSize()[3]) * step * per_unit
-    if not MIN_FRAME_STEP_MS <= step * per_unit <= MAX_FRAME_STEP_MS or times[-1] > MAX_CYCLE_MS:
-        warnings.warn(f"{path}: frames {step * per_unit:g} ms apart ({times[-1]:g} ms in all) are no "
+    return _plausible_times(np.arange(image.GetSize()[3]) * step * per_unit, path)
+
+
+def _plausible_times(times: np.ndarray, path: Path) -> np.ndarray | None:
+    """Evenly spaced frame times in ms, or None (with a warning) when their step is no cine's."""
+    step = float(times[1] - times[0]) if len(times) > 1 else MIN_FRAME_STEP_MS
+    if not MIN_FRAME_STEP_MS <= step <= MAX_FRAME_STEP_MS or times[-1] > MAX_CYCLE_MS:
+        warnings.warn(f"{path}: frames {step:g} ms apart ({times[-1]:g} ms in all) are no "
                       "cine's timing (a time step left at its default of 1 s, or the repetition time stored in "
                       "its place, say): the frame times are taken as unknown.", InputWarning, stacklevel=2)
         return None
@@ -122,15 +134,16 @@ def read_volume_file(path: str | Path) -> Study:
     """A 3D frame (``t = 1``) or a 4D cine (time as the 4th axis) from NIfTI / NRRD / MetaImage."""
     path = Path(path)
     nifti, nrrd = check_file(path)
-    image = read_image(path, nifti)
+    time_axis = nrrd_time_axis(nrrd)
+    image = read_image(path, nifti) if time_axis is None else _read_frames_as_list(path, nrrd, time_axis)
     array = sitk.GetArrayFromImage(image)  # [z, y, x] or [t, z, y, x]: the file's voxel order
     if nifti is not None and nifti.nonfinite is not None:  # ITK made them 0: back to NaN, repaired or refused later
         array = array.astype(np.float32)
         array.reshape(-1)[nifti.nonfinite] = np.nan
     dim = image.GetDimension()
-    frames_axis = nrrd_frames_axis(nrrd)
+    frames_axis = nrrd_frames_axis(nrrd) if time_axis is None else time_axis
     if frames_axis is not None and dim == 3:  # a Slicer volume sequence: ITK gives its frames as components
-        return _study(np.moveaxis(array, -1, 0), image, _sequence_times_ms(nrrd, frames_axis), path)
+        return _study(np.moveaxis(array, -1, 0), image, _sequence_times_ms(nrrd, frames_axis, path), path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise CMRSegError(f"{path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1.")
     if dim == 2:
@@ -140,18 +153,50 @@ def read_volume_file(path: str | Path) -> Study:
     return _study(array, image, _frame_times_ms(image, nifti, path) if dim == 4 else None, path)
 
 
-def _sequence_times_ms(fields: dict[str, str], axis: int) -> np.ndarray | None:
-    """The frame times of a Slicer volume sequence NRRD whose frame axis is labelled time in ms or s (its
-    ``axis N index values``), else None (frames are then numbered)."""
+def _read_frames_as_list(path: Path, fields: dict[str, str], axis: int) -> sitk.Image:
+    """A 4D NRRD whose frame axis is a domain axis in three-dimensional space, read through a copy whose
+    header calls that axis a ``list`` (as a Slicer volume sequence's): ITK gives its frames as components."""
+    raw = path.read_bytes()
+    end = raw.find(b"\n\n")
+    end = len(raw) if end < 0 else end
+    kinds = fields.get("kinds", "").split() or ["domain"] * 4
+    kinds[axis] = "list"
+    lines = [line for line in raw[:end].decode("latin-1").splitlines()
+             if not line.lower().startswith(("kinds:", "data file:", "datafile:"))]
+    lines.append("kinds: " + " ".join(kinds))
+    detached = fields.get("data file") or fields.get("datafile")
+    if detached:
+        lines.append(f"data file: {(path.parent / detached).resolve()}")
+    with tempfile.TemporaryDirectory(prefix="cmrseg-nrrd-") as folder:
+        copy = Path(folder) / ("image.nhdr" if detached else "image.nrrd")
+        copy.write_bytes("\n".join(lines).encode("latin-1") + b"\n\n" + (b"" if detached else raw[end + 2 :]))
+        try:
+            return _itk_read(copy)
+        except RuntimeError as exc:
+            raise CMRSegError(f"Cannot read {path} as an image ({str(exc).strip().splitlines()[-1]}).") from exc
+
+
+def _sequence_times_ms(fields: dict[str, str], axis: int, path: Path) -> np.ndarray | None:
+    """The frame times of a 4D NRRD whose frame axis is labelled (or of kind) time, in ms or s: a Slicer
+    volume sequence's ``axis N index values``, or the axis's ``spacings`` step; else None (frames are then
+    numbered)."""
     labels, units = (_quoted(fields.get(key, "")) for key in ("labels", "units"))
+    kinds = fields.get("kinds", "").lower().split()
     per_unit = {"ms": 1.0, "s": 1000.0}.get(units[axis] if axis < len(units) else "")
-    if axis >= len(labels) or labels[axis].lower() != "time" or per_unit is None:
+    is_time = (axis < len(labels) and labels[axis].lower() == "time") or (axis < len(kinds) and kinds[axis] == "time")
+    if not is_time or per_unit is None:
         return None
     try:
         values = np.array([float(v) for v in fields.get(f"axis {axis} index values", "").split()])
+        spacings = [float(v) for v in fields.get("spacings", "").split()]
     except ValueError:
         return None
-    return values * per_unit if len(values) and np.all(np.isfinite(values)) else None
+    if len(values):
+        return values * per_unit if np.all(np.isfinite(values)) else None
+    if len(spacings) != 4 or not np.isfinite(spacings[axis]) or spacings[axis] <= 0:
+        return None
+    sizes = [int(n) for n in fields["sizes"].split()]
+    return _plausible_times(np.arange(sizes[axis]) * spacings[axis] * per_unit, path)
 
 
 def _quoted(value: str) -> list[str]:
