@@ -150,6 +150,8 @@ def read_volume_file(path: str | Path) -> Study:
         raise CMRSegError(f"{path} is a single 2D image; CMRSeg needs a stack of short-axis slices (3D or 4D).")
     if dim not in (3, 4):
         raise CMRSegError(f"{path} has {dim} dimensions; expected a 3D frame or a 4D cine.")
+    if dim == 4 and nrrd:  # a NRRD in four-dimensional (or no) space: its fourth axis may be timed
+        return _study(array, image, _sequence_times_ms(nrrd, 3, path), path)
     return _study(array, image, _frame_times_ms(image, nifti, path) if dim == 4 else None, path)
 
 
