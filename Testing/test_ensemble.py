@@ -31,7 +31,7 @@ def _network(seed: int):
 def _checkpoint(tmp_path, seed: int, split: str = "abc", **changes):
     metadata = {"labels": LABELS, "preprocessing": dict(PREPROCESSING),
                 "training": {"split_file": "split.json", "split_sha256": split, "epochs_trained": 10 + seed,
-                             "loss": "wce"}}
+                             "best_epoch": 10 + seed, "epochs": 20, "loss": "wce"}}
     metadata.update(changes)
     return save_checkpoint(tmp_path / f"m{seed}.pt", _network(seed), metadata, preset="compact")
 
@@ -122,7 +122,9 @@ def test_segmenter_runs_an_ensemble_checkpoint(tmp_path):
     ensemble, metadata = combine_checkpoints([_checkpoint(tmp_path, 1), _checkpoint(tmp_path, 2)])
     path = save_checkpoint(tmp_path / "ens.pt", ensemble, metadata, preset="compact", half=True)
     segmenter = Segmenter.load(path, device="cpu")
-    assert "ensemble of 2 dense U-Nets" in segmenter.description and "11+12 epochs" in segmenter.description
+    # best.pt holds each run's best epoch, not its last: the description says which of how many
+    assert "ensemble of 2 dense U-Nets" in segmenter.description and "epochs 11+12 of 20" in segmenter.description
+    assert "epoch 11 of 20" in Segmenter.load(_checkpoint(tmp_path, 1), device="cpu").description
     probabilities = segmenter.network_probabilities(np.random.default_rng(0).random((3, 96, 96), np.float32))
     assert probabilities.shape == (3, 4, 96, 96)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

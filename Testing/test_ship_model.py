@@ -23,6 +23,8 @@ sys.path.insert(0, str(SCRIPTS))  # ship-model imports model_card from beside it
 _loader = importlib.machinery.SourceFileLoader("ship_model", str(SCRIPTS / "ship-model"))
 ship_model = importlib.util.module_from_spec(importlib.util.spec_from_loader("ship_model", _loader))
 _loader.exec_module(ship_model)
+model_card = sys.modules["model_card"]
+ship_evaluation = sys.modules["ship_evaluation"]
 
 
 def test_a_network_that_has_not_trained_all_its_epochs_is_refused(tmp_path):
@@ -30,6 +32,56 @@ def test_a_network_that_has_not_trained_all_its_epochs_is_refused(tmp_path):
     with pytest.raises(CMRSegError, match="has trained 10 of its 60 epochs; finish it"):
         ship_model.finished(tmp_path, {"epochs": 60})
     ship_model.finished(tmp_path, {"epochs": 10})  # all trained: a candidate
+
+
+def _training_state(run: Path, epoch: int, planned: int, partial: bool = False) -> None:
+    """A real ``last.pt`` after ``epoch`` of a run planning ``planned`` epochs (``partial``: saved inside the next)."""
+    from cmrseg.training.state import save_state
+
+    model = build_model("compact")
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    save_state(run / "last.pt", model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+               config={"epochs": planned}, history=[], best={}, class_weights=torch.ones(4), wall_seconds=1.0,
+               partial={"epoch": epoch + 1, "step": 3} if partial else None)
+
+
+def test_a_run_is_judged_finished_by_its_training_state(tmp_path):
+    """The training state says how far a run got and what it plans now; history.csv alone passed a run resumed
+    with more epochs (its best.pt still saying 60) while it trained on."""
+    _training_state(tmp_path, 60, 60)
+    ship_model.finished(tmp_path, {"epochs": 60})  # all trained: a candidate
+    _training_state(tmp_path, 59, 60, partial=True)
+    with pytest.raises(CMRSegError, match="has trained 59 of its 60 epochs and part of the next; finish it"):
+        ship_model.finished(tmp_path, {"epochs": 60})
+    _training_state(tmp_path, 70, 120)  # resumed with --epochs 120, still training
+    (tmp_path / "history.csv").write_text("epoch,dice_mean\n" + "".join(f"{e},0.9\n" for e in range(1, 71)))
+    with pytest.raises(CMRSegError, match="has trained 70 of its 120 epochs; finish it"):
+        ship_model.finished(tmp_path, {"epochs": 60})
+    _training_state(tmp_path, 120, 120)  # finished, but best.pt is from the plan of 60
+    with pytest.raises(CMRSegError, match="best network of a plan of 60 epochs, but the run was resumed to 120"):
+        ship_model.finished(tmp_path, {"epochs": 60})
+
+
+def test_the_best_epoch_is_the_one_training_chose_not_a_tie_in_the_rounded_history(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,dice_LV,dice_RV,dice_Myo,dice_mean,epoch_seconds\n"
+                                          "1,0.9,0.8,0.85,0.85,10\n2,0.91,0.79,0.85,0.85,10\n")
+    best = model_card.best_validation_epoch(tmp_path, {"best_epoch": 2})
+    assert (best["epoch"], best["dice_LV"], best["epochs"], best["seconds"]) == (2, 0.91, 2, 20.0)
+
+
+def test_the_card_names_the_gpu_a_network_trained_on():
+    gpu = {"cpu_count": 16, "processor": "x86_64", "torch": "2.13.0", "gpu": "NVIDIA H200"}
+    assert model_card.machine_text(gpu) == "an NVIDIA H200 GPU (16-core x86_64 host, torch 2.13.0)"
+    assert model_card.machine_text({k: v for k, v in gpu.items() if k != "gpu"}) == \
+        "a 16-core CPU (x86_64, torch 2.13.0)"
+
+
+def test_candidates_are_evaluated_in_fp32_whatever_the_machine_has(model_path):
+    """The card's tables are then what `cmrseg evaluate --fp32` gives anywhere (bf16 moved a case's Dice 0.04)."""
+    assert ship_evaluation.arithmetic().endswith(" fp32")
+    assert ship_evaluation.load_fp32(model_path, False).bf16 is False
+    assert "`cmrseg evaluate --fp32 --out DIR`" in model_card.reproduce_line({"test": {}})
 
 
 def test_an_ensemble_of_some_of_the_folds_is_refused(tmp_path):
@@ -49,35 +101,34 @@ def test_an_ensemble_of_some_of_the_folds_is_refused(tmp_path):
 def test_an_evaluation_is_reused_only_for_the_weights_code_and_settings_it_was_made_with(tmp_path, monkeypatch):
     result = tmp_path / "evaluation.json"
     result.write_text('{"table1": []}')
-    made = ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)
-    assert ship_model.cached(result, made) is None  # made by an earlier version: no record of what made it
-    ship_model.remember(result, made)
-    assert ship_model.cached(result, ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)) \
-        == {"table1": []}
-    for other in (ship_model.made_with("b" * 64, patients=["p1", "p2"], prior_correction=False),
-                  ship_model.made_with("a" * 64, patients=["p1", "p3"], prior_correction=False),
-                  ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=True)):
-        assert ship_model.cached(result, other) is None
+    made = ship_evaluation.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)
+    assert ship_evaluation.cached(result, made) is None  # made by an earlier version: no record of what made it
+    ship_evaluation.remember(result, made)
+    same = ship_evaluation.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)
+    assert ship_evaluation.cached(result, same) == {"table1": []}
+    for other in (ship_evaluation.made_with("b" * 64, patients=["p1", "p2"], prior_correction=False),
+                  ship_evaluation.made_with("a" * 64, patients=["p1", "p3"], prior_correction=False),
+                  ship_evaluation.made_with("a" * 64, patients=["p1", "p2"], prior_correction=True)):
+        assert ship_evaluation.cached(result, other) is None
     # Other code (a changed metric, tolerance or post-processing) never reuses it either.
-    monkeypatch.setattr(ship_model, "code_sha256", lambda: "c" * 64)
-    assert ship_model.cached(result, ship_model.made_with("a" * 64, patients=["p1", "p2"], prior_correction=False)) \
-        is None
-
+    monkeypatch.setattr(ship_evaluation, "code_sha256", lambda: "c" * 64)
+    assert ship_evaluation.cached(result, ship_evaluation.made_with("a" * 64, patients=["p1", "p2"],
+                                                                     prior_correction=False)) is None
 
 
 def test_the_code_hash_changes_with_any_python_file_of_the_package(tmp_path, monkeypatch):
-    assert (ship_model.PACKAGE / "metrics.py").is_file()  # the real package is what is hashed
+    assert (ship_evaluation.PACKAGE / "metrics.py").is_file()  # the real package is what is hashed
     (tmp_path / "io").mkdir()
     (tmp_path / "metrics.py").write_text("A = 1\n")
     (tmp_path / "io" / "reader.py").write_text("B = 1\n")
-    monkeypatch.setattr(ship_model, "PACKAGE", tmp_path)
+    monkeypatch.setattr(ship_evaluation, "PACKAGE", tmp_path)
     hashes = []
     for change in (None, ("metrics.py", "A = 2\n"), ("io/reader.py", "B = 2\n")):
         if change:
             (tmp_path / change[0]).write_text(change[1])
-        ship_model.code_sha256.cache_clear()
-        hashes.append(ship_model.code_sha256())
-    ship_model.code_sha256.cache_clear()
+        ship_evaluation.code_sha256.cache_clear()
+        hashes.append(ship_evaluation.code_sha256())
+    ship_evaluation.code_sha256.cache_clear()
     assert len(set(hashes)) == 3
 
 
@@ -103,7 +154,7 @@ def test_a_candidate_that_fails_the_built_in_example_is_never_eligible(model_pat
     assert {r["parameter"] for r in passed["parameters"] if r["ok"] is not None} == {"lv_ef_pct", "rv_ef_pct"}
     # The result is kept for these weights, so a rerun does not segment the example again.
     kept = shipped / f"example_prior_{own_correction}.json"
-    assert ship_model.cached(kept, ship_model.made_with(file_sha256(shipped / "best.pt"),
+    assert ship_evaluation.cached(kept, ship_evaluation.made_with(file_sha256(shipped / "best.pt"),
                                                         prior_correction=own_correction)) == passed
 
 

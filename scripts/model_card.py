@@ -51,12 +51,22 @@ def example_text(result: dict) -> str:
             f"(truth {ef['lv_ef_pct']['truth']:.1f} / {ef['rv_ef_pct']['truth']:.1f}), {verdict}")
 
 
-def best_validation_epoch(run: Path) -> dict:
+def best_validation_epoch(run: Path, training: dict) -> dict:
+    """The history row of the epoch whose network the run's best.pt holds (as training chose it, at full
+    precision: the CSV's rounded values may tie), with the epochs and hours the run trained."""
     with open(run / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
-    best = max(rows, key=lambda r: float(r["dice_mean"]))
+    best = next(r for r in rows if int(r["epoch"]) == training["best_epoch"])
     return {"epoch": int(best["epoch"]), "epochs": len(rows), "seconds": sum(float(r["epoch_seconds"]) for r in rows),
             **{k: float(best[k]) for k in ("dice_LV", "dice_RV", "dice_Myo", "dice_mean")}}
+
+
+def machine_text(machine: dict) -> str:
+    """Where a network trained, as its record says: the GPU when it trained on one, else the CPU."""
+    host = f"{machine['cpu_count']}-core {machine['processor']}"
+    if machine.get("gpu"):
+        return f"an {machine['gpu']} GPU ({host} host, torch {machine['torch']})"
+    return f"a {machine['cpu_count']}-core CPU ({machine['processor']}, torch {machine['torch']})"
 
 
 def is_ensemble(item: dict) -> bool:
@@ -107,7 +117,8 @@ def with_split(command: str, split: str) -> str:
 def training_lines(item: dict) -> list[str]:
     """How the shipped network(s) were trained: one run, or a table of the ensemble's members."""
     if not is_ensemble(item):
-        training, history = item["metadata"]["training"], best_validation_epoch(item["run"])
+        training = item["metadata"]["training"]
+        history = best_validation_epoch(item["run"], training)
         return [
             f"- Architecture: dense U-Net, preset `{item['metadata']['architecture']['preset']}` "
             f"({training['parameters']:,} parameters); {input_text([training['config']])}, 4 classes.",
@@ -116,8 +127,7 @@ def training_lines(item: dict) -> list[str]:
             f"{training['precision']}.",
             f"- Epochs: {history['epochs']} trained; best validation epoch {training['best_epoch']} "
             f"(mean validation Dice {history['dice_mean']:.3f} on the pre-processed grid).",
-            f"- Training time: {history['seconds'] / 3600:.2f} h on a {training['machine']['cpu_count']}-core CPU "
-            f"({training['machine']['processor']}, torch {training['machine']['torch']}).",
+            f"- Training time: {history['seconds'] / 3600:.2f} h on {machine_text(training['machine'])}.",
             f"- Command: `{with_split(training['command'], SHIPPED_SPLIT).replace('OUT', 'runs/' + item['run'].name)}`",
             *origin_lines(item["run"], training),
         ]
@@ -127,9 +137,9 @@ def training_lines(item: dict) -> list[str]:
         f"- Architecture: an ensemble of {len(members)} dense U-Nets, preset `{first['config']['preset']}` "
         f"({first['parameters']:,} parameters each); the mean of their class probabilities is the output. "
         f"{input_text([m['config'] for m in members]).capitalize()}, 4 classes; weights stored as float16.",
-        f"- Every member: {first['optimizer']}; {first['schedule']}; {first['precision']}; trained on a "
-        f"{first['machine']['cpu_count']}-core CPU ({first['machine']['processor']}, "
-        f"torch {first['machine']['torch']}) with the torch threads given in the table.",
+        f"- Every member: {first['optimizer']}; {first['schedule']}; {first['precision']}; trained on "
+        f"{' or '.join(dict.fromkeys(machine_text(m['machine']) for m in members))} with the torch threads given "
+        "in the table.",
         "",
         "| member | loss | class weights | augmentation | epochs | best epoch (val. Dice) | training time "
         "(threads) | command |",
@@ -137,7 +147,7 @@ def training_lines(item: dict) -> list[str]:
     ]
     count, folds = fold_files(item)
     for run, training in zip(member_runs(item), members, strict=True):
-        history = best_validation_epoch(run)
+        history = best_validation_epoch(run, training)
         split = folds[run] if folds else SHIPPED_SPLIT
         command = with_split(training["command"], split).replace("OUT", "runs/" + run.name)
         lines.append(f"| {run.name} | {training['loss']} | {training['class_weighting'].split(' ')[0]} "
@@ -311,13 +321,20 @@ def held_out_sections(shipped: dict) -> list[str]:
     ]
 
 
+ARITHMETIC_NOTE = ("Every table is computed in fp32, as any machine computes it; `cmrseg segment` runs bf16 where a "
+                   "machine has it natively (recent GPUs, some CPUs), which moves a case's Dice by up to a few "
+                   "points.")
+
+
 def reproduce_line(shipped: dict) -> str:
     if shipped["test"] is not None:
-        return "Reproduce the test tables: `cmrseg evaluate --out DIR` (shipped model, shipped split)."
+        return ("Reproduce the test tables: `cmrseg evaluate --fp32 --out DIR` (shipped model, shipped split). "
+                + ARITHMETIC_NOTE)
     runs = " ".join(f"runs/{run.name}" for run in member_runs(shipped))
-    return ("Reproduce the validation tables: `cmrseg evaluate --part val --out DIR` (shipped model, shipped split); "
-            f"the cross-validated tables: `cmrseg evaluate --cross-validation {runs} --out DIR` on the member runs "
-            "(`scripts/train-folds`; their float32 weights, which the shipped float16 copies match to rounding).")
+    return ("Reproduce the validation tables: `cmrseg evaluate --part val --fp32 --out DIR` (shipped model, shipped "
+            f"split); the cross-validated tables: `cmrseg evaluate --cross-validation {runs} --fp32 --out DIR` on "
+            "the member runs (`scripts/train-folds`; their float32 weights, which the shipped float16 copies match "
+            "to rounding). " + ARITHMETIC_NOTE)
 
 
 def card(shipped: dict, others: list[dict]) -> str:

@@ -60,6 +60,17 @@ def arithmetic(device: torch.device, bf16: bool) -> str:
     return f"{device.type} {'bf16' if bf16 else 'fp32'}"
 
 
+def _epochs_text(records: list[dict]) -> str:
+    """Which epoch's network each of a model's networks is, of how many the run trained: ``epoch 38 of 60``,
+    ``epochs 38+56+50 of 60`` (best.pt holds the network of the best validation epoch, not the last)."""
+    best = [record.get("best_epoch") for record in records]
+    planned = list(dict.fromkeys(record.get("epochs") for record in records))
+    if not records or None in best or None in planned:
+        return "epochs not recorded"
+    return (f"epoch{'s' if len(best) > 1 else ''} {'+'.join(map(str, best))} of "
+            f"{'+'.join(str(record['epochs']) for record in records) if len(planned) > 1 else planned[0]}")
+
+
 def gpu_has_bf16() -> bool:
     """Whether the GPU computes bfloat16 natively (Ampere and later); older ones run in float32."""
     try:
@@ -114,14 +125,15 @@ class Segmenter:
     @property
     def description(self) -> str:
         arch = self.metadata.get("architecture", {})
-        epochs = self.metadata.get("training", {}).get("epochs_trained", "?")
+        training = self.metadata.get("training", {})
         if arch.get("name") == "ensemble":
             network = f"ensemble of {len(arch.get('args', {}).get('members', []))} dense U-Nets"
-            epochs = "+".join(str(e) for e in epochs) if isinstance(epochs, list) else epochs
+            records = training.get("members") or []
         else:
             network = "dense U-Net"
+            records = [training]
         return (
-            f"{Path(self.source).name} ({network}, preset {arch.get('preset')}, {epochs} epochs, "
+            f"{Path(self.source).name} ({network}, preset {arch.get('preset')}, {_epochs_text(records)}, "
             f"cmrseg {self.metadata.get('cmrseg_version', '?')})"
         )
 
