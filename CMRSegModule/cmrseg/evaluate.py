@@ -219,23 +219,26 @@ def evaluate_cases(cases: Iterable[Case], out_dir: str | Path, total: int | None
 
 def acdc_model_cases(data_root: Path, patients: list[str], segmenter, segmented: list | None = None
                      ) -> Iterable[Case]:
-    """The model's segmentation of each patient's ED and ES frame against the expert masks.
+    """The model's segmentation of each patient's ED and ES frame against the expert masks, both segmented as
+    one study, as ``cmrseg segment`` segments a patient (the heart located once, on ED); a frame in which the
+    model finds no heart is scored, not refused.
 
     ``segmented``, when a list, receives each :class:`cmrseg.review_eval.SegmentedFrame` (for the review score).
     """
     from cmrseg.inference import segment_frames
-    from cmrseg.io.acdc import load_frame, patient_folder
+    from cmrseg.io.acdc import ed_es_study, load_frame, patient_folder
     from cmrseg.review_eval import SegmentedFrame
 
     for patient in patients:
-        for phase in PHASES:
-            frame = load_frame(patient_folder(data_root, patient), phase)
-            evidence: dict = {}
-            labels = segment_frames(frame.study, [0], segmenter, evidence=evidence)[0]
+        frames = [load_frame(patient_folder(data_root, patient), phase) for phase in PHASES]
+        evidence: dict = {}
+        labels = segment_frames(ed_es_study(*frames), [0, 1], segmenter, evidence=evidence, require_lv=False)
+        for index, (phase, frame) in enumerate(zip(PHASES, frames, strict=True)):
             if segmented is not None:
-                segmented.append(SegmentedFrame(patient, phase, labels, evidence[0], frame.mask,
+                segmented.append(SegmentedFrame(patient, phase, labels[index], evidence[index], frame.mask,
                                                 frame.study.voxel_volume_ml))
-            yield Case(patient, phase, frame.study.spacing, frame.mask, {"FCN": labels}, frame.study.patient.group)
+            yield Case(patient, phase, frame.study.spacing, frame.mask, {"FCN": labels[index]},
+                       frame.study.patient.group)
 
 
 def acdc_folder_cases(data_root: Path, patients: list[str], folders: dict[str, Path]) -> Iterable[Case]:

@@ -219,10 +219,12 @@ def segment_frames(
     segmenter: Segmenter,
     progress: ProgressCallback | None = None,
     evidence: dict[int, FrameEvidence] | None = None,
+    require_lv: bool = True,
 ) -> dict[int, np.ndarray]:
     """Label maps ``[z, y, x]`` (ACDC labels, cleaned) of the given frames, on the study's native grid.
 
-    When ``evidence`` is a dict, it receives each frame's :class:`cmrseg.review.FrameEvidence`.
+    When ``evidence`` is a dict, it receives each frame's :class:`cmrseg.review.FrameEvidence`. A study in whose
+    frames no LV is found is refused, unless ``require_lv`` is false (an evaluation scores such a miss).
     """
     if study.num_slices < 2:
         raise CMRSegError(f"{study.source}: only {study.num_slices} slice; a short-axis stack is needed.")
@@ -256,7 +258,7 @@ def segment_frames(
                                       raw_labels=turn.undo(found.raw_labels))
     report(progress, len(frames), len(frames), "Segmenting frames")
     lv_ml = max(float((labels == LV).sum()) * study.voxel_volume_ml for labels in results.values())
-    if lv_ml < MIN_LV_ML:
+    if require_lv and lv_ml < MIN_LV_ML:
         raise CMRSegError(
             f"No left ventricle was found in {study.source or 'the study'} (largest LV blood pool {lv_ml:.1f} ml). "
             "Check that the input is a short-axis cine covering the heart."

@@ -59,18 +59,13 @@ class SegmentedFrame:
 
 def segment_patients(data_root: Path, patients: list[str], segmenter,
                      progress: ProgressCallback | None = None) -> list[SegmentedFrame]:
-    """Segment each patient's ED and ES frame, keeping what the review score needs."""
-    from cmrseg.inference import segment_frames
-    from cmrseg.io.acdc import load_frame, patient_folder
+    """Segment each patient's ED and ES frame as ``cmrseg evaluate`` does, keeping what the review score needs."""
+    from cmrseg.evaluate import acdc_model_cases
 
-    frames = []
-    for done, patient in enumerate(patients):
-        report(progress, done, len(patients), "Segmenting for the review score")
-        for phase in ("ED", "ES"):
-            frame = load_frame(patient_folder(data_root, patient), phase)
-            evidence: dict = {}
-            labels = segment_frames(frame.study, [0], segmenter, evidence=evidence)[0]
-            frames.append(SegmentedFrame(patient, phase, labels, evidence[0], frame.mask, frame.study.voxel_volume_ml))
+    frames: list[SegmentedFrame] = []
+    for done, _ in enumerate(acdc_model_cases(data_root, patients, segmenter, frames)):
+        if done % 2 == 0:  # a patient's ED and ES come together
+            report(progress, done // 2, len(patients), "Segmenting for the review score")
     report(progress, len(patients), len(patients), "Segmenting for the review score")
     return frames
 

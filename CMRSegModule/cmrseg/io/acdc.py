@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,22 @@ def load_frame(folder: str | Path, phase: str) -> AcdcFrame:
     return AcdcFrame(folder.name, phase, number, study, mask)
 
 
+def ed_es_study(ed_frame: AcdcFrame, es_frame: AcdcFrame) -> Study:
+    """A patient's ED and ES frames as one study of two frames (ED first), as a patient folder without its cine
+    is segmented: one heart, located once."""
+    if not es_frame.study.on_grid_of(ed_frame.study):
+        raise CMRSegError(f"The ED and ES frames of {ed_frame.patient} are not on one grid (matrix, spacing, origin "
+                          "or direction); they cannot be measured as one heart.")
+    study = copy.copy(ed_frame.study)
+    study.image = np.stack([ed_frame.image, es_frame.image])
+    study.frame_times_ms = np.array([ed_frame.frame_number - 1, es_frame.frame_number - 1], dtype=float)
+    study.frame_times_known = False
+    study.frame_numbers = [ed_frame.frame_number, es_frame.frame_number]
+    study.ed_frame, study.es_frame = 0, 1
+    study.__post_init__()
+    return study
+
+
 def load_patient_study(folder: str | Path) -> Study:
     """A patient as a study: the full cine when ``*_4d.nii.gz`` is there, else ED and ES as two frames."""
     folder = Path(folder)
@@ -113,16 +130,7 @@ def load_patient_study(folder: str | Path) -> Study:
         study.ed_frame, study.es_frame = ed - 1, es - 1
         study.frame_numbers = list(range(1, study.num_frames + 1))  # ACDC numbers frames from 1
     else:
-        ed_frame, es_frame = load_frame(folder, "ED"), load_frame(folder, "ES")
-        if not es_frame.study.on_grid_of(ed_frame.study):
-            raise CMRSegError(f"The ED and ES frames of {folder} are not on one grid (matrix, spacing, origin or "
-                              "direction); they cannot be measured as one heart.")
-        study = ed_frame.study
-        study.image = np.stack([ed_frame.image, es_frame.image])
-        study.frame_times_ms = np.array([ed - 1, es - 1], dtype=float)
-        study.frame_times_known = False
-        study.frame_numbers = [ed, es]
-        study.ed_frame, study.es_frame = 0, 1
+        study = ed_es_study(load_frame(folder, "ED"), load_frame(folder, "ES"))
     study.patient = patient_info(folder, info)
     study.source = str(folder)
     study.description = f"ACDC {folder.name} ({info.get('Group', '?')})"
