@@ -184,6 +184,35 @@ def test_a_truncated_nrrd_is_refused(oblique_phantom, tmp_path, capsys):
     assert "truncated or corrupt" in segment_refused(capsys, tmp_path, path)
 
 
+@pytest.mark.parametrize("geometry,named", [
+    ("spacings: 1.8 nan 8 237.5", "the voxel size [1.8, nan, 8.0] mm"),
+    ("spacings: 1.8 1.8 -8 237.5", "the voxel size [1.8, 1.8, -8.0] mm"),
+    ("", "no voxel size"),
+    ("space dimension: 4\nspace directions: (1.8,0,0,0) (0,1.8,0,0) (0,0,0,0) (0,0,0,237.5)",
+     "the voxel size [1.8, 1.8, 0.0] mm"),
+])  # fmt: skip
+def test_a_nrrd_without_a_valid_voxel_size_is_refused(oblique_phantom, tmp_path, capsys, geometry, named):
+    """ITK reads a missing or NaN NRRD voxel size as 1 mm: a volume that looks right and is wrong (a NaN row
+    spacing read LV EDV 37 ml for 80 ml, and a plausible EF)."""
+    path = write_study(oblique_phantom.study, tmp_path / "cine.nrrd", compress=False)
+    header, data = path.read_bytes().split(b"\n\n", 1)
+    lines = [line for line in header.decode().splitlines() if not line.startswith("space")]
+    path.write_bytes("\n".join([*lines, *([geometry] if geometry else [])]).encode() + b"\n\n" + data)
+    message = segment_refused(capsys, tmp_path, path)
+    assert f"the header gives {named}" in message and "finite and positive" in message
+
+
+@pytest.mark.parametrize("spacing", [None, "1.8 1.8 nan 237.5"])
+def test_a_metaimage_without_a_valid_element_spacing_is_refused(oblique_phantom, tmp_path, capsys, spacing):
+    path = write_study(oblique_phantom.study, tmp_path / "cine.mha", compress=False)
+    header, data = path.read_bytes().split(b"ElementDataFile", 1)
+    lines = [line for line in header.decode().splitlines() if not line.startswith("ElementSpacing")]
+    lines += [f"ElementSpacing = {spacing}"] if spacing else []
+    path.write_bytes("\n".join(lines).encode() + b"\nElementDataFile" + data)
+    message = segment_refused(capsys, tmp_path, path)
+    assert ("no ElementSpacing" if spacing is None else f"ElementSpacing {spacing}") in message
+
+
 # ------------------------------------------------------------------------------------------ voxel values
 
 

@@ -1,4 +1,4 @@
-"""Integrity of NIfTI and NRRD files before SimpleITK reads them.
+"""Integrity of NIfTI, NRRD and MetaImage files before SimpleITK reads them.
 
 ITK fills a truncated file with zeros, replaces a zero or NaN voxel size by 1 mm and cannot open NIfTI whose
 sform is off orthonormal by scanner rounding. These checks read the header themselves: the data must have the
@@ -187,6 +187,7 @@ def check_nrrd(path: Path) -> dict[str, str]:
         raise CMRSegError(f"{path}: the NRRD header has no valid 'sizes' field.") from exc
     frames = nrrd_frames_axis(fields)
     frames = nrrd_time_axis(fields) if frames is None else frames
+    _check_nrrd_voxel_size(fields, len(sizes), frames, path)
     shape = ([*sizes[:frames], *sizes[frames + 1:], sizes[frames]] if frames is not None
              else sizes + [1, 1, 1, 1])[:4]  # x, y, z, t  # fmt: skip
     check_dimensions((shape[3], shape[2], shape[1], shape[0]), str(path))
@@ -218,6 +219,56 @@ def check_nrrd(path: Path) -> dict[str, str]:
             f"{len(payload):,}. Copy or export it again."
         )
     return fields
+
+
+def _check_nrrd_voxel_size(fields: dict[str, str], dimension: int, frames: int | None, path: Path) -> None:
+    """Each spatial axis needs a finite, positive voxel size from ``space directions`` or ``spacings`` (ITK
+    puts 1 mm in place of a missing or NaN one: a volume then looks right and is wrong)."""
+    if frames is None and dimension == 4:
+        frames = 3  # ITK's four-dimensional image: time last
+    axes = [axis for axis in range(dimension) if axis != frames]
+    vectors = re.findall(r"\([^)]*\)|none", fields.get("space directions", "").lower())
+    try:
+        spacings = [float(v) for v in fields.get("spacings", "").split()]
+    except ValueError:
+        spacings = []
+    sizes = []
+    for axis in axes:
+        if len(vectors) == dimension and vectors[axis] != "none":
+            try:
+                sizes.append(float(np.linalg.norm([float(v) for v in vectors[axis].strip("()").split(",")])))
+            except ValueError:
+                sizes.append(float("nan"))
+        else:
+            sizes.append(spacings[axis] if len(spacings) == dimension else float("nan"))
+    if not all(np.isfinite(size) and size > 0 for size in sizes):
+        given = "no voxel size" if not vectors and not spacings else f"the voxel size {sizes} mm"
+        raise CMRSegError(f"{path}: the header gives {given} (its 'space directions' and 'spacings'); sizes must "
+                          "be finite and positive.")
+
+
+def check_metaimage(path: Path) -> None:
+    """A MetaImage (.mha / .mhd) header must give a finite, positive ElementSpacing for its three spatial axes
+    (ITK puts 1 mm in place of a missing one)."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(65536).decode("latin-1")
+    except OSError as exc:
+        raise CMRSegError(f"Cannot read {path} ({exc}).") from exc
+    fields = {}
+    for line in head.splitlines():
+        key, _, value = line.partition("=")
+        fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            break
+    text = fields.get("elementspacing") or fields.get("elementsize") or ""
+    try:
+        sizes = [float(v) for v in text.split()][:3]
+    except ValueError:
+        sizes = []
+    if len(sizes) < 3 or not all(np.isfinite(size) and size > 0 for size in sizes):
+        given = f"ElementSpacing {text}" if text else "no ElementSpacing"
+        raise CMRSegError(f"{path}: the header gives {given}; the voxel sizes must be finite and positive.")
 
 
 def nrrd_frames_axis(fields: dict[str, str]) -> int | None:

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 from cmrseg.errors import CMRSegError
 from cmrseg.io.file_checks import (
     NiftiHeader,
+    check_metaimage,
     check_nifti,
     check_nrrd,
     nrrd_frames_axis,
@@ -80,7 +81,7 @@ def read_image(path: str | Path, nifti: NiftiHeader | None = None) -> sitk.Image
 
 
 def check_file(path: Path) -> tuple[NiftiHeader | None, dict[str, str]]:
-    """Integrity checks of NIfTI and NRRD files (see :mod:`cmrseg.io.file_checks`): the NIfTI header, the
+    """Integrity checks of NIfTI, NRRD and MetaImage files (see :mod:`cmrseg.io.file_checks`): the NIfTI header, the
     NRRD header's fields."""
     name = path.name.lower()
     if not path.is_file():
@@ -89,6 +90,8 @@ def check_file(path: Path) -> tuple[NiftiHeader | None, dict[str, str]]:
         return check_nifti(path), {}
     if name.endswith((".nrrd", ".nhdr")):
         return None, check_nrrd(path)
+    if name.endswith((".mha", ".mhd")):
+        check_metaimage(path)
     return None, {}
 
 
