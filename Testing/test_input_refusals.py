@@ -18,6 +18,7 @@ from dicom_edit import edit
 from cmrseg.cli import main
 from cmrseg.errors import CMRSegError
 from cmrseg.io.acdc import load_frame
+from cmrseg.io.dicom_scan import DicomReadWarning
 from cmrseg.io.dicom_write import write_dicom_cine
 from cmrseg.io.load import load_study
 from cmrseg.io.study import Study
@@ -66,6 +67,28 @@ def test_one_dicom_file_with_a_broken_rescale_slope_is_refused_by_name(dicom_cin
     ds.save_as(victim)
     message = segment_refused(capsys, tmp_path, tmp_path / "dicom")
     assert expected in message and victim.name in message
+
+
+@pytest.mark.parametrize("attribute,value", [("PixelSpacing", ["nan", "1.8"]),
+                                             ("ImagePositionPatient", ["0", "nan", "0"]),
+                                             ("ImageOrientationPatient", ["1", "0", "0", "0", "inf", "0"])])
+def test_one_dicom_file_with_a_geometry_that_is_no_number_is_refused_by_name(dicom_cine, tmp_path, capsys,
+                                                                            attribute, value):
+    """A NaN spacing or position passed the checks that compare files (NaN compares unequal to nothing)."""
+    victim = dicom_cine[len(dicom_cine) // 2]
+    edit(victim, **{attribute: value})
+    message = segment_refused(capsys, tmp_path, tmp_path / "dicom")
+    assert "lack the image geometry" in message and "not finite numbers" in message and victim.name in message
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_trigger_time_that_is_no_number_counts_as_missing(dicom_cine, tmp_path, value):
+    """It stopped the reader (an internal error, and a whole batch); it is read as a missing TriggerTime: the
+    phases are ordered by InstanceNumber, and the frame times are unknown."""
+    edit(dicom_cine[3], TriggerTime=value)
+    with pytest.warns(DicomReadWarning, match="instances without TriggerTime; phases are ordered by InstanceNumber"):
+        study = load_study(tmp_path / "dicom")
+    assert study.num_frames == 4 and not study.frame_times_known
 
 
 def test_a_ct_series_is_refused(dicom_cine, tmp_path, capsys):

@@ -100,7 +100,8 @@ def _check_geometry(series: SeriesSummary) -> None:
     if missing:
         raise CMRSegError(
             f"{len(missing)} instances of {series.describe()} lack the image geometry (Rows, Columns, "
-            f"PixelSpacing, ImageOrientationPatient, ImagePositionPatient), e.g. {_names(missing)}. "
+            "PixelSpacing, ImageOrientationPatient, ImagePositionPatient: missing, or not finite numbers), "
+            f"e.g. {_names(missing)}. "
             "Export the series again with complete headers."
         )
     multi = [h for h in series.instances if h.number_of_frames > 1 and h.frame_index is None]

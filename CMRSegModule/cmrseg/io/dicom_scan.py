@@ -7,6 +7,7 @@ Used by :mod:`cmrseg.io.dicom_cine`, which chooses the cine series and reads it.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,10 +269,12 @@ def _names(paths: list[Path] | list[InstanceHeader]) -> str:
 
 
 def _float(value: object) -> float | None:
+    """A header number, or None when it is missing or not a finite number (a NaN or Inf is no value)."""
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _int(value: object) -> int | None:
@@ -284,4 +287,4 @@ def _floats(value: object, count: int) -> tuple[float, ...] | None:
         numbers = tuple(float(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         return None
-    return numbers if len(numbers) == count else None
+    return numbers if len(numbers) == count and all(map(math.isfinite, numbers)) else None
