@@ -322,6 +322,20 @@ def test_a_label_map_given_as_the_image_is_refused(acdc_root, tmp_path, capsys):
 # ------------------------------------------------------------------------------------------ files and options
 
 
+def test_overwrite_never_replaces_a_file_the_user_made(oblique_phantom, tmp_path, capsys):
+    """Refused before any work, and the user's file is as it was, read-only or not."""
+    path = write_study(oblique_phantom.study, tmp_path / "cine.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "measures.csv").write_text("my own measurements\n")
+    code = main(["segment", str(path), "--out", str(out), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds measures.csv, which no CMRSeg run wrote there" in err.splitlines()[-1]
+    assert "Segmenting" not in err  # refused before the network ran
+    assert sorted(p.name for p in out.iterdir()) == ["measures.csv"]
+    assert (out / "measures.csv").read_text() == "my own measurements\n"
+
+
 def test_a_malformed_info_cfg_is_refused(acdc_root, tmp_path, capsys):
     patient = tmp_path / "patient001"
     shutil.copytree(acdc_root / "patient001", patient)

@@ -97,6 +97,16 @@ def test_a_file_changed_since_it_was_written_is_never_replaced(previous):
     assert snapshot(previous)["kept.nii.gz"] == "corrected by hand"
 
 
+def test_a_users_file_of_an_output_name_is_never_replaced(previous):
+    """A file of the name this run writes that no CMRSeg run wrote (the user's own measures, a label map of
+    theirs): it went with the old set, and was deleted."""
+    (previous / "report.html").write_text("the user's own report")
+    before = snapshot(previous)
+    with pytest.raises(CMRSegError, match=r"holds report\.html, which no CMRSeg run wrote there"):
+        write_set(previous, NEW)
+    assert snapshot(previous) == before and not list(previous.glob(f"{SCRATCH_PREFIX}*"))
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path

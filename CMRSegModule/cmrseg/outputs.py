@@ -233,8 +233,18 @@ class OutputFolder:
         """Of ``names``, those already present in the folder."""
         return [name for name in names if (self.path / name).exists()]
 
+    def refuse_foreign(self, names: list[str]) -> None:
+        """Refuse to write ``names`` where a file of such a name is there that no CMRSeg run wrote (not in the
+        folder's manifest): ``--overwrite`` replaces CMRSeg's own set, never a user's file."""
+        listed = set(read_manifest(self.path))
+        foreign = [name for name in names if (self.path / name).exists() and name not in listed]
+        if foreign:
+            raise CMRSegError(f"{self.path} holds {', '.join(foreign)}, which no CMRSeg run wrote there, and this "
+                              "run would write files of those names; move them away, or choose another --out.")
+
     def commit(self, names: list[str]) -> list[Path]:
         """Replace the previous CMRSeg set by the files ``names`` of the scratch folder, all or nothing."""
+        self.refuse_foreign(names)
         scratch = self.scratch()
         old = sorted(set(read_manifest(self.path) + [n for n in names if (self.path / n).exists()]))
         old = [n for n in old if (self.path / n).exists()]

@@ -187,6 +187,7 @@ def load_for_output(
     if age_years is not None:
         study.patient.age_years = age_years
     base, frame_files = output_names(inputs, study)
+    folder.refuse_foreign([*frame_files, "measures.json", "measures.csv"])  # before the work: the rest at the commit
     return LoadedStudy(inputs, study, base, frame_files, series_uid)
 
 
@@ -263,6 +264,7 @@ def write_outputs(
         targets += list(seg_files.values())
         targets += [f"{base}_ED.seg.dcm", f"{base}_ES.seg.dcm"] if dicom_seg else []
         targets += [f"{base}_measures.sr.dcm"] if dicom_sr else []
+    folder.refuse_foreign(targets)
     existing = folder.existing(targets)
     if existing and not overwrite:
         raise CMRSegError(
