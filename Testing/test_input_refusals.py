@@ -309,6 +309,19 @@ def test_a_nan_or_blank_slice_is_refused_naming_it(oblique_phantom, tmp_path, ca
     assert "frame 2, slice 4" in message
 
 
+def test_a_patient_folder_without_the_experts_masks_is_read(acdc_root, tmp_path):
+    """Info.cfg and the frames are a patient folder; the masks are the expert's, which a new patient has not."""
+    source = acdc_root / "patient001"
+    folder = tmp_path / "patient001"
+    folder.mkdir()
+    for path in source.iterdir():
+        if not path.name.endswith(("_gt.nii.gz", "_4d.nii.gz")):
+            shutil.copy(path, folder / path.name)
+    study = load_study(folder)
+    for index, phase in enumerate(("ED", "ES")):
+        np.testing.assert_array_equal(study.image[index], load_frame(source, phase).image)
+
+
 def test_a_label_map_given_as_the_image_is_refused(acdc_root, tmp_path, capsys):
     message = segment_refused(capsys, tmp_path, acdc_root / "patient001/patient001_frame01_gt.nii.gz")
     assert "label map" in message

@@ -82,8 +82,8 @@ def _read_volume(path: str | Path) -> Study:
     return read_volume_file(path)
 
 
-def load_frame(folder: str | Path, phase: str) -> AcdcFrame:
-    """The ED or ES frame of one patient with its expert mask."""
+def load_frame(folder: str | Path, phase: str, with_mask: bool = True) -> AcdcFrame:
+    """The ED or ES frame of one patient with its expert mask (``with_mask`` false: without, an empty mask)."""
     folder = Path(folder)
     info = read_info(folder)
     number = int(info[phase])
@@ -91,6 +91,8 @@ def load_frame(folder: str | Path, phase: str) -> AcdcFrame:
     study = _read_volume(f"{base}.nii.gz")
     study.patient = patient_info(folder, info)
     study.description = f"ACDC {folder.name} {phase} (frame {number})"
+    if not with_mask:  # segmenting a patient needs no expert's mask
+        return AcdcFrame(folder.name, phase, number, study, np.zeros(study.image.shape[1:], np.uint8))
     mask_study = _read_volume(f"{base}_gt.nii.gz")
     mask = mask_study.image[0].astype(np.uint8)
     if not mask_study.on_grid_of(study):
@@ -130,7 +132,7 @@ def load_patient_study(folder: str | Path) -> Study:
         study.ed_frame, study.es_frame = ed - 1, es - 1
         study.frame_numbers = list(range(1, study.num_frames + 1))  # ACDC numbers frames from 1
     else:
-        study = ed_es_study(load_frame(folder, "ED"), load_frame(folder, "ES"))
+        study = ed_es_study(load_frame(folder, "ED", with_mask=False), load_frame(folder, "ES", with_mask=False))
     study.patient = patient_info(folder, info)
     study.source = str(folder)
     study.description = f"ACDC {folder.name} ({info.get('Group', '?')})"
