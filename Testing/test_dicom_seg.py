@@ -45,6 +45,23 @@ def test_a_seg_round_trips_onto_its_source_images(oblique, tmp_path):
         np.testing.assert_array_equal(masks[..., 0].astype(bool), labelmap == segment)
 
 
+def test_a_seg_beside_its_cine_is_no_series_to_read(tmp_path):
+    """A DICOM root holding CMRSeg's SEGs (an export from a PACS after cmrseg send): they were read as cine
+    series (their segments as phases) and a batch failed on them."""
+    from cmrseg.io.dicom_scan import DicomReadWarning, scan_dicom_folder
+
+    phantom = make_phantom(seed=5, frames=3, slices=6, matrix=(120, 128))
+    write_dicom_cine(phantom.study, tmp_path / "dicom")
+    study = read_dicom_cine(tmp_path / "dicom")
+    (tmp_path / "dicom" / "result").mkdir()
+    write_dicom_seg(phantom.labels[0], study.source, study.slice_files[0],
+                    tmp_path / "dicom" / "result" / "ed.seg.dcm", "test", phase="ED")
+    with pytest.warns(DicomReadWarning, match=r"hold no image series \(a segmentation, say\): .*ed\.seg\.dcm"):
+        series = scan_dicom_folder(tmp_path / "dicom")
+    assert [s.series_uid for s in series] == list(study.series_uids)
+    np.testing.assert_array_equal(read_dicom_cine(tmp_path / "dicom").image, study.image)
+
+
 def test_a_corrected_seg_is_semi_automatic_and_non_dicom_studies_are_refused(tmp_path):
     phantom = make_phantom(seed=6, frames=2, slices=6, matrix=(120, 128))
     write_dicom_cine(phantom.study, tmp_path / "dicom")

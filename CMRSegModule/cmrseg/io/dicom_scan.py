@@ -140,7 +140,7 @@ def _scan_folder(folder: Path, progress: ProgressCallback | None) -> _Scan:
     if scan.unreadable:
         warnings.warn(
             f"Skipped {len(scan.unreadable)} DICOM file(s) in {folder} that are unreadable, truncated or hold "
-            f"no image series: {_names(scan.unreadable)}.",
+            f"no image series (a segmentation, say): {_names(scan.unreadable)}.",
             DicomReadWarning,
             stacklevel=3,
         )
@@ -155,7 +155,7 @@ def _read_headers(path: Path) -> list[InstanceHeader]:
     with dicom_config.disable_value_validation():
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=False)
         series_uid = str(ds.get("SeriesInstanceUID", "") or "")
-        if not series_uid or "Rows" not in ds:
+        if not series_uid or "Rows" not in ds or _is_segmentation(ds):
             return []
         common = dict(
             series_uid=series_uid,
@@ -179,6 +179,15 @@ def _read_headers(path: Path) -> list[InstanceHeader]:
             trigger_time=_float(ds.get("TriggerTime")),
             **common,
         )]  # fmt: skip
+
+
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _is_segmentation(ds: pydicom.Dataset) -> bool:
+    """A DICOM SEG (CMRSeg's own, beside the cine it segments, say): frames of masks, not of images."""
+    modality = str(ds.get("Modality", "")).strip().upper()
+    return modality == "SEG" or str(ds.get("SOPClassUID", "")) == SEGMENTATION_STORAGE
 
 
 def _group_series(headers: list[InstanceHeader]) -> list[SeriesSummary]:
