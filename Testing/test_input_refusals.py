@@ -91,6 +91,17 @@ def test_a_trigger_time_that_is_no_number_counts_as_missing(dicom_cine, tmp_path
     assert study.num_frames == 4 and not study.frame_times_known
 
 
+def test_two_images_of_one_sop_instance_uid_are_refused(dicom_cine, tmp_path, capsys):
+    """An ES image carrying an ED image's UID: its SEG referenced the ED image, and the SR counted one image less."""
+    first, other = dicom_cine[0], dicom_cine[5]
+    uid = pydicom.dcmread(first).SOPInstanceUID
+    ds = pydicom.dcmread(other)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.save_as(other)
+    message = segment_refused(capsys, tmp_path, tmp_path / "dicom")
+    assert "two images with one SOPInstanceUID" in message and first.name in message and other.name in message
+
+
 def test_a_ct_series_is_refused(dicom_cine, tmp_path, capsys):
     for path in dicom_cine:
         ds = pydicom.dcmread(path)

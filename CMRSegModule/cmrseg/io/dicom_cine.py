@@ -244,9 +244,23 @@ def _layout(series: SeriesSummary, scan: _Scan) -> _Layout:
             DicomReadWarning,
             stacklevel=4,
         )
+    _check_unique_uids([h for members in grid for h in members])
     direction = np.column_stack([first.orientation[:3], first.orientation[3:], normal])
     times = np.median([[h.trigger_time for h in members] for members in grid], axis=0) if by_time else None
     return _Layout(grid, (col_spacing, row_spacing, slice_spacing), tuple(origin), direction, times)
+
+
+def _check_unique_uids(headers: list[InstanceHeader]) -> None:
+    """Refuse two files of one SOPInstanceUID (an anonymiser's or a copy's error): a SEG and an SR reference
+    images by it, and would point at the wrong image. The frames of one enhanced file share the file's."""
+    files: dict[str, Path] = {}
+    for header in headers:
+        if header.sop_instance_uid and files.setdefault(header.sop_instance_uid, header.path) != header.path:
+            raise CMRSegError(
+                f"{files[header.sop_instance_uid].name} and {header.path.name} are two images with one "
+                f"SOPInstanceUID ({header.sop_instance_uid}; files {files[header.sop_instance_uid]} and "
+                f"{header.path}): a segmentation would reference the wrong one. Export the series again."
+            )
 
 
 # ---------------------------------------------------------------------------------------- reading

@@ -53,6 +53,7 @@ class InstanceHeader:
     number_of_frames: int = 1
     modality: str = ""
     transfer_syntax: str = ""
+    sop_instance_uid: str = ""
     frame_index: int | None = None  # a frame of an enhanced multi-frame file (:mod:`cmrseg.io.dicom_enhanced`)
     rescale: tuple[float | None, float | None] | None = None  # that frame's RescaleSlope and RescaleIntercept
 
@@ -166,6 +167,7 @@ def _read_headers(path: Path) -> list[InstanceHeader]:
             columns=_int(ds.get("Columns")),
             number_of_frames=_int(ds.get("NumberOfFrames")) or 1,
             modality=str(ds.get("Modality", "") or "").strip().upper(),
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
             transfer_syntax=str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""),
         )
         if has_frame_groups(ds):
