@@ -178,6 +178,28 @@ def test_a_broken_pixel_spacing_is_refused_not_replaced(acdc_ed_bytes, tmp_path,
     assert time.perf_counter() - started < 20  # refused up front, never a long resampling
 
 
+def test_an_sform_with_a_zero_axis_is_refused_in_one_line(acdc_ed_bytes, tmp_path, capsys):
+    """It read 'off by nan' after a numpy warning line."""
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "zero.nii", _252=("<2h", (0, 1)), _280=("<12f", [0.0] * 12))
+    message = segment_refused(capsys, tmp_path, path)
+    assert "the sform's axes have lengths [0.0, 0.0, 0.0]" in message
+
+
+def test_complex_voxels_are_refused(acdc_ed_bytes, tmp_path, capsys):
+    """Read before as their real part, with only numpy's warning."""
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "complex.nii", _70=("<2h", (32, 64)))  # complex64
+    assert "holds complex voxels (NIfTI datatype 32)" in segment_refused(capsys, tmp_path, path)
+
+
+def test_a_blank_image_is_called_blank(acdc_ed_bytes, tmp_path, capsys):
+    blank = bytearray(acdc_ed_bytes)
+    offset = int(struct.unpack_from("<f", blank, 108)[0])
+    blank[offset:] = bytes(len(blank) - offset)
+    path = tmp_path / "blank.nii"
+    path.write_bytes(bytes(blank))
+    assert segment_refused(capsys, tmp_path, path).endswith("is blank: every voxel is 0. Give the cine image itself.")
+
+
 def test_scanner_rounding_in_the_sform_is_accepted_and_straightened(acdc_ed_bytes, tmp_path):
     rotation = np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
     matrix = rotation @ np.diag([1.5625, 1.5625, 10.0])
@@ -390,7 +412,8 @@ def test_dicom_seg_and_sr_of_one_frame_are_refused_before_any_work(tmp_path, cap
 
 
 @pytest.mark.parametrize("argv", [["segment", "x"], ["segment", "x", "--out", "y", "--basal-rule", "75"], ["bogus"],
-                                  ["review", "x", "--port", "99999"], ["benchmark", "--repeats", "0"]])
+                                  ["review", "x", "--port", "99999"], ["benchmark", "--repeats", "0"],
+                                  ["phantom", "--out", "y", "--seed", "-1"]])
 def test_a_command_line_mistake_is_one_error_line(capsys, argv):
     with pytest.raises(SystemExit) as stopped:
         main(argv)

@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     phantom = commands.add_parser("phantom", help="write the synthetic beating-heart cine (DICOM + NIfTI + truth)")
     phantom.add_argument("--out", required=True, help="output folder")
-    phantom.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    phantom.add_argument("--seed", type=_whole(0), default=0, help="random seed (default 0)")
     phantom.add_argument("--frames", type=int, default=20, help="cardiac phases (default 20)")
     phantom.add_argument("--oblique", action="store_true", help="double-oblique slice orientation")
     phantom.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")

@@ -37,7 +37,8 @@ logger = logging.getLogger("cmrseg.io.dicom_cine")
 
 
 def _listing(series: list[SeriesSummary]) -> str:
-    return "\n".join(f"  - {s.describe()}" for s in series)
+    """The series found, on one line (an error is one line)."""
+    return "; ".join(s.describe() for s in series)
 
 
 def stack_size(series: SeriesSummary) -> tuple:
@@ -60,7 +61,7 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
                 _check_left_out(folder, summary, [s for s in series if s.series_uid not in joined], refuse=False)
                 return summary
         raise CMRSegError(
-            f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found:\n"
+            f"No series with SeriesInstanceUID {series_uid} in {folder}. Name one of the series found: "
             + _listing(series)
         )
     candidates = [s for s in cine_stacks(series) if s.num_positions >= 2]
@@ -68,7 +69,7 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
         raise CMRSegError(
             f"No cine short-axis series in {folder}: no series has images at several slice positions (series of "
             "one grid and phases at other positions are joined into a stack only when its slices are evenly "
-            f"spaced: is a slice missing?). Series found:\n{_listing(series)}\nChoose a folder with a short-axis "
+            f"spaced: is a slice missing?). Series found: {_listing(series)}. Choose a folder with a short-axis "
             "stack."
         )
     best = max(candidates, key=stack_size)
@@ -86,7 +87,7 @@ def choose_series(folder: Path, scan: _Scan, series_uid: str | None) -> SeriesSu
         kind = "multi-phase" if best.num_phases > 1 else "single-phase"
         logger.info(
             "Chose %s among %d series in %s: %s, with the most slices x phases of the %d stacks. "
-            "Name another with series_uid.\n%s",
+            "Name another with series_uid. The series: %s.",
             best.describe(),
             len(series),
             folder,

@@ -77,6 +77,9 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         sform_code = struct.unpack(f"{endian}h", data[254:256])[0]
         srow = np.array(struct.unpack(f"{endian}12f", data[280:328]), dtype=float).reshape(3, 4)
     ndim = dim[0]
+    if datatype in NIFTI_COMPLEX_TYPES:
+        raise CMRSegError(f"{path} holds complex voxels (NIfTI datatype {datatype}); CMRSeg reads magnitude images: "
+                          "save the magnitude.")
     if not 1 <= ndim <= 7 or any(n < 1 for n in dim[1 : ndim + 1]) or bitpix <= 0:
         raise CMRSegError(f"{path} has an invalid NIfTI header (dim {list(dim)}, bitpix {bitpix}).")
     dims = tuple(int(n) for n in dim[1 : ndim + 1])
@@ -102,6 +105,7 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
 
 
 NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+NIFTI_COMPLEX_TYPES = (32, 1792, 2048)
 
 
 def _nonfinite_voxels(data: bytes, offset: int, datatype: int, count: int, endian: str) -> np.ndarray | None:

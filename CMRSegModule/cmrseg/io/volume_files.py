@@ -63,7 +63,11 @@ def read_image(path: str | Path, nifti: NiftiHeader | None = None) -> sitk.Image
         reason = str(exc).strip().splitlines()[-1]
         if nifti is None or "orthonormal" not in reason:
             raise CMRSegError(f"Cannot read {path} as an image ({reason}).") from exc
-    matrix = nifti.srow[:, :3] / np.linalg.norm(nifti.srow[:, :3], axis=0)
+    lengths = np.linalg.norm(nifti.srow[:, :3], axis=0)
+    if not np.all(np.isfinite(lengths) & (lengths > 0)):
+        raise CMRSegError(f"{path}: the sform's axes have lengths {[round(float(n), 6) for n in lengths]}; one of "
+                          "them is zero or no number, so the orientation in the header is broken.")
+    matrix = nifti.srow[:, :3] / lengths
     deviation = float(np.max(np.abs(matrix.T @ matrix - np.eye(3))))
     if not np.isfinite(deviation) or deviation > ORTHONORMAL_TOLERANCE:
         raise CMRSegError(
