@@ -75,7 +75,7 @@ def test_a_corrected_seg_is_semi_automatic_and_non_dicom_studies_are_refused(tmp
         write_dicom_seg(phantom.labels[0][1:], study.source, study.slice_files[0], tmp_path / "x.seg.dcm", "t")
 
 
-def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path):
+def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path, capsys):
     from cmrseg.cli import main
     from cmrseg.io.volume_files import read_volume_file, write_study
 
@@ -84,6 +84,7 @@ def test_segment_writes_ed_and_es_segs_on_request(model_path, tmp_path):
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "dicom"), "--out", str(out), "--model", str(model_path), "--dicom-seg",
                  "--dicom-sr", "--report", "none"]) == 0  # fmt: skip
+    assert "copy attributes" not in capsys.readouterr().err  # highdicom's notes on every attribute stay quiet
     study = read_dicom_cine(tmp_path / "dicom")
     import json
 

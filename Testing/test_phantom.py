@@ -190,3 +190,11 @@ def test_the_phantom_command_replaces_an_earlier_phantom_whole_and_keeps_other_f
     assert main(["phantom", "--out", str(out), "--frames", "3", "--overwrite"]) == 2
     assert "holds files that are not a phantom's" in capsys.readouterr().err
     assert (out / "dicom" / "scan.dcm").read_text() == "a user's file"
+    # A user's own cine.nii.gz and truth.json of the phantom's names (no phantom truth): never replaced.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "cine.nii.gz").write_bytes(b"the user's cine")
+    (mine / "truth.json").write_text('{"notes": "the user\'s"}')
+    assert main(["phantom", "--out", str(mine), "--overwrite"]) == 2
+    assert "holds cine.nii.gz, truth.json, not a phantom's" in capsys.readouterr().err
+    assert (mine / "cine.nii.gz").read_bytes() == b"the user's cine" and len(list(mine.iterdir())) == 2

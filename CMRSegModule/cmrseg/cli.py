@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sys
+from pathlib import Path
 
 from cmrseg import __version__, printout
 from cmrseg.errors import CMRSegError
@@ -47,6 +48,10 @@ def _phantom(args: argparse.Namespace) -> int:
         raise CMRSegError(f"{out} is not empty; choose another --out or pass --overwrite.")
     if (out / "dicom").is_dir() and not all(PHANTOM_DICOM.fullmatch(p.name) for p in (out / "dicom").iterdir()):
         raise CMRSegError(f"{out / 'dicom'} holds files that are not a phantom's; choose another --out.")
+    others = [name for name in PHANTOM_FILES[1:] if (out / name).exists() or (out / name).is_symlink()]
+    if others and not _holds_a_phantom(out):  # --overwrite replaces an earlier phantom, never a user's files
+        raise CMRSegError(f"{out} holds {', '.join(others)}, not a phantom's (no phantom truth.json beside them); "
+                          "choose another --out.")
     phantom = make_phantom(seed=args.seed, frames=args.frames, oblique=args.oblique)
     # written into a hidden folder, then moved in: an interruption or a full disk leaves no partial phantom, and
     # --overwrite leaves none of an earlier phantom's files (a longer cine's extra phases) behind
@@ -70,6 +75,15 @@ def _phantom(args: argparse.Namespace) -> int:
     print(f"  {out / 'dicom'} (DICOM series), {out / 'cine.nii.gz'} (4D NIfTI), {out / 'truth.json'} (analytic), "
           f"truth_ED_seg.nii.gz and truth_ES_seg.nii.gz (true label maps)")
     return 0
+
+
+def _holds_a_phantom(folder: Path) -> bool:
+    """Whether ``folder`` holds what ``cmrseg phantom`` wrote: its truth.json, with the analytic volumes."""
+    try:
+        truth = json.loads((folder / "truth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(truth, dict) and {"ed_frame", "es_frame", "lv_edv_ml", "rv_edv_ml"} <= truth.keys()
 
 
 def _segment(args: argparse.Namespace) -> int:
@@ -319,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = _StderrHandler()
     handler.setFormatter(_Formatter())
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
+    # Our own progress notes at INFO; other libraries' (highdicom lists every attribute it copies) only when
+    # they warn, or with --verbose.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler], force=True)
+    for ours in ("cmrseg", "CMRSegWeb"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     warnings.showwarning = _one_line_warning
     restore = terminate_as_interrupt()
     try:
