@@ -25,6 +25,9 @@ ship_model = importlib.util.module_from_spec(importlib.util.spec_from_loader("sh
 _loader.exec_module(ship_model)
 model_card = sys.modules["model_card"]
 ship_evaluation = sys.modules["ship_evaluation"]
+_loader = importlib.machinery.SourceFileLoader("refresh_metrics", str(SCRIPTS / "refresh-model-metrics"))
+refresh_metrics = importlib.util.module_from_spec(importlib.util.spec_from_loader("refresh_metrics", _loader))
+_loader.exec_module(refresh_metrics)
 
 
 def test_a_network_that_has_not_trained_all_its_epochs_is_refused(tmp_path):
@@ -77,11 +80,43 @@ def test_the_card_names_the_gpu_a_network_trained_on():
         "a 16-core CPU (x86_64, torch 2.13.0)"
 
 
+def test_the_card_says_why_the_prior_correction_is_on_or_off():
+    """An ensemble's correction is never tried (its members have their own weights): the card said 'chosen'."""
+    def item(name, weights):
+        return {"metadata": {"architecture": {"name": name}, "training": {"class_weights": weights}}}
+
+    assert model_card.correction_reason(item("ensemble", None)).startswith("never for an ensemble")
+    assert model_card.correction_reason(item("dense_unet", [1.0, 1.0, 1.0, 1.0])).startswith("trained without")
+    assert model_card.correction_reason(item("dense_unet", [0.5, 2.0, 1.5, 1.0])).startswith("chosen on the")
+
+
 def test_candidates_are_evaluated_in_fp32_whatever_the_machine_has(model_path):
     """The card's tables are then what `cmrseg evaluate --fp32` gives anywhere (bf16 moved a case's Dice 0.04)."""
     assert ship_evaluation.arithmetic().endswith(" fp32")
     assert ship_evaluation.load_fp32(model_path, False).bf16 is False
     assert "`cmrseg evaluate --fp32 --out DIR`" in model_card.reproduce_line({"test": {}})
+
+
+def test_a_refreshed_card_keeps_all_but_its_held_out_tables_reproduce_line_and_levers():
+    card = "\n".join(["# card", "- Split: ...", "", "## Test patients (15 patients)", "", "| old | table |", "",
+                      "## Candidates compared", "", "| old candidates |", "",
+                      "Chosen by `scripts/ship-model a`. Reproduce the test tables: `cmrseg evaluate --out DIR`.",
+                      "", "## Levers measured", "", "| old levers |", ""])
+    new = refresh_metrics.replace_held_out(card, ["## Test patients (15 patients)", "", "| new | table |"],
+                                           "Recomputed.", "Reproduce the test tables: `cmrseg evaluate --fp32`.")
+    assert "| new | table |\n\nRecomputed.\n\n## Candidates compared\n\n| old candidates |" in new
+    assert "Chosen by `scripts/ship-model a`. Reproduce the test tables: `cmrseg evaluate --fp32`.\n" in new
+    assert "| old table |" not in new and "| old levers |" not in new
+    assert new.endswith(model_card.LEVERS.read_text().rstrip() + "\n")
+    with pytest.raises(CMRSegError, match="not a card scripts/ship-model wrote"):
+        refresh_metrics.replace_held_out("# card\n", [], "", "")
+
+
+def test_a_refresh_keeps_the_weights_bit_for_bit_or_writes_nothing():
+    a = {"w": torch.tensor([1.0, 2.0], dtype=torch.float16)}
+    assert refresh_metrics.same_weights(a, {"w": a["w"].clone()})
+    assert not refresh_metrics.same_weights(a, {"w": a["w"].float()})  # the dtype counts too
+    assert not refresh_metrics.same_weights(a, {"w": torch.tensor([1.0, 2.5], dtype=torch.float16)})
 
 
 def test_an_ensemble_of_some_of_the_folds_is_refused(tmp_path):

@@ -326,6 +326,16 @@ ARITHMETIC_NOTE = ("Every table is computed in fp32, as any machine computes it;
                    "points.")
 
 
+def correction_reason(item: dict) -> str:
+    """Why the class-weight prior correction is on or off: chosen on the validation patients only where the
+    network was trained with unequal class weights (ship-model tries both then)."""
+    if is_ensemble(item):
+        return "never for an ensemble: each member was trained with its own class weights"
+    if len(set(item["metadata"]["training"].get("class_weights") or [])) <= 1:
+        return "trained without class weights: nothing to correct"
+    return "chosen on the validation patients, see below"
+
+
 def reproduce_line(shipped: dict) -> str:
     if shipped["test"] is not None:
         return ("Reproduce the test tables: `cmrseg evaluate --fp32 --out DIR` (shipped model, shipped split). "
@@ -348,7 +358,7 @@ def card(shipped: dict, others: list[dict]) -> str:
         split_line(shipped["split"], split_name),
         *training_lines(shipped),
         f"- Inference: class-weight prior correction {'on' if shipped['prior_correction'] else 'off'} "
-        "(chosen on the validation patients, see below); largest component per structure; LV holes filled.",
+        f"({correction_reason(shipped)}); largest component per structure; LV holes filled.",
         "",
         *held_out_sections(shipped),
         "", "## Candidates compared (Dice ED+ES, basal rule >= 50 %)", "",
