@@ -37,3 +37,17 @@ def test_the_example_is_segmented_within_the_stated_tolerances(model_path, tmp_p
     printed = capsys.readouterr().out
     assert "BELOW TOLERANCE" not in printed and "POINTS OR MORE OFF" not in printed
     assert printed.count(" ok") == 8  # six Dice values and two ejection fractions
+
+
+def test_the_tolerances_are_the_shipped_models_worst_test_patient_rounded_down():
+    """The rule the README states, held to the checkpoint's own per-case values."""
+    import math
+
+    from cmrseg.inference import default_model_path
+    from cmrseg.model import read_checkpoint
+
+    metrics = read_checkpoint(default_model_path())[0]["metrics"]
+    cases = metrics.get("test_cases") or metrics["cross_validation_cases"]
+    for (phase, structure), tolerance in TOLERANCE_DICE.items():
+        worst = min(c["dice"] for c in cases if c["phase"] == phase and c["structure"] == structure)
+        assert tolerance == math.floor(worst * 20) / 20, (phase, structure, worst)

@@ -91,7 +91,7 @@ def test_the_card_says_why_the_prior_correction_is_on_or_off():
 
 
 def test_candidates_are_evaluated_in_fp32_whatever_the_machine_has(model_path):
-    """The card's tables are then what `cmrseg evaluate --fp32` gives anywhere (bf16 moved a case's Dice 0.04)."""
+    """The card's tables are then what `cmrseg evaluate --fp32` gives anywhere (bf16 moves a case's Dice a little)."""
     assert ship_evaluation.arithmetic().endswith(" fp32")
     assert ship_evaluation.load_fp32(model_path, False).bf16 is False
     assert "`cmrseg evaluate --fp32 --out DIR`" in model_card.reproduce_line({"test": {}})

@@ -322,8 +322,8 @@ def held_out_sections(shipped: dict) -> list[str]:
 
 
 ARITHMETIC_NOTE = ("Every table is computed in fp32, as any machine computes it; `cmrseg segment` runs bf16 where a "
-                   "machine has it natively (recent GPUs, some CPUs), which moves a case's Dice by up to a few "
-                   "points.")
+                   "machine has it natively (recent GPUs, some CPUs), which moved a test case's Dice by up to "
+                   "0.002 for the ensemble shipped on 2026-11-28.")
 
 
 def correction_reason(item: dict) -> str:

@@ -23,11 +23,11 @@ from cmrseg.labels import STRUCTURES
 from cmrseg.metrics import dice
 
 # The lowest per-patient Dice of the shipped model on its 15 ACDC test patients (basal rule >= 50 %,
-# `cmrseg evaluate --out DIR`, evaluation.json "cases"), rounded down to 0.05: the example must be segmented
-# at least as well as the worst real test patient.
+# `cmrseg evaluate --fp32 --out DIR`, evaluation.json "cases"; the checkpoint's "test_cases"), rounded down to
+# 0.05: the example must be segmented at least as well as the worst real test patient.
 TOLERANCE_DICE = {
     ("ED", "LV"): 0.95, ("ED", "Myo"): 0.80, ("ED", "RV"): 0.85,
-    ("ES", "LV"): 0.80, ("ES", "Myo"): 0.85, ("ES", "RV"): 0.70,
+    ("ES", "LV"): 0.90, ("ES", "Myo"): 0.85, ("ES", "RV"): 0.70,
 }  # fmt: skip
 EF_TOLERANCE_POINTS = 5.0
 EJECTION_FRACTIONS = ("lv_ef_pct", "rv_ef_pct")
