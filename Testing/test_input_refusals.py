@@ -191,6 +191,13 @@ def test_complex_voxels_are_refused(acdc_ed_bytes, tmp_path, capsys):
     assert "holds complex voxels (NIfTI datatype 32)" in segment_refused(capsys, tmp_path, path)
 
 
+def test_a_blank_frame_of_a_cine_is_named(oblique_phantom, tmp_path, capsys):
+    study = _cine(oblique_phantom)
+    study.image[2] = 0
+    path = write_study(study, tmp_path / "cine.nii.gz")
+    assert f"frame 2 of {path} is blank: every voxel is 0" in segment_refused(capsys, tmp_path, path)
+
+
 def test_a_blank_image_is_called_blank(acdc_ed_bytes, tmp_path, capsys):
     blank = bytearray(acdc_ed_bytes)
     offset = int(struct.unpack_from("<f", blank, 108)[0])

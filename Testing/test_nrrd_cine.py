@@ -95,3 +95,14 @@ def test_a_truncated_time_axis_cine_is_refused(oblique_phantom, tmp_path, capsys
     code = main(["info", str(path)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"cmrseg: error: {path}: the compressed voxel data are truncated"), err
+
+
+def test_a_nrrd_of_vectors_is_refused_for_its_components_not_its_voxel_size(tmp_path, capsys):
+    """The axis without a space direction holds components here, not frames: its voxel size is no question."""
+    data = np.zeros((4, 32, 32, 3), np.int16)  # z, y, x, components
+    header = ("NRRD0004\ntype: short\ndimension: 4\nspace: left-posterior-superior\nsizes: 3 32 32 4\n"
+              "space directions: none (1.5,0,0) (0,1.5,0) (0,0,8)\nkinds: vector domain domain domain\n"
+              "endian: little\nencoding: raw\nspace origin: (0,0,0)\n\n")
+    (tmp_path / "rgb.nrrd").write_bytes(header.encode() + data.tobytes())
+    assert main(["info", str(tmp_path / "rgb.nrrd")]) == 2
+    assert "has 3 components per voxel; expected 1" in capsys.readouterr().err

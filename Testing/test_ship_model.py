@@ -92,18 +92,20 @@ def test_the_card_says_why_the_prior_correction_is_on_or_off():
 
 def test_candidates_are_evaluated_in_fp32_whatever_the_machine_has(model_path):
     """The card's tables are then what `cmrseg evaluate --fp32` gives anywhere (bf16 moves a case's Dice a little)."""
-    assert ship_evaluation.arithmetic().endswith(" fp32")
     assert ship_evaluation.load_fp32(model_path, False).bf16 is False
     assert "`cmrseg evaluate --fp32 --out DIR`" in model_card.reproduce_line({"test": {}})
 
 
 def test_a_refreshed_card_keeps_all_but_its_held_out_tables_reproduce_line_and_levers():
-    card = "\n".join(["# card", "- Split: ...", "", "## Test patients (15 patients)", "", "| old | table |", "",
+    card = "\n".join(["# card", "- Split: ...", "- Inference: old reason.", "", "## Test patients (15 patients)",
+                      "", "| old | table |", "",
                       "## Candidates compared", "", "| old candidates |", "",
                       "Chosen by `scripts/ship-model a`. Reproduce the test tables: `cmrseg evaluate --out DIR`.",
                       "", "## Levers measured", "", "| old levers |", ""])
     new = refresh_metrics.replace_held_out(card, ["## Test patients (15 patients)", "", "| new | table |"],
-                                           "Recomputed.", "Reproduce the test tables: `cmrseg evaluate --fp32`.")
+                                           "Recomputed.", "Reproduce the test tables: `cmrseg evaluate --fp32`.",
+                                           "- Inference: new reason.")
+    assert "- Split: ...\n- Inference: new reason.\n" in new
     assert "| new | table |\n\nRecomputed.\n\n## Candidates compared\n\n| old candidates |" in new
     assert "Chosen by `scripts/ship-model a`. Reproduce the test tables: `cmrseg evaluate --fp32`.\n" in new
     assert "| old table |" not in new and "| old levers |" not in new

@@ -56,7 +56,8 @@ def best_validation_epoch(run: Path, training: dict) -> dict:
     precision: the CSV's rounded values may tie), with the epochs and hours the run trained."""
     with open(run / "history.csv") as stream:
         rows = list(csv.DictReader(stream))
-    best = next(r for r in rows if int(r["epoch"]) == training["best_epoch"])
+    chosen = [r for r in rows if int(r["epoch"]) == training.get("best_epoch")]
+    best = chosen[0] if chosen else max(rows, key=lambda r: float(r["dice_mean"]))  # a run of before the record
     return {"epoch": int(best["epoch"]), "epochs": len(rows), "seconds": sum(float(r["epoch_seconds"]) for r in rows),
             **{k: float(best[k]) for k in ("dice_LV", "dice_RV", "dice_Myo", "dice_mean")}}
 
@@ -326,6 +327,11 @@ ARITHMETIC_NOTE = ("Every table is computed in fp32, as any machine computes it;
                    "0.002 for the ensemble shipped on 2026-11-28.")
 
 
+def inference_line(item: dict) -> str:
+    return (f"- Inference: class-weight prior correction {'on' if item['prior_correction'] else 'off'} "
+            f"({correction_reason(item)}); largest component per structure; LV holes filled.")
+
+
 def correction_reason(item: dict) -> str:
     """Why the class-weight prior correction is on or off: chosen on the validation patients only where the
     network was trained with unequal class weights (ship-model tries both then)."""
@@ -357,8 +363,7 @@ def card(shipped: dict, others: list[dict]) -> str:
         f"- Data: ACDC ED and ES frames ({CITATION}); CC BY-NC-SA 4.0, research use.",
         split_line(shipped["split"], split_name),
         *training_lines(shipped),
-        f"- Inference: class-weight prior correction {'on' if shipped['prior_correction'] else 'off'} "
-        f"({correction_reason(shipped)}); largest component per structure; LV holes filled.",
+        inference_line(shipped),
         "",
         *held_out_sections(shipped),
         "", "## Candidates compared (Dice ED+ES, basal rule >= 50 %)", "",

@@ -65,8 +65,9 @@ def _epochs_text(records: list[dict]) -> str:
     ``epochs 38+56+50 of 60`` (best.pt holds the network of the best validation epoch, not the last)."""
     best = [record.get("best_epoch") for record in records]
     planned = list(dict.fromkeys(record.get("epochs") for record in records))
-    if not records or None in best or None in planned:
-        return "epochs not recorded"
+    if not records or None in best or None in planned:  # an older checkpoint: how many epochs it had trained
+        trained = [record.get("epochs_trained") for record in records]
+        return "epochs not recorded" if not records or None in trained else f"{'+'.join(map(str, trained))} epochs"
     return (f"epoch{'s' if len(best) > 1 else ''} {'+'.join(map(str, best))} of "
             f"{'+'.join(str(record['epochs']) for record in records) if len(planned) > 1 else planned[0]}")
 

@@ -196,7 +196,8 @@ def check_not_label_map(study: Study) -> None:
         if len(values) < MIN_GREY_VALUES and np.all(values == np.round(values)):
             where = files[t] if len(files) == study.num_frames > 1 else study.source
             if len(values) == 1:
-                raise CMRSegError(f"{where} is blank: every voxel is {values[0]:g}. Give the cine image itself.")
+                frame = f"frame {t} of " if study.num_frames > 1 and where == study.source else ""
+                raise CMRSegError(f"{frame}{where} is blank: every voxel is {values[0]:g}. Give the cine image itself.")
             raise CMRSegError(
                 f"{where} holds only {len(values)} distinct values "
                 f"({', '.join(f'{v:g}' for v in values[:8])}): it is a label map or mask, not an MR image. Give the "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pydicom
 
-from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats, _int
+from cmrseg.io.dicom_scan import InstanceHeader, _float, _floats, _int, _number
 
 GROUPS_READ = ("PixelMeasuresSequence", "PlaneOrientationSequence", "PlanePositionSequence",
                "CardiacSynchronizationSequence", "PixelValueTransformationSequence")
@@ -43,7 +43,7 @@ def frame_headers(ds: pydicom.Dataset, path: Path, common: dict) -> list[Instanc
             orientation=_floats(_get(plane, "ImageOrientationPatient"), 6),
             position=_floats(_get(position, "ImagePositionPatient"), 3),
             trigger_time=_float(_get(cardiac, "NominalCardiacTriggerDelayTime")),
-            rescale=(_float(_get(rescale, "RescaleSlope")), _float(_get(rescale, "RescaleIntercept"))),
+            rescale=(_number(_get(rescale, "RescaleSlope")), _number(_get(rescale, "RescaleIntercept"))),
             frame_index=index,
             **common,
         ))  # fmt: skip

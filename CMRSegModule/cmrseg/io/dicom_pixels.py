@@ -8,7 +8,7 @@ import pydicom
 from pydicom import config as dicom_config
 
 from cmrseg.errors import CMRSegError
-from cmrseg.io.dicom_scan import InstanceHeader, _float
+from cmrseg.io.dicom_scan import InstanceHeader, _number
 
 
 def read_pixels(header: InstanceHeader, last: dict) -> tuple[np.ndarray, pydicom.Dataset]:
@@ -22,7 +22,7 @@ def read_pixels(header: InstanceHeader, last: dict) -> tuple[np.ndarray, pydicom
             ds, pixels = last["ds"], last["pixels"]
             if header.frame_index is not None and pixels.ndim == 3:  # a one-frame file decodes to one image
                 pixels = pixels[header.frame_index]
-            slope, intercept = header.rescale or (_float(ds.get("RescaleSlope")), _float(ds.get("RescaleIntercept")))
+            slope, intercept = header.rescale or (_number(ds.get("RescaleSlope")), _number(ds.get("RescaleIntercept")))
     except Exception as exc:  # noqa: BLE001 - any decoding failure is reported with the file's name
         raise CMRSegError(
             f"Cannot read the pixel data of {header.path} ({type(exc).__name__}: {_first_sentence(exc)}). The "

@@ -279,12 +279,17 @@ def _names(paths: list[Path] | list[InstanceHeader]) -> str:
     return ", ".join(names[:MAX_NAMES]) + more
 
 
-def _float(value: object) -> float | None:
-    """A header number, or None when it is missing or not a finite number (a NaN or Inf is no value)."""
+def _number(value: object) -> float | None:
+    """A header number as written (NaN and Inf too, for checks that refuse them by name), or None."""
     try:
-        number = float(value) if value not in (None, "") else None
+        return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def _float(value: object) -> float | None:
+    """A header number, or None when it is missing or not a finite number (a NaN or Inf is no value)."""
+    number = _number(value)
     return number if number is not None and math.isfinite(number) else None
 
 

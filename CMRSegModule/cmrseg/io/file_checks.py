@@ -228,10 +228,13 @@ def check_nrrd(path: Path) -> dict[str, str]:
 def _check_nrrd_voxel_size(fields: dict[str, str], dimension: int, frames: int | None, path: Path) -> None:
     """Each spatial axis needs a finite, positive voxel size from ``space directions`` or ``spacings`` (ITK
     puts 1 mm in place of a missing or NaN one: a volume then looks right and is wrong)."""
-    if frames is None and dimension == 4:
-        frames = 3  # ITK's four-dimensional image: time last
-    axes = [axis for axis in range(dimension) if axis != frames]
     vectors = re.findall(r"\([^)]*\)|none", fields.get("space directions", "").lower())
+    kinds = fields.get("kinds", "").lower().split()
+    if len(vectors) == dimension:  # in space: the axes with a direction
+        axes = [axis for axis, vector in enumerate(vectors) if vector != "none"]
+    else:  # no space: the domain axes but the frames (ITK's four-dimensional image: time last)
+        axes = [axis for axis in range(dimension) if axis != frames
+                and (len(kinds) != dimension or kinds[axis] in ("domain", "space"))][:3]
     try:
         spacings = [float(v) for v in fields.get("spacings", "").split()]
     except ValueError:
@@ -267,10 +270,11 @@ def check_metaimage(path: Path) -> None:
             break
     text = fields.get("elementspacing") or fields.get("elementsize") or ""
     try:
-        sizes = [float(v) for v in text.split()][:3]
+        spatial = min(int(fields.get("ndims", "3")), 3)
+        sizes = [float(v) for v in text.split()][:spatial]
     except ValueError:
-        sizes = []
-    if len(sizes) < 3 or not all(np.isfinite(size) and size > 0 for size in sizes):
+        spatial, sizes = 3, []
+    if len(sizes) < spatial or not all(np.isfinite(size) and size > 0 for size in sizes):
         given = f"ElementSpacing {text}" if text else "no ElementSpacing"
         raise CMRSegError(f"{path}: the header gives {given}; the voxel sizes must be finite and positive.")
 
