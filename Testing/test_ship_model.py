@@ -104,8 +104,8 @@ def test_a_refreshed_card_keeps_all_but_its_held_out_tables_reproduce_line_and_l
                       "", "## Levers measured", "", "| old levers |", ""])
     new = refresh_metrics.replace_held_out(card, ["## Test patients (15 patients)", "", "| new | table |"],
                                            "Recomputed.", "Reproduce the test tables: `cmrseg evaluate --fp32`.",
-                                           "- Inference: new reason.")
-    assert "- Split: ...\n- Inference: new reason.\n" in new
+                                           "- Inference: a new reason, longer than the old one.")
+    assert "- Split: ...\n- Inference: a new reason, longer than the old one.\n\n## Test patients" in new
     assert "| new | table |\n\nRecomputed.\n\n## Candidates compared\n\n| old candidates |" in new
     assert "Chosen by `scripts/ship-model a`. Reproduce the test tables: `cmrseg evaluate --fp32`.\n" in new
     assert "| old table |" not in new and "| old levers |" not in new
