@@ -230,8 +230,8 @@ def _check_nrrd_voxel_size(fields: dict[str, str], dimension: int, frames: int |
     puts 1 mm in place of a missing or NaN one: a volume then looks right and is wrong)."""
     vectors = re.findall(r"\([^)]*\)|none", fields.get("space directions", "").lower())
     kinds = fields.get("kinds", "").lower().split()
-    if len(vectors) == dimension:  # in space: the axes with a direction
-        axes = [axis for axis, vector in enumerate(vectors) if vector != "none"]
+    if len(vectors) == dimension:  # in space: the axes with a direction (in four-dimensional space, time last)
+        axes = [axis for axis, vector in enumerate(vectors) if vector != "none"][:3]
     else:  # no space: the domain axes but the frames (ITK's four-dimensional image: time last)
         axes = [axis for axis in range(dimension) if axis != frames
                 and (len(kinds) != dimension or kinds[axis] in ("domain", "space"))][:3]
