@@ -1,0 +1,157 @@
+"""Hostile and careless NIfTI, NRRD and MetaImage inputs: each is refused with one ``cmrseg: error:`` line,
+exit 2, nothing written, or read as the README says. Inputs are derived from ACDC files or the phantom."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import time
+
+import numpy as np
+import pytest
+from refusals import ACDC_ED, cine_copy, segment_refused
+
+from cmrseg.errors import CMRSegError
+from cmrseg.io.load import load_study
+from cmrseg.io.volume_files import write_study
+from cmrseg.validate import InputWarning
+
+
+@pytest.fixture
+def acdc_ed_bytes(acdc_root) -> bytes:
+    return gzip.decompress((acdc_root / ACDC_ED).read_bytes())
+
+
+
+def test_a_nifti_cut_in_half_is_refused(acdc_root, acdc_ed_bytes, tmp_path, capsys):
+    half = tmp_path / "half.nii"
+    half.write_bytes(acdc_ed_bytes[: len(acdc_ed_bytes) // 2])
+    assert "truncated" in segment_refused(capsys, tmp_path, half)
+    compressed = (acdc_root / ACDC_ED).read_bytes()
+    half_gz = tmp_path / "half.nii.gz"
+    half_gz.write_bytes(compressed[: len(compressed) // 2])
+    assert "truncated or corrupt" in segment_refused(capsys, tmp_path, half_gz)
+
+
+def test_flipped_bytes_inside_the_gzip_stream_are_refused(acdc_root, tmp_path, capsys):
+    data = bytearray((acdc_root / ACDC_ED).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    damaged = tmp_path / "damaged.nii.gz"
+    damaged.write_bytes(bytes(data))
+    assert "truncated or corrupt" in segment_refused(capsys, tmp_path, damaged)
+
+
+def _nifti_with(raw: bytes, path, **fields) -> object:
+    data = bytearray(raw)
+    for offset, (fmt, values) in fields.items():
+        struct.pack_into(fmt, data, int(offset.strip("_")), *values)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("spacing, expected", [(0.0, "finite and positive"), (float("nan"), "finite and positive"),
+                                               (1e-6, "outside the plausible"), (0.0015, "looks like metres")])
+def test_a_broken_pixel_spacing_is_refused_not_replaced(acdc_ed_bytes, tmp_path, capsys, spacing, expected):
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "spacing.nii", _80=("<2f", (spacing, spacing)))
+    started = time.perf_counter()
+    assert expected in segment_refused(capsys, tmp_path, path)
+    assert time.perf_counter() - started < 20  # refused up front, never a long resampling
+
+
+def test_an_sform_with_a_zero_axis_is_refused_in_one_line(acdc_ed_bytes, tmp_path, capsys):
+    """It read 'off by nan' after a numpy warning line."""
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "zero.nii", _252=("<2h", (0, 1)), _280=("<12f", [0.0] * 12))
+    message = segment_refused(capsys, tmp_path, path)
+    assert "the sform's axes have lengths [0.0, 0.0, 0.0]" in message
+
+
+def test_complex_voxels_are_refused(acdc_ed_bytes, tmp_path, capsys):
+    """Read before as their real part, with only numpy's warning."""
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "complex.nii", _70=("<2h", (32, 64)))  # complex64
+    assert "holds complex voxels (NIfTI datatype 32)" in segment_refused(capsys, tmp_path, path)
+
+
+def test_a_blank_frame_of_a_cine_is_named(oblique_phantom, tmp_path, capsys):
+    study = cine_copy(oblique_phantom)
+    study.image[2] = 0
+    path = write_study(study, tmp_path / "cine.nii.gz")
+    assert f"frame 2 of {path} is blank: every voxel is 0" in segment_refused(capsys, tmp_path, path)
+
+
+def test_a_blank_image_is_called_blank(acdc_ed_bytes, tmp_path, capsys):
+    blank = bytearray(acdc_ed_bytes)
+    offset = int(struct.unpack_from("<f", blank, 108)[0])
+    blank[offset:] = bytes(len(blank) - offset)
+    path = tmp_path / "blank.nii"
+    path.write_bytes(bytes(blank))
+    assert segment_refused(capsys, tmp_path, path).endswith("is blank: every voxel is 0. Give the cine image itself.")
+
+
+def test_scanner_rounding_in_the_sform_is_accepted_and_straightened(acdc_ed_bytes, tmp_path):
+    rotation = np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    matrix = rotation @ np.diag([1.5625, 1.5625, 10.0])
+    matrix[:, 1] += 1e-4 * 1.5625 * rotation[:, 0]  # columns 1e-4 off perpendicular, as seen in a GE export
+    srow = np.hstack([matrix, np.zeros((3, 1))]).ravel()
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "rounded.nii", _252=("<2h", (0, 1)), _280=("<12f", srow))
+    with pytest.warns(InputWarning, match="orthonormalised"):
+        study = load_study(path)
+    np.testing.assert_allclose(study.direction.T @ study.direction, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(study.spacing, (1.5625, 1.5625, 10.0), rtol=1e-4)
+    matrix[:, 1] += 2e-2 * 1.5625 * rotation[:, 0]  # far beyond rounding
+    srow = np.hstack([matrix, np.zeros((3, 1))]).ravel()
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "skewed.nii", _252=("<2h", (0, 1)), _280=("<12f", srow))
+    with pytest.raises(CMRSegError, match="not perpendicular"):
+        load_study(path)
+
+
+def test_a_voxel_size_the_sform_contradicts_is_refused(acdc_ed_bytes, tmp_path, capsys):
+    # The slices placed 10 mm apart by the sform, but 8 mm (a slice thickness) as the voxel size: every
+    # volume would be 20 % low. (ACDC's own sform has unit scale: no spacing to compare, as above.)
+    srow = np.hstack([np.diag([1.5625, 1.5625, 10.0]), np.zeros((3, 1))]).ravel()
+    agreeing = _nifti_with(acdc_ed_bytes, tmp_path / "agreeing.nii", _252=("<2h", (0, 1)), _280=("<12f", srow))
+    assert load_study(agreeing).spacing == pytest.approx((1.5625, 1.5625, 10.0))
+    path = _nifti_with(acdc_ed_bytes, tmp_path / "thickness.nii", _252=("<2h", (0, 1)), _280=("<12f", srow),
+                       _88=("<f", (8.0,)))
+    message = segment_refused(capsys, tmp_path, path)
+    assert "[1.562, 1.562, 8.0] mm disagrees with" in message and "[1.562, 1.562, 10.0] mm" in message
+    # An sform of zeros (code set, matrix not): no spacing to compare; ITK places the voxels by the qform.
+    zeros = _nifti_with(acdc_ed_bytes, tmp_path / "zeros.nii", _252=("<2h", (1, 1)), _256=("<6f", [0.0] * 6),
+                        _280=("<12f", [0.0] * 12))
+    assert load_study(zeros).spacing == pytest.approx((1.5625, 1.5625, 10.0))
+
+
+def test_a_truncated_nrrd_is_refused(oblique_phantom, tmp_path, capsys):
+    path = write_study(oblique_phantom.study, tmp_path / "cine.nrrd")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    assert "truncated or corrupt" in segment_refused(capsys, tmp_path, path)
+
+
+@pytest.mark.parametrize("geometry,named", [
+    ("spacings: 1.8 nan 8 237.5", "the voxel size [1.8, nan, 8.0] mm"),
+    ("spacings: 1.8 1.8 -8 237.5", "the voxel size [1.8, 1.8, -8.0] mm"),
+    ("", "no voxel size"),
+    ("space dimension: 4\nspace directions: (1.8,0,0,0) (0,1.8,0,0) (0,0,0,0) (0,0,0,237.5)",
+     "the voxel size [1.8, 1.8, 0.0] mm"),
+])  # fmt: skip
+def test_a_nrrd_without_a_valid_voxel_size_is_refused(oblique_phantom, tmp_path, capsys, geometry, named):
+    """ITK reads a missing or NaN NRRD voxel size as 1 mm: a volume that looks right and is wrong (a NaN row
+    spacing read LV EDV 37 ml for 80 ml, and a plausible EF)."""
+    path = write_study(oblique_phantom.study, tmp_path / "cine.nrrd", compress=False)
+    header, data = path.read_bytes().split(b"\n\n", 1)
+    lines = [line for line in header.decode().splitlines() if not line.startswith("space")]
+    path.write_bytes("\n".join([*lines, *([geometry] if geometry else [])]).encode() + b"\n\n" + data)
+    message = segment_refused(capsys, tmp_path, path)
+    assert f"the header gives {named}" in message and "finite and positive" in message
+
+
+@pytest.mark.parametrize("spacing", [None, "1.8 1.8 nan 237.5"])
+def test_a_metaimage_without_a_valid_element_spacing_is_refused(oblique_phantom, tmp_path, capsys, spacing):
+    path = write_study(oblique_phantom.study, tmp_path / "cine.mha", compress=False)
+    header, data = path.read_bytes().split(b"ElementDataFile", 1)
+    lines = [line for line in header.decode().splitlines() if not line.startswith("ElementSpacing")]
+    lines += [f"ElementSpacing = {spacing}"] if spacing else []
+    path.write_bytes("\n".join(lines).encode() + b"\nElementDataFile" + data)
+    message = segment_refused(capsys, tmp_path, path)
+    assert ("no ElementSpacing" if spacing is None else f"ElementSpacing {spacing}") in message
