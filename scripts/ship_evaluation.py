@@ -98,3 +98,13 @@ def case_values(results: dict) -> list[dict]:
     """Per patient, phase and structure: Dice and HD95 under the >= 50 % basal rule (what the tests re-segment)."""
     return [{k: r[k] for k in ("patient", "phase", "structure", "dice", "hd95_mm")}
             for r in results["cases"] if r["method"] == "FCN" and r["criterion"] == "50"]
+
+
+def held_out_metrics(item: dict) -> dict:
+    """A candidate's held-out tables and cases as a checkpoint records them: its test patients, or for an
+    ensemble of folds each cross-validated case with the member that segmented it (the one not trained on it)."""
+    if item["test"] is not None:
+        return {"test": tables(item["test"]), "test_cases": case_values(item["test"])}
+    member = {p: k for k, patients in enumerate(item["split"]["member_test"]) for p in patients}
+    return {"cross_validation": tables(item["cross_validation"]), "cross_validation_cases": [
+        dict(case, member=member[case["patient"]]) for case in case_values(item["cross_validation"])]}

@@ -228,9 +228,10 @@ def check_nrrd(path: Path) -> dict[str, str]:
 def _check_nrrd_voxel_size(fields: dict[str, str], dimension: int, frames: int | None, path: Path) -> None:
     """Each spatial axis needs a finite, positive voxel size from ``space directions`` or ``spacings`` (ITK
     puts 1 mm in place of a missing or NaN one: a volume then looks right and is wrong)."""
-    vectors = re.findall(r"\([^)]*\)|none", fields.get("space directions", "").lower())
+    vectors = _space_directions(fields)
     kinds = fields.get("kinds", "").lower().split()
-    if len(vectors) == dimension:  # in space: the axes with a direction (in four-dimensional space, time last)
+    in_space = len(vectors) == dimension
+    if in_space:  # the axes with a direction (in four-dimensional space, time last)
         axes = [axis for axis, vector in enumerate(vectors) if vector != "none"][:3]
     else:  # no space: the domain axes but the frames (ITK's four-dimensional image: time last)
         axes = [axis for axis in range(dimension) if axis != frames
@@ -241,7 +242,7 @@ def _check_nrrd_voxel_size(fields: dict[str, str], dimension: int, frames: int |
         spacings = []
     sizes = []
     for axis in axes:
-        if len(vectors) == dimension and vectors[axis] != "none":
+        if in_space:
             try:
                 sizes.append(float(np.linalg.norm([float(v) for v in vectors[axis].strip("()").split(",")])))
             except ValueError:
@@ -296,7 +297,7 @@ def nrrd_time_axis(fields: dict[str, str]) -> int | None:
     """The frame axis of a 4D NRRD in three-dimensional space whose fourth axis is a domain axis without a
     space direction (``kinds: domain domain domain time``, as pynrrd and other tools write a cine), which ITK
     does not read as it is; else None."""
-    directions = re.findall(r"\([^)]*\)|none", fields.get("space directions", "").lower())
+    directions = _space_directions(fields)
     kinds = fields.get("kinds", "").lower().split() or ["domain"] * len(directions)
     if fields.get("dimension", "").strip() != "4" or len(directions) != 4 or len(kinds) != 4:
         return None
@@ -304,3 +305,8 @@ def nrrd_time_axis(fields: dict[str, str]) -> int | None:
     if len(spatial) != 3 or not all(kind in _DOMAIN_KINDS for kind in kinds):
         return None
     return ({0, 1, 2, 3} - set(spatial)).pop()
+
+
+def _space_directions(fields: dict[str, str]) -> list[str]:
+    """The header's ``space directions``, one per axis: a vector ``(x,y,z)`` or ``none``."""
+    return re.findall(r"\([^)]*\)|none", fields.get("space directions", "").lower())
