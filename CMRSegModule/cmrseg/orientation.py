@@ -7,6 +7,8 @@ the network then misses most of it). From the study's direction cosines, the pat
 directions are projected into the slice plane; of the eight flips and quarter turns of the slice array, the
 one that points them closest to up and right is applied before the network, and undone on its label maps.
 A study already in that orientation (every ACDC study, and any without real direction cosines) is unchanged.
+When the network finds no RV beside the LV in that view, segmentation tries it mirrored
+(:meth:`InPlaneTransform.mirrored`, :func:`cmrseg.inference.network_view`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ class InPlaneTransform:
         """The ``(x, y, z)`` spacing of the transformed array (x and y swap when the axes do)."""
         swapped = self.transpose != (self.quarter_turns % 2 == 1)
         return (spacing[1], spacing[0], spacing[2]) if swapped else tuple(spacing)
+
+    def mirrored(self) -> InPlaneTransform:
+        """The transform that shows what this one shows, mirrored left-right: for a heart whose RV the
+        network finds only so (situs inversus, or pixel data stored mirrored against the header)."""
+        probe = np.arange(9).reshape(3, 3)
+        wanted = self.apply(probe)[:, ::-1]
+        return next(t for t in ALL_TRANSFORMS if np.array_equal(t.apply(probe), wanted))
 
     def vector_matrix(self) -> np.ndarray:
         """The 2 x 2 matrix that maps an in-plane vector ``(y, x)`` (array index steps) to its direction after

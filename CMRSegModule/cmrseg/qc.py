@@ -29,8 +29,9 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
 - A structure reaching the edge of the image (its outermost rows or columns): the field of view may cut it
   off, and its volume then reads too small (no ACDC expert mask reaches the edge). ``review``.
 - The RV to the patient's left of the LV (by the image orientation in the file): situs inversus, or an
-  orientation in the file that is wrong; the network was trained on the usual anatomy and misses much of a
-  mirrored RV (ACDC experts: the RV's centre 9.5-54 mm to the right of the LV's). ``review``.
+  orientation in the file that is wrong (ACDC experts: the RV's centre 9.5-54 mm to the right of the LV's);
+  the network was trained on the usual anatomy, and such a heart is segmented mirrored when that is where it
+  finds the RV (:func:`cmrseg.inference.network_view`). ``review``.
 - A single-frame jump in the LV volume curve (all frames segmented; the volumes after the basal rule, as the
   report's curve shows them): a frame deviating from the median of its four nearest frames by more than 25 %
   of the (median-filtered) curve's range and 5 ml. ``review``.
@@ -152,8 +153,8 @@ def side_flags(labels: np.ndarray, spacing: tuple[float, float, float], directio
     return [Flag("rv_side", "review",
                  f"The RV lies {leftward:.0f} mm to the patient's left of the LV, as the image orientation in the "
                  "file places them: situs inversus, or an orientation in the file that is wrong. The network "
-                 "expects the usual anatomy and may have missed much of the RV: check it before using its "
-                 "numbers.", phase)]
+                 "knows the usual anatomy (a heart it finds only mirrored is segmented mirrored): check the "
+                 "orientation and the segmentation before using its numbers.", phase)]
 
 
 def shortening_flags(ed_labels: np.ndarray, es_labels: np.ndarray) -> list[Flag]:
