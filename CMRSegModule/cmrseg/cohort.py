@@ -111,9 +111,11 @@ def files_state(files: list[Path]) -> str:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    """The files below ``folder`` a study may be read from: not hidden ones (a file browser's .DS_Store)."""
-    return [p for p in folder.rglob("*") if p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]  # fmt: skip
+    """The files below ``folder`` a study may be read from (through linked folders, as the DICOM scan reads
+    them): not hidden ones (a file browser's .DS_Store)."""
+    from cmrseg.io.dicom_scan import files_under
+
+    return [p for p in files_under(folder) if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
 def _studies_in(path: Path) -> list[StudyJob]:

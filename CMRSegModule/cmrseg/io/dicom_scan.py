@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,10 +113,29 @@ def scan_dicom_folder(folder: str | Path, progress: ProgressCallback | None = No
     return _group_series(scan.headers)
 
 
+def files_under(folder: Path) -> list[Path]:
+    """Every file under ``folder``, sorted, through linked folders too (a study assembled from links, an archive
+    that links its series), each real file once: a folder linked twice or a link loop adds nothing twice."""
+    files, seen_folders, seen_files = [], set(), set()
+    for root, subfolders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen_folders:
+            subfolders[:] = []
+            continue
+        seen_folders.add(real)
+        for name in sorted(names):
+            path = Path(root, name)
+            target = os.path.realpath(path)
+            if path.is_file() and target not in seen_files:
+                seen_files.add(target)
+                files.append(path)
+    return sorted(files)
+
+
 def _scan_folder(folder: Path, progress: ProgressCallback | None) -> _Scan:
     if not folder.is_dir():
         raise CMRSegError(f"{folder} is not a folder; choose the folder that holds the cine DICOM files.")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = files_under(folder)
     scan = _Scan([], [], [])
     for done, path in enumerate(files, start=1):
         try:
