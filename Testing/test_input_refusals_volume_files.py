@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import struct
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,3 +156,17 @@ def test_a_metaimage_without_a_valid_element_spacing_is_refused(oblique_phantom,
     path.write_bytes("\n".join(lines).encode() + b"\nElementDataFile" + data)
     message = segment_refused(capsys, tmp_path, path)
     assert ("no ElementSpacing" if spacing is None else f"ElementSpacing {spacing}") in message
+
+
+@pytest.mark.slow
+def test_a_cine_with_its_slice_and_time_axes_swapped_is_refused(acdc_root, tmp_path, capsys):
+    """ACDC patient090's cine (12 frames x 7 slices) written with time as the third axis and the slices as the
+    fourth: every volume would be one slice's summed over the cycle."""
+    study = load_study([acdc_root / "patient090" / "patient090_4d.nii.gz"])
+    swapped = replace(study, image=np.ascontiguousarray(np.swapaxes(study.image, 0, 1)), frame_times_ms=None)
+    write_study(swapped, tmp_path / "swapped.nii.gz")
+    message = segment_refused(capsys, tmp_path, tmp_path / "swapped.nii.gz")
+    assert "the slice and time axes look swapped" in message
+    # As written, the same cine reads: its neighbouring slices differ 5.5 times as much as its neighbouring frames.
+    write_study(study, tmp_path / "as_written.nii.gz")
+    assert load_study([tmp_path / "as_written.nii.gz"]).image.shape == (12, 7, 224, 154)
