@@ -45,3 +45,13 @@ def test_a_folder_or_file_linked_twice_and_a_link_loop_add_nothing(series: Path,
     study = read_dicom_cine(study_folder)
     assert study.image.shape == direct.image.shape
     assert (study.image == direct.image).all()
+
+
+def test_a_link_to_a_folder_above_is_not_followed(series: Path, tmp_path: Path) -> None:
+    """``up -> ..`` inside a study folder would bring in the studies beside it (here a second copy of the same
+    series, which would be refused as duplicates)."""
+    archive = series.parent
+    shutil.copytree(series, archive / "other patient")
+    (series / "up").symlink_to("..")
+    (series / "root").symlink_to("/")
+    assert read_dicom_cine(series).image.shape == (PHASES, SLICES, 256, 256)

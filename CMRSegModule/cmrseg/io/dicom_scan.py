@@ -6,9 +6,11 @@ Used by :mod:`cmrseg.io.dicom_cine`, which chooses the cine series and reads it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +117,10 @@ def scan_dicom_folder(folder: str | Path, progress: ProgressCallback | None = No
 
 def files_under(folder: Path) -> list[Path]:
     """Every file under ``folder``, sorted, through linked folders too (a study assembled from links, an archive
-    that links its series), each real file once: a folder linked twice or a link loop adds nothing twice."""
+    that links its series), each file once (by its device and inode: a file linked twice, a folder linked
+    twice or a link loop adds nothing twice). A link to a folder that holds ``folder`` itself (``..``, ``/``)
+    is not followed: it would bring in the studies beside this one."""
+    start = os.path.realpath(folder)
     files, seen_folders, seen_files = [], set(), set()
     for root, subfolders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -123,13 +128,24 @@ def files_under(folder: Path) -> list[Path]:
             subfolders[:] = []
             continue
         seen_folders.add(real)
+        subfolders[:] = sorted(name for name in subfolders if not _holds(os.path.realpath(Path(root, name)), start))
         for name in sorted(names):
             path = Path(root, name)
-            target = os.path.realpath(path)
-            if path.is_file() and target not in seen_files:
-                seen_files.add(target)
+            try:
+                status = path.stat()
+            except OSError as error:
+                if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):  # a dangling link: nothing to read
+                    continue
+                raise
+            if stat.S_ISREG(status.st_mode) and (status.st_dev, status.st_ino) not in seen_files:
+                seen_files.add((status.st_dev, status.st_ino))
                 files.append(path)
     return sorted(files)
+
+
+def _holds(outer: str, inner: str) -> bool:
+    """Whether the real folder ``outer`` is ``inner`` or one of the folders above it."""
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
 def _scan_folder(folder: Path, progress: ProgressCallback | None) -> _Scan:
