@@ -42,9 +42,11 @@ FRAME_INTENSITY_FACTOR = 3.0
 MIN_GREY_VALUES = 16
 # Slice and time axes: in a cine SAX, neighbouring slices (5-10 mm apart) differ far more than neighbouring frames
 # (tens of ms apart): the mean voxel difference between neighbouring slices is 5.5-10 times that between
-# neighbouring frames in the shared real cines (ACDC patient090, Sunnybrook SCD0000101 and SCD0000201), and
-# 0.10-0.18 times with the two axes swapped. Below this ratio the axes are taken as swapped. Checked only with
-# enough of both (an ED/ES pair's frames are far apart in the cycle); the built-in phantom reads 1.14.
+# neighbouring frames in the shared real cines (ACDC patient090, Sunnybrook SCD0000101 and SCD0000201; 3.7-6.4
+# cut to 5 frames), and 0.10-0.18 times with the two axes swapped. Below this ratio the axes are taken as swapped.
+# The margin is thinnest for what the shared data lacks: the built-in phantoms read 0.8-1.2 (5-20 frames, slices
+# 4-10 mm), and real cines with their slices interpolated six-fold (a stand-in for a 3D cine) 0.7-1.3. Checked
+# only with enough of both (an ED/ES pair's frames are far apart in the cycle).
 SWAPPED_AXES_RATIO = 0.5
 SWAPPED_AXES_MIN_LENGTH = 5
 # Patient size.
