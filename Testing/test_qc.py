@@ -187,6 +187,10 @@ def test_an_rv_to_the_patients_left_is_for_review():
     assert side_flags(mirrored, spacing, np.eye(3)) == []
     qc = quality_check({0: labels}, None, None, None, geometry=(spacing, np.eye(3)))
     assert [f["code"] for f in qc["flags"]] == ["rv_side"] and qc["flags"][0]["phase"] is None
+    mirrored_view = quality_check({0: mirrored}, None, None, None, geometry=(spacing, np.eye(3)),
+                                  segmented_mirrored=True)
+    assert [(f["code"], f["severity"]) for f in mirrored_view["flags"]] == [("segmented_mirrored", "review")]
+    assert mirrored_view["status"] == "review"
 
 
 def test_a_value_on_a_limit_as_printed_is_not_called_outside_it():

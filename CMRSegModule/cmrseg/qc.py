@@ -32,6 +32,7 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
   orientation in the file that is wrong (ACDC experts: the RV's centre 9.5-54 mm to the right of the LV's);
   the network was trained on the usual anatomy, and such a heart is segmented mirrored when that is where it
   finds the RV (:func:`cmrseg.inference.network_view`). ``review``.
+- The slices segmented mirrored against the header (the network found the RV only so): ``review``.
 - A single-frame jump in the LV volume curve (all frames segmented; the volumes after the basal rule, as the
   report's curve shows them): a frame deviating from the median of its four nearest frames by more than 25 %
   of the (median-filtered) curve's range and 5 ml. ``review``.
@@ -317,10 +318,17 @@ def quality_check(
     study: dict | None,
     curve: dict[int, float] | None = None,
     geometry: tuple[tuple[float, float, float], np.ndarray] | None = None,
+    segmented_mirrored: bool = False,
 ) -> dict:
     """The ``qc`` entry of measures.json: ``{"status": ..., "flags": [...]}``. ``geometry`` (the study's
-    spacing and direction) lets it check the side of the RV."""
+    spacing and direction) lets it check the side of the RV; ``segmented_mirrored``: the network was shown the
+    slices mirrored against the header (:func:`cmrseg.inference.network_view`)."""
     flags: list[Flag] = []
+    if segmented_mirrored:
+        flags.append(Flag("segmented_mirrored", "review",
+                          "The network found the RV beside the LV only with the slices mirrored against the file's "
+                          "orientation, and segmented them so: situs inversus, or pixel data stored mirrored. "
+                          "Check the orientation and the segmentation before using its numbers.", None))
     # ED and ES one frame: checked as ED (RV coverage); without ED and ES (a single frame), of unknown phase
     phases = {es: "ES", ed: "ED"} if ed is not None else dict.fromkeys(labels)
     for index, phase in phases.items():

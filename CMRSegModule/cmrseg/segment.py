@@ -20,7 +20,7 @@ from cmrseg import __version__
 from cmrseg.basal import apply_basal_rule, basal_end
 from cmrseg.curves import volume_curve_rates
 from cmrseg.errors import CMRSegError
-from cmrseg.inference import Segmenter, arithmetic, choose_ed_es, lv_volume_curve, segment_frames
+from cmrseg.inference import Segmenter, arithmetic, choose_ed_es, lv_volume_curve, network_view, segment_frames
 from cmrseg.io.load import load_study
 from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
@@ -335,7 +335,8 @@ def segment_study(
     started = time.perf_counter()
     review_model = load_review_model(segmenter.source) if segmenter.source else None
     evidence: dict | None = {} if review_model is not None else None  # only what the review score will use
-    labels = segment_frames(study, frames, segmenter, progress, evidence=evidence)
+    view = network_view(study, frames[0], segmenter)
+    labels = segment_frames(study, frames, segmenter, progress, evidence=evidence, view=view)
     seconds = time.perf_counter() - started
     curve = lv_volume_curve(labels, study.voxel_volume_ml)
     if from_curve and len(frames) > 1:
@@ -354,7 +355,7 @@ def segment_study(
     if ed is not None and ed != es:
         measures = study_measures(per_frame[ed], per_frame[es], study.patient, bsa_method).as_dict()
     qc = quality_check(labels, ed, es, measures, judged_curve({i: m.lv_ml for i, m in per_frame.items()}),
-                       (study.spacing, study.direction))
+                       (study.spacing, study.direction), segmented_mirrored=view.mirrored)
     review = None
     if review_model is not None:
         phases = {ed: "ED", es: "ES"} if ed is not None else {frame: "frame" for frame in labels}
