@@ -162,4 +162,4 @@ def test_the_mirror_measurement_refuses_a_folder_without_acdc_patients(tmp_path,
     from cmrseg.mirror_check import main
 
     assert main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("cmrseg: error: No ACDC patient folder in")
+    assert capsys.readouterr().err.startswith("cmrseg: error: No ACDC patient folders")
