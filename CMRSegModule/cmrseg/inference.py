@@ -289,7 +289,8 @@ def segment_frames(
 
     When ``evidence`` is a dict, it receives each frame's :class:`cmrseg.review.FrameEvidence`. A study in whose
     frames no LV is found is refused, unless ``require_lv`` is false (an evaluation scores such a miss).
-    ``view``: the study's :func:`network_view` on its first requested frame, where the caller has it already.
+    ``view``: the study's :func:`network_view` on one of those frames (the caller's choice), by default on
+    the first.
     """
     if study.num_slices < 2:
         raise CMRSegError(f"{study.source}: only {study.num_slices} slice; a short-axis stack is needed.")

@@ -335,7 +335,9 @@ def segment_study(
     started = time.perf_counter()
     review_model = load_review_model(segmenter.source) if segmenter.source else None
     evidence: dict | None = {} if review_model is not None else None  # only what the review score will use
-    view = network_view(study, frames[0], segmenter)
+    # The network's view is decided on ED where it is known: the heart's RV is easiest to tell beside the LV there.
+    known_ed = study.ed_frame if ed is None else ed
+    view = network_view(study, known_ed if known_ed in frames else frames[0], segmenter)
     labels = segment_frames(study, frames, segmenter, progress, evidence=evidence, view=view)
     seconds = time.perf_counter() - started
     curve = lv_volume_curve(labels, study.voxel_volume_ml)
