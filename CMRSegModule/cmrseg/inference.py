@@ -301,7 +301,7 @@ def segment_frames(
         view = network_view(study, frames[0], segmenter)
     turn, first = view.turn, view.shown
     spacing = turn.spacing(study.spacing)
-    # The heart located on the first requested frame (one network, centred crop); crop around it when it is off
+    # The heart located on the view's frame (one network, centred crop); crop around it when it is off
     # the image centre (almost every ACDC study), so that every frame is segmented once, by every network.
     centre = heart_center(view.heart)
     image_centre = ((first.shape[1] - 1) / 2, (first.shape[2] - 1) / 2)
