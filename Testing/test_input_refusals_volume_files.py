@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import struct
 import time
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -120,6 +121,23 @@ def test_a_voxel_size_the_sform_contradicts_is_refused(acdc_ed_bytes, tmp_path, 
     zeros = _nifti_with(acdc_ed_bytes, tmp_path / "zeros.nii", _252=("<2h", (1, 1)), _256=("<6f", [0.0] * 6),
                         _280=("<12f", [0.0] * 12))
     assert load_study(zeros).spacing == pytest.approx((1.5625, 1.5625, 10.0))
+
+
+def test_a_qform_and_an_sform_that_disagree_are_named_with_the_one_read(acdc_ed_bytes, tmp_path):
+    """ACDC's sform (code 2) turns the x and y axes 180 degrees about z, and its quaternion (0, 0, 1) says the
+    same; with the qform's code set as well, the two agree. A quaternion of no turn disagrees by 180 degrees,
+    and ITK (so CMRSeg and 3D Slicer) then reads the qform: said in the warning, and shown by the direction."""
+    agreeing = _nifti_with(acdc_ed_bytes, tmp_path / "agreeing.nii", _252=("<2h", (1, 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        assert np.allclose(load_study(agreeing).direction, np.eye(3))  # RAS diag(-1, -1, 1) is LPS identity
+    turned = _nifti_with(acdc_ed_bytes, tmp_path / "turned.nii", _252=("<2h", (1, 2)), _256=("<3f", (0.0, 0.0, 0.0)))
+    with pytest.warns(InputWarning, match=r"disagree \(.* 180 degrees apart\)\. CMRSeg reads the qform"):
+        study = load_study(turned)
+    assert np.allclose(study.direction, np.diag([-1.0, -1.0, 1.0]))
+    scanner = _nifti_with(acdc_ed_bytes, tmp_path / "scanner.nii", _252=("<2h", (1, 1)), _256=("<3f", (0.0, 0.0, 0.0)))
+    with pytest.warns(InputWarning, match="CMRSeg reads the sform"):
+        assert np.allclose(load_study(scanner).direction, np.eye(3))
 
 
 def test_a_truncated_nrrd_is_refused(oblique_phantom, tmp_path, capsys):

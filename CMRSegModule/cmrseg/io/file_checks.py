@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg.errors import CMRSegError
-from cmrseg.validate import check_dimensions
+from cmrseg.validate import InputWarning, check_dimensions
 
 NIFTI_TIME_UNITS_MS = {8: 1000.0, 16: 1.0, 24: 0.001}  # xyzt_units time code -> ms per unit (s, ms, us)
 
@@ -33,6 +34,9 @@ class NiftiHeader:
     nifti2: bool
     endian: str
     nonfinite: np.ndarray | None = None  # flat indices (file order) of NaN/Inf voxels of float data, None if none
+    qform_code: int = 0
+    quatern: tuple[float, float, float] = (0.0, 0.0, 0.0)  # quatern_b, _c, _d
+    qfac: float = 1.0  # pixdim[0]: -1 flips the third axis of the qform
 
 
 def _read_all(path: Path) -> bytes:
@@ -64,7 +68,8 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         bitpix = struct.unpack(f"{endian}h", data[14:16])[0]
         pixdim = struct.unpack(f"{endian}8d", data[104:168])
         vox_offset = struct.unpack(f"{endian}q", data[168:176])[0]
-        sform_code = struct.unpack(f"{endian}i", data[348:352])[0]
+        qform_code, sform_code = struct.unpack(f"{endian}2i", data[344:352])
+        quatern = struct.unpack(f"{endian}3d", data[352:376])
         srow = np.array(struct.unpack(f"{endian}12d", data[400:496])).reshape(3, 4)
         units = struct.unpack(f"{endian}i", data[500:504])[0]
     else:
@@ -74,7 +79,8 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         pixdim = struct.unpack(f"{endian}8f", data[76:108])
         vox_offset = int(struct.unpack(f"{endian}f", data[108:112])[0])
         units = data[123]
-        sform_code = struct.unpack(f"{endian}h", data[254:256])[0]
+        qform_code, sform_code = struct.unpack(f"{endian}2h", data[252:256])
+        quatern = struct.unpack(f"{endian}3f", data[256:268])
         srow = np.array(struct.unpack(f"{endian}12f", data[280:328]), dtype=float).reshape(3, 4)
     ndim = dim[0]
     if datatype in NIFTI_COMPLEX_TYPES:
@@ -101,6 +107,9 @@ def _nifti_header(data: bytes, path: Path) -> NiftiHeader:
         nifti2=size == 540,
         endian=endian,
         nonfinite=_nonfinite_voxels(data, offset, datatype, int(np.prod(dims, dtype=np.int64)), endian),
+        qform_code=int(qform_code),
+        quatern=tuple(float(q) for q in quatern),
+        qfac=-1.0 if pixdim[0] < 0 else 1.0,
     )
 
 
@@ -127,7 +136,42 @@ def check_nifti(path: Path) -> NiftiHeader:
             f"{path}: the voxel size in the header is {list(spatial)} mm; sizes must be finite and positive."
         )
     _check_sform_agrees(header, path)
+    _warn_if_orientations_disagree(header, path)
     return header
+
+
+ORIENTATION_TOLERANCE_DEGREES = 1.0
+
+
+def qform_axes(header: NiftiHeader) -> np.ndarray:
+    """The qform's axis directions (columns, RAS) from its quaternion, as the NIfTI standard defines them."""
+    b, c, d = header.quatern
+    a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+    axes = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+                     [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+                     [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])
+    axes[:, 2] *= header.qfac
+    return axes / np.linalg.norm(axes, axis=0)
+
+
+def _warn_if_orientations_disagree(header: NiftiHeader, path: Path) -> None:
+    """Warn when the header's two orientations (qform and sform) point the image's axes apart: tools that read
+    the other one show the image turned or mirrored, and the RV side check and the AHA segments read the
+    orientation."""
+    if header.qform_code <= 0 or header.sform_code <= 0:
+        return
+    lengths = np.linalg.norm(header.srow[:, :3], axis=0)
+    if not np.all(np.isfinite(lengths)) or np.any(lengths < 1e-6) or not np.all(np.isfinite(header.quatern)):
+        return
+    cosines = np.sum(qform_axes(header) * header.srow[:, :3] / lengths, axis=0)
+    degrees = float(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))).max())
+    if degrees <= ORIENTATION_TOLERANCE_DEGREES:
+        return
+    used, other = ("sform", "qform") if header.sform_code == 1 else ("qform", "sform")  # as ITK 5.4 reads them
+    warnings.warn(f"{path}: the header's two orientations disagree (the qform's and the sform's axes lie up to "
+                  f"{degrees:.0f} degrees apart). CMRSeg reads the {used}, as ITK and 3D Slicer do; a tool that "
+                  f"reads the {other} shows the image turned or mirrored. Check the orientation: the RV side check "
+                  "and the AHA segments depend on it.", InputWarning, stacklevel=3)
 
 
 SFORM_SPACING_TOLERANCE = 0.01  # relative
