@@ -197,6 +197,14 @@ def test_the_same_file_twice_is_refused(acdc_root, tmp_path, capsys):
     assert "given twice" in message and ".cmrseg" not in message
 
 
+@pytest.mark.parametrize("ed, es", [("25", "1"), ("1", "2")])
+def test_an_ed_or_es_frame_beyond_the_study_is_refused(acdc_root, tmp_path, capsys, ed, es):
+    """patient001 as a study of its ED and ES frames: frames 0 and 1."""
+    message = segment_refused(capsys, tmp_path, acdc_root / "patient001", extra=("--ed", ed, "--es", es))
+    frame = "ED frame 25" if ed == "25" else "ES frame 2"
+    assert f"The {frame} is outside the study's 2 frames (0 to 1)" in message
+
+
 @pytest.mark.parametrize("option, value, expected", [
     ("--height", "1.75", "looks like metres: give 175"), ("--height", "nan", "plausible height"),
     ("--height", "0", "plausible height"), ("--weight", "80000", "looks like grams"), ("--weight", "-3", "weight"),

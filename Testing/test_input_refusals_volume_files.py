@@ -138,6 +138,39 @@ def test_a_qform_and_an_sform_that_disagree_are_named_with_the_one_read(acdc_ed_
     scanner = _nifti_with(acdc_ed_bytes, tmp_path / "scanner.nii", _252=("<2h", (1, 1)), _256=("<3f", (0.0, 0.0, 0.0)))
     with pytest.warns(InputWarning, match="CMRSeg reads the sform"):
         assert np.allclose(load_study(scanner).direction, np.eye(3))
+    # An sform sheared by a gantry tilt of 10 degrees: ITK takes the qform instead, whatever the sform's code.
+    # A writer's qform is the sheared sform's nearest rotation (no warning); a qform of no turn is not.
+    sheared = np.diag([-1.5625, -1.5625, 10.0])
+    sheared[1, 2] = 10.0 * np.tan(np.radians(10.0))
+    lengths = np.linalg.norm(sheared, axis=0)
+    u, _, vt = np.linalg.svd(sheared / lengths)
+    fields = dict(_252=("<2h", (1, 1)), _280=("<12f", np.hstack([sheared, np.zeros((3, 1))]).ravel()),
+                  _80=("<3f", tuple(lengths)))
+    tilted = _nifti_with(acdc_ed_bytes, tmp_path / "tilted.nii", **fields, _256=("<3f", quaternion_of(u @ vt)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        load_study(tilted)
+    not_turned = _nifti_with(acdc_ed_bytes, tmp_path / "not_turned.nii", **fields, _256=("<3f", (0.0, 0.0, 0.0)))
+    with pytest.warns(InputWarning, match=r"up to 180 degrees apart\)\. CMRSeg reads the qform"):
+        assert np.allclose(load_study(not_turned).direction, np.diag([-1.0, -1.0, 1.0]))
+
+
+def quaternion_of(rotation: np.ndarray) -> tuple[float, float, float]:
+    """``(b, c, d)`` of a proper rotation's quaternion ``(a, b, c, d)``, ``a >= 0``, as a NIfTI writer stores it
+    (computed from the largest of its four squares, so that no division is by a small number)."""
+    r = rotation
+    squares = [1 + np.trace(r), 1 + r[0, 0] - r[1, 1] - r[2, 2], 1 + r[1, 1] - r[0, 0] - r[2, 2],
+               1 + r[2, 2] - r[0, 0] - r[1, 1]]
+    largest = int(np.argmax(squares))
+    q = 0.5 * np.sqrt(squares[largest])
+    sums = {"ab": r[2, 1] - r[1, 2], "ac": r[0, 2] - r[2, 0], "ad": r[1, 0] - r[0, 1],
+            "bc": r[0, 1] + r[1, 0], "bd": r[0, 2] + r[2, 0], "cd": r[1, 2] + r[2, 1]}  # 4 x the products
+    name = "abcd"[largest]
+    quaternion = {name: q}
+    for other in "abcd".replace(name, ""):
+        quaternion[other] = sums["".join(sorted(name + other))] / (4 * q)
+    a, b, c, d = (quaternion[k] for k in "abcd")
+    return (b, c, d) if a >= 0 else (-b, -c, -d)
 
 
 def test_a_truncated_nrrd_is_refused(oblique_phantom, tmp_path, capsys):

@@ -61,6 +61,10 @@ def frames_to_segment(study: Study, ed: int | None, es: int | None, all_frames: 
     es = study.es_frame if es is None else es
     if (ed is None) != (es is None):
         raise CMRSegError("Give both ED and ES frames, or neither (then they are found from the LV volume curve).")
+    for name, frame in (("ED", ed), ("ES", es)):
+        if frame is not None and not 0 <= frame < study.num_frames:
+            raise CMRSegError(f"The {name} frame {frame} is outside the study's {study.num_frames} frames "
+                              f"(0 to {study.num_frames - 1}).")
     if ed is not None and not all_frames:
         return sorted({ed, es}), False
     return list(range(study.num_frames)), ed is None

@@ -141,11 +141,14 @@ def check_nifti(path: Path) -> NiftiHeader:
 
 
 ORIENTATION_TOLERANCE_DEGREES = 1.0
+ITK_SFORM_SKEW_TOLERANCE = 1e-4  # ITK takes the qform for an sform further off perpendicular
 
 
 def qform_axes(header: NiftiHeader) -> np.ndarray:
     """The qform's axis directions (columns, RAS) from its quaternion, as the NIfTI standard defines them."""
-    b, c, d = header.quatern
+    b, c, d = np.asarray(header.quatern, dtype=float) / max(1.0, *np.abs(header.quatern))  # no overflow below
+    if b * b + c * c + d * d > 1.0:  # a turn of 180 degrees, as the standard reads (b, c, d) past unit length
+        b, c, d = np.array([b, c, d]) / np.sqrt(b * b + c * c + d * d)
     a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
     axes = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
                      [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
@@ -163,11 +166,16 @@ def _warn_if_orientations_disagree(header: NiftiHeader, path: Path) -> None:
     lengths = np.linalg.norm(header.srow[:, :3], axis=0)
     if not np.all(np.isfinite(lengths)) or np.any(lengths < 1e-6) or not np.all(np.isfinite(header.quatern)):
         return
-    cosines = np.sum(qform_axes(header) * header.srow[:, :3] / lengths, axis=0)
+    sform_axes = header.srow[:, :3] / lengths
+    u, _, vt = np.linalg.svd(sform_axes)
+    turn = u @ vt  # the sform's nearest rotation: a shear (an uncorrected gantry tilt) is not an orientation
+    cosines = np.sum(qform_axes(header) * turn, axis=0)
     degrees = float(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))).max())
     if degrees <= ORIENTATION_TOLERANCE_DEGREES:
         return
-    used, other = ("sform", "qform") if header.sform_code == 1 else ("qform", "sform")  # as ITK 5.4 reads them
+    # ITK 5.4 reads the sform when its code is 1 (scanner) and its axes are perpendicular, else the qform.
+    perpendicular = float(np.max(np.abs(sform_axes.T @ sform_axes - np.eye(3)))) <= ITK_SFORM_SKEW_TOLERANCE
+    used, other = ("sform", "qform") if header.sform_code == 1 and perpendicular else ("qform", "sform")
     warnings.warn(f"{path}: the header's two orientations disagree (the qform's and the sform's axes lie up to "
                   f"{degrees:.0f} degrees apart). CMRSeg reads the {used}, as ITK and 3D Slicer do; a tool that "
                   f"reads the {other} shows the image turned or mirrored. Check the orientation: the RV side check "
