@@ -6,7 +6,6 @@ outputs are kept unless ``overwrite``, which replaces the previous CMRSeg set as
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import logging
@@ -26,10 +25,11 @@ from cmrseg.io.segmentation_file import write_seg_nrrd
 from cmrseg.io.study import Study
 from cmrseg.io.volume_files import is_volume_file, stem, write_frame
 from cmrseg.measures import FrameMeasures, frame_measures, study_measures
+from cmrseg.measures_csv import write_measures_csv
 from cmrseg.outputs import OutputFolder, json_safe, locked_output, read_manifest, refuse_changed_outputs
 from cmrseg.progress import ProgressCallback
-from cmrseg.qc import judged_curve, judged_frame, quality_check, unusable_parameters
-from cmrseg.reference import compare_with_ranges, flag_text, sex_code
+from cmrseg.qc import judged_curve, quality_check
+from cmrseg.reference import compare_with_ranges, sex_code
 from cmrseg.regional import regional_wall_thickness
 from cmrseg.review import (
     load_review_model,
@@ -383,28 +383,3 @@ def segment_study(
                                        segmented.index(es))  # fmt: skip
     return StudySegmentation(labels, ed, es, from_curve, curve, per_frame, measures, seconds, qc, review, regional,
                              rates, {i: removed for i, (_, removed) in ruled.items()})
-
-
-def write_measures_csv(measures: dict, path: Path) -> None:
-    """One ``parameter,value`` row per study parameter, then per-frame volumes."""
-    with open(path, "w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["parameter", "value"])
-        for key, value in measures.get("study", {}).items():
-            writer.writerow([key, "" if value is None else value])
-        reference = measures.get("reference", {})
-        for key, entry in reference.get("parameters", {}).items():
-            writer.writerow([f"{key}_reference", flag_text(entry)])
-        if reference:
-            writer.writerow(["reference_note", reference["note"]])
-        writer.writerow([])
-        writer.writerow(["qc_status", measures["qc"]["status"]])
-        values = measures.get("study") or measures["frames"][judged_frame(measures)]  # one frame: its volumes
-        writer.writerow(["qc_not_usable", " ".join(unusable_parameters(measures["qc"], values))])
-        for flag in measures["qc"]["flags"]:
-            writer.writerow([f"qc_{flag['severity']}", flag["message"]])
-        writer.writerow([])
-        writer.writerow(["frame", "frame_number", "time_ms", "lv_ml", "rv_ml", "myo_ml", "myo_mass_g"])
-        for index, frame in measures["frames"].items():
-            writer.writerow([index, frame["frame_number"], "" if frame["time_ms"] is None else frame["time_ms"],
-                             frame["lv_ml"], frame["rv_ml"], frame["myo_ml"], frame["myo_mass_g"]])
