@@ -221,19 +221,28 @@ def heart_center(labels: np.ndarray) -> tuple[float, float] | None:
     return None if points.size == 0 else (float(points[:, 1].mean()), float(points[:, 2].mean()))
 
 
-def heart_extent(labels: np.ndarray) -> tuple[int, int]:
-    """The number of slices that hold the LV and the RV blood pool."""
-    return tuple(int((labels == label).any(axis=(1, 2)).sum()) for label in (LV, RV))
+def lv_slices(labels: np.ndarray) -> int:
+    return int((labels == LV).any(axis=(1, 2)).sum())
+
+
+def rv_share(labels: np.ndarray) -> float | None:
+    """The share of the slices holding the LV that hold the RV too; None without LV."""
+    lv = lv_slices(labels)
+    return int((labels == RV).any(axis=(1, 2)).sum()) / lv if lv else None
+
+
+def rv_missing(labels: np.ndarray) -> bool:
+    """Whether heart labels lack the RV beside the LV (on ``RV_BESIDE_LV`` of its slices, or no LV at all)."""
+    return (rv_share(labels) or 0.0) < RV_BESIDE_LV
 
 
 def found_only_mirrored(header_view: np.ndarray, mirrored_view: np.ndarray) -> bool:
     """Whether the heart labels of a frame shown mirrored hold the heart that those of the header's view miss:
-    the RV beside the LV (on at least ``RV_BESIDE_LV`` of its slices) mirrored only, with the LV on at least as
-    many slices (and ``MIRRORED_MIN_LV_SLICES``) and the RV on a larger share of them."""
-    (lv, rv), (lv_mirrored, rv_mirrored) = heart_extent(header_view), heart_extent(mirrored_view)
-    header_share = rv / lv if lv else 0.0
-    return (header_share < RV_BESIDE_LV and lv_mirrored >= max(lv, MIRRORED_MIN_LV_SLICES)
-            and rv_mirrored / lv_mirrored >= RV_BESIDE_LV and rv_mirrored / lv_mirrored > header_share)
+    the RV beside the LV mirrored only, with the LV on at least as many slices (and
+    ``MIRRORED_MIN_LV_SLICES``) and the RV on a larger share of them."""
+    return (rv_missing(header_view) and not rv_missing(mirrored_view)
+            and lv_slices(mirrored_view) >= max(lv_slices(header_view), MIRRORED_MIN_LV_SLICES)
+            and rv_share(mirrored_view) > (rv_share(header_view) or 0.0))
 
 
 @dataclass(frozen=True)
@@ -260,8 +269,7 @@ def network_view(study: Study, frame: int, segmenter: Segmenter) -> NetworkView:
     turn = to_training_orientation(study.direction)
     shown = turn.apply(study.frame(frame))
     view = NetworkView(turn, shown, segmenter.heart_labels(shown, turn.spacing(study.spacing)))
-    lv_slices, rv_slices = heart_extent(view.heart)
-    if rv_slices < RV_BESIDE_LV * lv_slices or not lv_slices:
+    if rv_missing(view.heart):
         mirrored = turn.mirrored()
         shown = mirrored.apply(study.frame(frame))
         heart = segmenter.heart_labels(shown, mirrored.spacing(study.spacing))

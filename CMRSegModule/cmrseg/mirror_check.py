@@ -14,13 +14,8 @@ import sys
 import numpy as np
 
 from cmrseg.errors import CMRSegError
-from cmrseg.inference import Segmenter, found_only_mirrored, heart_extent
+from cmrseg.inference import Segmenter, found_only_mirrored, rv_share
 from cmrseg.io.acdc import list_patients, load_frame
-
-
-def rv_share(labels: np.ndarray) -> float | None:
-    lv_slices, rv_slices = heart_extent(labels)
-    return rv_slices / lv_slices if lv_slices else None
 
 
 def check(root, segmenter: Segmenter) -> dict[str, dict]:
@@ -35,8 +30,9 @@ def check(root, segmenter: Segmenter) -> dict[str, dict]:
             stored = segmenter.heart_labels(image, study.spacing)
             mirrored = segmenter.heart_labels(np.ascontiguousarray(image[..., ::-1]), study.spacing)
             for key, labels in (("stored", stored), ("mirrored", mirrored)):
-                if rv_share(labels) is not None:
-                    result[key].append(rv_share(labels))
+                share = rv_share(labels)
+                if share is not None:
+                    result[key].append(share)
             if found_only_mirrored(stored, mirrored):
                 result["taken_mirrored"].append(patient.name)
             result["taken_back"] += found_only_mirrored(mirrored, stored)

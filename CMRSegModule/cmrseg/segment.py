@@ -56,9 +56,8 @@ class SegmentationResult:
 
 
 def frames_to_segment(study: Study, ed: int | None, es: int | None, all_frames: bool) -> tuple[list[int], bool]:
-    """The frames to segment and whether ED/ES come from the volume curve (all frames segmented)."""
-    ed = study.ed_frame if ed is None else ed
-    es = study.es_frame if es is None else es
+    """The frames to segment and whether ED/ES come from the volume curve (all frames segmented); ``ed`` and
+    ``es`` are the user's, else the input's."""
     if (ed is None) != (es is None):
         raise CMRSegError("Give both ED and ES frames, or neither (then they are found from the LV volume curve).")
     for name, frame in (("ED", ed), ("ES", es)):
@@ -335,23 +334,20 @@ def segment_study(
     progress: ProgressCallback | None = None,
 ) -> StudySegmentation:
     """Segment the ED/ES frames (given, from the input, or from the volume curve) and measure them."""
+    ed = study.ed_frame if ed is None else ed
+    es = study.es_frame if es is None else es
     frames, from_curve = frames_to_segment(study, ed, es, all_frames)
     started = time.perf_counter()
     review_model = load_review_model(segmenter.source) if segmenter.source else None
     evidence: dict | None = {} if review_model is not None else None  # only what the review score will use
     # The network's view is decided on ED where it is known: the heart's RV is easiest to tell beside the LV there.
-    known_ed = study.ed_frame if ed is None else ed
-    view = network_view(study, known_ed if known_ed in frames else frames[0], segmenter)
+    view = network_view(study, frames[0] if ed is None else ed, segmenter)
     labels = segment_frames(study, frames, segmenter, progress, evidence=evidence, view=view)
     seconds = time.perf_counter() - started
     curve = lv_volume_curve(labels, study.voxel_volume_ml)
     if from_curve and len(frames) > 1:
         ed, es = choose_ed_es(curve)
-    elif not from_curve:
-        ed = study.ed_frame if ed is None else ed
-        es = study.es_frame if es is None else es
-    else:
-        ed = es = None  # a single frame: volumes only
+    elif from_curve:  # a single frame (ED and ES unknown): volumes only
         log.warning("One frame only: volumes are reported, but no ED/ES, stroke volume or ejection fraction.")
     base_index = basal_end(labels[ed]) if ed is not None else None
     ruled = {i: apply_basal_rule(lab, basal_rule, base_index) for i, lab in labels.items()}
