@@ -196,6 +196,25 @@ def test_in_process_run_with_chosen_frames_and_basal_rule(oblique_phantom, segme
     assert single.singleFrame and list(single.labels) == [0] and single.measures is None
 
 
+@pytest.mark.shared_data
+def test_the_in_process_run_checks_the_study_as_the_command_does(acdc_root, segmenter):
+    """A cine with its slice and time axes swapped (ACDC patient090) is refused in process too, with the
+    command's message, before any model is loaded; a broken voxel is repaired in the run's copy only."""
+    from dataclasses import replace
+
+    from cmrseg.io.load import load_study
+
+    study = load_study([acdc_root / "patient090" / "patient090_4d.nii.gz"])
+    swapped = replace(study, image=np.ascontiguousarray(np.swapaxes(study.image, 0, 1)), frame_times_ms=None)
+    with pytest.raises(CMRSegError, match="the slice and time axes look swapped"):
+        runInProcess(swapped, RunSettings())
+    broken = study.single_frame(0)
+    broken.image[0, 0, 0, 0] = np.nan
+    result = runInProcess(broken, RunSettings(), segmenter)
+    assert result.singleFrame and (result.labels[0] == labels.LV).any()
+    assert np.isnan(broken.image[0, 0, 0, 0])  # the caller's study as it was
+
+
 def test_the_patient_is_what_the_user_left_in_the_fields():
     """The module's fields start from the study's values: "Unknown" sex or an emptied height means none (the
     study's male ranges and DICOM height stayed in use before). Elsewhere entered values add to the study's."""

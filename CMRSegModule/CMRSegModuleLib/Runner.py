@@ -310,12 +310,16 @@ def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) ->
     """
     from cmrseg.inference import Segmenter
     from cmrseg.segment import segment_study
+    from cmrseg.validate import validate_study
 
     settings = settings.checked(study.num_frames)
+    # As in the background run: the user's frames or the volume curve, never frames stored on the study; and the
+    # checks every file read passes (swapped slice and time axes, a label map, broken voxels), on a copy, since
+    # they repair some things in place.
+    study = validate_study(replace(study, image=study.image.copy(), ed_frame=None, es_frame=None,
+                                   patient=patientWithSettings(study.patient, settings)))
     if segmenter is None:
         segmenter = Segmenter.load(settings.modelPath, device=settings.device)
-    # As in the background run: the user's frames or the volume curve, never frames stored on the study.
-    study = replace(study, ed_frame=None, es_frame=None, patient=patientWithSettings(study.patient, settings))
     result = segment_study(study, segmenter, settings.edFrame, settings.esFrame, basal_rule=settings.basalRule,
                            progress=progress)
     ed, es = result.ed_frame, result.es_frame
