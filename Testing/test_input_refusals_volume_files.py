@@ -129,7 +129,7 @@ def test_a_qform_and_an_sform_that_disagree_are_named_with_the_one_read(acdc_ed_
     and ITK (so CMRSeg and 3D Slicer) then reads the qform: said in the warning, and shown by the direction."""
     agreeing = _nifti_with(acdc_ed_bytes, tmp_path / "agreeing.nii", _252=("<2h", (1, 2)))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", InputWarning)
+        warnings.filterwarnings("error", "the header's two orientations disagree", InputWarning)
         assert np.allclose(load_study(agreeing).direction, np.eye(3))  # RAS diag(-1, -1, 1) is LPS identity
     turned = _nifti_with(acdc_ed_bytes, tmp_path / "turned.nii", _252=("<2h", (1, 2)), _256=("<3f", (0.0, 0.0, 0.0)))
     with pytest.warns(InputWarning, match=r"disagree \(.* 180 degrees apart\)\. CMRSeg reads the qform"):
@@ -148,11 +148,26 @@ def test_a_qform_and_an_sform_that_disagree_are_named_with_the_one_read(acdc_ed_
                   _80=("<3f", tuple(lengths)))
     tilted = _nifti_with(acdc_ed_bytes, tmp_path / "tilted.nii", **fields, _256=("<3f", quaternion_of(u @ vt)))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", InputWarning)
+        warnings.filterwarnings("error", "the header's two orientations disagree", InputWarning)
         load_study(tilted)
     not_turned = _nifti_with(acdc_ed_bytes, tmp_path / "not_turned.nii", **fields, _256=("<3f", (0.0, 0.0, 0.0)))
     with pytest.warns(InputWarning, match=r"up to 180 degrees apart\)\. CMRSeg reads the qform"):
         assert np.allclose(load_study(not_turned).direction, np.diag([-1.0, -1.0, 1.0]))
+
+
+def test_slices_in_an_axial_coronal_or_sagittal_plane_are_named_in_a_warning(acdc_root, oblique_phantom, tmp_path):
+    """No short-axis slice lies in a patient axis plane: ACDC's files (no real patient orientation) are named,
+    and so is a stack turned to lie coronal; a double-oblique stack, as a scanner writes it, is not."""
+    with pytest.warns(InputWarning, match="patient001.*slices lie in a patient axial plane.*no real patient"):
+        load_study(acdc_root / "patient001")
+    write_study(oblique_phantom.study, tmp_path / "oblique.nii.gz")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", ".*slices lie in a patient", InputWarning)
+        load_study(tmp_path / "oblique.nii.gz")
+    coronal = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # the slice normal along y
+    write_study(replace(oblique_phantom.study, direction=coronal), tmp_path / "coronal.nii.gz")
+    with pytest.warns(InputWarning, match="slices lie in a patient coronal plane"):
+        load_study(tmp_path / "coronal.nii.gz")
 
 
 def quaternion_of(rotation: np.ndarray) -> tuple[float, float, float]:

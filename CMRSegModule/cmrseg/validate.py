@@ -49,6 +49,10 @@ MIN_GREY_VALUES = 16
 # only with enough of both (an ED/ES pair's frames are far apart in the cycle).
 SWAPPED_AXES_RATIO = 0.5
 SWAPPED_AXES_MIN_LENGTH = 5
+# A short-axis plane is double oblique: its normal (the LV's long axis) lies tens of degrees from every patient axis.
+# Slices within this of an axial, coronal or sagittal plane come from a file without a real patient orientation
+# (every ACDC file) or from another kind of series.
+AXIS_ALIGNED_DEGREES = 1.0
 # Patient size.
 HEIGHT_CM = (50.0, 250.0)
 WEIGHT_KG = (2.0, 400.0)
@@ -117,6 +121,27 @@ def orthonormal_direction(direction: np.ndarray, source: str) -> np.ndarray:
         stacklevel=2,
     )
     return u @ vt
+
+
+def warn_if_axis_aligned(study: Study) -> None:
+    """Warn when the slices lie in an axial, coronal or sagittal plane, as no short-axis slice does: the in-plane
+    view is then assumed (the RV left of the LV as displayed), not read from the file. A heart stored turned
+    against it, where the network still finds an RV, is segmented worse without a flag (the RV of the 15
+    validation patients, ED / ES Dice: 0.94 / 0.84 as stored; 0.85 / 0.77 turned a quarter, 0.77 / 0.71 flipped
+    upside down)."""
+    normal = np.asarray(study.direction, dtype=float)[:, 2]
+    axis = int(np.argmax(np.abs(normal)))
+    if np.degrees(np.arccos(min(1.0, abs(float(normal[axis]))))) > AXIS_ALIGNED_DEGREES:
+        return
+    plane = ("sagittal", "coronal", "axial")[axis]  # LPS: a normal along x (left) is sagittal
+    warnings.warn(
+        f"{study.source or 'The study'}: its slices lie in a patient {plane} plane, which short-axis slices never "
+        "do: the file carries no real patient orientation (as ACDC's), or it is not a short-axis series. The slices "
+        "are taken as displayed with the RV left of the LV; if they are stored turned or flipped, the RV is "
+        "segmented worse and the quality check cannot tell. Check the orientation of the result.",
+        InputWarning,
+        stacklevel=2,
+    )
 
 
 def _where(study: Study, t: int, z: int) -> str:
@@ -248,6 +273,7 @@ def validate_study(study: Study) -> Study:
     check_not_label_map(study)
     check_intensities(study)
     check_slice_and_time_axes(study)
+    warn_if_axis_aligned(study)
     study.patient = plausible_patient(study.patient, source)
     return study
 
