@@ -175,6 +175,24 @@ def test_intervals_are_the_calibrated_multiple_of_the_members_spread():
     assert interval["high"] == pytest.approx(101.0 + half, abs=0.01)
 
 
+def test_the_printed_intervals_mark_what_the_quality_check_makes_unusable():
+    """An LV lost on an ES slice (a failing check) makes the LV EF unusable: its interval line says so, as the
+    parameter table does, instead of an interval; the others are shown as measured, rounded once (59.847 is
+    59.8, not 59.85 rounded again to 59.9)."""
+    from cmrseg.printout import format_review
+    from cmrseg.review import parameter_intervals
+
+    members = [{"lv_ef_pct": v, "rv_ef_pct": w} for v, w in ((37.0, 58.0), (38.0, 60.0), (39.0, 61.0))]
+    intervals = parameter_intervals({"lv_ef_pct": 38.1, "rv_ef_pct": 59.847}, members,
+                                    {"lv_ef_pct": 2.0, "rv_ef_pct": 2.0})
+    qc = {"status": "fail", "flags": [{"code": "lv_gap", "severity": "fail", "phase": "ES", "slice": 6,
+                                       "message": "LV missing on slice 6"}]}
+    lines = format_review({"slices": [], "intervals": intervals}, qc).splitlines()
+    assert lines[-2].split() == ["lv_ef_pct", "38.1", "NOT", "USABLE", "(quality", "check:", "lv_gap)"]
+    assert lines[-1].split()[:2] == ["rv_ef_pct", "59.8"] and "NOT USABLE" not in lines[-1]
+    assert "NOT USABLE" not in format_review({"slices": [], "intervals": intervals}, {"status": "pass", "flags": []})
+
+
 def test_a_review_thumbnail_is_the_zoomed_heart_with_outlines():
     import base64
     import io

@@ -124,7 +124,7 @@ def _segment(args: argparse.Namespace) -> int:
     print(printout.format_measures(result.measures))
     print(printout.format_qc(result.measures["qc"]))
     if "review" in result.measures:
-        print(printout.format_review(result.measures["review"]))
+        print(printout.format_review(result.measures["review"], result.measures["qc"]))
     print(f"Outputs in {args.out}: {', '.join(p.name for p in result.outputs)}")
     return 3 if args.strict and result.measures["qc"]["status"] == "fail" else 0
 

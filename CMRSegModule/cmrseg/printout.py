@@ -68,8 +68,11 @@ def format_qc(qc: dict) -> str:
     return "\n".join(lines)
 
 
-def format_review(review: dict, count: int = 5) -> str:
-    """The slices most worth checking (the review score, highest first)."""
+def format_review(review: dict, qc: dict | None = None, count: int = 5) -> str:
+    """The slices most worth checking (the review score, highest first), and the parameters' intervals: a value
+    the quality check ``qc`` makes unusable is marked so, without an interval."""
+    from cmrseg.qc import unusable_parameters, unusable_text
+
     lines = [f"Slices most worth checking (review score; all {len(review['slices'])} in measures.json):"]
     for entry in review["slices"][:count]:
         what = ", ".join(entry["structures"] + entry["signals"]) or "-"
@@ -78,8 +81,11 @@ def format_review(review: dict, count: int = 5) -> str:
     intervals = review.get("intervals", {})
     if intervals:
         lines.append("90 % intervals from the ensemble's spread (calibrated on validation patients):")
+        unusable = unusable_parameters(qc)
         for name, interval in intervals.items():
-            lines.append(f"  {name:14} {interval['value']:8.1f}  [{interval['low']:.1f}, {interval['high']:.1f}]")
+            shown = (unusable_text(unusable[name]) if name in unusable
+                     else f"[{interval['low']:.1f}, {interval['high']:.1f}]")
+            lines.append(f"  {name:14} {interval['value']:8.1f}  {shown}")
     return "\n".join(lines)
 
 

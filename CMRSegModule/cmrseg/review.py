@@ -333,8 +333,9 @@ def parameter_intervals(value: dict, members: list[dict[str, float]], factors: d
         if not low <= value[name] <= high:
             continue  # e.g. a negative EF: the value itself is unusable (the QC says so); no interval can hold it
         half = factors[name] * spread(members, name)
-        result[name] = {"value": round(float(value[name]), 2), "low": round(max(float(value[name]) - half, low), 2),
-                        "high": round(min(float(value[name]) + half, high), 2), "level": INTERVAL_LEVEL}
+        # unrounded: rounded here and again where shown, a value could read 59.9 beside the table's 59.8
+        result[name] = {"value": float(value[name]), "low": max(float(value[name]) - half, low),
+                        "high": min(float(value[name]) + half, high), "level": INTERVAL_LEVEL}
     return result
 
 
