@@ -160,6 +160,25 @@ def test_a_failing_check_names_the_values_it_makes_unusable():
     assert unusable_parameters(None) == {}
 
 
+def test_a_slice_lost_from_the_rv_or_the_myocardium_makes_their_numbers_unusable():
+    """An RV or myocardium missing on a slice between slices that hold it (an unreadable slice, say) cannot
+    give a right RV volume or LV mass: the check fails and marks those values, as it does for the LV."""
+    spacing = (1.5, 1.5, 8)
+    ed, es = ring_heart(), ring_hearts.ring_heart(9, 64, (32, 28), (32, 50), (7, 14, 7))  # ES: smaller cavities
+    ed[4][ed[4] == MYO] = 0  # the LV wall lost on a mid slice at ED: the mass misses a ninth
+    es[5][es[5] == RV] = 0  # the RV lost on a mid slice at ES
+    measures = study_measures(frame_measures(ed, spacing), frame_measures(es, spacing)).as_dict()
+    qc = quality_check({0: ed, 1: es}, 0, 1, measures)
+    gaps = [(f["code"], f["severity"], f["phase"], f["slice"]) for f in qc["flags"] if f["code"].endswith("_gap")]
+    assert qc["status"] == "fail" and set(gaps) == {("myocardium_gap", "fail", "ED", 4), ("rv_gap", "fail", "ES", 5)}
+    unusable = unusable_parameters(qc)
+    assert {key for key, code in unusable.items() if code == "myocardium_gap"} == {
+        "lv_mass_ed_g", "lv_mass_ed_index", "myo_mass_g"}
+    assert {key for key, code in unusable.items() if code == "rv_gap"} == {
+        "rv_esv_ml", "rv_esv_index", "rv_sv_ml", "rv_sv_index", "rv_ef_pct", "rv_ml"}
+    assert set(unusable.values()) == {"myocardium_gap", "rv_gap"}  # the LV volumes and the RV EDV stand
+
+
 def test_a_single_frame_with_a_missed_rv_has_an_unusable_rv_volume():
     labels = ring_heart()
     labels[1:][labels[1:] == RV] = 0

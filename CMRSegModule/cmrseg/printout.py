@@ -34,10 +34,9 @@ def format_measures(measures: dict) -> str:
         judged = judged_frame(measures)
         for index, frame in measures["frames"].items():
             unusable = unusable_parameters(measures.get("qc"), frame) if index == judged else {}
-            volumes = {key: f"{frame[key]:.1f} ml" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
-                       for key in ("lv_ml", "rv_ml")}  # fmt: skip
-            lines.append(f"frame {index}: LV {volumes['lv_ml']}, RV {volumes['rv_ml']}, "
-                         f"LV mass {frame['myo_mass_g']:.1f} g")
+            shown = {key: f"{frame[key]:.1f} {unit}" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
+                     for key, unit in (("lv_ml", "ml"), ("rv_ml", "ml"), ("myo_mass_g", "g"))}  # fmt: skip
+            lines.append(f"frame {index}: LV {shown['lv_ml']}, RV {shown['rv_ml']}, LV mass {shown['myo_mass_g']}")
         return "\n".join(lines)
     # the numbers that name the frames in the output files and the report, not the 0-based indices
     lines.append(f"ED frame {measures['ed_frame_number']}, ES frame {measures['es_frame_number']} "

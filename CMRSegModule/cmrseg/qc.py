@@ -16,8 +16,9 @@ checks must pass; ``Testing/test_qc.py`` measures the rates):
   hypertrophic heart, RV 10 ml); the structure was lost at ES and its EF would read near 100 %. ``fail``.
 - A ventricle at ES on fewer slices than it holds at ED: the base descends by a slice or two, no more (ACDC
   experts: LV on 0.70-1.0, RV on 0.43-1.0 of its ED slices). LV below a half, RV below a third: ``review``.
-- A gap (empty slices between slices holding the structure): ventricles are continuous. LV: ``fail``;
-  RV and myocardium: ``review``.
+- A gap (empty slices between slices holding the structure): ventricles and the LV wall are continuous (no
+  ACDC expert mask and no network result on the 30 validation and test patients has one); the structure's
+  volume (the LV mass, for the myocardium) at that phase misses a slice. ``fail``.
 - LV blood pool not enclosed by myocardium (< 50 % of its border touching myocardium, as the basal-slice
   rule measures it) on a mid-ventricular slice: ``review``.
 - Outside physiological limits (not normal ranges): EDV 40-450 ml, LV ESV above 350 ml, EF 5-85 %,
@@ -95,7 +96,7 @@ def structure_flags(labels: np.ndarray, phase: str | None) -> list[Flag]:
         missing = sorted(set(range(present[0], present[-1] + 1)) - set(present.tolist()))
         if missing:
             flags.append(Flag(
-                f"{name.split()[0].lower()}_gap", "fail" if label == LV else "review",
+                f"{name.split()[0].lower()}_gap", "fail",
                 f"{name} is missing on slice(s) {', '.join(map(str, missing))} between slices that hold it "
                 "(the ventricle is continuous): check those slices.", phase, missing[0]))
     lv_slices = _slices_with(labels, LV)
@@ -176,7 +177,7 @@ def shortening_flags(ed_labels: np.ndarray, es_labels: np.ndarray) -> list[Flag]
 # not usable is marked so wherever it is shown, not only in the check's message above the table.
 _VOLUMES = {"ED": ("edv_ml", "sv_ml", "ef_pct"), "ES": ("esv_ml", "sv_ml", "ef_pct"),
             None: ("edv_ml", "esv_ml", "sv_ml", "ef_pct")}
-_SINGLE_FRAME = {"lv": "lv_ml", "rv": "rv_ml"}
+_SINGLE_FRAME = {"lv": "lv_ml", "rv": "rv_ml"}  # a single frame's mass is "myo_mass_g"
 _INDEXED = {"edv_ml": "edv_index", "esv_ml": "esv_index", "sv_ml": "sv_index"}
 
 
@@ -192,7 +193,14 @@ def unusable_parameters(qc: dict | None, values: dict | None = None) -> dict[str
         if flag["severity"] != "fail":
             continue
         code, phase = flag["code"], flag["phase"]
-        if code in ("rv_coverage", "lv_gap"):  # the structure's volume at the flag's phase
+        if code == "myocardium_gap":  # the LV mass at the flag's phase
+            for key in ((f"lv_mass_{phase.lower()}_g",) if phase else ("lv_mass_ed_g", "lv_mass_es_g")):
+                unusable.setdefault(key, code)
+            if phase in ("ED", None):
+                unusable.setdefault("lv_mass_ed_index", code)
+            unusable.setdefault("myo_mass_g", code)
+            continue
+        if code in ("rv_coverage", "lv_gap", "rv_gap"):  # the structure's volume at the flag's phase
             side = code[:2]
         elif code.endswith(("_edv_implausible", "_sv_not_positive")):
             side, phase = code[:2], None  # a ventricle lost at ED, or ED and ES reversed: none of its volumes
