@@ -149,10 +149,34 @@ def test_a_qform_and_an_sform_that_disagree_are_named_with_the_one_read(acdc_ed_
     tilted = _nifti_with(acdc_ed_bytes, tmp_path / "tilted.nii", **fields, _256=("<3f", quaternion_of(u @ vt)))
     with warnings.catch_warnings():
         warnings.filterwarnings("error", "the header's two orientations disagree", InputWarning)
-        load_study(tilted)
+        with pytest.warns(InputWarning, match="leans 10 degrees .* volumes use the 10 mm between the slice planes"):
+            assert load_study(tilted).spacing == pytest.approx((1.5625, 1.5625, 10.0))  # not 10.15: 1.5 % more
     not_turned = _nifti_with(acdc_ed_bytes, tmp_path / "not_turned.nii", **fields, _256=("<3f", (0.0, 0.0, 0.0)))
     with pytest.warns(InputWarning, match=r"up to 180 degrees apart\)\. CMRSeg reads the qform"):
         assert np.allclose(load_study(not_turned).direction, np.diag([-1.0, -1.0, 1.0]))
+
+
+def test_slices_shifted_in_plane_are_measured_between_their_planes(acdc_ed_bytes, tmp_path):
+    """A converter that steps the sform's third axis from slice origin to slice origin, with the slices
+    shifted in-plane (here 4.7 mm per 10 mm slice, a 25-degree lean), and gives that step as the voxel size
+    (11.03 mm): ITK reads the qform and that voxel size, and every volume would be 10 % too large. The slice
+    spacing is the 10 mm between the slice planes, as the DICOM reader measures it; a voxel size that already
+    gives it is read as it is."""
+    srow = np.diag([-1.5625, -1.5625, 10.0])
+    srow[0, 2] = -10.0 * np.tan(np.radians(25.0))
+    lengths = np.linalg.norm(srow, axis=0)
+    u, _, vt = np.linalg.svd(srow / lengths)
+    fields = dict(_252=("<2h", (1, 1)), _280=("<12f", np.hstack([srow, np.zeros((3, 1))]).ravel()),
+                  _256=("<3f", quaternion_of(u @ vt)))
+    step = _nifti_with(acdc_ed_bytes, tmp_path / "step.nii", **fields, _80=("<3f", tuple(lengths)))
+    with pytest.warns(InputWarning, match="leans 25 degrees .* 10 mm between the slice planes, not the header's "
+                                          "slice step of 11.03 mm"):
+        study = load_study(step)
+    assert study.spacing == pytest.approx((1.5625, 1.5625, 10.0))
+    plane = _nifti_with(acdc_ed_bytes, tmp_path / "plane.nii", **fields, _80=("<3f", (1.5625, 1.5625, 10.0)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", ".*between the slice planes", InputWarning)
+        assert load_study(plane).spacing == pytest.approx((1.5625, 1.5625, 10.0))
 
 
 def test_slices_in_an_axial_coronal_or_sagittal_plane_are_named_in_a_warning(acdc_root, oblique_phantom, tmp_path):

@@ -185,16 +185,35 @@ def _warn_if_orientations_disagree(header: NiftiHeader, path: Path) -> None:
 SFORM_SPACING_TOLERANCE = 0.01  # relative
 
 
+def slice_plane_distance(header: NiftiHeader) -> float | None:
+    """The distance between the slice planes that the sform places the slices at: its third axis's length when
+    that axis is perpendicular to the slices, shorter when it leans (the slices shifted in-plane against each
+    other, as a gantry tilt or a converter that steps from slice origin to slice origin writes them). None
+    without a usable sform."""
+    if header.sform_code <= 0:
+        return None
+    columns = header.srow[:, :3]
+    in_plane = np.linalg.norm(np.cross(columns[:, 0], columns[:, 1]))
+    if not np.all(np.isfinite(columns)) or in_plane < 1e-12:
+        return None
+    distance = abs(float(np.linalg.det(columns))) / float(in_plane)
+    return distance if distance > 1e-6 else None
+
+
 def _check_sform_agrees(header: NiftiHeader, path: Path) -> None:
     """Refuse a header whose sform places the voxels at other distances than its voxel size says (a slice
     thickness written as the voxel size, say: every volume would be off by their ratio). An sform of unit scale
-    (every axis 1 mm, as in ACDC's files) carries no spacing and is not compared."""
+    (every axis 1 mm, as in ACDC's files) carries no spacing and is not compared. A leaning third axis may be
+    given as its length or as the distance between the slice planes."""
     if header.sform_code <= 0 or len(header.pixdim) < 3:
         return
     placed = np.linalg.norm(header.srow[:, :3], axis=0)
     if not np.all(np.isfinite(placed)) or np.any(placed < 1e-6) or np.allclose(placed, 1.0, atol=1e-3):
         return  # an sform without spacing: degenerate (ITK then takes the qform) or of unit scale
     given = np.array(header.pixdim[:3])
+    distance = slice_plane_distance(header)
+    if distance is not None and abs(distance - given[2]) <= SFORM_SPACING_TOLERANCE * given[2]:
+        placed[2] = distance
     if np.max(np.abs(placed - given) / given) > SFORM_SPACING_TOLERANCE:
         raise CMRSegError(
             f"{path}: the header's voxel size {np.round(given, 3).tolist()} mm disagrees with the spacing its sform "
