@@ -177,6 +177,9 @@ def test_slices_shifted_in_plane_are_measured_between_their_planes(acdc_ed_bytes
     with warnings.catch_warnings():
         warnings.filterwarnings("error", ".*between the slice planes", InputWarning)
         assert load_study(plane).spacing == pytest.approx((1.5625, 1.5625, 10.0))
+        # ACDC's own sform (code 2) has unit scale: it places no slice, and its 10 mm voxel size stands.
+        (tmp_path / "acdc.nii").write_bytes(acdc_ed_bytes)
+        assert load_study(tmp_path / "acdc.nii").spacing == pytest.approx((1.5625, 1.5625, 10.0))
 
 
 def test_slices_in_an_axial_coronal_or_sagittal_plane_are_named_in_a_warning(acdc_root, oblique_phantom, tmp_path):

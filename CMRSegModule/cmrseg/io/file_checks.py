@@ -193,10 +193,10 @@ def slice_plane_distance(header: NiftiHeader) -> float | None:
     if header.sform_code <= 0:
         return None
     columns = header.srow[:, :3]
-    in_plane = np.linalg.norm(np.cross(columns[:, 0], columns[:, 1]))
-    if not np.all(np.isfinite(columns)) or in_plane < 1e-12:
-        return None
-    distance = abs(float(np.linalg.det(columns))) / float(in_plane)
+    lengths = np.linalg.norm(columns, axis=0)
+    if not np.all(np.isfinite(lengths)) or np.any(lengths < 1e-6) or np.allclose(lengths, 1.0, atol=1e-3):
+        return None  # degenerate, or of unit scale (ACDC's): it carries no spacing, as _check_sform_agrees says
+    distance = abs(float(np.linalg.det(columns))) / float(np.linalg.norm(np.cross(columns[:, 0], columns[:, 1])))
     return distance if distance > 1e-6 else None
 
 

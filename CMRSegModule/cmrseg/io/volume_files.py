@@ -172,9 +172,13 @@ def _between_slice_planes(study: Study, nifti: NiftiHeader, path: Path) -> Study
     spacing, which a converter may have set to the distance from slice origin to slice origin, longer by
     1 / cos(lean): every volume and the mass would be that much too large (11 % at 25 degrees)."""
     distance = slice_plane_distance(nifti)
-    if distance is None or abs(study.spacing[2] - distance) <= SLICE_DISTANCE_TOLERANCE * distance:
+    if distance is None:
         return study
-    lean = float(np.degrees(np.arccos(min(1.0, distance / float(np.linalg.norm(nifti.srow[:, 2]))))))
+    step = float(np.linalg.norm(nifti.srow[:, 2]))  # from slice origin to slice origin
+    taken = study.spacing[2]
+    if abs(taken - step) > SLICE_DISTANCE_TOLERANCE * step or abs(taken - distance) <= SLICE_DISTANCE_TOLERANCE * step:
+        return study  # the slice spacing read is not the sform's step, or the step does not lean
+    lean = float(np.degrees(np.arccos(min(1.0, distance / step))))
     warnings.warn(f"{path}: the sform shifts the slices in-plane against each other (its slice axis leans "
                   f"{lean:.0f} degrees from the slice normal): volumes use the {distance:.4g} mm between the slice "
                   f"planes, not the header's slice step of {study.spacing[2]:.4g} mm.", InputWarning, stacklevel=3)
