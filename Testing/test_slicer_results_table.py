@@ -160,6 +160,28 @@ def test_table_finds_its_nodes_again_and_reports_deleted_ones(headless_slicer, r
         reviewNodesFromTable(other)
 
 
+def test_one_frame_given_as_both_ed_and_es_is_checked_as_ed_as_the_command_checks_it(headless_slicer,
+                                                                                     oblique_phantom):
+    """``cmrseg segment --ed k --es k`` checks that frame as ED (the RV on at least half of the LV's slices); its
+    review checked it as a frame of unknown phase (a quarter) and passed an RV the run's own check failed."""
+    study = oblique_phantom.study
+    frame = study.ed_frame
+    truth = oblique_phantom.labels[frame]
+    lv_slices = np.flatnonzero((truth == labels.LV).any(axis=(1, 2)))
+    rv_slices = np.flatnonzero((truth == labels.RV).any(axis=(1, 2)))
+    kept = rv_slices[: int(0.4 * len(lv_slices))]  # the RV on 40 % of the LV's slices, without a gap
+    few = np.where((truth == labels.RV) & ~np.isin(np.arange(truth.shape[0]), kept)[:, None, None], 0, truth)
+    few = few.astype(np.uint8)
+    status = {}
+    for name, (ed, es) in {"as ED": (frame, frame), "unknown phase": (None, None)}.items():
+        review = review_from_labels(headless_slicer.scene, study, {frame: few}, ed, es, name)
+        cells = {row["key"]: row for row in ResultsTable.readTable(review.table)}
+        corrected = updateCorrected(reviewNodesFromTable(review.table))  # the corrected column, checked alike
+        status[name] = (cells["qc_status"]["automatic"], corrected["qc"]["status"], cells["rv_ml"]["automatic_flag"])
+    assert status["as ED"][:2] == (2, "fail") and status["as ED"][2].startswith("NOT USABLE (quality check: rv_")
+    assert status["unknown phase"] == (0, "pass", "")
+
+
 def test_a_single_volume_gives_frame_volumes_without_ejection_fraction(headless_slicer, oblique_phantom):
     study = oblique_phantom.study.single_frame(0)
     review = review_from_labels(headless_slicer.scene, study, {0: oblique_phantom.labels[0]}, None, None, "One")

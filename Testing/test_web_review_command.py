@@ -100,9 +100,10 @@ def test_a_run_that_cannot_be_reviewed_is_refused_before_the_address_is_given(ru
     (moved / "measures.json").write_text(json.dumps({**measures, "input": [str(tmp_path / "gone.nii.gz")]}))
     result = _cmrseg("review", str(moved), "--port", "1")
     assert result.returncode == 2 and "is gone" in result.stderr and "CMRSeg review at" not in result.stdout
-    (moved / "measures.json").write_text(json.dumps({**measures, "es_frame": None}))
-    result = _cmrseg("review", str(moved), "--port", "1")
-    assert result.returncode == 2 and "holds a single-frame result" in result.stderr
+    for single in ({"es_frame": None}, {"es_frame": measures["ed_frame"]}):  # one frame, or ED and ES one frame
+        (moved / "measures.json").write_text(json.dumps({**measures, **single}))
+        result = _cmrseg("review", str(moved), "--port", "1")
+        assert result.returncode == 2 and "holds a single-frame result" in result.stderr
 
 
 def test_a_run_under_review_is_not_served_twice(run):

@@ -53,6 +53,7 @@ PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.Weigh
                       "age_years": "CMRSeg.AgeYears"}
 BSA_METHOD_ATTRIBUTE = "CMRSeg.BsaMethod"
 CURVE_ATTRIBUTE = "CMRSeg.LvCurve"  # the run's LV volume curve, judged again with the corrected ED/ES volumes
+FRAME_PHASE_ATTRIBUTE = "CMRSeg.FramePhase"  # "ED" for one frame given as both ED and ES (checked as ED)
 
 
 def decimalsOf(key: str) -> int:
@@ -61,7 +62,8 @@ def decimalsOf(key: str) -> int:
 
 
 def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | None = None,
-                          bsaMethod: str = "mosteller", curve: dict | None = None, direction=None) -> dict:
+                          bsaMethod: str = "mosteller", curve: dict | None = None, direction=None,
+                          framePhase: str | None = None) -> dict:
     """The clinical parameters of ED and ES label maps (``[z, y, x]``, ACDC values) as a flat dict.
 
     With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`, the quality check ``qc`` and its
@@ -69,12 +71,14 @@ def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | No
     and the frame's quality check.
     ``curve`` is the run's LV volume curve (:func:`lvCurve`) when it segmented every frame: the check judges
     it with these ED and ES volumes in it, as ``cmrseg segment`` judges its own. ``direction`` (LPS, as
-    :func:`volumeNodeGeometry` gives it) lets the check find the side of the RV.
+    :func:`volumeNodeGeometry` gives it) lets the check find the side of the RV. ``framePhase`` "ED": the single
+    frame is checked as ED, as ``cmrseg segment`` checks a frame given as both ED and ES.
     """
     ed = frame_measures(edLabels, spacing)
     geometry = None if direction is None else (spacing, direction)
-    if esLabels is None:  # the structural checks of a frame of unknown phase, as cmrseg segment makes them
-        qc = quality_check({0: edLabels}, None, None, None, geometry=geometry)
+    if esLabels is None:  # the structural checks of a single frame, as cmrseg segment makes them
+        known = 0 if framePhase == "ED" else None
+        qc = quality_check({0: edLabels}, known, known, None, geometry=geometry)
         return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g, "qc": qc,
                 "qc_status": QC_CODES[qc["status"]]}
     es = frame_measures(esLabels, spacing)
@@ -96,12 +100,12 @@ def lvCurve(lvMlByFrame: dict | None, edFrame: int, esFrame: int) -> dict | None
 
 def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esVolume=None,
                               patient: PatientInfo | None = None, bsaMethod: str = "mosteller",
-                              curve: dict | None = None) -> dict:
+                              curve: dict | None = None, framePhase: str | None = None) -> dict:
     """:func:`measuresFromLabelmaps` of segmentation nodes, each exported on its reference volume's grid."""
     spacing, _, direction = volumeNodeGeometry(edVolume)
     edLabels = labelmapFromSegmentation(edSegmentation, edVolume)
     esLabels = labelmapFromSegmentation(esSegmentation, esVolume) if esSegmentation is not None else None
-    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod, curve, direction)
+    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod, curve, direction, framePhase)
 
 
 def tableRows(measures: dict) -> list[tuple[str, str, str]]:
@@ -121,9 +125,9 @@ def tableRows(measures: dict) -> list[tuple[str, str, str]]:
 
 
 def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo | None = None,
-                       bsaMethod: str = "mosteller", curve: dict | None = None):
+                       bsaMethod: str = "mosteller", curve: dict | None = None, framePhase: str | None = None):
     """A new table node with the automatic values, the corrected column equal to them, difference 0;
-    ``curve`` (:func:`lvCurve`) is kept for the corrected column's quality check."""
+    ``curve`` (:func:`lvCurve`) and ``framePhase`` are kept for the corrected column's quality check."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     for column in COLUMNS:
         array = vtk.vtkStringArray() if column in TEXT_COLUMNS else vtk.vtkDoubleArray()
@@ -141,6 +145,8 @@ def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo |
     table.SetAttribute(BSA_METHOD_ATTRIBUTE, bsaMethod)
     if curve is not None:
         table.SetAttribute(CURVE_ATTRIBUTE, json.dumps(curve))
+    if framePhase is not None:
+        table.SetAttribute(FRAME_PHASE_ATTRIBUTE, framePhase)
     writePatient(table, patient, PATIENT_ATTRIBUTES)
     _setColumn(table, "automatic", automatic)
     _setReferenceColumns(table, "automatic", automatic)
@@ -168,7 +174,7 @@ def updateCorrectedColumn(table, edSegmentation, edVolume, esSegmentation=None, 
     """Recompute the corrected column from the corrected segmentation nodes; return the exact measures."""
     corrected = measuresFromSegmentations(edSegmentation, edVolume, esSegmentation, esVolume,
                                           tablePatient(table), table.GetAttribute(BSA_METHOD_ATTRIBUTE) or "mosteller",
-                                          tableCurve(table))  # fmt: skip
+                                          tableCurve(table), table.GetAttribute(FRAME_PHASE_ATTRIBUTE))  # fmt: skip
     setCorrectedMeasures(table, corrected)
     return corrected
 

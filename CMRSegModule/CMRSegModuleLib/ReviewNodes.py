@@ -90,12 +90,14 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
             prefix = phase.lower()
             nodes |= {f"{prefix}Volume": volume, f"{prefix}Automatic": automatic, f"{prefix}Corrected": corrected}
     curve = None if result.singleFrame else ResultsTable.lvCurve(result.lvCurve, result.edFrame, result.esFrame)
+    # one frame given as both ED and ES: checked as ED, as the run's own quality check did
+    framePhase = "ED" if result.edFrame is not None and result.edFrame == result.esFrame else None
     automaticValues = ResultsTable.measuresFromSegmentations(
         nodes["edAutomatic"], nodes["edVolume"], nodes.get("esAutomatic"), nodes.get("esVolume"),
-        patient, result.bsaMethod, curve,
+        patient, result.bsaMethod, curve, framePhase,
     )
     table = ResultsTable.createResultsTable(scene, f"{name} results", automaticValues, patient, result.bsaMethod,
-                                            curve)  # fmt: skip
+                                            curve, framePhase)  # fmt: skip
     review = ReviewNodes(table=table, **nodes)
     for role in ROLES:
         node = getattr(review, role)

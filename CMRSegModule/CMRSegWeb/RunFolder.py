@@ -52,7 +52,9 @@ def runRecord(folder: Path):
     is refused here, before a server starts (a single frame, inputs gone, label maps missing)."""
     try:
         measures = json.loads((folder / "measures.json").read_text())
-        singleFrame = measures["ed_frame"] is None or measures["es_frame"] is None
+        # one frame given as both ED and ES is a single frame too (RunResult.singleFrame)
+        singleFrame = measures["ed_frame"] is None or measures["es_frame"] is None or (
+            measures["ed_frame"] == measures["es_frame"])
         inputs = [_existingInput(Path(path), folder) for path in measures["input"]]
         result = None if singleFrame else readOutputFolder(folder)
     except (OSError, ValueError, KeyError, TypeError) as exc:
