@@ -160,6 +160,35 @@ def test_table_finds_its_nodes_again_and_reports_deleted_ones(headless_slicer, r
         reviewNodesFromTable(other)
 
 
+def test_a_run_segmented_mirrored_keeps_its_flag_in_the_table(headless_slicer, oblique_phantom, tmp_path):
+    """The run's check says the network saw the slices mirrored; the table's check (automatic and corrected),
+    the export and the corrected SR come from the table, and lost that flag. Read back from a run folder too."""
+    import json
+
+    from cmrseg.io.volume_files import write_frame
+    from CMRSegModuleLib.Runner import readOutputFolder
+
+    study = oblique_phantom.study
+    ed, es = study.ed_frame, study.es_frame
+    maps = {ed: oblique_phantom.labels[ed], es: oblique_phantom.labels[es]}
+    codes = {}
+    for mirrored in (False, True):
+        result = RunResult(maps, ed, es, "test labels", "none", "input or user", segmentedMirrored=mirrored)
+        review = createReviewNodes(headless_slicer.scene, study, result, f"mirrored {mirrored}")
+        corrected = updateCorrected(reviewNodesFromTable(review.table))
+        codes[mirrored] = [[flag["code"] for flag in qc["flags"]]
+                           for qc in (ResultsTable.automaticMeasures(review.table)["qc"], corrected["qc"])]
+    assert codes[True] == [["segmented_mirrored"], ["segmented_mirrored"]] and codes[False] == [[], []]
+    flag = {"code": "segmented_mirrored", "severity": "review", "message": "", "phase": None, "slice": None}
+    frames = {}
+    for frame in (ed, es):
+        write_frame(maps[frame], study, tmp_path / f"labels_{frame}.nii.gz")
+        frames[str(frame)] = {"file": f"labels_{frame}.nii.gz", "lv_ml": 1.0}
+    (tmp_path / "measures.json").write_text(json.dumps({"ed_frame": ed, "es_frame": es, "frames": frames,
+                                                        "qc": {"status": "review", "flags": [flag]}}))
+    assert readOutputFolder(tmp_path).segmentedMirrored
+
+
 def test_one_frame_given_as_both_ed_and_es_is_checked_as_ed_as_the_command_checks_it(headless_slicer,
                                                                                      oblique_phantom):
     """``cmrseg segment --ed k --es k`` checks that frame as ED (the RV on at least half of the LV's slices); its

@@ -54,6 +54,7 @@ PATIENT_ATTRIBUTES = {"height_cm": "CMRSeg.HeightCm", "weight_kg": "CMRSeg.Weigh
 BSA_METHOD_ATTRIBUTE = "CMRSeg.BsaMethod"
 CURVE_ATTRIBUTE = "CMRSeg.LvCurve"  # the run's LV volume curve, judged again with the corrected ED/ES volumes
 FRAME_PHASE_ATTRIBUTE = "CMRSeg.FramePhase"  # "ED" for one frame given as both ED and ES (checked as ED)
+MIRRORED_ATTRIBUTE = "CMRSeg.SegmentedMirrored"  # "1": the network saw the slices mirrored (a quality-check flag)
 
 
 def decimalsOf(key: str) -> int:
@@ -63,7 +64,7 @@ def decimalsOf(key: str) -> int:
 
 def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | None = None,
                           bsaMethod: str = "mosteller", curve: dict | None = None, direction=None,
-                          framePhase: str | None = None) -> dict:
+                          framePhase: str | None = None, segmentedMirrored: bool = False) -> dict:
     """The clinical parameters of ED and ES label maps (``[z, y, x]``, ACDC values) as a flat dict.
 
     With ED and ES: the fields of :class:`cmrseg.measures.StudyMeasures`, the quality check ``qc`` and its
@@ -72,13 +73,14 @@ def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | No
     ``curve`` is the run's LV volume curve (:func:`lvCurve`) when it segmented every frame: the check judges
     it with these ED and ES volumes in it, as ``cmrseg segment`` judges its own. ``direction`` (LPS, as
     :func:`volumeNodeGeometry` gives it) lets the check find the side of the RV. ``framePhase`` "ED": the single
-    frame is checked as ED, as ``cmrseg segment`` checks a frame given as both ED and ES.
+    frame is checked as ED, as ``cmrseg segment`` checks a frame given as both ED and ES. ``segmentedMirrored``:
+    the run's network saw the slices mirrored against the header, which the check keeps saying.
     """
     ed = frame_measures(edLabels, spacing)
     geometry = None if direction is None else (spacing, direction)
     if esLabels is None:  # the structural checks of a single frame, as cmrseg segment makes them
         known = 0 if framePhase == "ED" else None
-        qc = quality_check({0: edLabels}, known, known, None, geometry=geometry)
+        qc = quality_check({0: edLabels}, known, known, None, geometry=geometry, segmented_mirrored=segmentedMirrored)
         return {"lv_ml": ed.lv_ml, "rv_ml": ed.rv_ml, "myo_ml": ed.myo_ml, "myo_mass_g": ed.myo_mass_g, "qc": qc,
                 "qc_status": QC_CODES[qc["status"]]}
     es = frame_measures(esLabels, spacing)
@@ -86,7 +88,8 @@ def measuresFromLabelmaps(edLabels, esLabels, spacing, patient: PatientInfo | No
     judged = None
     if curve is not None:
         judged = {**curve["lv_ml"], curve["ed"]: ed.lv_ml, curve["es"]: es.lv_ml}
-    qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures, judged, geometry)
+    qc = quality_check({0: edLabels, 1: esLabels}, 0, 1, measures, judged, geometry,
+                       segmented_mirrored=segmentedMirrored)
     reference = compare_with_ranges(measures, getattr(patient, "sex", None), getattr(patient, "age_years", None))
     return {**measures, "qc": qc, "qc_status": QC_CODES[qc["status"]], "reference": reference}
 
@@ -100,12 +103,14 @@ def lvCurve(lvMlByFrame: dict | None, edFrame: int, esFrame: int) -> dict | None
 
 def measuresFromSegmentations(edSegmentation, edVolume, esSegmentation=None, esVolume=None,
                               patient: PatientInfo | None = None, bsaMethod: str = "mosteller",
-                              curve: dict | None = None, framePhase: str | None = None) -> dict:
+                              curve: dict | None = None, framePhase: str | None = None,
+                              segmentedMirrored: bool = False) -> dict:
     """:func:`measuresFromLabelmaps` of segmentation nodes, each exported on its reference volume's grid."""
     spacing, _, direction = volumeNodeGeometry(edVolume)
     edLabels = labelmapFromSegmentation(edSegmentation, edVolume)
     esLabels = labelmapFromSegmentation(esSegmentation, esVolume) if esSegmentation is not None else None
-    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod, curve, direction, framePhase)
+    return measuresFromLabelmaps(edLabels, esLabels, spacing, patient, bsaMethod, curve, direction, framePhase,
+                                 segmentedMirrored)
 
 
 def tableRows(measures: dict) -> list[tuple[str, str, str]]:
@@ -125,9 +130,11 @@ def tableRows(measures: dict) -> list[tuple[str, str, str]]:
 
 
 def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo | None = None,
-                       bsaMethod: str = "mosteller", curve: dict | None = None, framePhase: str | None = None):
+                       bsaMethod: str = "mosteller", curve: dict | None = None, framePhase: str | None = None,
+                       segmentedMirrored: bool = False):
     """A new table node with the automatic values, the corrected column equal to them, difference 0;
-    ``curve`` (:func:`lvCurve`) and ``framePhase`` are kept for the corrected column's quality check."""
+    ``curve`` (:func:`lvCurve`), ``framePhase`` and ``segmentedMirrored`` are kept for the corrected column's
+    quality check."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     for column in COLUMNS:
         array = vtk.vtkStringArray() if column in TEXT_COLUMNS else vtk.vtkDoubleArray()
@@ -147,6 +154,8 @@ def createResultsTable(scene, name: str, automatic: dict, patient: PatientInfo |
         table.SetAttribute(CURVE_ATTRIBUTE, json.dumps(curve))
     if framePhase is not None:
         table.SetAttribute(FRAME_PHASE_ATTRIBUTE, framePhase)
+    if segmentedMirrored:
+        table.SetAttribute(MIRRORED_ATTRIBUTE, "1")
     writePatient(table, patient, PATIENT_ATTRIBUTES)
     _setColumn(table, "automatic", automatic)
     _setReferenceColumns(table, "automatic", automatic)
@@ -174,7 +183,8 @@ def updateCorrectedColumn(table, edSegmentation, edVolume, esSegmentation=None, 
     """Recompute the corrected column from the corrected segmentation nodes; return the exact measures."""
     corrected = measuresFromSegmentations(edSegmentation, edVolume, esSegmentation, esVolume,
                                           tablePatient(table), table.GetAttribute(BSA_METHOD_ATTRIBUTE) or "mosteller",
-                                          tableCurve(table), table.GetAttribute(FRAME_PHASE_ATTRIBUTE))  # fmt: skip
+                                          tableCurve(table), table.GetAttribute(FRAME_PHASE_ATTRIBUTE),
+                                          table.GetAttribute(MIRRORED_ATTRIBUTE) == "1")  # fmt: skip
     setCorrectedMeasures(table, corrected)
     return corrected
 

@@ -94,10 +94,10 @@ def createReviewNodes(scene, study, result, name: str | None = None, inputVolume
     framePhase = "ED" if result.edFrame is not None and result.edFrame == result.esFrame else None
     automaticValues = ResultsTable.measuresFromSegmentations(
         nodes["edAutomatic"], nodes["edVolume"], nodes.get("esAutomatic"), nodes.get("esVolume"),
-        patient, result.bsaMethod, curve, framePhase,
+        patient, result.bsaMethod, curve, framePhase, result.segmentedMirrored,
     )
     table = ResultsTable.createResultsTable(scene, f"{name} results", automaticValues, patient, result.bsaMethod,
-                                            curve, framePhase)  # fmt: skip
+                                            curve, framePhase, result.segmentedMirrored)  # fmt: skip
     review = ReviewNodes(table=table, **nodes)
     for role in ROLES:
         node = getattr(review, role)

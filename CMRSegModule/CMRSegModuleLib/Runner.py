@@ -91,6 +91,7 @@ class RunResult:
     review: dict | None = None  # the core's per-slice review score (cmrseg.review), when the model has one
     lvCurve: dict | None = None  # {frame: LV blood pool ml} of every segmented frame (basal rule applied)
     bsaMethod: str = "mosteller"  # the BSA formula of the run's indexed values
+    segmentedMirrored: bool = False  # the network was shown the slices mirrored (the run's quality check says so)
 
     @property
     def singleFrame(self) -> bool:
@@ -300,7 +301,13 @@ def readOutputFolder(outDir: str | Path, basalRule: str = "none") -> RunResult:
     # runs before the setting was recorded name the formula only where it was used, with their parameters
     bsaMethod = measures.get("bsa_method") or (measures.get("study") or {}).get("bsa_method") or "mosteller"
     return RunResult(labels, ed, es, measures.get("model", ""), measures.get("basal_rule", basalRule),
-                     measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"), curve, bsaMethod)
+                     measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"), curve, bsaMethod,
+                     segmentedMirrored(measures.get("qc")))
+
+
+def segmentedMirrored(qc: dict | None) -> bool:
+    """Whether a run's quality check says the network was shown the slices mirrored against the header."""
+    return any(flag["code"] == "segmented_mirrored" for flag in (qc or {}).get("flags", []))
 
 
 def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) -> RunResult:
@@ -327,4 +334,5 @@ def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) ->
     labels = {i: result.labels[i] for i in kept}
     edEsFrom = "LV volume curve" if result.from_curve else "input or user"
     return RunResult(labels, ed, es, segmenter.description, settings.basalRule, edEsFrom, result.study_measures,
-                     result.review, {i: m.lv_ml for i, m in result.per_frame.items()})
+                     result.review, {i: m.lv_ml for i, m in result.per_frame.items()},
+                     segmentedMirrored=segmentedMirrored(result.qc))
