@@ -106,6 +106,30 @@ def test_existing_outputs_are_not_overwritten(phantom, model_path, tmp_path, cap
     assert (tmp_path / "out" / "frame_seg.nii.gz").read_bytes() == before
 
 
+def test_a_single_frame_report_shows_its_volumes(phantom, model_path, tmp_path, capsys):
+    """The report's table holds study parameters (EDV, EF...), which one frame has not: its volumes and mass are
+    listed under it, as the printout gives them, instead of a table of dashes only."""
+    import json
+
+    write_study(phantom.study.single_frame(0), tmp_path / "frame.nii.gz")
+    assert run("segment", tmp_path / "frame.nii.gz", "--out", tmp_path / "out", "--model", model_path) == 0
+    printed = capsys.readouterr().out
+    frame = json.loads((tmp_path / "out" / "measures.json").read_text())["frames"]["0"]
+    text = f"LV {frame['lv_ml']:.1f} ml, RV {frame['rv_ml']:.1f} ml, LV mass {frame['myo_mass_g']:.1f} g"
+    assert f"frame 0: {text}" in printed
+    assert f"<b>Frame 0 volumes</b>: {text}</li>" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_single_frames_volumes_carry_the_marks_of_its_failing_check():
+    from cmrseg.printout import frame_volume_texts
+
+    frame = {"lv_ml": 120.04, "rv_ml": 30.0, "myo_mass_g": 95.55}
+    qc = {"status": "fail", "flags": [{"code": "rv_coverage", "severity": "fail", "phase": None, "slice": None,
+                                       "message": ""}]}
+    texts = frame_volume_texts({"ed_frame": None, "frames": {"3": frame}, "qc": qc})
+    assert texts == {"3": "LV 120.0 ml, RV 30.0 ml (NOT USABLE (quality check: rv_coverage)), LV mass 95.5 g"}
+
+
 def test_a_folder_without_a_cine_is_a_clear_error_and_writes_nothing(model_path, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not an image")
     assert run("segment", tmp_path, "--out", tmp_path / "out", "--model", model_path) == 2

@@ -22,7 +22,7 @@ def basal_removed_text(measures: dict) -> str:
 
 
 def format_measures(measures: dict) -> str:
-    from cmrseg.qc import judged_frame, unusable_parameters, unusable_text
+    from cmrseg.qc import unusable_parameters
     from cmrseg.reference import applied_text, value_notes
     from cmrseg.report import INDEXED, PARAMETERS
 
@@ -31,12 +31,7 @@ def format_measures(measures: dict) -> str:
              + (f" ({removed})" if removed else "")]
     study = measures.get("study")
     if not study:  # one frame (or ED and ES one frame): its volumes, marked where the check judged them
-        judged = judged_frame(measures)
-        for index, frame in measures["frames"].items():
-            unusable = unusable_parameters(measures.get("qc"), frame) if index == judged else {}
-            shown = {key: f"{frame[key]:.1f} {unit}" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
-                     for key, unit in (("lv_ml", "ml"), ("rv_ml", "ml"), ("myo_mass_g", "g"))}  # fmt: skip
-            lines.append(f"frame {index}: LV {shown['lv_ml']}, RV {shown['rv_ml']}, LV mass {shown['myo_mass_g']}")
+        lines += [f"frame {index}: {text}" for index, text in frame_volume_texts(measures).items()]
         return "\n".join(lines)
     # the numbers that name the frames in the output files and the report, not the 0-based indices
     lines.append(f"ED frame {measures['ed_frame_number']}, ES frame {measures['es_frame_number']} "
@@ -52,6 +47,20 @@ def format_measures(measures: dict) -> str:
     if reference:
         lines.append(f"Reference ranges ({reference['limits']}; sources in measures.json): {applied_text(reference)}")
     return "\n".join(lines)
+
+
+def frame_volume_texts(measures: dict) -> dict[str, str]:
+    """``{frame key: "LV 123.4 ml, RV ..., LV mass ... g"}`` of a result without study parameters (one frame, or
+    ED and ES one frame), each value marked where the quality check makes it unusable (on the frame it judged)."""
+    from cmrseg.qc import judged_frame, unusable_parameters, unusable_text
+
+    judged, texts = judged_frame(measures), {}
+    for index, frame in measures["frames"].items():
+        unusable = unusable_parameters(measures.get("qc"), frame) if index == judged else {}
+        shown = {key: f"{frame[key]:.1f} {unit}" + (f" ({unusable_text(unusable[key])})" if key in unusable else "")
+                 for key, unit in (("lv_ml", "ml"), ("rv_ml", "ml"), ("myo_mass_g", "g"))}  # fmt: skip
+        texts[index] = f"LV {shown['lv_ml']}, RV {shown['rv_ml']}, LV mass {shown['myo_mass_g']}"
+    return texts
 
 
 def format_qc(qc: dict) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cmrseg import __version__
-from cmrseg.printout import basal_removed_text
+from cmrseg.printout import basal_removed_text, frame_volume_texts
 
 
 def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, from_curve, pdf_path=None) -> None:
@@ -29,7 +29,10 @@ def write_study_report(path, study, labels, measures, segmenter, ed, es, curve, 
                          + ("(from slice positions)" if study.slice_files is not None else "(from the file header)"),
         "cmrseg": __version__,
     }
-    if measures.get("study", {}).get("bsa_m2"):
+    if not measures.get("study"):  # no study parameters: the frame's volumes, which the table cannot hold
+        for index, text in frame_volume_texts(measures).items():
+            context[f"Frame {study.frame_number(int(index))} volumes"] = text
+    if (measures.get("study") or {}).get("bsa_m2"):
         context["BSA"] = f"{measures['study']['bsa_m2']:.2f} m² ({measures['study']['bsa_method']})"
     overlays = []
     for index, name in ((ed, "End-diastole"), (es, "End-systole")):
