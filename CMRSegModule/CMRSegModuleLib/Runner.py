@@ -302,10 +302,10 @@ def readOutputFolder(outDir: str | Path, basalRule: str = "none") -> RunResult:
     bsaMethod = measures.get("bsa_method") or (measures.get("study") or {}).get("bsa_method") or "mosteller"
     return RunResult(labels, ed, es, measures.get("model", ""), measures.get("basal_rule", basalRule),
                      measures.get("ed_es_from", ""), measures.get("study"), measures.get("review"), curve, bsaMethod,
-                     segmentedMirrored(measures.get("qc")))
+                     qcSaysMirrored(measures.get("qc")))
 
 
-def segmentedMirrored(qc: dict | None) -> bool:
+def qcSaysMirrored(qc: dict | None) -> bool:
     """Whether a run's quality check says the network was shown the slices mirrored against the header."""
     return any(flag["code"] == "segmented_mirrored" for flag in (qc or {}).get("flags", []))
 
@@ -335,4 +335,4 @@ def runInProcess(study, settings: RunSettings, segmenter=None, progress=None) ->
     edEsFrom = "LV volume curve" if result.from_curve else "input or user"
     return RunResult(labels, ed, es, segmenter.description, settings.basalRule, edEsFrom, result.study_measures,
                      result.review, {i: m.lv_ml for i, m in result.per_frame.items()},
-                     segmentedMirrored=segmentedMirrored(result.qc))
+                     segmentedMirrored=qcSaysMirrored(result.qc))

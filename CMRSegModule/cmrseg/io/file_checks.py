@@ -185,17 +185,26 @@ def _warn_if_orientations_disagree(header: NiftiHeader, path: Path) -> None:
 SFORM_SPACING_TOLERANCE = 0.01  # relative
 
 
+def _sform_lengths(header: NiftiHeader) -> np.ndarray | None:
+    """The lengths of the sform's three axes, when it places the voxels at all: None without an sform, for a
+    degenerate one (ITK then takes the qform) and for one of unit scale (every axis 1 mm, as in ACDC's files),
+    which carries no spacing."""
+    if header.sform_code <= 0:
+        return None
+    lengths = np.linalg.norm(header.srow[:, :3], axis=0)
+    if not np.all(np.isfinite(lengths)) or np.any(lengths < 1e-6) or np.allclose(lengths, 1.0, atol=1e-3):
+        return None
+    return lengths
+
+
 def slice_plane_distance(header: NiftiHeader) -> float | None:
     """The distance between the slice planes that the sform places the slices at: its third axis's length when
     that axis is perpendicular to the slices, shorter when it leans (the slices shifted in-plane against each
     other, as a gantry tilt or a converter that steps from slice origin to slice origin writes them). None
-    without a usable sform."""
-    if header.sform_code <= 0:
+    without an sform that carries spacing."""
+    if _sform_lengths(header) is None:
         return None
     columns = header.srow[:, :3]
-    lengths = np.linalg.norm(columns, axis=0)
-    if not np.all(np.isfinite(lengths)) or np.any(lengths < 1e-6) or np.allclose(lengths, 1.0, atol=1e-3):
-        return None  # degenerate, or of unit scale (ACDC's): it carries no spacing, as _check_sform_agrees says
     distance = abs(float(np.linalg.det(columns))) / float(np.linalg.norm(np.cross(columns[:, 0], columns[:, 1])))
     return distance if distance > 1e-6 else None
 
@@ -205,11 +214,9 @@ def _check_sform_agrees(header: NiftiHeader, path: Path) -> None:
     thickness written as the voxel size, say: every volume would be off by their ratio). An sform of unit scale
     (every axis 1 mm, as in ACDC's files) carries no spacing and is not compared. A leaning third axis may be
     given as its length or as the distance between the slice planes."""
-    if header.sform_code <= 0 or len(header.pixdim) < 3:
+    placed = _sform_lengths(header)
+    if placed is None or len(header.pixdim) < 3:
         return
-    placed = np.linalg.norm(header.srow[:, :3], axis=0)
-    if not np.all(np.isfinite(placed)) or np.any(placed < 1e-6) or np.allclose(placed, 1.0, atol=1e-3):
-        return  # an sform without spacing: degenerate (ITK then takes the qform) or of unit scale
     given = np.array(header.pixdim[:3])
     distance = slice_plane_distance(header)
     if distance is not None and abs(distance - given[2]) <= SFORM_SPACING_TOLERANCE * given[2]:

@@ -181,7 +181,7 @@ def _between_slice_planes(study: Study, nifti: NiftiHeader, path: Path) -> Study
     lean = float(np.degrees(np.arccos(min(1.0, distance / step))))
     warnings.warn(f"{path}: the sform shifts the slices in-plane against each other (its slice axis leans "
                   f"{lean:.0f} degrees from the slice normal): volumes use the {distance:.4g} mm between the slice "
-                  f"planes, not the header's slice step of {study.spacing[2]:.4g} mm.", InputWarning, stacklevel=3)
+                  f"planes, not the header's slice step of {taken:.4g} mm.", InputWarning, stacklevel=3)
     study.spacing = (*study.spacing[:2], distance)
     return study
 
